@@ -1,0 +1,18 @@
+//! Link the `preload` binary (and only it) as a self-contained static-pie with our own `_start`.
+fn main() {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    for arg in [
+        "-nostartfiles",
+        "-nostdlib",
+        "-static-pie",
+        "-Wl,-z,norelro",
+        "-Wl,--no-eh-frame-hdr",
+        "-Wl,--fatal-warnings",
+        "-Wl,--build-id=none",
+        "-Wl,-e,_start",
+    ] {
+        println!("cargo:rustc-link-arg-bins={arg}");
+    }
+    println!("cargo:rustc-link-arg-bins=-Wl,-T,{manifest}/linker.ld");
+    println!("cargo:rerun-if-changed=linker.ld");
+}

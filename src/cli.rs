@@ -1,0 +1,126 @@
+//! Command-line parsing: `preload [OPTION]... [--] PROGRAM [ARG]...`.
+
+/// What the options ask for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options<'a> {
+    /// argv[0] for the program instead of PROGRAM as typed.
+    pub argv0: Option<&'a [u8]>,
+    /// Print the load plan and anything that could not be set, on stderr.
+    pub verbose: bool,
+    /// Print the plan, run nothing.
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// Run the program found at `args[program]` (an index into the preloader's argv), with
+    /// `args[program..]` as its arguments.
+    Run { options: Options<'a>, program: usize },
+    Help,
+    Version,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsageError<'a> {
+    MissingProgram,
+    UnknownOption(&'a [u8]),
+    MissingValue(&'a [u8]),
+}
+
+impl UsageError<'_> {
+    /// The reason, to be followed by the offending argument where there is one.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingProgram => "missing PROGRAM",
+            Self::UnknownOption(_) => "unknown option ",
+            Self::MissingValue(_) => "option needs a value: ",
+        }
+    }
+
+    pub fn argument(&self) -> &[u8] {
+        match self {
+            Self::MissingProgram => b"",
+            Self::UnknownOption(arg) | Self::MissingValue(arg) => arg,
+        }
+    }
+}
+
+pub const USAGE: &str = "\
+Usage: preload [OPTION]... [--] PROGRAM [ARG]...
+Run PROGRAM as if the kernel had exec'd it, loading it and its ELF interpreter by hand.
+
+  --argv0 NAME   pass NAME as argv[0] instead of PROGRAM
+  --verbose      print the load plan, and anything that could not be set, on stderr
+  --dry-run      print the load plan and exit without running anything
+  --help         print this help and exit
+  --version      print the version and exit
+
+PROGRAM without a '/' is searched for in PATH. Exit status: PROGRAM's own, or
+125 usage error or preloader failure, 126 PROGRAM cannot be executed, 127 not found.
+";
+
+/// Parse the preloader's own argv (`args[0]` is the preloader's name).
+pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<Command<'a>, UsageError<'a>> {
+    let mut options = Options::default();
+    let mut args = args.into_iter().enumerate().skip(1);
+    while let Some((index, arg)) = args.next() {
+        match arg {
+            b"--" => return args.next().map(|(program, _)| Command::Run { options, program }).ok_or(UsageError::MissingProgram),
+            b"--help" | b"-h" => return Ok(Command::Help),
+            b"--version" | b"-V" => return Ok(Command::Version),
+            b"--verbose" | b"-v" => options.verbose = true,
+            b"--dry-run" | b"-n" => options.dry_run = true,
+            b"--argv0" => options.argv0 = Some(args.next().ok_or(UsageError::MissingValue(arg))?.1),
+            _ if arg.starts_with(b"--argv0=") => options.argv0 = Some(&arg[b"--argv0=".len()..]),
+            _ if arg.len() > 1 && arg[0] == b'-' => return Err(UsageError::UnknownOption(arg)),
+            _ => return Ok(Command::Run { options, program: index }),
+        }
+    }
+    Err(UsageError::MissingProgram)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_strs<'a>(args: &[&'a str]) -> Result<Command<'a>, UsageError<'a>> {
+        parse(args.iter().map(|a| a.as_bytes()))
+    }
+
+    #[test]
+    fn program_ends_the_options() {
+        let cmd = parse_strs(&["preload", "--verbose", "ls", "--help"]).unwrap();
+        assert_eq!(cmd, Command::Run { options: Options { verbose: true, ..Options::default() }, program: 2 });
+    }
+
+    #[test]
+    fn double_dash_lets_a_program_start_with_a_dash() {
+        let cmd = parse_strs(&["preload", "--", "-weird", "x"]).unwrap();
+        assert_eq!(cmd, Command::Run { options: Options::default(), program: 2 });
+    }
+
+    #[test]
+    fn argv0_takes_a_value_in_both_spellings() {
+        let expected = Options { argv0: Some(&b"name"[..]), dry_run: true, ..Options::default() };
+        assert_eq!(parse_strs(&["p", "--argv0", "name", "-n", "prog"]).unwrap(), Command::Run { options: expected, program: 4 });
+        assert_eq!(parse_strs(&["p", "--argv0=name", "--dry-run", "prog"]).unwrap(), Command::Run { options: expected, program: 3 });
+        assert_eq!(parse_strs(&["p", "--argv0="]).unwrap_err(), UsageError::MissingProgram);
+    }
+
+    #[test]
+    fn usage_errors_name_the_argument() {
+        assert_eq!(parse_strs(&["p"]).unwrap_err(), UsageError::MissingProgram);
+        assert_eq!(parse_strs(&[]).unwrap_err(), UsageError::MissingProgram);
+        assert_eq!(parse_strs(&["p", "--"]).unwrap_err(), UsageError::MissingProgram);
+        assert_eq!(parse_strs(&["p", "--argv0"]).unwrap_err(), UsageError::MissingValue(b"--argv0"));
+        let err = parse_strs(&["p", "--bogus", "ls"]).unwrap_err();
+        assert_eq!((err.reason(), err.argument()), ("unknown option ", &b"--bogus"[..]));
+    }
+
+    #[test]
+    fn help_and_version_win_where_they_appear_before_the_program() {
+        assert_eq!(parse_strs(&["p", "-v", "--help", "ls"]).unwrap(), Command::Help);
+        assert_eq!(parse_strs(&["p", "--version"]).unwrap(), Command::Version);
+        assert_eq!(parse_strs(&["p", "-", "x"]).unwrap(), Command::Run { options: Options::default(), program: 1 });
+    }
+}

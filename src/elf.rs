@@ -1,0 +1,236 @@
+//! ELF validation: every check `fs/binfmt_elf.c` makes before the point of no return, plus the
+//! ones that would kill the process after it (a refusal with a reason is kinder than SIGSEGV).
+
+use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};
+use goblin::elf64::header::{ELFMAG, Header, SIZEOF_EHDR};
+use goblin::elf64::program_header::{PF_X, PT_GNU_STACK, PT_INTERP, PT_LOAD, ProgramHeader, SIZEOF_PHDR};
+
+use crate::{PAGE_SIZE, page_offset};
+
+/// The end of the x86_64 user address space with 4-level paging (TASK_SIZE_MAX).
+pub const TASK_SIZE: u64 = (1 << 47) - PAGE_SIZE;
+/// The kernel reads at most one page of program headers (ELF_MIN_ALIGN).
+pub const MAX_PHDR_TABLE: usize = PAGE_SIZE as usize;
+/// PATH_MAX bounds PT_INTERP.
+pub const MAX_INTERP_LEN: u64 = 4096;
+
+/// A buffer with the alignment the ELF structures need.
+#[repr(C, align(8))]
+pub struct Aligned<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> Aligned<N> {
+    pub const fn zeroed() -> Self {
+        Self([0; N])
+    }
+}
+
+/// The ELF header from the first bytes of a file.
+pub fn header(bytes: &[u8]) -> Result<Header, &'static str> {
+    if bytes.len() < SIZEOF_EHDR || &bytes[..4] != ELFMAG {
+        return Err("not an ELF file");
+    }
+    let mut header = Header::default();
+    plain::copy_from_bytes(&mut header, &bytes[..SIZEOF_EHDR]).map_err(|_| "not an ELF file")?;
+    Ok(header)
+}
+
+/// Where the program header table lies in the file: (offset, length), after the kernel's checks
+/// of the header.
+pub fn phdr_table(header: &Header) -> Result<(u64, usize), &'static str> {
+    if header.e_type != ET_EXEC && header.e_type != ET_DYN {
+        return Err("not an executable or shared object (ELF type is neither EXEC nor DYN)");
+    }
+    if header.e_machine != EM_X86_64 {
+        return Err("wrong machine: not an x86_64 program");
+    }
+    if usize::from(header.e_phentsize) != SIZEOF_PHDR {
+        return Err("bad program header entry size");
+    }
+    let len = usize::from(header.e_phnum) * SIZEOF_PHDR;
+    if len == 0 || len > MAX_PHDR_TABLE {
+        return Err("bad number of program headers");
+    }
+    Ok((header.e_phoff, len))
+}
+
+/// View a program header table read into an aligned buffer.
+pub fn program_headers<const N: usize>(table: &Aligned<N>, len: usize) -> &[ProgramHeader] {
+    let bytes = &table.0[..len.min(N) / SIZEOF_PHDR * SIZEOF_PHDR];
+    // An 8-aligned buffer of whole entries always converts.
+    plain::slice_from_bytes(bytes).unwrap_or(&[])
+}
+
+/// An executable that passed validation.
+#[derive(Clone, Copy, Debug)]
+pub struct Image<'a> {
+    /// ET_DYN: position-independent, placed by the loader.
+    pub relocatable: bool,
+    pub entry: u64,
+    pub phoff: u64,
+    pub phdrs: &'a [ProgramHeader],
+}
+
+impl<'a> Image<'a> {
+    pub fn loads(&self) -> impl Iterator<Item = &'a ProgramHeader> + Clone + 'a {
+        self.phdrs.iter().filter(|ph| ph.p_type == PT_LOAD)
+    }
+
+    /// The first PT_INTERP, the only one the kernel reads.
+    pub fn interp(&self) -> Option<&'a ProgramHeader> {
+        self.phdrs.iter().find(|ph| ph.p_type == PT_INTERP)
+    }
+
+    /// The last PT_GNU_STACK decides; without one the x86_64 stack is not executable.
+    pub fn executable_stack(&self) -> bool {
+        self.phdrs.iter().rev().find(|ph| ph.p_type == PT_GNU_STACK).is_some_and(|ph| ph.p_flags & PF_X != 0)
+    }
+}
+
+/// Check the program headers of a file of `file_size` bytes.
+pub fn validate<'a>(header: &Header, phdrs: &'a [ProgramHeader], file_size: u64) -> Result<Image<'a>, &'static str> {
+    let image = Image { relocatable: header.e_type == ET_DYN, entry: header.e_entry, phoff: header.e_phoff, phdrs };
+    if let Some(interp) = image.interp() {
+        if interp.p_filesz < 2 || interp.p_filesz > MAX_INTERP_LEN {
+            return Err("bad PT_INTERP size");
+        }
+        if interp.p_offset.checked_add(interp.p_filesz).is_none_or(|end| end > file_size) {
+            return Err("PT_INTERP beyond end of file");
+        }
+    }
+    let mut any_load = false;
+    for ph in image.loads() {
+        any_load = true;
+        check_load(ph, file_size)?;
+    }
+    if !any_load {
+        return Err("no loadable segment");
+    }
+    Ok(image)
+}
+
+fn check_load(ph: &ProgramHeader, file_size: u64) -> Result<(), &'static str> {
+    if ph.p_vaddr >= TASK_SIZE || ph.p_memsz > TASK_SIZE - ph.p_vaddr {
+        return Err("segment outside the user address space");
+    }
+    if ph.p_filesz > ph.p_memsz {
+        return Err("segment file size exceeds its memory size");
+    }
+    if ph.p_filesz > 0 {
+        if page_offset(ph.p_offset) != page_offset(ph.p_vaddr) {
+            return Err("segment offset and address differ modulo the page size");
+        }
+        if ph.p_offset.checked_add(ph.p_filesz).is_none_or(|end| end > file_size) {
+            return Err("segment beyond end of file");
+        }
+    }
+    Ok(())
+}
+
+/// The interpreter path from the PT_INTERP bytes, which must end with a NUL; like the kernel,
+/// the path stops at the first NUL.
+pub fn interp_path(bytes: &[u8]) -> Result<&[u8], &'static str> {
+    match bytes.split_last() {
+        Some((0, path)) => Ok(path.split(|&b| b == 0).next().unwrap_or(path)),
+        _ => Err("PT_INTERP not NUL-terminated"),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use goblin::elf64::program_header::{PF_R, PF_W};
+
+    pub fn load(vaddr: u64, offset: u64, filesz: u64, memsz: u64, flags: u32) -> ProgramHeader {
+        ProgramHeader { p_type: PT_LOAD, p_flags: flags, p_offset: offset, p_vaddr: vaddr, p_paddr: vaddr, p_filesz: filesz, p_memsz: memsz, p_align: PAGE_SIZE }
+    }
+
+    pub fn header_bytes(e_type: u16, machine: u16, phnum: u16) -> [u8; 64] {
+        let mut h = [0u8; 64];
+        h[..4].copy_from_slice(ELFMAG);
+        h[4] = 2;
+        h[5] = 1;
+        h[16..18].copy_from_slice(&e_type.to_le_bytes());
+        h[18..20].copy_from_slice(&machine.to_le_bytes());
+        h[32..40].copy_from_slice(&64u64.to_le_bytes());
+        h[54..56].copy_from_slice(&56u16.to_le_bytes());
+        h[56..58].copy_from_slice(&phnum.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn accepts_a_plain_header_and_locates_the_table() {
+        let h = header(&header_bytes(ET_DYN, EM_X86_64, 3)).unwrap();
+        assert_eq!(phdr_table(&h), Ok((64, 168)));
+    }
+
+    #[test]
+    fn refuses_what_the_kernel_refuses_in_the_header() {
+        assert_eq!(header(b"#!/bin/sh\n").unwrap_err(), "not an ELF file");
+        assert_eq!(header(&header_bytes(ET_DYN, EM_X86_64, 1)[..63]).unwrap_err(), "not an ELF file");
+        let rel = header(&header_bytes(1, EM_X86_64, 1)).unwrap();
+        assert!(phdr_table(&rel).unwrap_err().contains("neither EXEC nor DYN"));
+        let arm = header(&header_bytes(ET_EXEC, 40, 1)).unwrap();
+        assert!(phdr_table(&arm).unwrap_err().contains("wrong machine"));
+        let none = header(&header_bytes(ET_EXEC, EM_X86_64, 0)).unwrap();
+        assert_eq!(phdr_table(&none).unwrap_err(), "bad number of program headers");
+        let too_many = header(&header_bytes(ET_EXEC, EM_X86_64, 74)).unwrap();
+        assert_eq!(phdr_table(&too_many).unwrap_err(), "bad number of program headers");
+        let max = header(&header_bytes(ET_EXEC, EM_X86_64, 73)).unwrap();
+        assert!(phdr_table(&max).is_ok());
+        let mut bytes = header_bytes(ET_EXEC, EM_X86_64, 1);
+        bytes[54] = 32;
+        assert_eq!(phdr_table(&header(&bytes).unwrap()).unwrap_err(), "bad program header entry size");
+    }
+
+    #[test]
+    fn checks_segments_like_elf_load() {
+        let h = header(&header_bytes(ET_DYN, EM_X86_64, 1)).unwrap();
+        let ok = [load(0x1000, 0x1000, 0x100, 0x2000, PF_R | PF_W)];
+        assert!(validate(&h, &ok, 0x2000).is_ok());
+        let cases: [(ProgramHeader, &str); 5] = [
+            (load(TASK_SIZE, 0, 0, 0x10, PF_R), "segment outside the user address space"),
+            (load(TASK_SIZE - 0x1000, 0, 0, 0x2000, PF_R), "segment outside the user address space"),
+            (load(0x1000, 0x1000, 0x200, 0x100, PF_R), "segment file size exceeds its memory size"),
+            (load(0x1010, 0x1000, 0x10, 0x10, PF_R), "segment offset and address differ modulo the page size"),
+            (load(0x1000, 0x1000, 0x1001, 0x1001, PF_R), "segment beyond end of file"),
+        ];
+        for (ph, reason) in cases {
+            assert_eq!(validate(&h, &[ph], 0x2000).unwrap_err(), reason, "{ph:?}");
+        }
+        assert_eq!(validate(&h, &[], 0x2000).unwrap_err(), "no loadable segment");
+    }
+
+    #[test]
+    fn checks_pt_interp_bounds_and_nul() {
+        let h = header(&header_bytes(ET_DYN, EM_X86_64, 2)).unwrap();
+        let interp = |size| ProgramHeader { p_type: PT_INTERP, p_offset: 0x100, p_filesz: size, ..Default::default() };
+        let seg = load(0, 0, 0x200, 0x200, PF_R);
+        assert_eq!(validate(&h, &[interp(1), seg], 0x2000).unwrap_err(), "bad PT_INTERP size");
+        assert_eq!(validate(&h, &[interp(4097), seg], 0x2000).unwrap_err(), "bad PT_INTERP size");
+        assert_eq!(validate(&h, &[interp(0x101), seg], 0x200).unwrap_err(), "PT_INTERP beyond end of file");
+        assert_eq!(validate(&h, &[interp(0x100), seg], 0x200).unwrap().interp().unwrap().p_filesz, 0x100);
+        assert_eq!(interp_path(b"/lib/ld.so\0"), Ok(&b"/lib/ld.so"[..]));
+        assert_eq!(interp_path(b"/a\0junk\0"), Ok(&b"/a"[..]));
+        assert_eq!(interp_path(b"/lib/ld.so"), Err("PT_INTERP not NUL-terminated"));
+    }
+
+    #[test]
+    fn last_gnu_stack_decides_executability() {
+        let stack = |flags| ProgramHeader { p_type: PT_GNU_STACK, p_flags: flags, ..Default::default() };
+        let img = |phdrs: &'static [ProgramHeader]| Image { relocatable: true, entry: 0, phoff: 64, phdrs };
+        assert!(!img(&[]).executable_stack());
+        let rwx: &'static [ProgramHeader] = Box::leak(Box::new([stack(PF_R | PF_W), stack(PF_R | PF_W | PF_X)]));
+        assert!(img(rwx).executable_stack());
+        let rw: &'static [ProgramHeader] = Box::leak(Box::new([stack(PF_R | PF_W | PF_X), stack(PF_R | PF_W)]));
+        assert!(!img(rw).executable_stack());
+    }
+
+    #[test]
+    fn program_headers_view_whole_entries_only() {
+        let mut table = Aligned::<4096>::zeroed();
+        table.0[0] = PT_LOAD as u8;
+        assert_eq!(program_headers(&table, 56 * 2 + 5).len(), 2);
+        assert_eq!(program_headers(&table, 56)[0].p_type, PT_LOAD);
+        assert_eq!(program_headers(&table, 10_000).len(), 73);
+    }
+}

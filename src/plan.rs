@@ -1,0 +1,236 @@
+//! The load plan: where each segment of a validated image goes, and the mm fields the kernel
+//! derives from it (`load_elf_binary` and `elf_load` in fs/binfmt_elf.c).
+
+use goblin::elf64::program_header::{PF_W, PF_X, ProgramHeader};
+
+use crate::elf::Image;
+use crate::{PAGE_SIZE, page_align, page_offset, page_start};
+
+/// x86_64 ELF_ET_DYN_BASE: where a PIE with an interpreter is placed, before randomisation.
+pub const ELF_ET_DYN_BASE: u64 = 0x5555_5555_4aaa;
+/// CONFIG_ARCH_MMAP_RND_BITS default; /proc/sys/vm/mmap_rnd_bits is root-only, so it is assumed.
+pub const MMAP_RND_BITS: u32 = 28;
+/// arch_randomize_brk spreads the heap start over 1 GiB.
+pub const BRK_RND_RANGE: u64 = 1 << 30;
+
+/// How one PT_LOAD is mapped; addresses are unbiased.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Page-aligned start of the mapping.
+    pub start: u64,
+    /// Length of the file-backed part (whole pages; 0 when the segment has no file bytes).
+    pub file_len: u64,
+    /// Page-aligned file offset of `start`.
+    pub offset: u64,
+    /// PF_R/PF_W/PF_X of the segment.
+    pub flags: u32,
+    /// The rest of the last file page after the file data, to be zeroed (writable segments only:
+    /// the kernel ignores the failure on read-only ones, so they keep the file's bytes).
+    pub zero: Option<(u64, u64)>,
+    /// Anonymous pages for the rest of the bss, always read-write (plus exec for PF_X).
+    pub anon: Option<(u64, u64)>,
+}
+
+impl Segment {
+    pub fn of(ph: &ProgramHeader) -> Self {
+        let start = page_start(ph.p_vaddr);
+        let file_end = ph.p_vaddr + ph.p_filesz;
+        let mem_end = ph.p_vaddr + ph.p_memsz;
+        let (file_len, anon_start) = if ph.p_filesz > 0 {
+            (page_align(file_end) - start, page_align(file_end))
+        } else {
+            (0, start)
+        };
+        let writable = ph.p_flags & PF_W != 0;
+        Self {
+            start,
+            file_len,
+            offset: ph.p_offset.wrapping_sub(page_offset(ph.p_vaddr)),
+            flags: ph.p_flags,
+            // padzero clears to the end of the page, even past memsz.
+            zero: (ph.p_filesz > 0 && ph.p_memsz > ph.p_filesz && writable && page_offset(file_end) != 0)
+                .then_some((file_end, page_align(file_end))),
+            anon: (page_align(mem_end) > anon_start && ph.p_memsz > ph.p_filesz).then_some((anon_start, page_align(mem_end))),
+        }
+    }
+}
+
+/// What the kernel derives from the PT_LOADs of an image, unbiased.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    /// Page start of the first PT_LOAD's vaddr: the mapping that reserves the whole span.
+    pub first_start: u64,
+    /// `total_mapping_size`: from the lowest page to the highest byte of any PT_LOAD.
+    pub total_size: u64,
+    /// Largest power-of-two p_align, at least a page.
+    pub align: u64,
+    /// AT_PHDR: the address of e_phoff in the PT_LOAD whose file range holds it (0 if none).
+    pub phdr: u64,
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    /// The end of the highest PT_LOAD in memory, where the heap starts.
+    pub end_bss: u64,
+}
+
+impl Extent {
+    pub fn of(image: &Image) -> Self {
+        let first = image.loads().next().map_or(0, |ph| page_start(ph.p_vaddr));
+        let mut extent = Self { first_start: first, total_size: 0, align: PAGE_SIZE, phdr: 0, start_code: u64::MAX, end_code: 0, start_data: 0, end_data: 0, end_bss: 0 };
+        let mut lowest = u64::MAX;
+        for ph in image.loads() {
+            lowest = lowest.min(page_start(ph.p_vaddr));
+            let file_end = ph.p_vaddr + ph.p_filesz;
+            if ph.p_flags & PF_X != 0 {
+                extent.start_code = extent.start_code.min(ph.p_vaddr);
+                extent.end_code = extent.end_code.max(file_end);
+            }
+            extent.start_data = extent.start_data.max(ph.p_vaddr);
+            extent.end_data = extent.end_data.max(file_end);
+            extent.end_bss = extent.end_bss.max(ph.p_vaddr + ph.p_memsz);
+            if ph.p_align.is_power_of_two() {
+                extent.align = extent.align.max(ph.p_align);
+            }
+            if ph.p_offset <= image.phoff && image.phoff - ph.p_offset < ph.p_filesz {
+                extent.phdr = image.phoff - ph.p_offset + ph.p_vaddr;
+            }
+        }
+        extent.total_size = extent.end_bss.saturating_sub(lowest);
+        extent.align = page_align(extent.align);
+        if extent.start_code >= extent.end_code {
+            // No executable segment: the kernel would publish start_code > end_code, which
+            // PR_SET_MM_MAP refuses. Use an empty-but-valid range at the first segment.
+            extent.start_code = first;
+            extent.end_code = first + 1;
+        }
+        extent
+    }
+}
+
+/// `arch_mmap_rnd`: the random page offset added to ELF_ET_DYN_BASE.
+pub fn mmap_rnd(random: u64) -> u64 {
+    (random & ((1 << MMAP_RND_BITS) - 1)) * PAGE_SIZE
+}
+
+/// The load bias of a PIE with an interpreter: ELF_ET_DYN_BASE plus randomisation, aligned to
+/// the largest p_align, then moved so that the first segment lands there.
+pub fn pie_bias(extent: &Extent, rnd: u64) -> u64 {
+    let base = (ELF_ET_DYN_BASE + rnd) & !(extent.align - 1);
+    page_start(base.wrapping_sub(extent.first_start))
+}
+
+/// start_brk for the program, after `elf_brk` (the biased end of its bss): a static-pie gets its
+/// heap at ELF_ET_DYN_BASE; with randomisation a one-page gap (not for static-pie) and up to
+/// 1 GiB of random pages follow, as `arch_randomize_brk` does.
+pub fn start_brk(elf_brk: u64, static_pie: bool, randomize: bool, random: u64) -> u64 {
+    let mut brk = page_align(if static_pie { ELF_ET_DYN_BASE } else { elf_brk });
+    if randomize {
+        if !static_pie {
+            brk += PAGE_SIZE;
+        }
+        brk += (random % (BRK_RND_RANGE / PAGE_SIZE)) * PAGE_SIZE;
+    }
+    brk
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::tests::load;
+    use goblin::elf64::program_header::PF_R;
+
+    fn image(phdrs: &[ProgramHeader]) -> Image<'_> {
+        Image { relocatable: true, entry: 0x1040, phoff: 64, phdrs }
+    }
+
+    /// The layout of a typical gcc PIE: R, RX, R, RW with bss.
+    fn pie() -> [ProgramHeader; 4] {
+        [
+            load(0, 0, 0x628, 0x628, PF_R),
+            load(0x1000, 0x1000, 0x1c5, 0x1c5, PF_R | PF_X),
+            load(0x2000, 0x2000, 0x104, 0x104, PF_R),
+            load(0x3de8, 0x2de8, 0x248, 0x258, PF_R | PF_W),
+        ]
+    }
+
+    #[test]
+    fn extent_follows_the_kernel_rules() {
+        let phdrs = pie();
+        let extent = Extent::of(&image(&phdrs));
+        assert_eq!(extent.first_start, 0);
+        assert_eq!(extent.total_size, 0x4040);
+        assert_eq!(extent.phdr, 64);
+        assert_eq!((extent.start_code, extent.end_code), (0x1000, 0x11c5));
+        assert_eq!((extent.start_data, extent.end_data), (0x3de8, 0x4030));
+        assert_eq!(extent.end_bss, 0x4040);
+        assert_eq!(extent.align, PAGE_SIZE);
+    }
+
+    #[test]
+    fn phdr_comes_from_the_segment_whose_file_range_holds_it() {
+        let phdrs = [load(0x400000, 0, 0x1000, 0x1000, PF_R | PF_X)];
+        let mut img = image(&phdrs);
+        img.phoff = 0x40;
+        assert_eq!(Extent::of(&img).phdr, 0x400040);
+        img.phoff = 0x1000;
+        assert_eq!(Extent::of(&img).phdr, 0, "e_phoff outside every file range");
+    }
+
+    #[test]
+    fn only_power_of_two_alignments_count() {
+        let mut phdrs = pie();
+        phdrs[0].p_align = 0x200000;
+        phdrs[1].p_align = 0x300000;
+        assert_eq!(Extent::of(&image(&phdrs)).align, 0x200000);
+    }
+
+    #[test]
+    fn segments_split_into_file_zero_and_anonymous_parts() {
+        let rw = Segment::of(&load(0x3de8, 0x2de8, 0x248, 0x2258, PF_R | PF_W));
+        assert_eq!((rw.start, rw.file_len, rw.offset), (0x3000, 0x2000, 0x2000));
+        assert_eq!(rw.zero, Some((0x4030, 0x5000)));
+        assert_eq!(rw.anon, Some((0x5000, 0x7000)));
+
+        let small_bss = Segment::of(&load(0x3de8, 0x2de8, 0x248, 0x258, PF_R | PF_W));
+        assert_eq!(small_bss.zero, Some((0x4030, 0x5000)), "padzero clears the whole rest of the page");
+        assert_eq!(small_bss.anon, None);
+
+        let read_only_bss = Segment::of(&load(0x1000, 0x1000, 0x10, 0x3000, PF_R));
+        assert_eq!(read_only_bss.zero, None, "the kernel leaves file bytes in read-only segments");
+        assert_eq!(read_only_bss.anon, Some((0x2000, 0x4000)));
+
+        let no_bss = Segment::of(&load(0x1000, 0x1000, 0x10, 0x10, PF_R | PF_W));
+        assert_eq!((no_bss.zero, no_bss.anon), (None, None), "memsz == filesz zeroes nothing");
+
+        let only_bss = Segment::of(&load(0x5010, 0, 0, 0x100, PF_R | PF_W));
+        assert_eq!((only_bss.file_len, only_bss.zero, only_bss.anon), (0, None, Some((0x5000, 0x6000))));
+    }
+
+    #[test]
+    fn pie_bias_matches_the_kernel_without_randomisation() {
+        let phdrs = pie();
+        let extent = Extent::of(&image(&phdrs));
+        assert_eq!(pie_bias(&extent, 0), 0x5555_5555_4000);
+        let mut big = phdrs;
+        big[0].p_align = 0x200000;
+        assert_eq!(pie_bias(&Extent::of(&image(&big)), 0), 0x5555_5540_0000);
+        assert_eq!(pie_bias(&extent, mmap_rnd(u64::MAX)), 0x5555_5555_4000 + ((1 << 28) - 1) * 4096);
+    }
+
+    #[test]
+    fn mm_fields_stay_valid_without_an_executable_segment() {
+        let phdrs = [load(0x1000, 0x1000, 0x10, 0x10, PF_R)];
+        let extent = Extent::of(&image(&phdrs));
+        assert!(extent.start_code < extent.end_code);
+    }
+
+    #[test]
+    fn brk_follows_bss_or_moves_to_the_dyn_base() {
+        assert_eq!(start_brk(0x5555_5555_8040, false, false, 7), 0x5555_5555_9000);
+        assert_eq!(start_brk(0x5555_5555_8040, false, true, 0), 0x5555_5555_a000);
+        assert_eq!(start_brk(0x5555_5555_8040, false, true, (1 << 18) + 3), 0x5555_5555_a000 + 3 * 4096);
+        assert_eq!(start_brk(0x7f00_0000_0000, true, false, 0), 0x5555_5555_5000);
+        assert_eq!(start_brk(0x7f00_0000_0000, true, true, 1), 0x5555_5555_6000);
+    }
+}

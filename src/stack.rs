@@ -1,0 +1,354 @@
+//! The initial stack image, laid out as `create_elf_tables` and `copy_strings` do, and the
+//! auxiliary vector the program gets.
+//!
+//! From the top of the stack down: 8 zero bytes, the execfn string (AT_EXECFN, env_end), the
+//! environment strings (env_start), the argument strings (arg_start), a random 0-8191 byte gap
+//! and 16-byte alignment, the platform string, the 16 AT_RANDOM bytes, padding, and at the
+//! 16-aligned stack pointer: argc, argv[], NULL, envp[], NULL, auxv pairs, AT_NULL.
+
+use core::mem::size_of;
+
+pub const AT_NULL: u64 = 0;
+pub const AT_EXECFD: u64 = 2;
+pub const AT_PHDR: u64 = 3;
+pub const AT_PHENT: u64 = 4;
+pub const AT_PHNUM: u64 = 5;
+pub const AT_PAGESZ: u64 = 6;
+pub const AT_BASE: u64 = 7;
+pub const AT_ENTRY: u64 = 9;
+pub const AT_SECURE: u64 = 23;
+pub const AT_PLATFORM: u64 = 15;
+pub const AT_RANDOM: u64 = 25;
+pub const AT_EXECFN: u64 = 31;
+pub const AT_SYSINFO_EHDR: u64 = 33;
+
+/// MAX_ARG_STRLEN: one string, NUL included, may not exceed 32 pages.
+pub const MAX_ARG_STRLEN: usize = 32 * 4096;
+/// The kernel's argument space: a quarter of RLIMIT_STACK, at most 6 MiB, at least 128 KiB.
+pub fn argument_space(stack_limit: u64) -> u64 {
+    (stack_limit / 4).min(6 << 20).max(128 << 10)
+}
+
+/// The values the program's auxv describes instead of the preloader's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProgramAux {
+    pub phdr: u64,
+    pub phnum: u64,
+    /// The interpreter's load address, or 0.
+    pub base: u64,
+    /// The program's entry, never the interpreter's.
+    pub entry: u64,
+}
+
+/// The program's auxv from the one the kernel gave the preloader: same entries in the same order
+/// (so it follows whatever this kernel emits), the program's values substituted, AT_EXECFD
+/// dropped, stopping before AT_NULL. AT_RANDOM, AT_EXECFN and AT_PLATFORM are pointers that
+/// [`StackImage::write`] fills in.
+pub fn program_auxv(kernel: impl Iterator<Item = (u64, u64)> + Clone, aux: ProgramAux) -> impl Iterator<Item = (u64, u64)> + Clone {
+    kernel.take_while(|&(key, _)| key != AT_NULL).filter(|&(key, _)| key != AT_EXECFD).map(move |(key, value)| {
+        let value = match key {
+            AT_PHDR => aux.phdr,
+            AT_PHENT => 56,
+            AT_PHNUM => aux.phnum,
+            AT_BASE => aux.base,
+            AT_ENTRY => aux.entry,
+            _ => value,
+        };
+        (key, value)
+    })
+}
+
+/// Everything that goes on the stack; the strings come without their NUL terminators.
+#[derive(Clone)]
+pub struct StackImage<'a, A, E, X> {
+    /// The end of the [stack] mapping.
+    pub top: u64,
+    pub argv: A,
+    pub envp: E,
+    pub execfn: &'a [u8],
+    pub platform: Option<&'a [u8]>,
+    pub random: [u8; 16],
+    /// Bytes subtracted before aligning (arch_align_stack: random below 8192 with ASLR, else 0).
+    pub gap: u64,
+    pub auxv: X,
+}
+
+/// Where everything landed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackLayout {
+    /// The initial stack pointer: the address of argc.
+    pub sp: u64,
+    pub argc: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+    pub execfn: u64,
+    pub platform: u64,
+    pub random: u64,
+    pub auxv: u64,
+    /// Bytes of the auxv including the AT_NULL pair.
+    pub auxv_len: u64,
+}
+
+impl StackLayout {
+    /// Bytes from the stack pointer to the top.
+    pub fn size(&self, top: u64) -> usize {
+        (top - self.sp) as usize
+    }
+}
+
+/// Why the arguments do not fit, as execve reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooBig;
+
+const WORD: u64 = size_of::<u64>() as u64;
+
+fn string_bytes<'s>(strings: impl Iterator<Item = &'s [u8]>) -> (u64, u64) {
+    strings.fold((0, 0), |(count, bytes), s| (count + 1, bytes + s.len() as u64 + 1))
+}
+
+impl<'a, A, E, X> StackImage<'a, A, E, X>
+where
+    A: Iterator<Item = &'a [u8]> + Clone,
+    E: Iterator<Item = &'a [u8]> + Clone,
+    X: Iterator<Item = (u64, u64)> + Clone,
+{
+    /// The kernel's E2BIG rules for this argv and environment, given RLIMIT_STACK.
+    pub fn check_size(&self, stack_limit: u64) -> Result<(), TooBig> {
+        let all = self.argv.clone().chain(self.envp.clone()).chain(core::iter::once(self.execfn));
+        if all.clone().any(|s| s.len() >= MAX_ARG_STRLEN) {
+            return Err(TooBig);
+        }
+        let (count, bytes) = string_bytes(all);
+        let pointers = count * WORD;
+        if bytes + pointers > argument_space(stack_limit) {
+            return Err(TooBig);
+        }
+        Ok(())
+    }
+
+    fn argc_and_arg_bytes(&self) -> (u64, u64) {
+        match string_bytes(self.argv.clone()) {
+            // An empty argv gets "" as argv[0].
+            (0, _) => (1, 1),
+            counted => counted,
+        }
+    }
+
+    pub fn layout(&self) -> StackLayout {
+        let execfn = self.top - WORD - (self.execfn.len() as u64 + 1);
+        let (envc, env_bytes) = string_bytes(self.envp.clone());
+        let (argc, arg_bytes) = self.argc_and_arg_bytes();
+        let env_start = execfn - env_bytes;
+        let arg_start = env_start - arg_bytes;
+        let mut p = (arg_start - self.gap) & !15;
+        let platform = match self.platform {
+            Some(name) => {
+                p -= name.len() as u64 + 1;
+                p
+            }
+            None => 0,
+        };
+        p -= 16;
+        let random = p;
+        let auxv_len = (self.auxv.clone().count() as u64 + 1) * 2 * WORD;
+        let sp = (p - auxv_len - (argc + 1 + envc + 1 + 1) * WORD) & !15;
+        StackLayout {
+            sp,
+            argc,
+            arg_start,
+            arg_end: env_start,
+            env_start,
+            env_end: execfn,
+            execfn,
+            platform,
+            random,
+            auxv: sp + (1 + argc + 1 + envc + 1) * WORD,
+            auxv_len,
+        }
+    }
+
+    /// Write the image for `layout` into `image`, which stands for the memory [sp, top) and
+    /// must be zeroed and exactly that long.
+    pub fn write(&self, layout: &StackLayout, image: &mut [u8]) {
+        assert_eq!(image.len(), layout.size(self.top), "image buffer must span [sp, top)");
+        let mut out = Writer { image, base: layout.sp };
+        out.put_bytes(layout.execfn, self.execfn);
+        if let Some(name) = self.platform {
+            out.put_bytes(layout.platform, name);
+        }
+        out.put_raw(layout.random, &self.random);
+
+        let mut word = layout.sp;
+        out.put_word(&mut word, layout.argc);
+        let mut string = layout.arg_start;
+        if self.argv.clone().next().is_none() {
+            out.put_word(&mut word, string);
+            string += 1;
+        }
+        for s in self.argv.clone().chain(self.envp.clone()) {
+            if string == layout.env_start {
+                out.put_word(&mut word, 0);
+            }
+            out.put_word(&mut word, string);
+            string = out.put_bytes(string, s);
+        }
+        if string == layout.env_start {
+            out.put_word(&mut word, 0);
+        }
+        out.put_word(&mut word, 0);
+
+        for (key, value) in self.auxv.clone() {
+            let value = match key {
+                AT_RANDOM => layout.random,
+                AT_EXECFN => layout.execfn,
+                AT_PLATFORM if self.platform.is_some() => layout.platform,
+                _ => value,
+            };
+            out.put_word(&mut word, key);
+            out.put_word(&mut word, value);
+        }
+        out.put_word(&mut word, AT_NULL);
+        out.put_word(&mut word, 0);
+    }
+}
+
+struct Writer<'i> {
+    image: &'i mut [u8],
+    base: u64,
+}
+
+impl Writer<'_> {
+    fn put_raw(&mut self, addr: u64, bytes: &[u8]) {
+        let at = (addr - self.base) as usize;
+        self.image[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// Store the C string `bytes` at `addr`; returns the address after its NUL.
+    fn put_bytes(&mut self, addr: u64, bytes: &[u8]) -> u64 {
+        self.put_raw(addr, bytes);
+        let end = addr + bytes.len() as u64;
+        self.put_raw(end, &[0]);
+        end + 1
+    }
+
+    fn put_word(&mut self, addr: &mut u64, value: u64) {
+        let at = (*addr - self.base) as usize;
+        self.image[at..at + 8].copy_from_slice(&value.to_ne_bytes());
+        *addr += WORD;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOP: u64 = 0x7fff_f000_0000;
+
+    fn strs<'a>(list: &'a [&'a str]) -> impl Iterator<Item = &'a [u8]> + Clone {
+        list.iter().map(|s| s.as_bytes())
+    }
+
+    fn kernel_auxv() -> Vec<(u64, u64)> {
+        vec![(AT_SYSINFO_EHDR, 0x7fff_1000), (AT_PAGESZ, 4096), (AT_PHDR, 0x7f00_0040), (AT_PHENT, 56), (AT_PHNUM, 4), (AT_BASE, 0), (AT_EXECFD, 3), (AT_ENTRY, 0x7f00_1000), (AT_SECURE, 0), (AT_RANDOM, 0xdead), (AT_EXECFN, 0xbeef), (AT_PLATFORM, 0xf00d), (AT_NULL, 0), (99, 99)]
+    }
+
+    fn read_word(image: &[u8], layout: &StackLayout, addr: u64) -> u64 {
+        let at = (addr - layout.sp) as usize;
+        u64::from_ne_bytes(image[at..at + 8].try_into().unwrap())
+    }
+
+    fn read_str<'i>(image: &'i [u8], layout: &StackLayout, addr: u64) -> &'i [u8] {
+        let at = (addr - layout.sp) as usize;
+        let len = image[at..].iter().position(|&b| b == 0).unwrap();
+        &image[at..at + len]
+    }
+
+    fn build<'a>(argv: &'a [&'a str], envp: &'a [&'a str], gap: u64) -> (StackLayout, Vec<u8>, Vec<(u64, u64)>) {
+        let aux = ProgramAux { phdr: 0x5555_0040, phnum: 13, base: 0x7f77_0000, entry: 0x5555_1040 };
+        let kernel = kernel_auxv();
+        let auxv: Vec<_> = program_auxv(kernel.iter().copied(), aux).collect();
+        let spec = StackImage { top: TOP, argv: strs(argv), envp: strs(envp), execfn: b"/bin/prog", platform: Some(b"x86_64"), random: [7; 16], gap, auxv: auxv.iter().copied() };
+        let layout = spec.layout();
+        let mut image = vec![0u8; layout.size(TOP)];
+        spec.write(&layout, &mut image);
+        (layout, image, auxv)
+    }
+
+    #[test]
+    fn auxv_keeps_the_kernel_order_with_program_values() {
+        let (_, _, auxv) = build(&["a"], &[], 0);
+        let keys: Vec<u64> = auxv.iter().map(|p| p.0).collect();
+        assert_eq!(keys, [AT_SYSINFO_EHDR, AT_PAGESZ, AT_PHDR, AT_PHENT, AT_PHNUM, AT_BASE, AT_ENTRY, AT_SECURE, AT_RANDOM, AT_EXECFN, AT_PLATFORM]);
+        assert_eq!(auxv[2..7], [(AT_PHDR, 0x5555_0040), (AT_PHENT, 56), (AT_PHNUM, 13), (AT_BASE, 0x7f77_0000), (AT_ENTRY, 0x5555_1040)]);
+    }
+
+    #[test]
+    fn image_matches_create_elf_tables() {
+        let (l, image, _) = build(&["prog", "", "two words"], &["A=1", "B=2"], 0);
+        assert_eq!(l.sp % 16, 0);
+        assert_eq!(l.random % 16, 9, "AT_RANDOM sits 7+16 bytes below a 16-aligned point, as measured");
+        assert_eq!(l.execfn, TOP - 8 - 10);
+        assert_eq!(read_str(&image, &l, l.execfn), b"/bin/prog");
+        assert_eq!(l.env_end, l.execfn);
+        assert_eq!(l.arg_end, l.env_start);
+        assert_eq!(l.env_start, l.execfn - 8);
+        assert_eq!(l.arg_start, l.env_start - 5 - 1 - 10);
+        assert_eq!(read_word(&image, &l, l.sp), 3);
+        let argv: Vec<&[u8]> = (0..3).map(|i| read_str(&image, &l, read_word(&image, &l, l.sp + 8 + 8 * i))).collect();
+        assert_eq!(argv, [&b"prog"[..], b"", b"two words"]);
+        assert_eq!(read_word(&image, &l, l.sp + 8 + 8 * 0), l.arg_start);
+        assert_eq!(read_word(&image, &l, l.sp + 32), 0);
+        assert_eq!(read_str(&image, &l, read_word(&image, &l, l.sp + 40)), b"A=1");
+        assert_eq!(read_word(&image, &l, l.sp + 40), l.env_start);
+        assert_eq!(read_word(&image, &l, l.sp + 56), 0);
+        assert_eq!(l.auxv, l.sp + 64);
+        assert_eq!(l.auxv_len, 12 * 16);
+        let aux_value = |key| (0..12).map(|i| l.auxv + 16 * i).find(|&a| read_word(&image, &l, a) == key).map(|a| read_word(&image, &l, a + 8));
+        assert_eq!(aux_value(AT_RANDOM), Some(l.random));
+        assert_eq!(aux_value(AT_EXECFN), Some(l.execfn));
+        assert_eq!(aux_value(AT_PLATFORM), Some(l.platform));
+        assert_eq!(read_str(&image, &l, l.platform), b"x86_64");
+        assert_eq!(&image[(l.random - l.sp) as usize..][..16], &[7; 16]);
+        assert_eq!(read_word(&image, &l, l.auxv + l.auxv_len - 16), AT_NULL);
+        assert_eq!(&image[image.len() - 8..], &[0; 8]);
+    }
+
+    #[test]
+    fn gap_moves_only_what_lies_below_the_strings() {
+        let (plain, _, _) = build(&["p"], &["E=1"], 0);
+        let (gapped, _, _) = build(&["p"], &["E=1"], 8191);
+        assert_eq!(plain.arg_start, gapped.arg_start);
+        assert!(plain.random - gapped.random >= 8176 && plain.random - gapped.random <= 8191 + 15);
+        assert_eq!(gapped.sp % 16, 0);
+    }
+
+    #[test]
+    fn empty_argv_gets_an_empty_argv0() {
+        let (l, image, _) = build(&[], &["E=1"], 0);
+        assert_eq!(l.argc, 1);
+        assert_eq!(l.arg_start, l.env_start - 1);
+        assert_eq!(read_word(&image, &l, l.sp + 8), l.arg_start);
+        assert_eq!(read_str(&image, &l, l.arg_start), b"");
+        assert_eq!(read_word(&image, &l, l.sp + 16), 0);
+        assert_eq!(read_word(&image, &l, l.sp + 24), l.env_start);
+    }
+
+    #[test]
+    fn e2big_follows_the_kernel_limits() {
+        let long = "x".repeat(MAX_ARG_STRLEN - 1);
+        let longer = "x".repeat(MAX_ARG_STRLEN);
+        let argv_ok = [long.as_str()];
+        let argv_big = [longer.as_str()];
+        let spec = |argv: &'static [&'static str]| StackImage { top: TOP, argv: strs(argv), envp: strs(&[]), execfn: b"/p", platform: None, random: [0; 16], gap: 0, auxv: core::iter::empty() };
+        let argv_ok: &'static [&'static str] = Box::leak(Box::new(argv_ok.map(|s| &*Box::leak(s.to_string().into_boxed_str()))));
+        let argv_big: &'static [&'static str] = Box::leak(Box::new(argv_big.map(|s| &*Box::leak(s.to_string().into_boxed_str()))));
+        assert_eq!(spec(argv_ok).check_size(8 << 20), Ok(()));
+        assert_eq!(spec(argv_big).check_size(8 << 20), Err(TooBig));
+        assert_eq!(spec(argv_ok).check_size(0), Err(TooBig), "128 KiB floor is less than one 128 KiB string plus pointers");
+        assert_eq!(argument_space(8 << 20), 2 << 20);
+        assert_eq!(argument_space(u64::MAX), 6 << 20);
+        assert_eq!(argument_space(4096), 128 << 10);
+    }
+}

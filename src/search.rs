@@ -15,16 +15,17 @@ pub fn directories(path: Option<&[u8]>) -> impl Iterator<Item = &[u8]> {
     path.unwrap_or(DEFAULT_PATH).split(|&b| b == b':')
 }
 
-/// `dir/name` with a terminating NUL in `buf`; `None` if it would exceed PATH_MAX.
+/// `dir/name` with a terminating NUL in `buf` (just `name` for an empty entry, as glibc builds
+/// it); `None` if it would exceed PATH_MAX.
 pub fn join<'b>(dir: &[u8], name: &[u8], buf: &'b mut [u8; PATH_MAX]) -> Option<&'b [u8]> {
-    let dir = if dir.is_empty() { b"." } else { dir };
-    let len = dir.len() + 1 + name.len();
+    let slash = usize::from(!dir.is_empty());
+    let len = dir.len() + slash + name.len();
     if len + 1 > PATH_MAX {
         return None;
     }
     buf[..dir.len()].copy_from_slice(dir);
     buf[dir.len()] = b'/';
-    buf[dir.len() + 1..len].copy_from_slice(name);
+    buf[dir.len() + slash..len].copy_from_slice(name);
     buf[len] = 0;
     Some(&buf[..=len])
 }
@@ -45,7 +46,7 @@ mod tests {
     fn joins_with_nul_and_bounds() {
         let mut buf = [0u8; PATH_MAX];
         assert_eq!(join(b"/usr/bin", b"ls", &mut buf), Some(&b"/usr/bin/ls\0"[..]));
-        assert_eq!(join(b"", b"ls", &mut buf), Some(&b"./ls\0"[..]));
+        assert_eq!(join(b"", b"ls", &mut buf), Some(&b"ls\0"[..]));
         let long = [b'a'; PATH_MAX];
         assert_eq!(join(b"/", &long[..PATH_MAX - 2], &mut buf), None);
         assert_eq!(join(b"/", &long[..PATH_MAX - 3], &mut buf).map(<[u8]>::len), Some(PATH_MAX));

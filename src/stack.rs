@@ -108,15 +108,15 @@ fn string_bytes<'s>(strings: impl Iterator<Item = &'s [u8]>) -> (u64, u64) {
     strings.fold((0, 0), |(count, bytes), s| (count + 1, bytes + s.len() as u64 + 1))
 }
 
-impl<'a, A, E, X> StackImage<'a, A, E, X>
+impl<'a, 'arg, 'env, A, E, X> StackImage<'a, A, E, X>
 where
-    A: Iterator<Item = &'a [u8]> + Clone,
-    E: Iterator<Item = &'a [u8]> + Clone,
+    A: Iterator<Item = &'arg [u8]> + Clone,
+    E: Iterator<Item = &'env [u8]> + Clone,
     X: Iterator<Item = (u64, u64)> + Clone,
 {
     /// The kernel's E2BIG rules for this argv and environment, given RLIMIT_STACK.
     pub fn check_size(&self, stack_limit: u64) -> Result<(), TooBig> {
-        let all = self.argv.clone().chain(self.envp.clone()).chain(core::iter::once(self.execfn));
+        let all = self.strings().chain(core::iter::once(self.execfn));
         if all.clone().any(|s| s.len() >= MAX_ARG_STRLEN) {
             return Err(TooBig);
         }
@@ -126,6 +126,15 @@ where
             return Err(TooBig);
         }
         Ok(())
+    }
+
+    /// The argument strings, then the environment strings.
+    fn strings<'s>(&'s self) -> impl Iterator<Item = &'s [u8]> + Clone + 's
+    where
+        'arg: 's,
+        'env: 's,
+    {
+        self.argv.clone().map(|s| -> &'s [u8] { s }).chain(self.envp.clone().map(|s| -> &'s [u8] { s }))
     }
 
     fn argc_and_arg_bytes(&self) -> (u64, u64) {
@@ -187,7 +196,7 @@ where
             out.put_word(&mut word, string);
             string += 1;
         }
-        for s in self.argv.clone().chain(self.envp.clone()) {
+        for s in self.strings() {
             if string == layout.env_start {
                 out.put_word(&mut word, 0);
             }

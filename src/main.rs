@@ -1,0 +1,357 @@
+//! `preload [OPTION]... [--] PROGRAM [ARG]...`: a manual execve.
+//!
+//! The story, top-down: find PROGRAM (PATH, `#!` scripts), validate it and its ELF interpreter,
+//! map both as the kernel would, lay out the initial stack, point comm, the mm fields, the saved
+//! auxv and /proc/self/exe at the program, and jump to the interpreter's entry.
+#![no_std]
+#![no_main]
+
+#[path = "arch/x86_64.rs"]
+mod arch;
+mod initial;
+mod load;
+mod mm;
+mod report;
+mod rt;
+mod source;
+
+use core::ffi::{CStr, c_void};
+
+use preload::cli::{self, Command, Options, USAGE};
+use preload::elf::{self, Image};
+use preload::error::Refusal;
+use preload::plan::{self, Extent};
+use preload::script::{self, MAX_SCRIPT_DEPTH};
+use preload::search::PATH_MAX;
+use preload::stack::{ProgramAux, StackImage, program_auxv};
+use preload::{PAGE_SIZE, page_align, page_start};
+use rustix::fd::AsFd;
+use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
+use rustix::process::{PrctlMmMap, Resource};
+
+use crate::initial::InitialStack;
+use crate::load::{PhdrBuf, Placement};
+use crate::mm::ExeOutcome;
+use crate::report::{Error, Printer};
+use crate::rt::{STDERR, STDOUT, write_all};
+use crate::source::{File, cstr};
+
+/// personality(2) flag that `setarch -R` sets: no address randomisation.
+const ADDR_NO_RANDOMIZE: u64 = 0x0040000;
+/// The x86_64 stack top without randomisation (STACK_TOP with 4-level paging).
+const UNRANDOMIZED_STACK_TOP: u64 = 0x7fff_ffff_f000;
+
+/// Called by `_start` with the kernel's initial stack pointer.
+unsafe extern "C" fn preload_main(sp: *const u64) -> ! {
+    // SAFETY: `_start` passes the stack pointer the kernel entered with.
+    let stack = unsafe { InitialStack::from_sp(sp) };
+    let status = match cli::parse(stack.args()) {
+        Ok(Command::Help) => {
+            write_all(STDOUT, USAGE.as_bytes());
+            0
+        }
+        Ok(Command::Version) => {
+            write_all(STDOUT, concat!("preload ", env!("CARGO_PKG_VERSION"), "\n").as_bytes());
+            0
+        }
+        Ok(Command::Run { options, program }) => run(&stack, &options, program),
+        Err(usage) => {
+            let mut out = Printer::new(STDERR);
+            out.line().text(usage.reason()).bytes(usage.argument());
+            out.end();
+            out.line().text("Try 'preload --help' for more information.");
+            out.end();
+            125
+        }
+    };
+    arch::exit(status)
+}
+
+/// One level of `#!` indirection: the interpreter named on the line, and its argument.
+struct Shebang {
+    interpreter: [u8; script::BINPRM_BUF_SIZE],
+    argument: [u8; script::BINPRM_BUF_SIZE],
+    argument_len: Option<usize>,
+}
+
+impl Shebang {
+    const EMPTY: Self = Self { interpreter: [0; script::BINPRM_BUF_SIZE], argument: [0; script::BINPRM_BUF_SIZE], argument_len: None };
+
+    fn interpreter(&self) -> &CStr {
+        cstr(&self.interpreter)
+    }
+
+    fn argument(&self) -> Option<&[u8]> {
+        self.argument_len.map(|len| &self.argument[..len])
+    }
+}
+
+/// The `#!` lines followed so far, outermost first.
+struct Chain<'s> {
+    levels: [&'s Shebang; MAX_SCRIPT_DEPTH],
+    depth: usize,
+}
+
+static NO_SHEBANG: Shebang = Shebang::EMPTY;
+
+/// Follow `#!` lines from `file` (at `path`) to the ELF file that will really be loaded, as
+/// binfmt_script does; each line is kept in `storage`.
+fn follow_scripts<'s>(mut file: File, path: &'s [u8], storage: &'s mut [Shebang; MAX_SCRIPT_DEPTH]) -> Result<(File, Chain<'s>), Error<'s>> {
+    let mut chain = Chain { levels: [&NO_SHEBANG; MAX_SCRIPT_DEPTH], depth: 0 };
+    let mut free: &'s mut [Shebang] = storage;
+    let mut current = path;
+    loop {
+        let shebang = match script::parse(file.head()) {
+            None => return Ok((file, chain)),
+            Some(Err(reason)) => return Err(Error::cannot_execute(current, reason)),
+            Some(Ok(shebang)) => shebang,
+        };
+        let Some((level, rest)) = core::mem::take(&mut free).split_first_mut() else {
+            return Err(Error::cannot_execute(path, "Too many levels of #! interpreters"));
+        };
+        free = rest;
+        // The parsed names are shorter than the buffers, so a NUL always follows the copy.
+        level.interpreter[..shebang.interpreter.len()].copy_from_slice(shebang.interpreter);
+        if let Some(argument) = shebang.argument {
+            level.argument[..argument.len()].copy_from_slice(argument);
+            level.argument_len = Some(argument.len());
+        }
+        let level: &'s Shebang = level;
+        chain.levels[chain.depth] = level;
+        chain.depth += 1;
+        let interpreter = level.interpreter();
+        file = source::open(interpreter).map_err(|refusal| Error::interpreter(current, interpreter.to_bytes(), refusal))?;
+        current = interpreter.to_bytes();
+    }
+}
+
+/// argv for the program: without scripts, argv[0] (or --argv0) and the arguments; with them,
+/// what binfmt_script builds: the innermost interpreter, its argument, the script it runs, and
+/// so on outwards, then the original arguments without argv[0].
+fn argv_prefix<'a>(levels: &[&'a Shebang], path: &'a [u8], argv0: &'a [u8], prefix: &mut [&'a [u8]; 1 + 2 * MAX_SCRIPT_DEPTH]) -> usize {
+    let mut len = 0;
+    let mut push = |arg: &'a [u8]| {
+        prefix[len] = arg;
+        len += 1;
+    };
+    if levels.is_empty() {
+        push(argv0);
+        return len;
+    }
+    for (index, level) in levels.iter().enumerate().rev() {
+        if index + 1 == levels.len() {
+            push(level.interpreter().to_bytes());
+        }
+        if let Some(argument) = level.argument() {
+            push(argument);
+        }
+        push(if index == 0 { path } else { levels[index - 1].interpreter().to_bytes() });
+    }
+    len
+}
+
+/// An interpreter named by PT_INTERP, open and validated.
+struct Interpreter<'a> {
+    path: &'a [u8],
+    file: File,
+    image: Image<'a>,
+}
+
+fn open_interpreter<'a>(file: &File, image: &Image, exe_path: &'a [u8], path_buf: &'a mut [u8; PATH_MAX + 1], phdrs: &'a mut PhdrBuf) -> Result<Option<Interpreter<'a>>, Error<'a>> {
+    let Some(ph) = image.interp() else { return Ok(None) };
+    let bytes = &mut path_buf[..ph.p_filesz as usize];
+    file.read_at(ph.p_offset, bytes).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
+    let path = elf::interp_path(bytes).map_err(|reason| Error::cannot_execute(exe_path, reason))?.len();
+    let path = cstr(&path_buf[..=path]);
+    let interp_file = source::open(path).map_err(|refusal| Error::interpreter(exe_path, path.to_bytes(), refusal))?;
+    let interp_image = load::inspect(&interp_file, phdrs).map_err(|reason| Error::interpreter(exe_path, path.to_bytes(), Refusal::cannot_execute(reason)))?;
+    Ok(Some(Interpreter { path: path.to_bytes(), file: interp_file, image: interp_image }))
+}
+
+fn map_error(errno: rustix::io::Errno) -> Refusal {
+    match errno {
+        rustix::io::Errno::EXIST => Refusal::cannot_execute("a segment's address is already in use"),
+        other => Refusal::from_errno(other.raw_os_error()),
+    }
+}
+
+/// Randomness for one launch: AT_RANDOM, then the PIE offset, brk offset and stack gap.
+struct Random {
+    at_random: [u8; 16],
+    mmap: u64,
+    brk: u64,
+    gap: u64,
+}
+
+fn random_values() -> Result<Random, Refusal> {
+    let mut bytes = [0u8; 40];
+    match rustix::rand::getrandom(&mut bytes[..], rustix::rand::GetRandomFlags::empty()) {
+        Ok(40) => {}
+        _ => return Err(Refusal::failure("getrandom failed")),
+    }
+    let word = |i: usize| u64::from_ne_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3], bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]]);
+    let mut at_random = [0u8; 16];
+    at_random.copy_from_slice(&bytes[..16]);
+    Ok(Random { at_random, mmap: word(16), brk: word(24), gap: word(32) })
+}
+
+/// Storage for what is read from the files, alive until the jump.
+struct Buffers {
+    path: [u8; PATH_MAX],
+    levels: [Shebang; MAX_SCRIPT_DEPTH],
+    phdrs: PhdrBuf,
+    interp_path: [u8; PATH_MAX + 1],
+    interp_phdrs: PhdrBuf,
+}
+
+/// Run the program; returns only on failure or after --dry-run, with the exit status.
+fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 {
+    let mut buffers = Buffers {
+        path: [0; PATH_MAX],
+        levels: [Shebang::EMPTY, Shebang::EMPTY, Shebang::EMPTY, Shebang::EMPTY, Shebang::EMPTY],
+        phdrs: PhdrBuf::zeroed(),
+        interp_path: [0; PATH_MAX + 1],
+        interp_phdrs: PhdrBuf::zeroed(),
+    };
+    match launch(stack, options, program, &mut buffers) {
+        Ok(()) => 0,
+        Err(error) => error.report(),
+    }
+}
+
+fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, buffers: &'b mut Buffers) -> Result<(), Error<'b>> {
+    let Buffers { path, levels, phdrs, interp_path, interp_phdrs } = buffers;
+    let name = stack.arg(program);
+
+    // args → source: PATH search, then `#!` lines down to the ELF file.
+    let (file, path) = source::find(name, stack.getenv(b"PATH"), path).map_err(|refusal| Error::at(name.to_bytes(), refusal))?;
+    let execfn = path.to_bytes();
+    let (file, chain) = follow_scripts(file, execfn, levels)?;
+    let levels = &chain.levels[..chain.depth];
+    let exe_path = levels.last().map_or(execfn, |level| level.interpreter().to_bytes());
+
+    // ELF check: the program, then its interpreter.
+    let image = load::inspect(&file, phdrs).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
+    let extent = Extent::of(&image);
+    let interp = open_interpreter(&file, &image, exe_path, interp_path, interp_phdrs)?;
+
+    // Plan: randomisation as the kernel would apply it.
+    let fail = |refusal| Error::at(exe_path, refusal);
+    let top = stack.stack_top().ok_or(fail(Refusal::failure("no AT_EXECFN in the preloader's auxv")))?;
+    let randomize = arch::personality() & ADDR_NO_RANDOMIZE == 0 && top != UNRANDOMIZED_STACK_TOP;
+    let random = random_values().map_err(fail)?;
+    let placement = match (image.relocatable, &interp) {
+        (false, _) => Placement::Fixed,
+        (true, Some(_)) => Placement::Bias(plan::pie_bias(&extent, if randomize { plan::mmap_rnd(random.mmap) } else { 0 })),
+        (true, None) => Placement::Anywhere { align: extent.align },
+    };
+
+    let mut verbose = Printer::new(if options.dry_run { STDOUT } else { STDERR });
+    if options.dry_run || options.verbose {
+        let planned = match placement {
+            Placement::Fixed => Some(0),
+            Placement::Bias(bias) => Some(bias),
+            Placement::Anywhere { .. } => None,
+        };
+        report::image(&mut verbose, "program", exe_path, &image, planned);
+        if let Some(interp) = &interp {
+            report::image(&mut verbose, "interpreter", interp.path, &interp.image, if interp.image.relocatable { None } else { Some(0) });
+        }
+    }
+    if options.dry_run {
+        return Ok(());
+    }
+
+    // Map: the program, then its interpreter.
+    let bias = load::map(&file, &image, &extent, placement).map_err(|errno| fail(map_error(errno)))?;
+    let (base, entry) = match &interp {
+        Some(interp) => {
+            let interp_extent = Extent::of(&interp.image);
+            let placement = if interp.image.relocatable { Placement::Anywhere { align: PAGE_SIZE } } else { Placement::Fixed };
+            let interp_bias = load::map(&interp.file, &interp.image, &interp_extent, placement).map_err(|errno| Error::interpreter(exe_path, interp.path, map_error(errno)))?;
+            (interp_bias, interp_bias.wrapping_add(interp.image.entry))
+        }
+        None => (0, bias.wrapping_add(image.entry)),
+    };
+    let start_brk = plan::start_brk(bias + extent.end_bss, image.relocatable && interp.is_none(), randomize, random.brk);
+
+    // Stack: argv, envp and auxv in a scratch buffer, copied onto the real stack at the jump.
+    let mut prefix: [&[u8]; 1 + 2 * MAX_SCRIPT_DEPTH] = [&[]; 1 + 2 * MAX_SCRIPT_DEPTH];
+    let prefix_len = argv_prefix(levels, execfn, options.argv0.unwrap_or(name.to_bytes()), &mut prefix);
+    let aux = ProgramAux { phdr: bias + extent.phdr, phnum: image.phdrs.len() as u64, base, entry: bias.wrapping_add(image.entry) };
+    let spec = StackImage {
+        top,
+        argv: prefix[..prefix_len].iter().copied().chain(stack.args().skip(program + 1).map(|arg| -> &[u8] { arg })),
+        envp: stack.env(),
+        execfn,
+        platform: stack.platform(),
+        random: random.at_random,
+        gap: if randomize { random.gap % 8192 } else { 0 },
+        auxv: program_auxv(stack.auxv(), aux),
+    };
+    spec.check_size(rustix::process::getrlimit(Resource::Stack).current.unwrap_or(u64::MAX))
+        .map_err(|_| Error::at(execfn, Refusal::from_errno(rustix::io::Errno::TOOBIG.raw_os_error())))?;
+    let layout = spec.layout();
+    let size = layout.size(top);
+    let scratch_len = page_align(size as u64) as usize;
+    // SAFETY: a fresh private anonymous mapping that only this function uses.
+    let scratch = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), scratch_len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
+        .map_err(|errno| fail(Refusal { status: preload::error::Status::Failure, ..Refusal::from_errno(errno.raw_os_error()) }))?;
+    // SAFETY: the mapping is scratch_len >= size bytes, zeroed, and exclusively ours.
+    let image_bytes = unsafe { core::slice::from_raw_parts_mut(scratch as *mut u8, size) };
+    spec.write(&layout, image_bytes);
+
+    // mm fields: comm, an executable stack if asked for, then one PR_SET_MM_MAP.
+    let comm = execfn.iter().rposition(|&b| b == b'/').map_or(path, |slash| cstr(&path.to_bytes_with_nul()[slash + 1..]));
+    let _ = rustix::thread::set_name(comm);
+    if image.executable_stack() {
+        // SAFETY: PROT_GROWSDOWN extends the change over the whole [stack] mapping, which holds
+        // nothing but the stack; adding PROT_EXEC removes no access.
+        let exec_stack = unsafe {
+            rustix::mm::mprotect(page_start(top - 1) as *mut c_void, PAGE_SIZE as usize, MprotectFlags::READ | MprotectFlags::WRITE | MprotectFlags::EXEC | MprotectFlags::GROWSDOWN)
+        };
+        if exec_stack.is_err() && options.verbose {
+            verbose.line().text("could not make the stack executable");
+            verbose.end();
+        }
+    }
+    let mut map = PrctlMmMap {
+        start_code: bias + extent.start_code,
+        end_code: bias + extent.end_code,
+        start_data: bias + extent.start_data,
+        end_data: bias + extent.end_data,
+        start_brk,
+        brk: start_brk,
+        start_stack: layout.sp,
+        arg_start: layout.arg_start,
+        arg_end: layout.arg_end,
+        env_start: layout.env_start,
+        env_end: layout.env_end,
+        auxv: (scratch as u64 + (layout.auxv - layout.sp)) as *mut u64,
+        auxv_size: layout.auxv_len as u32,
+        exe_fd: -1,
+    };
+    let outcome = mm::set(&mut map, file.fd.as_fd());
+    if options.verbose {
+        report_outcome(&mut verbose, base, entry, start_brk, layout.sp, outcome);
+    }
+
+    // Close everything the preloader opened, then enter the program.
+    drop(interp);
+    drop(file);
+    // SAFETY: the image is complete in the scratch buffer, which is unmapped after the copy;
+    // `entry` is the interpreter's (or static program's) entry, mapped executable above.
+    unsafe { arch::enter(scratch as *const u8, layout.sp, size, scratch as *mut u8, scratch_len, entry) }
+}
+
+fn report_outcome(out: &mut Printer, base: u64, entry: u64, brk: u64, sp: u64, outcome: ExeOutcome) {
+    out.line().text("interpreter base ").hex(base).text(", entry ").hex(entry).text(", brk ").hex(brk).text(", stack ").hex(sp);
+    out.end();
+    match outcome {
+        ExeOutcome::Set => out.line().text("/proc/self/exe set to the program"),
+        ExeOutcome::SetAfterUnmapping => out.line().text("/proc/self/exe set to the program after replacing the preloader's file mappings"),
+        ExeOutcome::Unchanged(errno) => out.line().text("/proc/self/exe could not be set (").text(preload::error::errno_text(errno.raw_os_error())).text("): it stays the preloader"),
+        ExeOutcome::Failed(errno) => out.line().text("PR_SET_MM_MAP failed (").text(preload::error::errno_text(errno.raw_os_error())).text("): /proc shows the preloader's mm fields"),
+    };
+    out.end();
+}

@@ -1,0 +1,101 @@
+//! Pointing the mm fields, the saved auxv and /proc/self/exe at the program with one
+//! PR_SET_MM_MAP.
+
+use core::ffi::c_void;
+
+use goblin::elf64::program_header::{PF_R, PF_W, PF_X, PT_LOAD, ProgramHeader};
+use preload::{page_align, page_start};
+use rustix::fd::{AsRawFd, BorrowedFd};
+use rustix::io::Errno;
+use rustix::mm::{MapFlags, MprotectFlags, MremapFlags, ProtFlags};
+use rustix::process::PrctlMmMap;
+
+/// What became of /proc/self/exe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExeOutcome {
+    /// Set on the first try: this kernel lets exe change while the old file is mapped.
+    Set,
+    /// Set after replacing the preloader's own file mappings with anonymous copies (EBUSY).
+    SetAfterUnmapping,
+    /// Not changed; the rest of the fields were set. Carries the reason.
+    Unchanged(Errno),
+    /// PR_SET_MM_MAP itself failed: nothing was set.
+    Failed(Errno),
+}
+
+/// Apply `map`, trying to set exe to `exe` as described in [`ExeOutcome`].
+pub fn set(map: &mut PrctlMmMap, exe: BorrowedFd<'_>) -> ExeOutcome {
+    map.exe_fd = exe.as_raw_fd();
+    match apply(map) {
+        Ok(()) => return ExeOutcome::Set,
+        Err(Errno::BUSY) => match replace_own_file_mappings() {
+            Ok(()) => match apply(map) {
+                Ok(()) => return ExeOutcome::SetAfterUnmapping,
+                Err(errno) => return without_exe(map, errno),
+            },
+            Err(errno) => return without_exe(map, errno),
+        },
+        Err(errno) => without_exe(map, errno),
+    }
+}
+
+fn without_exe(map: &mut PrctlMmMap, why: Errno) -> ExeOutcome {
+    map.exe_fd = -1;
+    match apply(map) {
+        Ok(()) => ExeOutcome::Unchanged(why),
+        Err(errno) => ExeOutcome::Failed(errno),
+    }
+}
+
+fn apply(map: &PrctlMmMap) -> Result<(), Errno> {
+    // SAFETY: the fields describe the program's memory; the kernel copies the auxv from the
+    // pointer before returning and changes no mapping.
+    unsafe { rustix::process::configure_virtual_memory_map(map) }
+}
+
+unsafe extern "C" {
+    /// The preloader's own ELF header, placed by the linker at the start of its image.
+    static __ehdr_start: goblin::elf64::header::Header;
+}
+
+/// The kernel refuses a new exe while any mapping of the old one exists (EBUSY). Swap each of
+/// the preloader's file-backed segments for an anonymous copy at the same address: map, copy,
+/// protect, then mremap over the original in one step, so the code running here survives.
+fn replace_own_file_mappings() -> Result<(), Errno> {
+    // SAFETY: the linker defines __ehdr_start; the program headers it points to are part of the
+    // preloader's first segment and stay mapped (the copy keeps their contents).
+    let (base, phdrs) = unsafe {
+        let ehdr = &raw const __ehdr_start;
+        let base = ehdr as u64;
+        let phdrs = core::slice::from_raw_parts((base + (*ehdr).e_phoff) as *const ProgramHeader, usize::from((*ehdr).e_phnum));
+        (base, phdrs)
+    };
+    for ph in phdrs.iter().filter(|ph| ph.p_type == PT_LOAD) {
+        let start = page_start(base + ph.p_vaddr);
+        let len = (page_align(base + ph.p_vaddr + ph.p_memsz) - start) as usize;
+        // SAFETY: [start, start+len) is one of the preloader's own segments, mapped and readable
+        // (every segment has PF_R). The copy gets the same bytes and protection before it
+        // atomically replaces the original, so no code or data changes under the running code.
+        unsafe {
+            let copy = rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE)?;
+            core::ptr::copy_nonoverlapping(start as *const u8, copy as *mut u8, len);
+            rustix::mm::mprotect(copy, len, protection(ph.p_flags))?;
+            rustix::mm::mremap_fixed(copy, len, len, MremapFlags::MAYMOVE, start as *mut c_void)?;
+        }
+    }
+    Ok(())
+}
+
+fn protection(flags: u32) -> MprotectFlags {
+    let mut prot = MprotectFlags::empty();
+    if flags & PF_R != 0 {
+        prot |= MprotectFlags::READ;
+    }
+    if flags & PF_W != 0 {
+        prot |= MprotectFlags::WRITE;
+    }
+    if flags & PF_X != 0 {
+        prot |= MprotectFlags::EXEC;
+    }
+    prot
+}

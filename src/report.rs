@@ -1,0 +1,94 @@
+//! Messages: errors on stderr as `preload: PATH: reason`, and the load plan for --verbose and
+//! --dry-run.
+
+use goblin::elf64::program_header::{PF_R, PF_W, PF_X};
+use preload::elf::Image;
+use preload::error::Refusal;
+use preload::msg::Msg;
+use preload::plan::Segment;
+
+use crate::rt::{STDERR, write_all};
+
+/// One line at a time, each starting `preload: `.
+pub struct Printer {
+    fd: i32,
+    line: Msg<512>,
+}
+
+impl Printer {
+    pub fn new(fd: i32) -> Self {
+        let mut printer = Self { fd, line: Msg::new() };
+        printer.line.text("preload: ");
+        printer
+    }
+
+    pub fn line(&mut self) -> &mut Msg<512> {
+        &mut self.line
+    }
+
+    pub fn end(&mut self) {
+        self.line.text("\n");
+        write_all(self.fd, self.line.as_bytes());
+        self.line.clear();
+        self.line.text("preload: ");
+    }
+}
+
+/// Why a run stopped before the program started.
+pub struct Error<'a> {
+    pub path: &'a [u8],
+    /// What, within `path`, failed: ("interpreter ", its path).
+    pub context: Option<(&'static str, &'a [u8])>,
+    pub refusal: Refusal,
+}
+
+impl<'a> Error<'a> {
+    pub fn at(path: &'a [u8], refusal: Refusal) -> Self {
+        Self { path, context: None, refusal }
+    }
+
+    pub fn cannot_execute(path: &'a [u8], reason: &'static str) -> Self {
+        Self::at(path, Refusal::cannot_execute(reason))
+    }
+
+    pub fn interpreter(path: &'a [u8], interpreter: &'a [u8], refusal: Refusal) -> Self {
+        Self { path, context: Some(("interpreter ", interpreter)), refusal: Refusal { status: preload::error::Status::CannotExecute, ..refusal } }
+    }
+
+    /// Print the message; returns the exit status.
+    pub fn report(&self) -> i32 {
+        let mut out = Printer::new(STDERR);
+        out.line().bytes(self.path).text(": ");
+        if let Some((what, path)) = self.context {
+            out.line().text(what).bytes(path).text(": ");
+        }
+        out.line().text(self.refusal.reason);
+        out.end();
+        self.refusal.status as i32
+    }
+}
+
+fn flags_text(flags: u32) -> &'static str {
+    const NAMES: [&str; 8] = ["---", "--x", "-w-", "-wx", "r--", "r-x", "rw-", "rwx"];
+    NAMES[(flags & (PF_R | PF_W | PF_X)) as usize]
+}
+
+/// The segments of `image`, at `bias` when known.
+pub fn image(out: &mut Printer, role: &str, path: &[u8], image: &Image, bias: Option<u64>) {
+    out.line().text(role).text(" ").bytes(path).text(if image.relocatable { ": ET_DYN" } else { ": ET_EXEC" });
+    match bias {
+        Some(bias) => out.line().text(", load bias ").hex(bias).text(", entry ").hex(bias.wrapping_add(image.entry)),
+        None => out.line().text(", placed by mmap, entry +").hex(image.entry),
+    };
+    out.end();
+    let bias = bias.unwrap_or(0);
+    for ph in image.loads() {
+        let seg = Segment::of(ph);
+        let end = seg.start + seg.file_len;
+        out.line().text("  map ").hex(bias.wrapping_add(seg.start)).text("-").hex(bias.wrapping_add(end)).text(" ").text(flags_text(seg.flags)).text(" file offset ").hex(seg.offset);
+        if let Some((start, end)) = seg.anon {
+            out.line().text(", bss ").hex(bias.wrapping_add(start)).text("-").hex(bias.wrapping_add(end));
+        }
+        out.end();
+    }
+}

@@ -1,0 +1,98 @@
+//! Finding and opening what to run, with the checks the kernel's open_exec makes.
+
+use core::ffi::CStr;
+
+use preload::elf::Aligned;
+use preload::error::Refusal;
+use preload::search::{self, PATH_MAX};
+use rustix::fd::OwnedFd;
+use rustix::fs::{Access, AtFlags, CWD, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+/// How much of a file is read up front: the ELF header, usually the program headers, and the
+/// `#!` line.
+pub const HEAD_SIZE: usize = 4096;
+
+/// An executable file, open for reading.
+pub struct File {
+    pub fd: OwnedFd,
+    pub size: u64,
+    pub head: Aligned<HEAD_SIZE>,
+    pub head_len: usize,
+}
+
+impl File {
+    pub fn head(&self) -> &[u8] {
+        &self.head.0[..self.head_len]
+    }
+
+    /// Read `buf.len()` bytes at `offset`, from the head when they are there already.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), &'static str> {
+        let end = offset.checked_add(buf.len() as u64).ok_or("read beyond end of file")?;
+        if end <= self.head_len as u64 {
+            buf.copy_from_slice(&self.head.0[offset as usize..end as usize]);
+            return Ok(());
+        }
+        match rustix::io::pread(&self.fd, &mut *buf, offset) {
+            Ok(n) if n == buf.len() => Ok(()),
+            _ => Err("short read"),
+        }
+    }
+}
+
+fn refuse(errno: Errno) -> Refusal {
+    Refusal::from_errno(errno.raw_os_error())
+}
+
+/// Open `path` as the kernel's open_exec would accept it: a regular file with execute
+/// permission for the effective credentials. Unlike the kernel, it must also be readable.
+pub fn open(path: &CStr) -> Result<File, Refusal> {
+    let fd = rustix::fs::openat(CWD, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(refuse)?;
+    let stat = rustix::fs::fstat(&fd).map_err(refuse)?;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => {}
+        FileType::Directory => return Err(Refusal::cannot_execute("Is a directory")),
+        _ => return Err(Refusal::cannot_execute("Permission denied: not a regular file")),
+    }
+    rustix::fs::accessat(CWD, path, Access::EXEC_OK, AtFlags::EACCESS).map_err(refuse)?;
+    let mut file = File { fd, size: stat.st_size as u64, head: Aligned::zeroed(), head_len: 0 };
+    file.head_len = rustix::io::pread(&file.fd, &mut file.head.0[..], 0).map_err(refuse)?;
+    Ok(file)
+}
+
+/// Find `name` as execvp does: as a path if it has a slash, else in each PATH directory, where
+/// a candidate that exists but cannot be executed is skipped and reported only if nothing else
+/// is found. The path that was opened is left NUL-terminated in `found`.
+pub fn find<'b>(name: &CStr, path_var: Option<&[u8]>, found: &'b mut [u8; PATH_MAX]) -> Result<(File, &'b CStr), Refusal> {
+    let bytes = name.to_bytes();
+    if search::is_path(bytes) || bytes.is_empty() {
+        let len = name.to_bytes_with_nul().len();
+        if len > PATH_MAX {
+            return Err(Refusal::from_errno(Errno::NAMETOOLONG.raw_os_error()));
+        }
+        found[..len].copy_from_slice(name.to_bytes_with_nul());
+        let file = open(name)?;
+        return Ok((file, cstr(&found[..len])));
+    }
+    let mut refusal = Refusal::from_errno(Errno::NOENT.raw_os_error());
+    for dir in search::directories(path_var) {
+        let Some(candidate) = search::join(dir, bytes, found) else {
+            refusal = Refusal::from_errno(Errno::NAMETOOLONG.raw_os_error());
+            continue;
+        };
+        match open(cstr(candidate)) {
+            Ok(file) => {
+                let len = candidate.len();
+                return Ok((file, cstr(&found[..len])));
+            }
+            Err(err) if err.status == preload::error::Status::NotFound => {}
+            Err(err) => refusal = err,
+        }
+    }
+    Err(refusal)
+}
+
+/// A NUL-terminated byte string that was built with its NUL.
+pub fn cstr(bytes: &[u8]) -> &CStr {
+    CStr::from_bytes_until_nul(bytes).unwrap_or(c"")
+}

@@ -1,5 +1,8 @@
 //! Command-line parsing: `preload [OPTION]... [--] PROGRAM [ARG]...`.
 
+use crate::PAGE_SIZE;
+use crate::ranges::{self, RangeList};
+
 /// What the options ask for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options<'a> {
@@ -9,6 +12,12 @@ pub struct Options<'a> {
     pub verbose: bool,
     /// Print the plan, run nothing.
     pub dry_run: bool,
+    /// Ranges to keep free (`--reserve`, repeatable).
+    pub reserve: RangeList,
+    /// Load address of a position-independent program's first page.
+    pub base: Option<u64>,
+    /// Interpreter to use instead of PT_INTERP.
+    pub interp: Option<&'a [u8]>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +34,8 @@ pub enum UsageError<'a> {
     MissingProgram,
     UnknownOption(&'a [u8]),
     MissingValue(&'a [u8]),
+    /// An option's value is malformed: the value and why.
+    BadValue(&'a [u8], &'static str),
 }
 
 impl UsageError<'_> {
@@ -34,6 +45,7 @@ impl UsageError<'_> {
             Self::MissingProgram => "missing PROGRAM",
             Self::UnknownOption(_) => "unknown option ",
             Self::MissingValue(_) => "option needs a value: ",
+            Self::BadValue(_, reason) => reason,
         }
     }
 
@@ -41,6 +53,15 @@ impl UsageError<'_> {
         match self {
             Self::MissingProgram => b"",
             Self::UnknownOption(arg) | Self::MissingValue(arg) => arg,
+            Self::BadValue(..) => b"",
+        }
+    }
+
+    /// The malformed value, printed before the reason.
+    pub fn value(&self) -> Option<&[u8]> {
+        match self {
+            Self::BadValue(value, _) => Some(value),
+            _ => None,
         }
     }
 }
@@ -52,6 +73,11 @@ Run PROGRAM as if the kernel had exec'd it, loading it and its ELF interpreter b
   --argv0 NAME   pass NAME as argv[0] instead of PROGRAM
   --verbose      print the load plan, and anything that could not be set, on stderr
   --dry-run      print the load plan and exit without running anything
+  --reserve START-END
+                 keep [START,END) (hex) free for the program: reserved before
+                 anything is mapped (repeatable; also PRELOAD_RESERVE=S-E[,S-E]...)
+  --base ADDR    load a position-independent PROGRAM at ADDR (hex)
+  --interp PATH  use PATH as the ELF interpreter instead of PROGRAM's PT_INTERP
   --help         print this help and exit
   --version      print the version and exit
 
@@ -70,13 +96,41 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<Command<'a>
             b"--version" | b"-V" => return Ok(Command::Version),
             b"--verbose" | b"-v" => options.verbose = true,
             b"--dry-run" | b"-n" => options.dry_run = true,
-            b"--argv0" => options.argv0 = Some(args.next().ok_or(UsageError::MissingValue(arg))?.1),
-            _ if arg.starts_with(b"--argv0=") => options.argv0 = Some(&arg[b"--argv0=".len()..]),
-            _ if arg.len() > 1 && arg[0] == b'-' => return Err(UsageError::UnknownOption(arg)),
+            _ if arg.len() > 1 && arg[0] == b'-' => {
+                let (name, inline) = match arg.iter().position(|&b| b == b'=') {
+                    Some(eq) => (&arg[..eq], Some(&arg[eq + 1..])),
+                    None => (arg, None),
+                };
+                if !matches!(name, b"--argv0" | b"--reserve" | b"--base" | b"--interp") {
+                    return Err(UsageError::UnknownOption(arg));
+                }
+                let value = match inline {
+                    Some(value) => value,
+                    None => args.next().ok_or(UsageError::MissingValue(arg))?.1,
+                };
+                set_valued_option(&mut options, name, value)?;
+            }
             _ => return Ok(Command::Run { options, program: index }),
         }
     }
     Err(UsageError::MissingProgram)
+}
+
+fn set_valued_option<'a>(options: &mut Options<'a>, name: &[u8], value: &'a [u8]) -> Result<(), UsageError<'a>> {
+    let bad = |reason| UsageError::BadValue(value, reason);
+    match name {
+        b"--argv0" => options.argv0 = Some(value),
+        b"--interp" => options.interp = Some(value),
+        b"--reserve" => options.reserve.push(ranges::parse_range(value).map_err(bad)?).map_err(bad)?,
+        _ => {
+            let base = ranges::parse_address(value).map_err(bad)?;
+            if base % PAGE_SIZE != 0 || base == 0 {
+                return Err(bad("--base needs a non-zero page-aligned address"));
+            }
+            options.base = Some(base);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -105,6 +159,20 @@ mod tests {
         assert_eq!(parse_strs(&["p", "--argv0", "name", "-n", "prog"]).unwrap(), Command::Run { options: expected, program: 4 });
         assert_eq!(parse_strs(&["p", "--argv0=name", "--dry-run", "prog"]).unwrap(), Command::Run { options: expected, program: 3 });
         assert_eq!(parse_strs(&["p", "--argv0="]).unwrap_err(), UsageError::MissingProgram);
+    }
+
+    #[test]
+    fn layout_options_take_checked_values() {
+        let Command::Run { options, program } = parse_strs(&["p", "--reserve", "10000-20000", "--reserve=0x30000-0x40000", "--base", "0x7f0000000000", "--interp=/lib/ld.so", "prog"]).unwrap() else { panic!() };
+        assert_eq!(program, 7);
+        assert_eq!(options.reserve.as_slice(), [ranges::Range::new(0x10000, 0x20000), ranges::Range::new(0x30000, 0x40000)]);
+        assert_eq!(options.base, Some(0x7f00_0000_0000));
+        assert_eq!(options.interp, Some(&b"/lib/ld.so"[..]));
+        assert_eq!(parse_strs(&["p", "--reserve", "20000-10000", "x"]).unwrap_err(), UsageError::BadValue(b"20000-10000", "END must be above START"));
+        assert_eq!(parse_strs(&["p", "--base", "0x1001", "x"]).unwrap_err(), UsageError::BadValue(b"0x1001", "--base needs a non-zero page-aligned address"));
+        assert_eq!(parse_strs(&["p", "--base=zz", "x"]).unwrap_err(), UsageError::BadValue(b"zz", "not a hexadecimal address"));
+        assert_eq!(parse_strs(&["p", "--interp"]).unwrap_err(), UsageError::MissingValue(b"--interp"));
+        assert_eq!(parse_strs(&["p", "--verbose=1", "x"]).unwrap_err(), UsageError::UnknownOption(b"--verbose=1"));
     }
 
     #[test]

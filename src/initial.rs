@@ -86,3 +86,10 @@ impl InitialStack {
         Some(execfn + self.aux_string(AT_EXECFN)?.len() as u64 + 1 + 8)
     }
 }
+
+/// An option value as a C string: every value the CLI returns is an argv string or the tail of
+/// one after `=`, so its NUL follows it in memory.
+pub fn argument_tail(value: &'static [u8]) -> &'static CStr {
+    // SAFETY: as above; the string ends at the argv string's own NUL.
+    unsafe { CStr::from_ptr(value.as_ptr() as *const c_char) }
+}

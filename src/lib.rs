@@ -7,10 +7,12 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod cli;
+pub mod dynsym;
 pub mod elf;
 pub mod error;
 pub mod msg;
 pub mod plan;
+pub mod ranges;
 pub mod script;
 pub mod search;
 pub mod stack;

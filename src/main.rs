@@ -12,8 +12,10 @@ mod initial;
 mod load;
 mod mm;
 mod report;
+mod reserve;
 mod rt;
 mod source;
+mod wine;
 
 use core::ffi::{CStr, c_void};
 
@@ -21,6 +23,7 @@ use preload::cli::{self, Command, Options, USAGE};
 use preload::elf::{self, Image};
 use preload::error::Refusal;
 use preload::plan::{self, Extent};
+use preload::ranges::{RangeList, WINE_DEFAULT_RANGES};
 use preload::script::{self, MAX_SCRIPT_DEPTH};
 use preload::search::PATH_MAX;
 use preload::stack::{ProgramAux, StackImage, program_auxv};
@@ -57,6 +60,9 @@ unsafe extern "C" fn preload_main(sp: *const u64) -> ! {
         Ok(Command::Run { options, program }) => run(&stack, &options, program),
         Err(usage) => {
             let mut out = Printer::new(STDERR);
+            if let Some(value) = usage.value() {
+                out.line().bytes(value).text(": ");
+            }
             out.line().text(usage.reason()).bytes(usage.argument());
             out.end();
             out.line().text("Try 'preload --help' for more information.");
@@ -157,12 +163,23 @@ struct Interpreter<'a> {
     image: Image<'a>,
 }
 
-fn open_interpreter<'a>(file: &File, image: &Image, exe_path: &'a [u8], path_buf: &'a mut [u8; PATH_MAX + 1], phdrs: &'a mut PhdrBuf) -> Result<Option<Interpreter<'a>>, Error<'a>> {
-    let Some(ph) = image.interp() else { return Ok(None) };
-    let bytes = &mut path_buf[..ph.p_filesz as usize];
-    file.read_at(ph.p_offset, bytes).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
-    let path = elf::interp_path(bytes).map_err(|reason| Error::cannot_execute(exe_path, reason))?.len();
-    let path = cstr(&path_buf[..=path]);
+/// Open the interpreter named by PT_INTERP, or by `--interp` (`chosen`) in its place.
+fn open_interpreter<'a>(file: &File, image: &Image, chosen: Option<&'static CStr>, exe_path: &'a [u8], path_buf: &'a mut [u8; PATH_MAX + 1], phdrs: &'a mut PhdrBuf) -> Result<Option<Interpreter<'a>>, Error<'a>> {
+    let Some(ph) = image.interp() else {
+        return match chosen {
+            Some(_) => Err(Error::at(exe_path, Refusal::failure("--interp given, but the program has no PT_INTERP"))),
+            None => Ok(None),
+        };
+    };
+    let path = match chosen {
+        Some(path) => path,
+        None => {
+            let bytes = &mut path_buf[..ph.p_filesz as usize];
+            file.read_at(ph.p_offset, bytes).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
+            let len = elf::interp_path(bytes).map_err(|reason| Error::cannot_execute(exe_path, reason))?.len();
+            cstr(&path_buf[..=len])
+        }
+    };
     let interp_file = source::open(path).map_err(|refusal| Error::interpreter(exe_path, path.to_bytes(), refusal))?;
     let interp_image = load::inspect(&interp_file, phdrs).map_err(|reason| Error::interpreter(exe_path, path.to_bytes(), Refusal::cannot_execute(reason)))?;
     Ok(Some(Interpreter { path: path.to_bytes(), file: interp_file, image: interp_image }))
@@ -233,21 +250,33 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     // ELF check: the program, then its interpreter.
     let image = load::inspect(&file, phdrs).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
     let extent = Extent::of(&image);
-    let interp = open_interpreter(&file, &image, exe_path, interp_path, interp_phdrs)?;
+    let chosen_interp = options.interp.map(initial::argument_tail);
+    let interp = open_interpreter(&file, &image, chosen_interp, exe_path, interp_path, interp_phdrs)?;
 
     // Plan: randomisation as the kernel would apply it.
     let fail = |refusal| Error::at(exe_path, refusal);
     let top = stack.stack_top().ok_or(fail(Refusal::failure("no AT_EXECFN in the preloader's auxv")))?;
     let randomize = arch::personality() & ADDR_NO_RANDOMIZE == 0 && top != UNRANDOMIZED_STACK_TOP;
     let random = random_values().map_err(fail)?;
-    let placement = match (image.relocatable, &interp) {
-        (false, _) => Placement::Fixed,
-        (true, Some(_)) => Placement::Bias(plan::pie_bias(&extent, if randomize { plan::mmap_rnd(random.mmap) } else { 0 })),
-        (true, None) => Placement::Anywhere { align: extent.align },
+    let placement = match (image.relocatable, options.base, &interp) {
+        (false, Some(_), _) => return Err(fail(Refusal::failure("--base needs a position-independent program"))),
+        (false, None, _) => Placement::Fixed,
+        (true, Some(base), _) => Placement::Bias(base.wrapping_sub(extent.first_start)),
+        (true, None, Some(_)) => Placement::Bias(plan::pie_bias(&extent, if randomize { plan::mmap_rnd(random.mmap) } else { 0 })),
+        (true, None, None) => Placement::Anywhere { align: extent.align },
     };
+    let stack_limit = rustix::process::getrlimit(Resource::Stack).current.unwrap_or(u64::MAX);
+    let mut reserved = options.reserve;
+    if let Some(list) = stack.getenv(b"PRELOAD_RESERVE") {
+        reserved.extend_from_list(list).map_err(|reason| Error::at(b"PRELOAD_RESERVE", Refusal::failure(reason)))?;
+    }
 
     let mut verbose = Printer::new(if options.dry_run { STDOUT } else { STDERR });
     if options.dry_run || options.verbose {
+        for range in reserved.as_slice() {
+            verbose.line().text("reserve ").hex(range.start).text("-").hex(range.end);
+            verbose.end();
+        }
         let planned = match placement {
             Placement::Fixed => Some(0),
             Placement::Bias(bias) => Some(bias),
@@ -262,8 +291,23 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         return Ok(());
     }
 
-    // Map: the program, then its interpreter.
-    let bias = load::map(&file, &image, &extent, placement).map_err(|errno| fail(map_error(errno)))?;
+    // Reserve, then map the program; a Wine loader gets Wine's ranges before its interpreter.
+    let protected = reserve::Protected::new(top, stack_limit);
+    for range in reserved.as_slice() {
+        reserve::reserve(range, &protected).map_err(|why| Error::reservation(*range, why))?;
+    }
+    let bias = load::map(&file, &image, &extent, placement).map_err(|errno| match (errno, options.base) {
+        (rustix::io::Errno::EXIST, Some(_)) => fail(Refusal::failure("--base: the program's address range is already in use")),
+        _ => fail(map_error(errno)),
+    })?;
+    if let Some(symbol) = wine::find_symbol(&image, bias) {
+        reserve_for_wine(stack, &protected, &mut reserved, options.verbose.then_some(&mut verbose))?;
+        let table = wine::publish(reserved.as_slice(), symbol).map_err(|errno| fail(Refusal { status: preload::error::Status::Failure, ..Refusal::from_errno(errno.raw_os_error()) }))?;
+        if options.verbose {
+            verbose.line().text("wine_main_preload_info at ").hex(symbol).text(" -> table at ").hex(table).text(", ").dec(reserved.as_slice().len() as u64).text(" ranges");
+            verbose.end();
+        }
+    }
     let (base, entry) = match &interp {
         Some(interp) => {
             let interp_extent = Extent::of(&interp.image);
@@ -289,7 +333,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         gap: if randomize { random.gap % 8192 } else { 0 },
         auxv: program_auxv(stack.auxv(), aux),
     };
-    spec.check_size(rustix::process::getrlimit(Resource::Stack).current.unwrap_or(u64::MAX))
+    spec.check_size(stack_limit)
         .map_err(|_| Error::at(execfn, Refusal::from_errno(rustix::io::Errno::TOOBIG.raw_os_error())))?;
     let layout = spec.layout();
     let size = layout.size(top);
@@ -342,6 +386,29 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     // SAFETY: the image is complete in the scratch buffer, which is unmapped after the copy;
     // `entry` is the interpreter's (or static program's) entry, mapped executable above.
     unsafe { arch::enter(scratch as *const u8, layout.sp, size, scratch as *mut u8, scratch_len, entry) }
+}
+
+/// Wine's default ranges and WINEPRELOADRESERVE, added to `reserved` where they could be
+/// reserved; one that cannot is left out (and so never published), as Wine's preloader does.
+fn reserve_for_wine(stack: &InitialStack, protected: &reserve::Protected, reserved: &mut RangeList, mut verbose: Option<&mut Printer>) -> Result<(), Error<'static>> {
+    let mut wanted = RangeList::default();
+    for range in WINE_DEFAULT_RANGES {
+        let _ = wanted.push(range);
+    }
+    if let Some(list) = stack.getenv(b"WINEPRELOADRESERVE") {
+        wanted.extend_from_list(list).map_err(|reason| Error::at(b"WINEPRELOADRESERVE", Refusal::failure(reason)))?;
+    }
+    for range in wanted.as_slice() {
+        let outcome = reserve::reserve(range, protected);
+        if let Some(out) = verbose.as_deref_mut() {
+            out.line().text(if outcome.is_ok() { "reserve for Wine " } else { "could not reserve for Wine " }).hex(range.start).text("-").hex(range.end);
+            out.end();
+        }
+        if outcome.is_ok() {
+            reserved.push(*range).map_err(|reason| Error::at(b"WINEPRELOADRESERVE", Refusal::failure(reason)))?;
+        }
+    }
+    Ok(())
 }
 
 fn report_outcome(out: &mut Printer, base: u64, entry: u64, brk: u64, sp: u64, outcome: ExeOutcome) {

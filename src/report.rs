@@ -6,6 +6,9 @@ use preload::elf::Image;
 use preload::error::Refusal;
 use preload::msg::Msg;
 use preload::plan::Segment;
+use preload::ranges::Range;
+
+use crate::reserve::ReserveError;
 
 use crate::rt::{STDERR, write_all};
 
@@ -40,11 +43,17 @@ pub struct Error<'a> {
     /// What, within `path`, failed: ("interpreter ", its path).
     pub context: Option<(&'static str, &'a [u8])>,
     pub refusal: Refusal,
+    /// For a range that could not be reserved: the range and why.
+    pub reservation: Option<(Range, ReserveError)>,
 }
 
 impl<'a> Error<'a> {
     pub fn at(path: &'a [u8], refusal: Refusal) -> Self {
-        Self { path, context: None, refusal }
+        Self { path, context: None, refusal, reservation: None }
+    }
+
+    pub fn reservation(range: Range, why: ReserveError) -> Self {
+        Self { reservation: Some((range, why)), ..Self::at(b"reserve", Refusal::failure("")) }
     }
 
     pub fn cannot_execute(path: &'a [u8], reason: &'static str) -> Self {
@@ -52,7 +61,7 @@ impl<'a> Error<'a> {
     }
 
     pub fn interpreter(path: &'a [u8], interpreter: &'a [u8], refusal: Refusal) -> Self {
-        Self { path, context: Some(("interpreter ", interpreter)), refusal: Refusal { status: preload::error::Status::CannotExecute, ..refusal } }
+        Self { context: Some(("interpreter ", interpreter)), ..Self::at(path, Refusal { status: preload::error::Status::CannotExecute, ..refusal }) }
     }
 
     /// Print the message; returns the exit status.
@@ -62,7 +71,16 @@ impl<'a> Error<'a> {
         if let Some((what, path)) = self.context {
             out.line().text(what).bytes(path).text(": ");
         }
-        out.line().text(self.refusal.reason);
+        match &self.reservation {
+            None => out.line().text(self.refusal.reason),
+            Some((range, why)) => {
+                out.line().hex(range.start).text("-").hex(range.end);
+                match why {
+                    ReserveError::Overlap { other, name, name_len } => out.line().text(" overlaps ").bytes(&name[..*name_len]).text(" ").hex(other.start).text("-").hex(other.end),
+                    ReserveError::Failed(errno) => out.line().text(": ").text(preload::error::errno_text(errno.raw_os_error())),
+                }
+            }
+        };
         out.end();
         self.refusal.status as i32
     }

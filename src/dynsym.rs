@@ -1,0 +1,270 @@
+//! Finding a defined symbol through an image's PT_DYNAMIC and its GNU or SysV hash table, as
+//! Wine's preloader finds `wine_main_preload_info`. Every read goes through [`Memory`], which
+//! refuses addresses outside the image, so a malformed table ends the search, never the process.
+
+use goblin::elf64::dynamic::{DT_GNU_HASH, DT_HASH, DT_NULL, DT_STRTAB, DT_SYMTAB};
+
+/// Read access to an image by unbiased virtual address.
+pub trait Memory {
+    /// Fill `buf` from `vaddr`; false if any byte is outside the readable image.
+    fn read(&self, vaddr: u64, buf: &mut [u8]) -> bool;
+
+    fn u32_at(&self, vaddr: u64) -> Option<u32> {
+        let mut bytes = [0; 4];
+        self.read(vaddr, &mut bytes).then(|| u32::from_le_bytes(bytes))
+    }
+
+    fn u64_at(&self, vaddr: u64) -> Option<u64> {
+        let mut bytes = [0; 8];
+        self.read(vaddr, &mut bytes).then(|| u64::from_le_bytes(bytes))
+    }
+}
+
+const SYM_SIZE: u64 = 24;
+const STT_OBJECT: u8 = 1;
+const STB_GLOBAL: u8 = 1;
+const STB_WEAK: u8 = 2;
+/// No hash chain in a sane image is longer than this; it bounds work on malformed ones.
+const MAX_CHAIN: u32 = 1 << 20;
+
+struct Tables {
+    symtab: u64,
+    strtab: u64,
+    gnu_hash: Option<u64>,
+    hash: Option<u64>,
+}
+
+fn tables(mem: &impl Memory, dynamic: u64, dynamic_len: u64) -> Option<Tables> {
+    let mut tables = Tables { symtab: 0, strtab: 0, gnu_hash: None, hash: None };
+    for index in 0..dynamic_len / 16 {
+        let tag = mem.u64_at(dynamic + 16 * index)?;
+        let value = mem.u64_at(dynamic + 16 * index + 8)?;
+        match tag {
+            DT_NULL => break,
+            DT_SYMTAB => tables.symtab = value,
+            DT_STRTAB => tables.strtab = value,
+            DT_GNU_HASH => tables.gnu_hash = Some(value),
+            DT_HASH => tables.hash = Some(value),
+            _ => {}
+        }
+    }
+    (tables.symtab != 0 && tables.strtab != 0).then_some(tables)
+}
+
+fn gnu_hash(name: &[u8]) -> u32 {
+    name.iter().fold(5381u32, |h, &c| h.wrapping_mul(33).wrapping_add(u32::from(c)))
+}
+
+fn sysv_hash(name: &[u8]) -> u32 {
+    name.iter().fold(0u32, |h, &c| {
+        let h = (h << 4).wrapping_add(u32::from(c));
+        let high = h & 0xf000_0000;
+        (h ^ (high >> 24)) & !high
+    })
+}
+
+/// The value of symbol `index` if it is a defined global or weak data object named `name`.
+fn matching_value(mem: &impl Memory, tables: &Tables, index: u32, name: &[u8]) -> Option<u64> {
+    let sym = tables.symtab + u64::from(index) * SYM_SIZE;
+    let st_name = mem.u32_at(sym)?;
+    let mut info = [0u8; 4];
+    if !mem.read(sym + 4, &mut info) {
+        return None;
+    }
+    let (st_info, st_shndx) = (info[0], u16::from_le_bytes([info[2], info[3]]));
+    let binding = st_info >> 4;
+    if st_shndx == 0 || st_info & 0xf != STT_OBJECT || (binding != STB_GLOBAL && binding != STB_WEAK) {
+        return None;
+    }
+    let mut candidate = [0u8; 64];
+    let wanted = name.len() + 1;
+    if wanted > candidate.len() || !mem.read(tables.strtab + u64::from(st_name), &mut candidate[..wanted]) {
+        return None;
+    }
+    (&candidate[..name.len()] == name && candidate[name.len()] == 0).then(|| mem.u64_at(sym + 8)).flatten()
+}
+
+fn lookup_gnu(mem: &impl Memory, tables: &Tables, table: u64, name: &[u8]) -> Option<u64> {
+    let nbuckets = mem.u32_at(table)?;
+    let symoffset = mem.u32_at(table + 4)?;
+    let bloom_words = mem.u32_at(table + 8)?;
+    if nbuckets == 0 {
+        return None;
+    }
+    let hash = gnu_hash(name);
+    let buckets = table + 16 + 8 * u64::from(bloom_words);
+    let chains = buckets + 4 * u64::from(nbuckets);
+    let mut index = mem.u32_at(buckets + 4 * u64::from(hash % nbuckets))?;
+    if index < symoffset {
+        return None;
+    }
+    for _ in 0..MAX_CHAIN {
+        let chain_hash = mem.u32_at(chains + 4 * u64::from(index - symoffset))?;
+        if chain_hash | 1 == hash | 1 {
+            if let Some(value) = matching_value(mem, tables, index, name) {
+                return Some(value);
+            }
+        }
+        if chain_hash & 1 != 0 {
+            return None;
+        }
+        index = index.checked_add(1)?;
+    }
+    None
+}
+
+fn lookup_sysv(mem: &impl Memory, tables: &Tables, table: u64, name: &[u8]) -> Option<u64> {
+    let nbucket = mem.u32_at(table)?;
+    let nchain = mem.u32_at(table + 4)?;
+    if nbucket == 0 {
+        return None;
+    }
+    let chains = table + 8 + 4 * u64::from(nbucket);
+    let mut index = mem.u32_at(table + 8 + 4 * u64::from(sysv_hash(name) % nbucket))?;
+    for _ in 0..nchain.min(MAX_CHAIN) {
+        if index == 0 {
+            return None;
+        }
+        if let Some(value) = matching_value(mem, tables, index, name) {
+            return Some(value);
+        }
+        index = mem.u32_at(chains + 4 * u64::from(index))?;
+    }
+    None
+}
+
+/// The unbiased address of the data object `name` defined by the image whose PT_DYNAMIC is at
+/// `dynamic` (`dynamic_len` bytes).
+pub fn find_object(mem: &impl Memory, dynamic: u64, dynamic_len: u64, name: &[u8]) -> Option<u64> {
+    let tables = tables(mem, dynamic, dynamic_len)?;
+    match (tables.gnu_hash, tables.hash) {
+        (Some(table), _) => lookup_gnu(mem, &tables, table, name),
+        (None, Some(table)) => lookup_sysv(mem, &tables, table, name),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flat image starting at vaddr 0.
+    struct Flat(Vec<u8>);
+
+    impl Memory for Flat {
+        fn read(&self, vaddr: u64, buf: &mut [u8]) -> bool {
+            let Some(src) = usize::try_from(vaddr).ok().and_then(|start| self.0.get(start..start.checked_add(buf.len())?)) else { return false };
+            buf.copy_from_slice(src);
+            true
+        }
+    }
+
+    impl Flat {
+        fn put(&mut self, at: usize, bytes: &[u8]) {
+            if self.0.len() < at + bytes.len() {
+                self.0.resize(at + bytes.len(), 0);
+            }
+            self.0[at..at + bytes.len()].copy_from_slice(bytes);
+        }
+        fn put_u32(&mut self, at: usize, v: u32) {
+            self.put(at, &v.to_le_bytes());
+        }
+        fn put_u64(&mut self, at: usize, v: u64) {
+            self.put(at, &v.to_le_bytes());
+        }
+    }
+
+    const DYN: usize = 0;
+    const STRTAB: usize = 0x100;
+    const SYMTAB: usize = 0x200;
+    const HASH: usize = 0x400;
+    const NAMES: [&[u8]; 3] = [b"main", b"wine_main_preload_info", b"other_data"];
+
+    /// Symbols 1..=3 named NAMES, all defined global objects with value 0x1000 * index, unless
+    /// `info` overrides symbol 2's st_info.
+    fn image(gnu: bool, info: u8) -> Flat {
+        let mut img = Flat(Vec::new());
+        let mut offset = 1;
+        for (i, name) in NAMES.iter().enumerate() {
+            img.put(STRTAB + offset, name);
+            let sym = SYMTAB + 24 * (i + 1);
+            img.put_u32(sym, offset as u32);
+            img.put(sym + 4, &[if i == 1 { info } else { 0x11 }, 0, 1, 0]);
+            img.put_u64(sym + 8, 0x1000 * (i as u64 + 1));
+            offset += name.len() + 1;
+        }
+        let entries: [(u64, u64); 4] = [(DT_STRTAB, STRTAB as u64), (DT_SYMTAB, SYMTAB as u64), (if gnu { DT_GNU_HASH } else { DT_HASH }, HASH as u64), (DT_NULL, 0)];
+        for (i, (tag, value)) in entries.iter().enumerate() {
+            img.put_u64(DYN + 16 * i, *tag);
+            img.put_u64(DYN + 16 * i + 8, *value);
+        }
+        if gnu {
+            // One bucket holding symbols 1..=3 (symoffset 1), one bloom word.
+            img.put_u32(HASH, 1);
+            img.put_u32(HASH + 4, 1);
+            img.put_u32(HASH + 8, 1);
+            img.put_u32(HASH + 12, 6);
+            img.put_u64(HASH + 16, u64::MAX);
+            img.put_u32(HASH + 24, 1);
+            for (i, name) in NAMES.iter().enumerate() {
+                let end = u32::from(i == NAMES.len() - 1);
+                img.put_u32(HASH + 28 + 4 * i, (gnu_hash(name) & !1) | end);
+            }
+        } else {
+            // Two buckets; chains link every symbol of a bucket.
+            img.put_u32(HASH, 2);
+            img.put_u32(HASH + 4, 4);
+            let mut heads = [0u32; 2];
+            for (i, name) in NAMES.iter().enumerate() {
+                let bucket = (sysv_hash(name) % 2) as usize;
+                img.put_u32(HASH + 16 + 4 * (i + 1), heads[bucket]);
+                heads[bucket] = i as u32 + 1;
+            }
+            img.put_u32(HASH + 8, heads[0]);
+            img.put_u32(HASH + 12, heads[1]);
+        }
+        img
+    }
+
+    #[test]
+    fn finds_objects_through_either_hash_table() {
+        for gnu in [true, false] {
+            let img = image(gnu, 0x11);
+            assert_eq!(find_object(&img, DYN as u64, 64, b"wine_main_preload_info"), Some(0x2000), "gnu={gnu}");
+            assert_eq!(find_object(&img, DYN as u64, 64, b"other_data"), Some(0x3000), "gnu={gnu}");
+            assert_eq!(find_object(&img, DYN as u64, 64, b"absent"), None, "gnu={gnu}");
+            assert_eq!(find_object(&img, DYN as u64, 64, b"wine_main_preload_inf"), None, "gnu={gnu}");
+        }
+    }
+
+    #[test]
+    fn only_defined_global_objects_count() {
+        for gnu in [true, false] {
+            assert_eq!(find_object(&image(gnu, 0x12), 0, 64, b"wine_main_preload_info"), None, "a function");
+            assert_eq!(find_object(&image(gnu, 0x01), 0, 64, b"wine_main_preload_info"), None, "a local");
+            assert_eq!(find_object(&image(gnu, 0x21), 0, 64, b"wine_main_preload_info"), Some(0x2000), "a weak object");
+        }
+        let mut undefined = image(true, 0x11);
+        undefined.put(SYMTAB + 48 + 6, &[0, 0]);
+        assert_eq!(find_object(&undefined, 0, 64, b"wine_main_preload_info"), None);
+    }
+
+    #[test]
+    fn malformed_tables_end_the_search() {
+        let mut img = image(true, 0x11);
+        img.put_u32(HASH, 0);
+        assert_eq!(find_object(&img, 0, 64, b"main"), None, "no buckets");
+        let mut img = image(true, 0x11);
+        img.put_u32(HASH + 24, 0xffff_fff0);
+        assert_eq!(find_object(&img, 0, 64, b"main"), None, "bucket points outside");
+        let mut img = image(false, 0x11);
+        for i in 0..4 {
+            img.put_u32(HASH + 16 + 4 * i, 1);
+        }
+        img.put_u32(HASH + 8, 1);
+        img.put_u32(HASH + 12, 1);
+        assert_eq!(find_object(&img, 0, 64, b"absent"), None, "a cyclic chain");
+        assert_eq!(find_object(&Flat(vec![0; 8]), 0, 64, b"main"), None, "truncated dynamic section");
+        assert_eq!(find_object(&image(true, 0x11), 0, 0, b"main"), None, "empty PT_DYNAMIC");
+    }
+}

@@ -395,8 +395,10 @@ fn reserve_for_wine(stack: &InitialStack, protected: &reserve::Protected, reserv
     for range in WINE_DEFAULT_RANGES {
         let _ = wanted.push(range);
     }
-    if let Some(list) = stack.getenv(b"WINEPRELOADRESERVE") {
-        wanted.extend_from_list(list).map_err(|reason| Error::at(b"WINEPRELOADRESERVE", Refusal::failure(reason)))?;
+    if let Some(text) = stack.getenv(b"WINEPRELOADRESERVE") {
+        if let Some(range) = preload::ranges::parse_wine_reserve(text).map_err(|reason| Error::at(b"WINEPRELOADRESERVE", Refusal::failure(reason)))? {
+            let _ = wanted.push(range);
+        }
     }
     for range in wanted.as_slice() {
         let outcome = reserve::reserve(range, protected);

@@ -86,13 +86,24 @@ pub fn parse_address(text: &[u8]) -> Result<u64, &'static str> {
 
 /// `START-END` in hex (`0x` optional), widened to whole pages as Wine does.
 pub fn parse_range(text: &[u8]) -> Result<Range, &'static str> {
+    let range = parse_any_range(text)?;
+    if range.is_empty() {
+        return Err("END must be above START");
+    }
+    Ok(range)
+}
+
+fn parse_any_range(text: &[u8]) -> Result<Range, &'static str> {
     let dash = text.iter().position(|&b| b == b'-').ok_or("expected START-END")?;
     let start = parse_address(&text[..dash])?;
     let end = parse_address(&text[dash + 1..])?;
-    if end <= start {
-        return Err("END must be above START");
-    }
-    Ok(Range::new(page_start(start), page_align(end)))
+    Ok(Range::new(page_start(start), if end <= start { page_start(start) } else { page_align(end) }))
+}
+
+/// WINEPRELOADRESERVE: one `START-END`; Wine drops an empty range (it sets `0-0` for processes
+/// without a PE image) but treats malformed text as fatal.
+pub fn parse_wine_reserve(text: &[u8]) -> Result<Option<Range>, &'static str> {
+    parse_any_range(text).map(|range| (!range.is_empty()).then_some(range))
 }
 
 /// The first mapping in `maps` (the text of /proc/self/maps) that overlaps `range`: its range
@@ -133,6 +144,14 @@ mod tests {
         assert_eq!(parse_range(b"140000000-1401a1000"), Ok(Range::new(0x1_4000_0000, 0x1_401a_1000)));
         assert_eq!(parse_range(b"10001-1ffff"), Ok(Range::new(0x10000, 0x20000)), "widened to pages");
         assert_eq!(parse_range(b"0X0a-0Xff"), Ok(Range::new(0, 0x1000)));
+    }
+
+    #[test]
+    fn wine_reserve_drops_empty_ranges_only() {
+        assert_eq!(parse_wine_reserve(b"140000000-1401a1000"), Ok(Some(Range::new(0x1_4000_0000, 0x1_401a_1000))));
+        assert_eq!(parse_wine_reserve(b"0-0"), Ok(None));
+        assert_eq!(parse_wine_reserve(b"20000-10000"), Ok(None));
+        assert_eq!(parse_wine_reserve(b"x-10000"), Err("not a hexadecimal address"));
     }
 
     #[test]

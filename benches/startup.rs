@@ -1,0 +1,483 @@
+//! Startup benchmark (issue 5): what a launch through `preload` costs next to the kernel's own exec
+//! and next to glibc's direct invocation of ld.so.
+//!
+//!     cargo bench --bench startup            # N = 2000 launches per case
+//!     PRELOAD_BENCH_N=500 cargo bench --bench startup
+//!
+//! Prints the machine, then a table of launch times (median and p90 of fork+exec+wait as seen by
+//! the parent, all cases alternated round-robin in one run so that machine noise spreads evenly),
+//! the system calls the preloader makes from its entry to the jump, its stripped size and its peak
+//! memory. Needs gcc with the static glibc (libc6-dev) and strace.
+//!
+//! Std only, on purpose: dev-dependencies that enable `std` on rustix or goblin would break the
+//! no_std preloader's build.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+const DEFAULT_N: usize = 2000;
+/// Untimed launches of every case before the timed rounds (page cache, branch predictors, CPU clock).
+const WARMUP_ROUNDS: usize = 20;
+const MANY_ARGS: usize = 10_000;
+const SPARSE_LEN: u64 = 1 << 30;
+const TRUE: &str = "/bin/true";
+const LD_SO: &str = "/lib64/ld-linux-x86-64.so.2";
+/// Runs of each memory probe; the median is reported.
+const MEMORY_RUNS: usize = 11;
+
+// Goals from issue 5.
+const GOAL_RATIO: f64 = 1.12;
+const GOAL_SYSCALLS: usize = 30;
+const GOAL_BYTES: u64 = 24 * 1024;
+
+const EMPTY_C: &str = "int main(){return 0;}\n";
+/// Prints its own VmHWM (peak RSS of the mm, which through preload includes the preloader's own
+/// pages) and VmRSS (what is still resident when main runs).
+const VM_STATUS_C: &str = r#"#include <stdio.h>
+#include <string.h>
+int main(void) {
+    char line[256];
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6) || !strncmp(line, "VmRSS:", 6)) fputs(line, stdout);
+    return 0;
+}
+"#;
+
+fn main() {
+    let n = launches_per_case();
+    print_machine();
+
+    let preload = Path::new(env!("CARGO_BIN_EXE_preload"));
+    let binary = inspect_binary(preload);
+    require_tool("gcc", &["--version"], "gcc and libc6-dev (static glibc) build the test programs");
+    require_tool("strace", &["-V"], "strace counts the preloader's system calls");
+
+    let scratch = preload
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| fail(&format!("unexpected binary path {}", preload.display())))
+        .join("bench-scratch");
+    fs::create_dir_all(&scratch).unwrap_or_else(|e| fail(&format!("{}: {e}", scratch.display())));
+    let static_empty = compile(&scratch, "empty-static", EMPTY_C, true);
+    let sparse = sparse_copy(&static_empty, &scratch.join("empty-static-1g"));
+    let vm_static = compile(&scratch, "vm-status-static", VM_STATUS_C, true);
+    let vm_dynamic = compile(&scratch, "vm-status-dynamic", VM_STATUS_C, false);
+
+    println!("preloader:  {} ({})", preload.display(), binary.describe());
+    let meta = fs::metadata(&sparse).unwrap_or_else(|e| fail(&format!("{}: {e}", sparse.display())));
+    println!("sparse:     {} ({} bytes, {} KiB allocated)", sparse.display(), meta.len(), meta.blocks() / 2);
+    println!("launches:   {n} per case (PRELOAD_BENCH_N), after {WARMUP_ROUNDS} untimed, round-robin");
+    println!();
+
+    let mut cases = timing_cases(preload, &static_empty, &sparse);
+    run_round_robin(&mut cases, n);
+    print_table(&cases);
+    println!();
+    print_syscalls(preload, &scratch);
+    println!();
+    print_size(&binary, preload, &scratch);
+    println!();
+    print_memory(preload, &vm_static, &vm_dynamic);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Setup
+
+fn fail(message: &str) -> ! {
+    eprintln!("startup bench: {message}");
+    std::process::exit(1);
+}
+
+fn launches_per_case() -> usize {
+    match std::env::var("PRELOAD_BENCH_N") {
+        Err(_) => DEFAULT_N,
+        Ok(text) => match text.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => fail(&format!("PRELOAD_BENCH_N={text:?}: expected a positive integer")),
+        },
+    }
+}
+
+fn print_machine() {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name").and_then(|rest| rest.split_once(':')))
+        .map_or("unknown", |(_, model)| model.trim());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    println!("machine:    {model}, nproc {cpus}, Linux {}", kernel.trim());
+}
+
+/// Runs `tool ARGS` once to fail early, with what to install, when it is missing.
+fn require_tool(tool: &str, args: &[&str], why: &str) {
+    match Command::new(tool).args(args).output() {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            fail(&format!("{tool} is not installed ({why}); install it, e.g. apt-get install {tool}"))
+        }
+        Err(e) => fail(&format!("{tool}: {e}")),
+    }
+}
+
+/// Runs a command to completion, failing the bench with its stderr unless it exits 0.
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| fail(&format!("{cmd:?}: {e}")));
+    if !out.status.success() {
+        fail(&format!("{cmd:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr)));
+    }
+    out
+}
+
+/// Compiles `source` with `gcc -O2` (and `-static`) into `scratch/name`.
+fn compile(scratch: &Path, name: &str, source: &str, statically: bool) -> PathBuf {
+    let c_file = scratch.join(format!("{name}.c"));
+    let exe = scratch.join(name);
+    fs::write(&c_file, source).unwrap_or_else(|e| fail(&format!("{}: {e}", c_file.display())));
+    let mut gcc = Command::new("gcc");
+    gcc.arg("-O2");
+    if statically {
+        gcc.arg("-static");
+    }
+    run_ok(gcc.arg("-o").arg(&exe).arg(&c_file));
+    exe
+}
+
+/// Copies a static program and extends the copy with a hole to `SPARSE_LEN` bytes: its segments
+/// are at the start, so it still runs, and only a loader that reads the whole file pays for it.
+fn sparse_copy(program: &Path, copy: &Path) -> PathBuf {
+    let _ = fs::remove_file(copy);
+    fs::copy(program, copy).unwrap_or_else(|e| fail(&format!("{}: {e}", copy.display())));
+    let file = fs::OpenOptions::new().write(true).open(copy);
+    file.and_then(|f| f.set_len(SPARSE_LEN))
+        .unwrap_or_else(|e| fail(&format!("{}: set_len: {e}", copy.display())));
+    copy.to_path_buf()
+}
+
+/// What the section headers say about the preloader binary.
+struct Binary {
+    bytes: u64,
+    symbols: bool,
+    debug_info: bool,
+}
+
+impl Binary {
+    fn describe(&self) -> String {
+        let profile = match (self.debug_info, self.symbols) {
+            (true, _) => "DEBUG INFO: not the release build",
+            (false, true) => "optimized, not stripped",
+            (false, false) => "optimized and stripped",
+        };
+        format!("{} bytes, {profile}", self.bytes)
+    }
+}
+
+/// Checks that `cargo bench` gave the release-profile binary (the bench profile inherits release:
+/// opt-level "s", LTO, strip) and not a debug build.
+fn inspect_binary(path: &Path) -> Binary {
+    let data = fs::read(path).unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
+    let names = section_names(&data).unwrap_or_else(|| fail(&format!("{}: malformed ELF", path.display())));
+    let binary = Binary {
+        bytes: data.len() as u64,
+        symbols: names.iter().any(|name| name == ".symtab"),
+        debug_info: names.iter().any(|name| name.starts_with(".debug_")),
+    };
+    if binary.debug_info {
+        fail(&format!("{} has debug info: not the optimized release build", path.display()));
+    }
+    binary
+}
+
+/// The section names of an ELF64 little-endian file, or None if the headers do not fit.
+fn section_names(data: &[u8]) -> Option<Vec<String>> {
+    let field = |at: usize, len: usize| -> Option<u64> {
+        let bytes = data.get(at..at + len)?;
+        Some(bytes.iter().rev().fold(0, |value, &byte| value << 8 | u64::from(byte)))
+    };
+    if data.get(..4)? != b"\x7fELF" {
+        return None;
+    }
+    let (shoff, shentsize) = (field(0x28, 8)? as usize, field(0x3a, 2)? as usize);
+    let (shnum, shstrndx) = (field(0x3c, 2)? as usize, field(0x3e, 2)? as usize);
+    if shnum == 0 {
+        return Some(Vec::new());
+    }
+    let strtab = field(shoff + shstrndx * shentsize + 0x18, 8)? as usize;
+    (0..shnum)
+        .map(|index| {
+            let start = strtab + field(shoff + index * shentsize, 4)? as usize;
+            let rest = data.get(start..)?;
+            let len = rest.iter().position(|&byte| byte == 0)?;
+            Some(String::from_utf8_lossy(&rest[..len]).into_owned())
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launch times
+
+struct Case {
+    group: &'static str,
+    how: &'static str,
+    cmd: Command,
+    nanos: Vec<u64>,
+}
+
+fn timing_cases(preload: &Path, static_empty: &Path, sparse: &Path) -> Vec<Case> {
+    let many: Vec<String> = (0..MANY_ARGS).map(|i| format!("argument-{i:05}")).collect();
+    let case = |group, how, program: &Path, args: &[&Path]| {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        Case { group, how, cmd, nanos: Vec::new() }
+    };
+    let true_path = Path::new(TRUE);
+    let mut cases = vec![
+        case("/bin/true", "direct", true_path, &[]),
+        case("/bin/true", "preload", preload, &[true_path]),
+        case("/bin/true", "ld.so", Path::new(LD_SO), &[true_path]),
+        case("static C", "direct", static_empty, &[]),
+        case("static C", "preload", preload, &[static_empty]),
+        case("/bin/true, 10k args", "direct", true_path, &[]),
+        case("/bin/true, 10k args", "preload", preload, &[true_path]),
+        case("static C, 1 GiB sparse", "direct", sparse, &[]),
+        case("static C, 1 GiB sparse", "preload", preload, &[sparse]),
+    ];
+    for case in cases.iter_mut().filter(|case| case.group.contains("10k")) {
+        case.cmd.args(&many);
+    }
+    cases
+}
+
+/// Launches every case `n` times, one launch of each per round; the starting case rotates from
+/// round to round so that no case always follows the same one.
+fn run_round_robin(cases: &mut [Case], n: usize) {
+    let started = Instant::now();
+    for round in 0..WARMUP_ROUNDS + n {
+        for k in 0..cases.len() {
+            let index = (round + k) % cases.len();
+            let nanos = launch(&mut cases[index].cmd);
+            if round >= WARMUP_ROUNDS {
+                cases[index].nanos.push(nanos);
+            }
+        }
+    }
+    let launches = cases.len() * (WARMUP_ROUNDS + n);
+    eprintln!("({launches} launches in {:.1} s)", started.elapsed().as_secs_f64());
+}
+
+/// One fork+exec+wait (std spawns with posix_spawn), in nanoseconds.
+fn launch(cmd: &mut Command) -> u64 {
+    let start = Instant::now();
+    let status = cmd.status().unwrap_or_else(|e| fail(&format!("{cmd:?}: {e}")));
+    let nanos = start.elapsed().as_nanos() as u64;
+    if !status.success() {
+        fail(&format!("{:?} ...: {status}", cmd.get_program()));
+    }
+    nanos
+}
+
+/// Median and p90 (nearest rank) in microseconds.
+fn stats(nanos: &[u64]) -> (f64, f64) {
+    let mut sorted = nanos.to_vec();
+    sorted.sort_unstable();
+    let rank = |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+    (rank(0.5) as f64 / 1e3, rank(0.9) as f64 / 1e3)
+}
+
+fn print_table(cases: &[Case]) {
+    let find = |group: &str, how: &str| {
+        let case = cases.iter().find(|case| case.group == group && case.how == how);
+        case.map(|case| stats(&case.nanos))
+    };
+    let ratio = |a: (f64, f64), b: (f64, f64)| format!("{:.3} (p90 {:.3})", a.0 / b.0, a.1 / b.1);
+    println!(
+        "{:<24} {:<8} {:>10} {:>10}   {:<20} {:<20}",
+        "launch time", "", "median µs", "p90 µs", "preload/direct", "preload/ld.so"
+    );
+    for case in cases.iter().filter(|case| case.how == "direct") {
+        for how in ["direct", "preload", "ld.so"] {
+            let Some(mine) = find(case.group, how) else { continue };
+            let label = if how == "direct" { case.group } else { "" };
+            let (mut vs_direct, mut vs_ld) = (String::new(), String::new());
+            if how == "preload" {
+                vs_direct = ratio(mine, find(case.group, "direct").unwrap());
+                if let Some(ld) = find(case.group, "ld.so") {
+                    vs_ld = ratio(mine, ld);
+                }
+            }
+            println!(
+                "{label:<24} {how:<8} {:>10.1} {:>10.1}   {vs_direct:<20} {vs_ld:<20}",
+                mine.0, mine.1
+            );
+        }
+    }
+
+    println!();
+    for group in ["/bin/true", "static C"] {
+        let (direct, preload) = (find(group, "direct").unwrap(), find(group, "preload").unwrap());
+        let ratio = preload.0 / direct.0;
+        println!("goal: preload/direct ≤ {GOAL_RATIO} for {group:<10} {ratio:.3}  {}", verdict(ratio <= GOAL_RATIO));
+    }
+    let small = find("static C", "preload").unwrap();
+    let big = find("static C, 1 GiB sparse", "preload").unwrap();
+    let (small_direct, big_direct) = (find("static C", "direct").unwrap(), find("static C, 1 GiB sparse", "direct").unwrap());
+    println!(
+        "file size: 1 GiB sparse / small static program, median: preload {:.3}, direct {:.3}  {}",
+        big.0 / small.0,
+        big_direct.0 / small_direct.0,
+        verdict(big.0 / small.0 <= 1.05),
+    );
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "[met]" } else { "[MISSED]" }
+}
+
+// ---------------------------------------------------------------------------------------------
+// System calls from entry to jump
+
+/// Counts the system calls of `preload /bin/true` between the preloader's entry and its jump to
+/// ld.so, from `strace -f -o FILE`:
+///
+/// - start: the line after `execve(` (the kernel's exec of the preloader itself);
+/// - end: ld.so's first system call, excluded. glibc's ld.so starts with `brk(NULL)` (rtld's
+///   `_dl_sysdep_start` asks for the current break before anything else), and the preloader never
+///   calls brk (it is no_std, without an allocator), so the first `brk(NULL)` after the execve is
+///   the boundary. As a check, the line before it must be the preloader's last system call, the
+///   `munmap` of its scratch buffer just before the jump; a warning is printed otherwise.
+fn print_syscalls(preload: &Path, scratch: &Path) {
+    let log = scratch.join("strace.log");
+    run_ok(Command::new("strace").arg("-f").arg("-o").arg(&log).arg(preload).arg(TRUE));
+    let text = fs::read_to_string(&log).unwrap_or_else(|e| fail(&format!("{}: {e}", log.display())));
+    // With -f every line starts with the pid; drop it. Signal (---) and exit (+++) lines are not calls.
+    let calls: Vec<&str> = text
+        .lines()
+        .map(|line| line.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start())
+        .filter(|line| !line.starts_with("---") && !line.starts_with("+++"))
+        .collect();
+    let Some(exec) = calls.iter().position(|line| line.starts_with("execve(")) else {
+        fail(&format!("no execve( in {}", log.display()))
+    };
+    let Some(jump) = calls[exec..].iter().position(|line| line.starts_with("brk(NULL)")) else {
+        fail(&format!("no brk(NULL) (ld.so's first system call) in {}", log.display()))
+    };
+    let preloader = &calls[exec + 1..exec + jump];
+
+    let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in preloader {
+        *by_name.entry(line.split('(').next().unwrap_or(line)).or_default() += 1;
+    }
+    let mut names: Vec<(&str, usize)> = by_name.into_iter().collect();
+    names.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let summary: Vec<String> = names.iter().map(|(name, count)| format!("{name} {count}")).collect();
+    let failed = preloader.iter().filter(|line| line.contains(") = -1 ")).count();
+
+    let count = preloader.len();
+    println!(
+        "system calls, entry to jump (preload /bin/true): {count}  {}  (goal ≤ {GOAL_SYSCALLS})",
+        verdict(count <= GOAL_SYSCALLS)
+    );
+    println!("  {} ({failed} failed)", summary.join(", "));
+    if !preloader.last().is_some_and(|line| line.starts_with("munmap(")) {
+        println!("  warning: the last call before brk(NULL) is not munmap; the boundary may be off ({})", log.display());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Size and memory
+
+fn print_size(binary: &Binary, preload: &Path, scratch: &Path) {
+    let bytes = if binary.symbols {
+        let stripped = scratch.join("preload.stripped");
+        run_ok(Command::new("strip").arg("-o").arg(&stripped).arg(preload));
+        fs::metadata(&stripped).map_or(0, |m| m.len())
+    } else {
+        binary.bytes
+    };
+    println!(
+        "stripped size: {bytes} bytes = {:.1} KiB  {}  (goal ≤ {} KiB)",
+        bytes as f64 / 1024.0,
+        verdict(bytes <= GOAL_BYTES),
+        GOAL_BYTES / 1024
+    );
+}
+
+/// The median (VmHWM, VmRSS) in KiB that a vm-status program prints about itself.
+fn vm_status(program: &Path, through: &[&Path]) -> (u64, u64) {
+    let mut hwm = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..MEMORY_RUNS {
+        let mut cmd = match through.split_first() {
+            Some((loader, rest)) => {
+                let mut cmd = Command::new(loader);
+                cmd.args(rest).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        };
+        let out = String::from_utf8_lossy(&run_ok(&mut cmd).stdout).into_owned();
+        let value = |key: &str| -> u64 {
+            let line = out.lines().find(|line| line.starts_with(key));
+            let kib = line.and_then(|line| line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok());
+            kib.unwrap_or_else(|| fail(&format!("{cmd:?}: no {key} in {out:?}")))
+        };
+        hwm.push(value("VmHWM:"));
+        rss.push(value("VmRSS:"));
+    }
+    hwm.sort_unstable();
+    rss.sort_unstable();
+    (hwm[MEMORY_RUNS / 2], rss[MEMORY_RUNS / 2])
+}
+
+/// Peak memory: a program that prints its own VmHWM and VmRSS, run directly and through preload.
+/// Through preload the mm is the preloader's own (there is no exec in between), so VmHWM includes
+/// the preloader's peak and VmRSS whatever it leaves resident.
+fn print_memory(preload: &Path, vm_static: &Path, vm_dynamic: &Path) {
+    println!("peak memory (median of {MEMORY_RUNS}, KiB)   VmHWM  VmRSS   preload − direct");
+    let ld_so = Path::new(LD_SO);
+    for (label, program) in [("static C", vm_static), ("dynamic C", vm_dynamic)] {
+        let direct = vm_status(program, &[]);
+        let mut rows = vec![("direct", direct), ("preload", vm_status(program, &[preload]))];
+        if label == "dynamic C" {
+            rows.push(("ld.so", vm_status(program, &[ld_so])));
+        }
+        for (how, (hwm, rss)) in rows {
+            let label = if how == "direct" { label } else { "" };
+            let delta = if how == "preload" {
+                format!("HWM {:+}, RSS {:+}", hwm as i64 - direct.0 as i64, rss as i64 - direct.1 as i64)
+            } else {
+                String::new()
+            };
+            println!("  {label:<12} {how:<24} {hwm:>6} {rss:>6}   {delta}");
+        }
+    }
+    // The same figure as the shell sees it, if GNU time is installed: the max RSS of the process
+    // (for small programs, largely the forked copy of `time` itself before the exec).
+    let time = Path::new("/usr/bin/time");
+    if time.exists() {
+        let max_rss = |args: &[&Path]| -> u64 {
+            let mut all: Vec<u64> = (0..MEMORY_RUNS)
+                .map(|_| {
+                    let out = run_ok(Command::new(time).args(["-f", "%M"]).args(args));
+                    let text = String::from_utf8_lossy(&out.stderr);
+                    text.trim().lines().last().and_then(|l| l.parse().ok()).unwrap_or(0)
+                })
+                .collect();
+            all.sort_unstable();
+            all[MEMORY_RUNS / 2]
+        };
+        let true_path = Path::new(TRUE);
+        println!(
+            "  /usr/bin/time -f %M /bin/true: direct {} KiB, preload {} KiB",
+            max_rss(&[true_path]),
+            max_rss(&[preload, true_path])
+        );
+    }
+}

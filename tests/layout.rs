@@ -1,0 +1,193 @@
+//! Layout control: `--reserve`, PRELOAD_RESERVE, `--base`, `--interp`, and the Wine
+//! `wine_main_preload_info` hand-off, checked in the program's own /proc/self/maps.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{Invocation, Scratch, Variant, build_c, render_status, require_tool};
+
+/// One /proc/self/maps line: start, end, permissions, name.
+struct Mapping {
+    start: u64,
+    end: u64,
+    perms: String,
+    name: String,
+}
+
+fn parse_maps(text: &str) -> Vec<Mapping> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (start, end) = fields.next()?.split_once('-')?;
+            let perms = fields.next()?.to_string();
+            let name = fields.nth(3).unwrap_or("").to_string();
+            Some(Mapping { start: u64::from_str_radix(start, 16).ok()?, end: u64::from_str_radix(end, 16).ok()?, perms, name })
+        })
+        .collect()
+}
+
+fn stdout_of(output: &Output, what: &str) -> String {
+    assert!(output.status.success(), "{what} failed: {}\nstderr: {}", render_status(output.status), String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).expect("utf-8 output")
+}
+
+/// The maps of `cat /proc/self/maps` run through preload with `options` and `env`.
+fn preloaded_maps(options: &[&str], env: &[(&str, &str)]) -> Vec<Mapping> {
+    let mut invocation = Invocation::new("/bin/cat").arg("/proc/self/maps");
+    for option in options {
+        invocation = invocation.preload_option(option);
+    }
+    for (key, value) in env {
+        invocation = invocation.env(key, value);
+    }
+    parse_maps(&stdout_of(&invocation.run_preloaded(), "cat /proc/self/maps through preload"))
+}
+
+/// Asserts that exactly [start, end) is one PROT_NONE private mapping with nothing else inside.
+fn assert_reserved(maps: &[Mapping], start: u64, end: u64) {
+    let inside: Vec<&Mapping> = maps.iter().filter(|m| m.start < end && start < m.end).collect();
+    let rendered: Vec<String> = inside.iter().map(|m| format!("{:x}-{:x} {} {}", m.start, m.end, m.perms, m.name)).collect();
+    assert!(
+        inside.len() == 1 && inside[0].start == start && inside[0].end == end && inside[0].perms == "---p",
+        "{start:#x}-{end:#x} is not exactly one ---p reservation: {rendered:?}"
+    );
+}
+
+#[test]
+fn reserve_option_keeps_each_range_as_one_inaccessible_mapping() {
+    let maps = preloaded_maps(&["--reserve", "0x10000000-0x10100000", "--reserve=20000000-20200000"], &[]);
+    assert_reserved(&maps, 0x1000_0000, 0x1010_0000);
+    assert_reserved(&maps, 0x2000_0000, 0x2020_0000);
+}
+
+#[test]
+fn preload_reserve_variable_reserves_its_list() {
+    let maps = preloaded_maps(&[], &[("PRELOAD_RESERVE", "30000000-30001000,0x40000000-0x40002000")]);
+    assert_reserved(&maps, 0x3000_0000, 0x3000_1000);
+    assert_reserved(&maps, 0x4000_0000, 0x4000_2000);
+}
+
+#[test]
+fn nothing_of_the_program_lands_in_a_reserved_range() {
+    // A reservation over the whole low half of the mmap area: the interpreter, libraries and the
+    // program's own mmaps must go elsewhere.
+    let maps = preloaded_maps(&["--reserve", "0x600000000000-0x700000000000"], &[]);
+    assert_reserved(&maps, 0x6000_0000_0000, 0x7000_0000_0000);
+}
+
+/// Runs preload with `args` and asserts exit 125 with a `preload: ` message containing `needles`.
+fn assert_usage_error(args: &[&str], needles: &[&str]) {
+    let output = Command::new(common::preload()).args(args).output().expect("run preload");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "preload {args:?}: {} (stderr: {stderr})", render_status(output.status));
+    assert!(stderr.starts_with("preload: "), "preload {args:?}: stderr {stderr:?}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "preload {args:?}: stderr {stderr:?} lacks {needle:?}");
+    }
+}
+
+#[test]
+fn malformed_reservations_are_refused_with_125() {
+    assert_usage_error(&["--reserve", "zz-30000", "/bin/true"], &["zz-30000", "hexadecimal"]);
+    assert_usage_error(&["--reserve", "30000-20000", "/bin/true"], &["30000-20000", "END must be above START"]);
+    assert_usage_error(&["--reserve", "30000", "/bin/true"], &["START-END"]);
+    let env_output = Command::new(common::preload()).arg("/bin/true").env("PRELOAD_RESERVE", "1-2,oops").output().expect("run preload");
+    assert_eq!(env_output.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&env_output.stderr).starts_with("preload: PRELOAD_RESERVE: "));
+}
+
+#[test]
+fn a_reservation_over_the_stack_is_refused_naming_both_ranges() {
+    // The stack lies in the top 16 GiB below 0x7ffffffff000 whatever the randomisation.
+    assert_usage_error(&["--reserve", "0x7ff000000000-0x7ffffffff000", "/bin/true"], &["0x7ff000000000-0x7ffffffff000 overlaps [stack] 0x7ff"]);
+}
+
+#[test]
+fn a_reservation_over_the_vdso_or_the_preloader_is_refused_naming_it() {
+    // The stack top is at least 0x7ffbfffff000 (16 GiB of randomisation), so with 8 MiB of
+    // RLIMIT_STACK its room starts above 0x7ffbff7ff000. The mmap area, where the kernel put the
+    // vdso and the preloader, starts below it by at least that gap and at most 1 TiB more.
+    let output = Command::new(common::preload()).args(["--reserve", "0x7e0000000000-0x7ffbff000000", "/bin/true"]).output().expect("run preload");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(
+        ["[vdso]", "[vvar]", "[vvar_vclock]", "preload itself"].iter().any(|name| stderr.contains(&format!("0x7e0000000000-0x7ffbff000000 overlaps {name} 0x"))),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn base_puts_a_pie_first_mapping_at_the_address() {
+    let output = Invocation::new("/bin/cat").arg("/proc/self/maps").preload_option("--base").preload_option("0x300000000").run_preloaded();
+    let maps = parse_maps(&stdout_of(&output, "cat through preload --base"));
+    let cat = maps.iter().filter(|m| m.name.ends_with("/cat")).map(|m| m.start).min();
+    assert_eq!(cat, Some(0x3_0000_0000), "cat's first mapping");
+    let taken = Invocation::new("/bin/true").preload_option("--reserve").preload_option("0x300000000-0x300100000").preload_option("--base").preload_option("0x300000000").run_preloaded();
+    assert_eq!(taken.status.code(), Some(125), "a --base collision is an error: {}", String::from_utf8_lossy(&taken.stderr));
+    assert!(String::from_utf8_lossy(&taken.stderr).contains("--base: the program's address range is already in use"));
+}
+
+#[test]
+fn base_is_refused_for_a_fixed_address_program_and_for_a_bad_address() {
+    let nopie = build_c("hello", Variant::NoPie);
+    let nopie = nopie.to_str().expect("utf-8 path");
+    assert_usage_error(&["--base", "0x200000000", nopie], &[nopie, "--base needs a position-independent program"]);
+    assert_usage_error(&["--base", "0x200000001", "/bin/true"], &["page-aligned"]);
+}
+
+#[test]
+fn interp_runs_the_program_through_the_named_interpreter() {
+    Invocation::new("/bin/echo").args(["through", "an explicit ld.so"]).preload_option("--interp").preload_option("/lib64/ld-linux-x86-64.so.2").assert_same();
+    let output = Invocation::new("/bin/true").preload_option("--interp").preload_option("/nonexistent/ld.so").run_preloaded();
+    assert_eq!(output.status.code(), Some(126));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("interpreter /nonexistent/ld.so: No such file or directory"));
+}
+
+/// Builds tests/c/wine_info.c with its symbol exported, as Wine's loader is linked.
+fn wine_info(scratch: &Scratch, pie: bool) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/wine_info.c");
+    let out = scratch.path().join(if pie { "wine_info-pie" } else { "wine_info-nopie" });
+    let status = Command::new(require_tool("gcc"))
+        .args(["-O1", "-Wall", "-Werror", "-rdynamic", if pie { "-pie" } else { "-no-pie" }, "-o"])
+        .arg(&out)
+        .arg(&source)
+        .status()
+        .expect("run gcc");
+    assert!(status.success(), "compiling {} failed", source.display());
+    out
+}
+
+/// The `start-end reserved` lines the test program printed for its table.
+fn published(output: &Output) -> Vec<String> {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "wine_info: {} stdout: {stdout} stderr: {}", render_status(output.status), String::from_utf8_lossy(&output.stderr));
+    stdout.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn wine_loader_gets_exactly_the_ranges_reserved_for_it() {
+    let scratch = Scratch::new("wine-info");
+    let pie = wine_info(&scratch, true);
+    let direct = Command::new(&pie).output().expect("run wine_info");
+    assert_eq!(direct.status.code(), Some(2), "run directly, nobody fills the table");
+    let output = Invocation::new(&pie).env("WINEPRELOADRESERVE", "140000000-1401a1000").run_preloaded();
+    assert_eq!(
+        published(&output),
+        ["10000-110000 reserved", "110000-68000000 reserved", "7ff00000-7fff0000 reserved", "7ffffe000000-7fffffff0000 reserved", "140000000-1401a1000 reserved"]
+    );
+}
+
+#[test]
+fn wine_table_leaves_out_ranges_that_could_not_be_reserved() {
+    // The non-PIE program sits at 0x400000, inside Wine's low range, which therefore cannot be
+    // reserved and must not be published; a user reservation is published too.
+    let scratch = Scratch::new("wine-info-nopie");
+    let nopie = wine_info(&scratch, false);
+    let output = Invocation::new(&nopie).env("WINEPRELOADRESERVE", "0-0").preload_option("--reserve").preload_option("50000000000-50000001000").run_preloaded();
+    assert_eq!(
+        published(&output),
+        ["50000000000-50000001000 reserved", "10000-110000 reserved", "7ff00000-7fff0000 reserved", "7ffffe000000-7fffffff0000 reserved"]
+    );
+}

@@ -1,0 +1,70 @@
+//! Real Wine (Debian's wine64 8.0) through preload: from outside Wine's directory, and with
+//! preload installed as `wine64-preloader` so that Wine re-execs every process through it.
+
+mod common;
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{Scratch, render_status, require_tool};
+
+const WINE64: &str = "/usr/lib/wine/wine64";
+const WINESERVER: &str = "/usr/lib/wine/wineserver";
+
+/// Runs `command` headless in a fresh prefix under `scratch`, waits for its wineserver to exit,
+/// and returns the output.
+fn run_wine(scratch: &Scratch, mut command: Command) -> Output {
+    assert!(Path::new(WINE64).is_file(), "{WINE64} is missing: scripts/test.sh installs Debian's wine64");
+    let prefix = scratch.path().join("prefix");
+    command.env("WINEPREFIX", &prefix).env("WINEDEBUG", "-all").env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY");
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    let output = command.output().expect("run wine");
+    let waited = Command::new(WINESERVER).arg("-w").env("WINEPREFIX", &prefix).status().expect("run wineserver -w");
+    assert!(waited.success(), "wineserver -w failed");
+    output
+}
+
+fn assert_hello(output: &Output) {
+    assert!(
+        output.status.success() && output.stdout == b"hello\r\n",
+        "wine: {}, stdout {:?}, stderr:\n{}",
+        render_status(output.status),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn wine64_runs_through_preload_from_outside_its_directory() {
+    let scratch = Scratch::new("wine-direct");
+    let mut command = Command::new(common::preload());
+    command.args([WINE64, "cmd", "/c", "echo", "hello"]);
+    assert_hello(&run_wine(&scratch, command));
+}
+
+#[test]
+fn preload_as_wine64_preloader_runs_every_wine_process() {
+    // The layout Wine 8.0 expects: <root>/lib/wine/{wine64,wine64-preloader,wineserver},
+    // <root>/lib/x86_64-linux-gnu/wine (ntdll.so and the DLLs), <root>/share/wine.
+    let scratch = Scratch::new("wine-preloader");
+    let root = scratch.path().join("root");
+    let bin = scratch.copy(Path::new(WINE64), "root/lib/wine/wine64", 0o755);
+    scratch.copy(common::preload(), "root/lib/wine/wine64-preloader", 0o755);
+    std::fs::create_dir_all(root.join("lib/x86_64-linux-gnu")).expect("mkdir");
+    std::fs::create_dir_all(root.join("share")).expect("mkdir");
+    for (target, link) in [(WINESERVER, "lib/wine/wineserver"), ("/usr/lib/x86_64-linux-gnu/wine", "lib/x86_64-linux-gnu/wine"), ("/usr/share/wine", "share/wine")] {
+        symlink(target, root.join(link)).expect("symlink");
+    }
+    let trace = scratch.path().join("execs");
+    let mut command = Command::new(require_tool("strace"));
+    command.args(["-f", "-qq", "-e", "trace=execve", "-o"]).arg(&trace).arg(&bin).args(["cmd", "/c", "echo", "hello"]);
+    assert_hello(&run_wine(&scratch, command));
+
+    // Every Wine process (the loader, wineboot, start.exe, cmd.exe...) went through preload.
+    let execs = std::fs::read_to_string(&trace).expect("strace output");
+    let through_preload = execs.lines().filter(|l| l.contains("execve(\"") && l.contains("/wine64-preloader\"") && l.ends_with("= 0")).count();
+    let direct_wine64 = execs.lines().filter(|l| l.contains("/lib/wine/wine64\", [") && l.ends_with("= 0") && !l.contains("wine64-preloader")).count();
+    assert!(through_preload >= 3, "only {through_preload} processes ran through wine64-preloader:\n{execs}");
+    assert_eq!(direct_wine64, 1, "only the first wine64 may be exec'd directly:\n{execs}");
+}

@@ -23,18 +23,22 @@ pub enum ExeOutcome {
     Failed(Errno),
 }
 
-/// Apply `map`, trying to set exe to `exe` as described in [`ExeOutcome`].
+/// Apply `map`, trying to set exe to `exe` as described in [`ExeOutcome`]. Whenever the first
+/// try fails, the preloader's own file mappings are replaced by anonymous copies: that is what
+/// EBUSY asks for, and otherwise (EPERM) it keeps the preloader's file out of the program's
+/// /proc/self/maps all the same.
 pub fn set(map: &mut PrctlMmMap, exe: BorrowedFd<'_>) -> ExeOutcome {
     map.exe_fd = exe.as_raw_fd();
-    match apply(map) {
+    let first = match apply(map) {
         Ok(()) => return ExeOutcome::Set,
-        Err(Errno::BUSY) => match replace_own_file_mappings() {
-            Ok(()) => match apply(map) {
-                Ok(()) => return ExeOutcome::SetAfterUnmapping,
-                Err(errno) => return without_exe(map, errno),
-            },
-            Err(errno) => return without_exe(map, errno),
+        Err(errno) => errno,
+    };
+    match replace_own_file_mappings() {
+        Ok(()) if first == Errno::BUSY => match apply(map) {
+            Ok(()) => ExeOutcome::SetAfterUnmapping,
+            Err(errno) => without_exe(map, errno),
         },
+        Ok(()) => without_exe(map, first),
         Err(errno) => without_exe(map, errno),
     }
 }

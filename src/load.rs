@@ -32,7 +32,8 @@ pub enum Placement {
     Anywhere { align: u64 },
 }
 
-fn prot(flags: u32) -> ProtFlags {
+/// The mmap protection for a segment's PF_R/PF_W/PF_X.
+pub fn prot(flags: u32) -> ProtFlags {
     let mut prot = ProtFlags::empty();
     if flags & PF_R != 0 {
         prot |= ProtFlags::READ;

@@ -3,7 +3,7 @@
 
 use core::ffi::c_void;
 
-use goblin::elf64::program_header::{PF_R, PF_W, PF_X, PT_LOAD, ProgramHeader};
+use goblin::elf64::program_header::{PT_LOAD, ProgramHeader};
 use preload::{page_align, page_start};
 use rustix::fd::{AsRawFd, BorrowedFd};
 use rustix::io::Errno;
@@ -83,23 +83,9 @@ fn replace_own_file_mappings() -> Result<(), Errno> {
         unsafe {
             let copy = rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE)?;
             core::ptr::copy_nonoverlapping(start as *const u8, copy as *mut u8, len);
-            rustix::mm::mprotect(copy, len, protection(ph.p_flags))?;
+            rustix::mm::mprotect(copy, len, MprotectFlags::from_bits_retain(crate::load::prot(ph.p_flags).bits()))?;
             rustix::mm::mremap_fixed(copy, len, len, MremapFlags::MAYMOVE, start as *mut c_void)?;
         }
     }
     Ok(())
-}
-
-fn protection(flags: u32) -> MprotectFlags {
-    let mut prot = MprotectFlags::empty();
-    if flags & PF_R != 0 {
-        prot |= MprotectFlags::READ;
-    }
-    if flags & PF_W != 0 {
-        prot |= MprotectFlags::WRITE;
-    }
-    if flags & PF_X != 0 {
-        prot |= MprotectFlags::EXEC;
-    }
-    prot
 }

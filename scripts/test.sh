@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what the integration tests need, builds the release binary and runs the tests.
+# Extra arguments are passed to `cargo test --release` (e.g. a test name filter, or `-- --nocapture`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "scripts/test.sh: $*" >&2; exit 1; }
+
+command -v cargo >/dev/null || die "cargo is not installed (Rust toolchain 1.95+ is required)"
+
+# command -> Debian package that provides it
+declare -A package_of=(
+  [gcc]=gcc
+  [musl-gcc]=musl-tools
+  [python3]=python3
+  [perl]=perl
+  [setpriv]=util-linux
+  [sha256sum]=coreutils
+  [kill]=procps
+  [strace]=strace
+)
+missing=()
+for cmd in "${!package_of[@]}"; do
+  PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" command -v "$cmd" >/dev/null \
+    || missing+=("${package_of[$cmd]}")
+done
+# Files (not commands) the tests need -> package.
+[ -x /usr/lib/wine/wine64 ] || missing+=(wine64)
+# gcc -static needs the static glibc (libc6-dev); check it like the tests will.
+[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    die "missing packages: ${missing[*]}; run as root or install them with: apt-get install ${missing[*]}"
+  fi
+  command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
+  echo "scripts/test.sh: installing ${missing[*]}" >&2
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+cargo build --release
+exec cargo test --release "$@"

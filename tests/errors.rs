@@ -1,0 +1,286 @@
+//! Failures and options of preload itself: exit statuses as env(1) (127 not found, 126 cannot
+//! execute, 125 usage error), one `preload: ` line on stderr naming the path, never a signal;
+//! and --help, --version, --dry-run, --verbose.
+
+mod common;
+
+use common::{Invocation, Scratch, Variant, build_c, render_status, run_preload};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// Asserts that preload failed with `code` and a single `preload: ...` stderr line containing
+/// `mention`, without dying of a signal and without output on stdout.
+fn assert_error(output: &Output, code: i32, mention: &str, what: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.signal_free(),
+        "{what}: preload itself died: {} (stderr: {stderr:?})",
+        render_status(output.status)
+    );
+    assert_eq!(output.status.code(), Some(code), "{what}: exit status (stderr: {stderr:?})");
+    assert!(stderr.starts_with("preload: "), "{what}: stderr must start with `preload: `, got {stderr:?}");
+    assert!(
+        stderr.ends_with('\n') && stderr.matches('\n').count() == 1,
+        "{what}: stderr must be exactly one line, got {stderr:?}"
+    );
+    assert!(stderr.contains(mention), "{what}: stderr must mention {mention:?}, got {stderr:?}");
+    assert!(output.stdout.is_empty(), "{what}: unexpected stdout {:?}", String::from_utf8_lossy(&output.stdout));
+}
+
+trait SignalFree {
+    fn signal_free(&self) -> bool;
+}
+
+impl SignalFree for std::process::ExitStatus {
+    fn signal_free(&self) -> bool {
+        std::os::unix::process::ExitStatusExt::signal(self).is_none()
+    }
+}
+
+/// `preload PATH` must fail with `code`, naming PATH.
+fn assert_program_error(path: &Path, code: i32) {
+    let output = Invocation::new(path).arg("arg").run_preloaded();
+    assert_error(&output, code, &path.to_string_lossy(), &format!("preload {}", path.display()));
+}
+
+#[test]
+fn missing_file_is_127() {
+    assert_program_error(Path::new("/nonexistent/program"), 127);
+}
+
+#[test]
+fn missing_relative_file_is_127() {
+    assert_program_error(Path::new("no/such/program"), 127);
+}
+
+#[test]
+fn not_found_in_path_is_127() {
+    let scratch = Scratch::new("not-in-path");
+    let output = Invocation::new("no-such-program-anywhere")
+        .env_clear()
+        .env("PATH", format!("/nonexistent:{}", scratch.path().display()))
+        .run_preloaded();
+    assert_error(&output, 127, "no-such-program-anywhere", "PATH search for a missing program");
+}
+
+#[test]
+fn only_non_executable_in_path_is_126() {
+    // execvp: a candidate that exists but cannot be executed gives EACCES, not ENOENT.
+    let scratch = Scratch::new("path-noexec");
+    scratch.copy(Path::new("/bin/true"), "noexec-prog", 0o644);
+    let output = Invocation::new("noexec-prog").env_clear().env("PATH", scratch.path()).run_preloaded();
+    assert_error(&output, 126, "noexec-prog", "PATH search finding only a non-executable file");
+}
+
+#[test]
+fn directory_is_126() {
+    let scratch = Scratch::new("directory");
+    let dir = scratch.path().join("a-directory");
+    std::fs::create_dir(&dir).unwrap();
+    assert_program_error(&dir, 126);
+}
+
+#[test]
+fn no_exec_permission_as_root_is_126() {
+    // Root may execute a file only if some x bit is set.
+    let scratch = Scratch::new("noexec-root");
+    assert_program_error(&scratch.copy(Path::new("/bin/true"), "true-0644", 0o644), 126);
+}
+
+#[test]
+fn no_exec_permission_as_nobody_is_126() {
+    let scratch = Scratch::new("noexec-nobody");
+    let program = scratch.copy(Path::new("/bin/true"), "true-0744", 0o744);
+    let output = Invocation::new(&program).as_nobody().run_preloaded();
+    assert_error(&output, 126, &program.to_string_lossy(), "nobody running a file only root may execute");
+}
+
+#[test]
+fn execute_only_file_as_nobody_is_126() {
+    // The kernel can run a file nobody may not read; the preloader has to read it, so it must
+    // refuse cleanly (a documented difference).
+    let scratch = Scratch::new("exec-only");
+    let program = scratch.copy(Path::new("/bin/true"), "true-0711", 0o711);
+    let output = Invocation::new(&program).as_nobody().run_preloaded();
+    assert_error(&output, 126, &program.to_string_lossy(), "nobody running an execute-only file");
+}
+
+#[test]
+fn empty_file_is_126() {
+    let scratch = Scratch::new("empty");
+    assert_program_error(&scratch.write("empty", "", 0o755), 126);
+}
+
+#[test]
+fn text_without_shebang_is_126() {
+    let scratch = Scratch::new("text");
+    assert_program_error(&scratch.write("text", "echo this is not a script\n", 0o755), 126);
+}
+
+#[test]
+fn shebang_with_missing_interpreter_fails_cleanly() {
+    // The kernel answers ENOENT (env(1) says 127); 126 ("found but cannot execute") is also
+    // accepted. Either way: one line, naming the script, no signal.
+    let scratch = Scratch::new("shebang-missing");
+    let script = scratch.write("script", "#!/nonexistent/interpreter -x\n", 0o755);
+    let output = Invocation::new(&script).run_preloaded();
+    let code = output.status.code().filter(|c| [126, 127].contains(c)).unwrap_or(127);
+    assert_error(&output, code, &script.to_string_lossy(), "#! with a missing interpreter");
+}
+
+/// /bin/true with `patch` applied, written executable to the scratch directory.
+fn patched_true(scratch: &Scratch, name: &str, patch: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
+    let mut bytes = std::fs::read("/bin/true").expect("read /bin/true");
+    patch(&mut bytes);
+    scratch.write(name, bytes, 0o755)
+}
+
+fn put(bytes: &mut [u8], offset: usize, value: &[u8]) {
+    bytes[offset..offset + value.len()].copy_from_slice(value);
+}
+
+fn read_u64(bytes: &[u8], offset: usize) -> usize {
+    u64::from_le_bytes(bytes[offset..offset + 8].try_into().unwrap()) as usize
+}
+
+fn read_u16(bytes: &[u8], offset: usize) -> usize {
+    u16::from_le_bytes(bytes[offset..offset + 2].try_into().unwrap()) as usize
+}
+
+/// File offset and size of the PT_INTERP string.
+fn interp_range(elf: &[u8]) -> (usize, usize) {
+    let (phoff, phentsize, phnum) = (read_u64(elf, 32), read_u16(elf, 54), read_u16(elf, 56));
+    (0..phnum)
+        .map(|i| phoff + i * phentsize)
+        .find(|&ph| u32::from_le_bytes(elf[ph..ph + 4].try_into().unwrap()) == 3)
+        .map(|ph| (read_u64(elf, ph + 8), read_u64(elf, ph + 32)))
+        .expect("/bin/true has a PT_INTERP")
+}
+
+#[test]
+fn truncated_elf_is_126() {
+    let scratch = Scratch::new("truncated");
+    assert_program_error(&patched_true(&scratch, "truncated", |b| b.truncate(100)), 126);
+}
+
+#[test]
+fn wrong_machine_is_126() {
+    let scratch = Scratch::new("machine");
+    assert_program_error(&patched_true(&scratch, "arm", |b| put(b, 18, &0x28u16.to_le_bytes())), 126);
+}
+
+#[test]
+fn missing_interpreter_is_126() {
+    let scratch = Scratch::new("interp");
+    let program = patched_true(&scratch, "no-interp", |b| {
+        let (offset, size) = interp_range(b);
+        let path = format!("{:x<width$}", "/nonexistent/ld-", width = size - 1);
+        put(b, offset, path.as_bytes());
+    });
+    assert_program_error(&program, 126);
+}
+
+/// Headers the kernel rejects with ENOEXEC: preload must refuse them with 126, not crash.
+#[test]
+fn malformed_elf_headers_are_126() {
+    let scratch = Scratch::new("malformed");
+    type Patch = fn(&mut Vec<u8>);
+    let cases: [(&str, Patch); 10] = [
+        ("bad-magic", |b| put(b, 1, b"ELG")),
+        ("et-rel", |b| put(b, 16, &1u16.to_le_bytes())),
+        ("et-core", |b| put(b, 16, &4u16.to_le_bytes())),
+        ("phentsize-32", |b| put(b, 54, &32u16.to_le_bytes())),
+        ("phnum-0", |b| put(b, 56, &0u16.to_le_bytes())),
+        ("phnum-100", |b| put(b, 56, &100u16.to_le_bytes())),
+        ("phoff-past-eof", |b| put(b, 32, &0x7fff_0000u64.to_le_bytes())),
+        ("phoff-huge", |b| put(b, 32, &u64::MAX.to_le_bytes())),
+        ("header-only", |b| b.truncate(64)),
+        ("interp-not-nul-terminated", |b| {
+            let (offset, size) = interp_range(b);
+            b[offset + size - 1] = b'x';
+        }),
+    ];
+    for (name, patch) in cases {
+        assert_program_error(&patched_true(&scratch, name, patch), 126);
+    }
+}
+
+fn assert_usage_error(args: &[&str], mention: &str) {
+    assert_error(&run_preload(args), 125, mention, &format!("preload {args:?}"));
+}
+
+#[test]
+fn no_program_is_usage_error() {
+    assert_usage_error(&[], "preload: ");
+}
+
+#[test]
+fn only_double_dash_is_usage_error() {
+    assert_usage_error(&["--"], "preload: ");
+}
+
+#[test]
+fn unknown_option_is_usage_error() {
+    assert_usage_error(&["--bogus-option", "/bin/true"], "--bogus-option");
+}
+
+#[test]
+fn argv0_without_value_is_usage_error() {
+    assert_usage_error(&["--argv0"], "--argv0");
+}
+
+#[test]
+fn help_exits_zero() {
+    let output = run_preload(["--help"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "--help: {}", render_status(output.status));
+    assert!(stdout.to_lowercase().contains("usage"), "--help must print usage on stdout, got {stdout:?}");
+    assert!(stdout.contains("PROGRAM"), "--help must name PROGRAM, got {stdout:?}");
+}
+
+#[test]
+fn version_exits_zero() {
+    let output = run_preload(["--version"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "--version: {}", render_status(output.status));
+    assert!(stdout.contains(env!("CARGO_PKG_VERSION")), "--version must print the version, got {stdout:?}");
+}
+
+#[test]
+fn dry_run_runs_nothing() {
+    let scratch = Scratch::new("dry-run");
+    let marker = scratch.path().join("marker");
+    let hello = build_c("hello", Variant::Pie);
+
+    // Scenario check: without --dry-run, the program creates the marker.
+    let ran = Invocation::new(&hello).arg("--touch").arg(&marker).run_preloaded();
+    assert!(ran.status.success() && marker.exists(), "scenario check: preload hello --touch creates the marker");
+    std::fs::remove_file(&marker).unwrap();
+
+    let output = run_preload(["--dry-run".as_ref(), hello.as_os_str(), "--touch".as_ref(), marker.as_os_str()]);
+    let all_output = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "--dry-run: {} {all_output}", render_status(output.status));
+    assert!(!marker.exists(), "--dry-run ran the program");
+    assert!(all_output.contains(&*hello.to_string_lossy()), "--dry-run must print a plan naming the program: {all_output:?}");
+}
+
+#[test]
+fn dry_run_of_missing_program_is_127() {
+    let output = run_preload(["--dry-run", "/nonexistent/program"]);
+    assert_error(&output, 127, "/nonexistent/program", "preload --dry-run /nonexistent/program");
+}
+
+#[test]
+fn verbose_keeps_program_output_and_adds_a_plan() {
+    let inv = Invocation::new(build_c("hello", Variant::Pie)).args(["a", "--exit", "3"]).preload_option("--verbose");
+    let both = inv.run_both();
+    both.expect_exit(3);
+    assert_eq!(both.preloaded.status.code(), Some(3), "--verbose: exit status of the program");
+    assert_eq!(both.preloaded.stdout, both.direct.stdout, "--verbose must not change the program's stdout");
+    let stderr = String::from_utf8_lossy(&both.preloaded.stderr);
+    let plan = stderr
+        .strip_suffix(&*String::from_utf8_lossy(&both.direct.stderr))
+        .unwrap_or_else(|| panic!("--verbose: the program's stderr must come last, got {stderr:?}"));
+    assert!(!plan.is_empty(), "--verbose printed no plan");
+    assert!(plan.lines().all(|l| l.starts_with("preload: ")), "--verbose lines must start with `preload: `: {plan:?}");
+}

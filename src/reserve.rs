@@ -64,7 +64,10 @@ pub fn reserve(range: &Range, protected: &Protected) -> Result<(), ReserveError>
     }
 }
 
-/// Name the mapping that was in the way, from /proc/self/maps.
+/// Name the mapping that was in the way, from /proc/self/maps. Kept out of line so that its
+/// buffer does not grow every launch's stack frame.
+#[cold]
+#[inline(never)]
 fn existing_mapping(range: &Range) -> ReserveError {
     let mut maps = [0u8; 16384];
     let mut len = 0;

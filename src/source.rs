@@ -9,9 +9,9 @@ use rustix::fd::OwnedFd;
 use rustix::fs::{Access, AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-/// How much of a file is read up front: the ELF header, usually the program headers, and the
-/// `#!` line.
-pub const HEAD_SIZE: usize = 4096;
+/// How much of a file is read up front: the ELF header, the `#!` line, and the program headers
+/// of typical programs (up to 17 entries); a larger table takes one more read.
+pub const HEAD_SIZE: usize = 1024;
 
 /// An executable file, open for reading.
 pub struct File {

@@ -294,3 +294,42 @@ fn shebang_line_parsing() {
         run_script(name, &contents).assert_same().expect_exit(0);
     }
 }
+
+#[test]
+fn shebang_relative_interpreter_resolved_from_cwd() {
+    // The kernel opens a relative #! interpreter relative to the current directory.
+    let scratch = Scratch::new("relative-interp");
+    std::os::unix::fs::symlink("/bin/echo", scratch.path().join("my-echo")).unwrap();
+    let script = scratch.write("script", "#!./my-echo relative\n", 0o755);
+    Invocation::new(&script).arg("x").cwd(scratch.path()).assert_same().expect_exit(0).expect_stdout_contains("relative");
+}
+
+#[test]
+fn path_search_empty_element_is_cwd() {
+    // execvp: an empty PATH element means the current directory.
+    let scratch = Scratch::new("path-empty-element");
+    scratch.write("local-prog", "#!/bin/sh\necho \"local: $0\"\n", 0o755);
+    Invocation::new("local-prog")
+        .cwd(scratch.path())
+        .env_clear()
+        .env("PATH", "/nonexistent::/usr/bin")
+        .assert_same()
+        .expect_exit(0)
+        .expect_stdout_contains("local: ");
+}
+
+#[test]
+fn path_search_without_path_variable() {
+    // execvp's default search path applies when PATH is unset.
+    Invocation::new("true").env_clear().assert_same().expect_exit(0);
+}
+
+#[test]
+fn reexec_through_proc_self_exe() {
+    // As root /proc/self/exe is the program, so a program can re-execute itself through it.
+    tool("bash")
+        .args(["-c", "if [ -z \"$AGAIN\" ]; then AGAIN=1 exec /proc/self/exe -c 'echo re-executed $AGAIN' ; fi"])
+        .assert_same()
+        .expect_exit(0)
+        .expect_stdout_contains("re-executed 1");
+}

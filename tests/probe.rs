@@ -110,8 +110,9 @@ fn facts(report: &Report) -> BTreeMap<String, String> {
     ok("heap_starts_at_start_brk", a("heap_start") == a("stat.start_brk"));
     ok("brk_not_below_start_brk", a("brk") >= a("stat.start_brk"));
     // fs/binfmt_elf.c: start_brk = PAGE_ALIGN(end of the program's bss), moved to
-    // ELF_ET_DYN_BASE for a static-pie, then randomised by up to 1 GiB.
-    let base = page_up(if static_pie && randomized(report) {
+    // ELF_ET_DYN_BASE for a static-pie (also without ASLR: measured under setarch -R), then
+    // randomised by up to 1 GiB.
+    let base = page_up(if static_pie {
         0x5555_5555_4aaa
     } else {
         bias + num(report, "elf.load_end_vaddr")
@@ -132,6 +133,18 @@ fn facts(report: &Report) -> BTreeMap<String, String> {
     rel("arg_bytes", a("stat.arg_end") - a("stat.arg_start"));
     rel("env_bytes", a("stat.env_end") - a("stat.env_start"));
     facts.insert("rel.heap_above_program".into(), (start_brk >= a("prog_end")).to_string());
+    if !randomized(report) {
+        // Without ASLR the kernel's choices are fixed addresses, and the preloader must make
+        // the same ones (a static-pie is placed by mmap, below whatever is mapped already).
+        let mut fixed = |name: &str, value: u64| facts.insert(format!("fixed.{name}"), format!("{value:#x}"));
+        if !static_pie {
+            fixed("load_bias", bias);
+            fixed("start_brk", start_brk);
+        }
+        fixed("stack_end", stack_end);
+        fixed("initial_sp", a("sp"));
+        fixed("at_execfn", a("at_execfn"));
+    }
     facts
 }
 
@@ -291,3 +304,27 @@ fn probe_as_shebang_interpreter_found_by_path_search() {
     let facts = check(&inv, false);
     assert_eq!(Path::new(&facts["at_execfn_str"]), script);
 }
+
+fn probe_without_aslr(variant: Variant) {
+    let facts = check(&probe(variant).wrapped_in([common::require_tool("setarch").as_os_str(), "x86_64".as_ref(), "-R".as_ref()]), false);
+    assert!(facts.contains_key("fixed.stack_end"), "scenario check: setarch -R turned ASLR off");
+}
+
+per_variant!(probe_without_aslr:
+    probe_no_aslr_pie => Pie,
+    probe_no_aslr_nopie => NoPie,
+    probe_no_aslr_static => Static,
+    probe_no_aslr_staticpie => StaticPie,
+    probe_no_aslr_musl_dynamic => MuslDynamic,
+);
+
+/// An unlimited RLIMIT_STACK gives the legacy bottom-up mmap layout.
+fn probe_unlimited_stack(variant: Variant) {
+    check(&probe(variant).wrapped_in([common::require_tool("prlimit").as_os_str(), "--stack=unlimited".as_ref()]), false);
+}
+
+per_variant!(probe_unlimited_stack:
+    probe_unlimited_stack_pie => Pie,
+    probe_unlimited_stack_nopie => NoPie,
+    probe_unlimited_stack_staticpie => StaticPie,
+);

@@ -16,7 +16,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -62,6 +62,11 @@ fn scratch_root() -> &'static Path {
     })
 }
 
+/// Held for reading while spawning, for writing while a scratch file is open for writing: a
+/// child forked by another test thread would otherwise inherit the write descriptor until its
+/// exec, and executing the new file meanwhile fails with ETXTBSY.
+static SPAWN_LOCK: RwLock<()> = RwLock::new(());
+
 /// Creates `dir` (and its parents) with mode 0755 whatever the umask.
 fn make_dir(dir: &Path) {
     fs::DirBuilder::new()
@@ -103,7 +108,10 @@ impl Scratch {
         if let Some(parent) = path.parent() {
             make_dir(parent);
         }
-        fs::write(&path, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        {
+            let _no_spawn = SPAWN_LOCK.write().unwrap_or_else(|e| e.into_inner());
+            fs::write(&path, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        }
         set_mode(&path, mode);
         path
     }
@@ -251,7 +259,7 @@ pub struct Invocation {
     stdin: Option<Vec<u8>>,
     cwd: Option<PathBuf>,
     argv0: Option<OsString>,
-    nobody: bool,
+    wrapper: Vec<OsString>,
     preload_options: Vec<OsString>,
 }
 
@@ -265,7 +273,7 @@ impl Invocation {
             stdin: None,
             cwd: None,
             argv0: None,
-            nobody: false,
+            wrapper: Vec::new(),
             preload_options: Vec::new(),
         }
     }
@@ -308,10 +316,20 @@ impl Invocation {
         self
     }
 
-    /// Runs both sides as uid/gid 65534 without capabilities (through setpriv).
-    pub fn as_nobody(mut self) -> Self {
-        self.nobody = true;
+    /// Runs both sides through `command` (which must exec its arguments): e.g.
+    /// `setarch x86_64 -R` runs `setarch x86_64 -R PROGRAM...` and
+    /// `setarch x86_64 -R preload PROGRAM...`.
+    pub fn wrapped_in<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, command: I) -> Self {
+        self.wrapper.extend(command.into_iter().map(|a| a.as_ref().to_os_string()));
         self
+    }
+
+    /// Runs both sides as uid/gid 65534 without capabilities (through setpriv).
+    pub fn as_nobody(self) -> Self {
+        let setpriv = require_tool("setpriv").into_os_string();
+        let uid = format!("--reuid={NOBODY}");
+        let gid = format!("--regid={NOBODY}");
+        self.wrapped_in([setpriv, uid.into(), gid.into(), "--clear-groups".into(), "--inh-caps=-all".into(), "--".into()])
     }
 
     /// An option for preload itself, placed before PROGRAM (e.g. `--`, `--verbose`).
@@ -329,28 +347,16 @@ impl Invocation {
             line.truncate(300);
             line.push_str(&format!("… ({} arguments)", self.args.len()));
         }
-        if self.nobody {
-            line.insert_str(0, "[as nobody] ");
+        if !self.wrapper.is_empty() {
+            let wrapper = self.wrapper.iter().map(|w| shell_word(w)).collect::<Vec<_>>().join(" ");
+            line.insert_str(0, &format!("[through {wrapper}] "));
         }
         line
     }
 
     fn command(&self, preloaded: bool) -> Command {
-        let mut argv: Vec<OsString> = Vec::new();
-        if self.nobody {
-            assert!(self.argv0.is_none(), "argv0 cannot be combined with as_nobody");
-            argv.push(require_tool("setpriv").into_os_string());
-            argv.extend(
-                [
-                    format!("--reuid={NOBODY}"),
-                    format!("--regid={NOBODY}"),
-                    "--clear-groups".into(),
-                    "--inh-caps=-all".into(),
-                    "--".into(),
-                ]
-                .map(OsString::from),
-            );
-        }
+        assert!(self.argv0.is_none() || self.wrapper.is_empty(), "argv0 cannot be combined with a wrapper");
+        let mut argv: Vec<OsString> = self.wrapper.clone();
         if preloaded {
             argv.push(preload().as_os_str().to_os_string());
             if let Some(name) = &self.argv0 {
@@ -413,8 +419,8 @@ pub fn run_preload<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(args: I) -> Outpu
 /// Makes std spawn `cmd` with fork+exec. Left alone, std uses posix_spawn for some commands
 /// (e.g. an absolute program) and fork+exec for others (a PATH search in a changed
 /// environment), and a posix_spawn child starts with signals 32 and 33 ignored (glibc-internal
-/// signals; measured): the direct and preloaded runs
-/// would start from different signal dispositions.
+/// signals; measured): the direct and preloaded runs would start from different signal
+/// dispositions.
 fn same_spawn_path(cmd: &mut Command) {
     // SAFETY: the closure does nothing, so it is async-signal-safe.
     unsafe {
@@ -424,7 +430,11 @@ fn same_spawn_path(cmd: &mut Command) {
 
 /// Spawns `cmd`, feeds it `stdin`, collects its output; kills it and fails after [`TIMEOUT`].
 fn run(mut cmd: Command, stdin: Option<&[u8]>, what: &str) -> Output {
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let spawned = {
+        let _no_write = SPAWN_LOCK.read().unwrap_or_else(|e| e.into_inner());
+        cmd.spawn()
+    };
+    let mut child = spawned.unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
     let feeder = stdin.map(|data| {
         let mut pipe = child.stdin.take().expect("stdin is piped");
         let data = data.to_vec();

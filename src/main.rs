@@ -63,9 +63,7 @@ unsafe extern "C" fn preload_main(sp: *const u64) -> ! {
             if let Some(value) = usage.value() {
                 out.line().bytes(value).text(": ");
             }
-            out.line().text(usage.reason()).bytes(usage.argument());
-            out.end();
-            out.line().text("Try 'preload --help' for more information.");
+            out.line().text(usage.reason()).bytes(usage.argument()).text(" (try 'preload --help')");
             out.end();
             125
         }

@@ -191,3 +191,19 @@ fn wine_table_leaves_out_ranges_that_could_not_be_reserved() {
         ["50000000000-50000001000 reserved", "10000-110000 reserved", "7ff00000-7fff0000 reserved", "7ffffe000000-7fffffff0000 reserved"]
     );
 }
+
+#[test]
+fn dry_run_and_verbose_show_the_reservations() {
+    let dry = Command::new(common::preload()).args(["--dry-run", "--reserve", "0x10000000-0x10100000", "/bin/true"]).output().expect("run preload");
+    let stdout = String::from_utf8_lossy(&dry.stdout);
+    assert!(dry.status.success() && stdout.contains("preload: reserve 0x10000000-0x10100000\n"), "{}: {stdout}", render_status(dry.status));
+    assert!(stdout.contains("preload: program /bin/true"), "{stdout}");
+
+    let scratch = Scratch::new("wine-info-verbose");
+    let pie = wine_info(&scratch, true);
+    let verbose = Invocation::new(&pie).preload_option("--verbose").run_preloaded();
+    let stderr = String::from_utf8_lossy(&verbose.stderr);
+    for line in ["preload: reserve for Wine 0x10000-0x110000\n", "preload: reserve for Wine 0x7ffffe000000-0x7fffffff0000\n", "preload: wine_main_preload_info at 0x"] {
+        assert!(stderr.contains(line), "--verbose lacks {line:?}:\n{stderr}");
+    }
+}

@@ -40,4 +40,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 cargo build --release
-exec cargo test --release "$@"
+# --no-fail-fast: report every failing test binary, not just the first.
+exec cargo test --release --no-fail-fast "$@"

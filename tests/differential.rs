@@ -35,6 +35,13 @@ fn echo_5000_arguments() {
 }
 
 #[test]
+fn echo_huge_arguments() {
+    // 12 arguments of 100 kB each (a single one may be up to 128 kB).
+    let args: Vec<String> = (0..12).map(|i| format!("{i}:{}", "z".repeat(100_000))).collect();
+    tool("echo").args(&args).assert_same().expect_exit(0);
+}
+
+#[test]
 fn env_prints_custom_environment() {
     tool("env")
         .env_clear()
@@ -246,6 +253,8 @@ per_variant!(hello_variant:
     hello_musl_static => MuslStatic,
     hello_musl_dynamic => MuslDynamic,
     hello_pie_execstack => PieExecStack,
+    hello_pie_align2m => PieHugeAlign,
+    hello_staticpie_align2m => StaticPieHugeAlign,
 );
 
 /// Writes an executable script and runs it both ways with two arguments.
@@ -332,4 +341,40 @@ fn reexec_through_proc_self_exe() {
         .assert_same()
         .expect_exit(0)
         .expect_stdout_contains("re-executed 1");
+}
+
+#[test]
+fn shebang_nesting_depth() {
+    // The kernel follows a few levels of #! scripts whose interpreter is itself a script, then
+    // fails with ELOOP. Up to that depth preload must behave the same; beyond it, fail cleanly.
+    let scratch = Scratch::new("nesting");
+    let mut script = scratch.write("level0", "#!/bin/sh\necho \"level0: $*\"\n", 0o755);
+    let mut kernel_refused_at = None;
+    for depth in 1..=7 {
+        script = scratch.write(&format!("level{depth}"), format!("#!{}\n", script.display()), 0o755);
+        let inv = Invocation::new(&script).arg("x");
+        match inv.try_run_direct() {
+            Ok(_) => {
+                inv.assert_same().expect_exit(0).expect_stdout_contains("level0: ");
+            }
+            Err(e) => {
+                kernel_refused_at.get_or_insert((depth, e.to_string()));
+                let output = inv.run_preloaded();
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                assert_eq!(output.status.code(), Some(126), "depth {depth} ({e} directly): preload {}: {stderr}", common::render_status(output.status));
+                assert!(stderr.starts_with("preload: ") && stderr.lines().count() == 1, "depth {depth}: {stderr:?}");
+            }
+        }
+    }
+    assert!(kernel_refused_at.is_some(), "scenario check: the kernel refused some depth up to 7");
+}
+
+#[test]
+fn preload_runs_preload() {
+    // `preload preload PROGRAM` behaves as `PROGRAM`.
+    Invocation::new(build_c("hello", Variant::Static))
+        .preload_option(common::preload())
+        .args(["a", "--exit", "9"])
+        .assert_same()
+        .expect_exit(9);
 }

@@ -284,3 +284,20 @@ fn verbose_keeps_program_output_and_adds_a_plan() {
     assert!(!plan.is_empty(), "--verbose printed no plan");
     assert!(plan.lines().all(|l| l.starts_with("preload: ")), "--verbose lines must start with `preload: `: {plan:?}");
 }
+
+#[test]
+fn program_on_noexec_mount_is_126() {
+    // In a private mount namespace: a tmpfs mounted noexec, where the kernel refuses to exec.
+    let scratch = Scratch::new("noexec-mount");
+    let mount_point = scratch.path().join("mnt");
+    std::fs::create_dir(&mount_point).unwrap();
+    let script = r#"set -e
+        mount -t tmpfs -o noexec,mode=0755 none "$1"
+        cp /bin/true "$1/true"
+        if "$1/true" 2>/dev/null; then echo "scenario check: noexec not in effect" >&2; exit 99; fi
+        exec "$2" "$1/true""#;
+    let output = Invocation::new(common::require_tool("unshare"))
+        .args(["-m".as_ref(), "sh".as_ref(), "-c".as_ref(), script.as_ref(), "sh".as_ref(), mount_point.as_os_str(), common::preload().as_os_str()])
+        .run_direct();
+    assert_error(&output, 126, &mount_point.join("true").to_string_lossy(), "program on a noexec mount");
+}

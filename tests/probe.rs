@@ -106,6 +106,7 @@ fn facts(report: &Report) -> BTreeMap<String, String> {
         ["sp", "argv0", "at_random", "at_platform", "at_execfn"].iter().all(|k| in_stack(a(k))),
     );
     ok("at_random_then_at_platform", a("at_random") % 16 == 9 && a("at_platform") == a("at_random") + 16);
+    ok("load_bias_aligned_to_max_p_align", bias % num(report, "elf.max_load_align").max(4096) == 0);
     ok("sysinfo_ehdr_is_vdso", a("at_sysinfo_ehdr") == a("vdso_start"));
     ok("heap_starts_at_start_brk", a("heap_start") == a("stat.start_brk"));
     ok("brk_not_below_start_brk", a("brk") >= a("stat.start_brk"));
@@ -207,6 +208,8 @@ per_variant!(probe_as_root:
     probe_musl_static => MuslStatic,
     probe_musl_dynamic => MuslDynamic,
     probe_pie_execstack => PieExecStack,
+    probe_pie_align2m => PieHugeAlign,
+    probe_staticpie_align2m => StaticPieHugeAlign,
 );
 
 per_variant!(probe_as_nobody:
@@ -328,3 +331,35 @@ per_variant!(probe_unlimited_stack:
     probe_unlimited_stack_nopie => NoPie,
     probe_unlimited_stack_staticpie => StaticPie,
 );
+
+#[test]
+fn probe_small_stack_limit() {
+    let prlimit = common::require_tool("prlimit");
+    check(&probe(Variant::Pie).wrapped_in([prlimit.as_os_str(), "--stack=262144".as_ref()]), false);
+}
+
+/// A parent's blocked and ignored signals and its inheritable descriptors survive exec: the
+/// preloader must pass them on untouched.
+#[test]
+fn probe_inherits_signal_state_and_descriptors() {
+    let perl = common::require_tool("perl");
+    let script = "use POSIX; sigprocmask(SIG_BLOCK, POSIX::SigSet->new(SIGUSR1, SIGTERM)); \
+                  $SIG{USR2} = 'IGNORE'; $SIG{HUP} = 'IGNORE'; $^F = 100; open(my $keep, '<', '/dev/null'); \
+                  exec {$ARGV[0]} @ARGV or die";
+    let facts = check(&probe(Variant::Pie).wrapped_in([perl.as_os_str(), "-e".as_ref(), script.as_ref()]), false);
+    assert_ne!(facts["status.SigBlk"], "0000000000000000", "scenario check: signals are blocked");
+    assert!(facts["fds"].starts_with("0,1,2,3,"), "scenario check: fd 3 is inherited: {}", facts["fds"]);
+}
+
+#[test]
+fn probe_large_arguments_and_environment() {
+    let big = "b".repeat(100_000);
+    let args: Vec<String> = (0..12).map(|i| format!("{i}{big}")).collect();
+    check(&probe(Variant::Pie).args(&args).env("BIG", &big), false);
+}
+
+#[test]
+fn probe_through_preload_twice() {
+    // `preload preload PROGRAM`: the preloader is itself a static-pie it can load.
+    check(&probe(Variant::Pie).preload_option(common::preload()), false);
+}

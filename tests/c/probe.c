@@ -316,13 +316,15 @@ int main(int argc, char **argv, char **envp)
     /* the program's own ELF headers, found through AT_PHDR */
     const Elf64_Phdr *phdr = (const Elf64_Phdr *)getauxval(AT_PHDR);
     unsigned long phnum = getauxval(AT_PHNUM);
-    uptr first_load = UINTPTR_MAX, load_end = 0, phdr_vaddr = 0, stack_flags = 0;
+    uptr first_load = UINTPTR_MAX, load_end = 0, phdr_vaddr = 0, stack_flags = 0, max_align = 0;
     for (unsigned long i = 0; phdr && i < phnum; i++) {
         if (phdr[i].p_type == PT_LOAD) {
             if (phdr[i].p_vaddr < first_load)
                 first_load = phdr[i].p_vaddr;
             if (phdr[i].p_vaddr + phdr[i].p_memsz > load_end)
                 load_end = phdr[i].p_vaddr + phdr[i].p_memsz;
+            if (phdr[i].p_align > max_align && !(phdr[i].p_align & (phdr[i].p_align - 1)))
+                max_align = phdr[i].p_align;
         } else if (phdr[i].p_type == PT_PHDR) {
             phdr_vaddr = phdr[i].p_vaddr;
         } else if (phdr[i].p_type == PT_GNU_STACK) {
@@ -333,6 +335,7 @@ int main(int argc, char **argv, char **envp)
     printf("elf.load_end_vaddr=0x%lx\n", (unsigned long)load_end);
     printf("elf.phdr_vaddr=0x%lx\n", (unsigned long)phdr_vaddr);
     printf("elf.gnu_stack_flags=0x%lx\n", (unsigned long)stack_flags);
+    printf("elf.max_load_align=0x%lx\n", (unsigned long)max_align);
 
     /* mappings */
     uptr prog_end = 0, interp_end = 0;

@@ -159,10 +159,14 @@ pub enum Variant {
     MuslDynamic,
     /// glibc, dynamic PIE with an executable stack (`-z execstack`).
     PieExecStack,
+    /// glibc, dynamic PIE with 2 MiB segment alignment (`-z max-page-size=0x200000`).
+    PieHugeAlign,
+    /// glibc, static-pie with 2 MiB segment alignment.
+    StaticPieHugeAlign,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 9] = [
         Variant::Pie,
         Variant::NoPie,
         Variant::Static,
@@ -170,6 +174,8 @@ impl Variant {
         Variant::MuslStatic,
         Variant::MuslDynamic,
         Variant::PieExecStack,
+        Variant::PieHugeAlign,
+        Variant::StaticPieHugeAlign,
     ];
 
     pub fn name(self) -> &'static str {
@@ -181,6 +187,8 @@ impl Variant {
             Variant::MuslStatic => "musl-static",
             Variant::MuslDynamic => "musl-dynamic",
             Variant::PieExecStack => "pie-execstack",
+            Variant::PieHugeAlign => "pie-align2m",
+            Variant::StaticPieHugeAlign => "staticpie-align2m",
         }
     }
 
@@ -200,6 +208,8 @@ impl Variant {
             Variant::MuslStatic => &["-static"],
             Variant::MuslDynamic => &[],
             Variant::PieExecStack => &["-fPIE", "-pie", "-z", "execstack"],
+            Variant::PieHugeAlign => &["-fPIE", "-pie", "-Wl,-z,max-page-size=0x200000"],
+            Variant::StaticPieHugeAlign => &["-static-pie", "-fPIE", "-Wl,-z,max-page-size=0x200000"],
         }
     }
 }
@@ -391,6 +401,11 @@ impl Invocation {
         run(self.command(false), self.stdin.as_deref(), &format!("`{}`", self.describe()))
     }
 
+    /// Runs the program directly; an exec failure is returned instead of failing the test.
+    pub fn try_run_direct(&self) -> std::io::Result<Output> {
+        try_run(self.command(false), self.stdin.as_deref(), &format!("`{}`", self.describe()))
+    }
+
     pub fn run_preloaded(&self) -> Output {
         run(self.command(true), self.stdin.as_deref(), &format!("`preload {}`", self.describe()))
     }
@@ -429,12 +444,17 @@ fn same_spawn_path(cmd: &mut Command) {
 }
 
 /// Spawns `cmd`, feeds it `stdin`, collects its output; kills it and fails after [`TIMEOUT`].
-fn run(mut cmd: Command, stdin: Option<&[u8]>, what: &str) -> Output {
+fn run(cmd: Command, stdin: Option<&[u8]>, what: &str) -> Output {
+    try_run(cmd, stdin, what).unwrap_or_else(|e| panic!("cannot start {what}: {e}"))
+}
+
+/// [`run`], returning a failure to start the program.
+fn try_run(mut cmd: Command, stdin: Option<&[u8]>, what: &str) -> std::io::Result<Output> {
     let spawned = {
         let _no_write = SPAWN_LOCK.read().unwrap_or_else(|e| e.into_inner());
         cmd.spawn()
     };
-    let mut child = spawned.unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let mut child = spawned?;
     let feeder = stdin.map(|data| {
         let mut pipe = child.stdin.take().expect("stdin is piped");
         let data = data.to_vec();
@@ -457,7 +477,7 @@ fn run(mut cmd: Command, stdin: Option<&[u8]>, what: &str) -> Output {
         feeder.join().expect("stdin feeder thread");
     }
     assert!(!timed_out, "{what} did not finish within {TIMEOUT:?} and was killed");
-    output
+    Ok(output)
 }
 
 /// The results of one [`Invocation`] run directly and through preload.

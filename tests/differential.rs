@@ -146,11 +146,7 @@ fn killed_by_sigsegv() {
 fn c_program_aborts() {
     // cwd in scratch: should a core dump be written, it lands there.
     let scratch = Scratch::new("abort");
-    Invocation::new(build_c("hello", Variant::Pie))
-        .arg("--abort")
-        .cwd(scratch.path())
-        .assert_same()
-        .expect_signal(6);
+    Invocation::new(build_c("hello", Variant::Pie)).arg("--abort").cwd(scratch.path()).assert_same().expect_signal(6);
 }
 
 #[test]
@@ -310,7 +306,12 @@ fn shebang_relative_interpreter_resolved_from_cwd() {
     let scratch = Scratch::new("relative-interp");
     std::os::unix::fs::symlink("/bin/echo", scratch.path().join("my-echo")).unwrap();
     let script = scratch.write("script", "#!./my-echo relative\n", 0o755);
-    Invocation::new(&script).arg("x").cwd(scratch.path()).assert_same().expect_exit(0).expect_stdout_contains("relative");
+    Invocation::new(&script)
+        .arg("x")
+        .cwd(scratch.path())
+        .assert_same()
+        .expect_exit(0)
+        .expect_stdout_contains("relative");
 }
 
 #[test]
@@ -361,7 +362,12 @@ fn shebang_nesting_depth() {
                 kernel_refused_at.get_or_insert((depth, e.to_string()));
                 let output = inv.run_preloaded();
                 let stderr = String::from_utf8_lossy(&output.stderr);
-                assert_eq!(output.status.code(), Some(126), "depth {depth} ({e} directly): preload {}: {stderr}", common::render_status(output.status));
+                assert_eq!(
+                    output.status.code(),
+                    Some(126),
+                    "depth {depth} ({e} directly): preload {}: {stderr}",
+                    common::render_status(output.status)
+                );
                 assert!(stderr.starts_with("preload: ") && stderr.lines().count() == 1, "depth {depth}: {stderr:?}");
             }
         }

@@ -87,22 +87,24 @@ fn no_exec_permission_as_root_is_126() {
     assert_program_error(&scratch.copy(Path::new("/bin/true"), "true-0644", 0o644), 126);
 }
 
-#[test]
-fn no_exec_permission_as_nobody_is_126() {
-    let scratch = Scratch::new("noexec-nobody");
-    let program = scratch.copy(Path::new("/bin/true"), "true-0744", 0o744);
-    let output = Invocation::new(&program).as_nobody().run_preloaded();
-    assert_error(&output, 126, &program.to_string_lossy(), "nobody running a file only root may execute");
+/// A copy of /bin/true with `mode` (owned by root), run through preload as nobody: 126.
+fn assert_nobody_cannot_run(mode: u32, what: &str) {
+    let scratch = Scratch::new(&format!("nobody-{mode:o}"));
+    let program = scratch.copy(Path::new("/bin/true"), &format!("true-{mode:o}"), mode);
+    let output = Invocation::new(&program).unprivileged().run_preloaded();
+    assert_error(&output, 126, &program.to_string_lossy(), what);
 }
 
 #[test]
-fn execute_only_file_as_nobody_is_126() {
+fn no_exec_permission_unprivileged_is_126() {
+    assert_nobody_cannot_run(0o744, "nobody running a file only root may execute");
+}
+
+#[test]
+fn execute_only_file_unprivileged_is_126() {
     // The kernel can run a file nobody may not read; the preloader has to read it, so it must
     // refuse cleanly (a documented difference).
-    let scratch = Scratch::new("exec-only");
-    let program = scratch.copy(Path::new("/bin/true"), "true-0711", 0o711);
-    let output = Invocation::new(&program).as_nobody().run_preloaded();
-    assert_error(&output, 126, &program.to_string_lossy(), "nobody running an execute-only file");
+    assert_nobody_cannot_run(0o711, "nobody running an execute-only file");
 }
 
 #[test]
@@ -261,7 +263,10 @@ fn dry_run_runs_nothing() {
     let all_output = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert_eq!(output.status.code(), Some(0), "--dry-run: {} {all_output}", render_status(output.status));
     assert!(!marker.exists(), "--dry-run ran the program");
-    assert!(all_output.contains(&*hello.to_string_lossy()), "--dry-run must print a plan naming the program: {all_output:?}");
+    assert!(
+        all_output.contains(&*hello.to_string_lossy()),
+        "--dry-run must print a plan naming the program: {all_output:?}"
+    );
 }
 
 #[test]
@@ -297,7 +302,15 @@ fn program_on_noexec_mount_is_126() {
         if "$1/true" 2>/dev/null; then echo "scenario check: noexec not in effect" >&2; exit 99; fi
         exec "$2" "$1/true""#;
     let output = Invocation::new(common::require_tool("unshare"))
-        .args(["-m".as_ref(), "sh".as_ref(), "-c".as_ref(), script.as_ref(), "sh".as_ref(), mount_point.as_os_str(), common::preload().as_os_str()])
+        .args([
+            "-m".as_ref(),
+            "sh".as_ref(),
+            "-c".as_ref(),
+            script.as_ref(),
+            "sh".as_ref(),
+            mount_point.as_os_str(),
+            common::preload().as_os_str(),
+        ])
         .run_direct();
     assert_error(&output, 126, &mount_point.join("true").to_string_lossy(), "program on a noexec mount");
 }

@@ -93,10 +93,7 @@ fn facts(report: &Report) -> BTreeMap<String, String> {
     ok("arg_start_is_argv0", a("stat.arg_start") == a("argv0"));
     ok("arg_end_is_end_of_arg_strings", a("stat.arg_end") == a("args_end"));
     ok("arg_end_is_env_start", a("stat.arg_end") == a("stat.env_start"));
-    ok(
-        "env_start_is_env0",
-        a("stat.env_start") == if a("env0") != 0 { a("env0") } else { a("args_end") },
-    );
+    ok("env_start_is_env0", a("stat.env_start") == if a("env0") != 0 { a("env0") } else { a("args_end") });
     ok("env_end_is_end_of_env_strings", a("stat.env_end") == a("env_strings_end"));
     ok("env_end_is_at_execfn", a("stat.env_end") == a("at_execfn"));
     ok("at_execfn_at_stack_top", stack_end - a("at_execfn") == execfn_len + 1 + 8);
@@ -106,18 +103,14 @@ fn facts(report: &Report) -> BTreeMap<String, String> {
         ["sp", "argv0", "at_random", "at_platform", "at_execfn"].iter().all(|k| in_stack(a(k))),
     );
     ok("at_random_then_at_platform", a("at_random") % 16 == 9 && a("at_platform") == a("at_random") + 16);
-    ok("load_bias_aligned_to_max_p_align", bias % num(report, "elf.max_load_align").max(4096) == 0);
+    ok("load_bias_aligned_to_max_p_align", bias.is_multiple_of(num(report, "elf.max_load_align").max(4096)));
     ok("sysinfo_ehdr_is_vdso", a("at_sysinfo_ehdr") == a("vdso_start"));
     ok("heap_starts_at_start_brk", a("heap_start") == a("stat.start_brk"));
     ok("brk_not_below_start_brk", a("brk") >= a("stat.start_brk"));
     // fs/binfmt_elf.c: start_brk = PAGE_ALIGN(end of the program's bss), moved to
     // ELF_ET_DYN_BASE for a static-pie (also without ASLR: measured under setarch -R), then
     // randomised by up to 1 GiB.
-    let base = page_up(if static_pie {
-        0x5555_5555_4aaa
-    } else {
-        bias + num(report, "elf.load_end_vaddr")
-    });
+    let base = page_up(if static_pie { 0x5555_5555_4aaa } else { bias + num(report, "elf.load_end_vaddr") });
     let start_brk = a("stat.start_brk");
     ok(
         "start_brk_follows_kernel_rule",
@@ -195,8 +188,8 @@ fn probe_as_root(variant: Variant) {
     assert_eq!(facts["exe"], build_c("probe", variant).to_string_lossy(), "scenario check: exe of the direct run");
 }
 
-fn probe_as_nobody(variant: Variant) {
-    let facts = check(&probe(variant).as_nobody(), true);
+fn probe_unprivileged(variant: Variant) {
+    let facts = check(&probe(variant).unprivileged(), true);
     assert_eq!(facts["status.Uid"], "65534 65534 65534 65534", "scenario check: the probe ran as nobody");
 }
 
@@ -212,7 +205,7 @@ per_variant!(probe_as_root:
     probe_staticpie_align2m => StaticPieHugeAlign,
 );
 
-per_variant!(probe_as_nobody:
+per_variant!(probe_unprivileged:
     probe_nobody_pie => Pie,
     probe_nobody_nopie => NoPie,
     probe_nobody_static => Static,
@@ -296,20 +289,24 @@ fn probe_as_shebang_interpreter() {
 fn probe_as_shebang_interpreter_nobody() {
     let scratch = Scratch::new("probe-shebang-nobody");
     let script = shebang_script(&scratch, "s");
-    check(&Invocation::new(&script).arg("a").env_clear().as_nobody(), true);
+    check(&Invocation::new(&script).arg("a").env_clear().unprivileged(), true);
 }
 
 #[test]
 fn probe_as_shebang_interpreter_found_by_path_search() {
     let scratch = Scratch::new("probe-shebang-path");
     let script = shebang_script(&scratch, "script-in-path");
-    let inv = Invocation::new("script-in-path").env_clear().env("PATH", format!("/nonexistent:{}", scratch.path().display()));
+    let inv =
+        Invocation::new("script-in-path").env_clear().env("PATH", format!("/nonexistent:{}", scratch.path().display()));
     let facts = check(&inv, false);
     assert_eq!(Path::new(&facts["at_execfn_str"]), script);
 }
 
 fn probe_without_aslr(variant: Variant) {
-    let facts = check(&probe(variant).wrapped_in([common::require_tool("setarch").as_os_str(), "x86_64".as_ref(), "-R".as_ref()]), false);
+    let facts = check(
+        &probe(variant).wrapped_in([common::require_tool("setarch").as_os_str(), "x86_64".as_ref(), "-R".as_ref()]),
+        false,
+    );
     assert!(facts.contains_key("fixed.stack_end"), "scenario check: setarch -R turned ASLR off");
 }
 
@@ -323,7 +320,10 @@ per_variant!(probe_without_aslr:
 
 /// An unlimited RLIMIT_STACK gives the legacy bottom-up mmap layout.
 fn probe_unlimited_stack(variant: Variant) {
-    check(&probe(variant).wrapped_in([common::require_tool("prlimit").as_os_str(), "--stack=unlimited".as_ref()]), false);
+    check(
+        &probe(variant).wrapped_in([common::require_tool("prlimit").as_os_str(), "--stack=unlimited".as_ref()]),
+        false,
+    );
 }
 
 per_variant!(probe_unlimited_stack:

@@ -133,13 +133,9 @@ impl Drop for Scratch {
 
 /// Finds a tool in [`SYSTEM_PATH`]; a missing tool fails the test (it never skips it).
 pub fn require_tool(name: &str) -> PathBuf {
-    SYSTEM_PATH
-        .split(':')
-        .map(|dir| Path::new(dir).join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("required tool `{name}` not found in {SYSTEM_PATH}: run scripts/test.sh, which installs it")
-        })
+    SYSTEM_PATH.split(':').map(|dir| Path::new(dir).join(name)).find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!("required tool `{name}` not found in {SYSTEM_PATH}: run scripts/test.sh, which installs it")
+    })
 }
 
 /// How a C test program is compiled.
@@ -335,11 +331,18 @@ impl Invocation {
     }
 
     /// Runs both sides as uid/gid 65534 without capabilities (through setpriv).
-    pub fn as_nobody(self) -> Self {
+    pub fn unprivileged(self) -> Self {
         let setpriv = require_tool("setpriv").into_os_string();
         let uid = format!("--reuid={NOBODY}");
         let gid = format!("--regid={NOBODY}");
-        self.wrapped_in([setpriv, uid.into(), gid.into(), "--clear-groups".into(), "--inh-caps=-all".into(), "--".into()])
+        self.wrapped_in([
+            setpriv,
+            uid.into(),
+            gid.into(),
+            "--clear-groups".into(),
+            "--inh-caps=-all".into(),
+            "--".into(),
+        ])
     }
 
     /// An option for preload itself, placed before PROGRAM (e.g. `--`, `--verbose`).
@@ -507,7 +510,11 @@ impl Both {
                 let _ = writeln!(report, "{name} differs (- direct, + preloaded):\n{diff}");
             }
         }
-        assert!(report.is_empty(), "running through preload differs from running directly\ncommand: {}\n{report}", self.what);
+        assert!(
+            report.is_empty(),
+            "running through preload differs from running directly\ncommand: {}\n{report}",
+            self.what
+        );
         self
     }
 

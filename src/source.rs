@@ -44,10 +44,17 @@ fn refuse(errno: Errno) -> Refusal {
     Refusal::from_errno(errno.raw_os_error())
 }
 
+/// Why an executable file that cannot be read is refused: the preloader must read what it maps.
+pub const EXECUTE_ONLY: &str = "Permission denied: executable but not readable, and preload must read what it maps";
+
 /// Open `path` as the kernel's open_exec would accept it: a regular file with execute
 /// permission for the effective credentials. Unlike the kernel, it must also be readable.
 pub fn open(path: &CStr) -> Result<File, Refusal> {
-    let fd = rustix::fs::openat(CWD, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(refuse)?;
+    // NONBLOCK: a FIFO must be refused below, not waited on (it changes nothing for files).
+    let fd = rustix::fs::openat(CWD, path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY, Mode::empty()).map_err(|errno| {
+        let executable = rustix::fs::accessat(CWD, path, Access::EXEC_OK, AtFlags::EACCESS).is_ok();
+        if errno == Errno::ACCESS && executable { Refusal::cannot_execute(EXECUTE_ONLY) } else { refuse(errno) }
+    })?;
     let stat = rustix::fs::fstat(&fd).map_err(refuse)?;
     match FileType::from_raw_mode(stat.st_mode) {
         FileType::RegularFile => {}
@@ -86,6 +93,8 @@ pub fn find<'b>(name: &CStr, path_var: Option<&[u8]>, found: &'b mut [u8; PATH_M
                 return Ok((file, cstr(&found[..len])));
             }
             Err(err) if err.status == preload::error::Status::NotFound => {}
+            // execvp would have run this one: stop rather than run a later namesake.
+            Err(err) if err.reason == EXECUTE_ONLY => return Err(err),
             Err(err) => refusal = err,
         }
     }

@@ -314,3 +314,25 @@ fn program_on_noexec_mount_is_126() {
         .run_direct();
     assert_error(&output, 126, &mount_point.join("true").to_string_lossy(), "program on a noexec mount");
 }
+
+#[test]
+fn a_fifo_is_refused_at_once_not_waited_on() {
+    let scratch = Scratch::new("fifo");
+    let fifo = scratch.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    common::set_mode(&fifo, 0o755);
+    // The harness kills a run that hangs after 60 s and fails the test.
+    let output = run_preload([&fifo]);
+    assert_error(&output, 126, &fifo.to_string_lossy(), "a FIFO as PROGRAM");
+}
+
+#[test]
+fn path_search_stops_at_an_execute_only_program_instead_of_running_a_later_one() {
+    let scratch = Scratch::new("path-execute-only");
+    scratch.write("first/tool", "#!/bin/sh\necho first\n", 0o711);
+    scratch.write("second/tool", "#!/bin/sh\necho second\n", 0o755);
+    let path = format!("{}:{}", scratch.path().join("first").display(), scratch.path().join("second").display());
+    let output = Invocation::new("tool").env("PATH", path).unprivileged().run_preloaded();
+    assert_error(&output, 126, "executable but not readable", "an execute-only first match in PATH");
+}

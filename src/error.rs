@@ -28,6 +28,11 @@ impl Refusal {
         Self { status: Status::Failure, reason }
     }
 
+    /// A failure of the preloader itself, worded as `errno`.
+    pub fn failure_errno(errno: i32) -> Self {
+        Self { status: Status::Failure, reason: errno_text(errno) }
+    }
+
     /// The refusal for a failed system call on the program's path, as execve's errno would be
     /// reported by env(1): ENOENT and ENOTDIR mean "not found", everything else "cannot execute".
     pub fn from_errno(errno: i32) -> Self {

@@ -61,7 +61,10 @@ pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement) ->
             let (addr, flags, len) = match placement {
                 Placement::Fixed => (seg.start, MapFlags::FIXED_NOREPLACE, seg.file_len),
                 Placement::Bias(b) => (b.wrapping_add(seg.start), MapFlags::FIXED_NOREPLACE, total),
-                Placement::Anywhere { align } => (aligned_hole(total, align)?, aligned_flags(align), total),
+                Placement::Anywhere { align } => {
+                    let (addr, flags) = aligned_hole(total, align)?;
+                    (addr, flags, total)
+                }
             };
             let mapped = map_file(file, addr, len, &seg, flags)?;
             bias = mapped.wrapping_sub(seg.start);
@@ -76,16 +79,12 @@ pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement) ->
     Ok(bias)
 }
 
-/// MAP_FIXED_NOREPLACE only when an aligned hole was found; otherwise a plain hint of 0.
-fn aligned_flags(align: u64) -> MapFlags {
-    if align > PAGE_SIZE { MapFlags::FIXED_NOREPLACE } else { MapFlags::empty() }
-}
-
-/// For an alignment beyond a page, find a hole of `len` bytes at that alignment in the mmap
-/// area (the kernel maps, unmaps and remaps likewise); otherwise let mmap choose (hint 0).
-fn aligned_hole(len: u64, align: u64) -> Result<u64, Errno> {
+/// Where to map `len` bytes at `align`: for an alignment beyond a page, an aligned hole found in
+/// the mmap area (the kernel maps, unmaps and remaps likewise), taken with MAP_FIXED_NOREPLACE;
+/// otherwise a hint of 0, and mmap chooses.
+fn aligned_hole(len: u64, align: u64) -> Result<(u64, MapFlags), Errno> {
     if align <= PAGE_SIZE {
-        return Ok(0);
+        return Ok((0, MapFlags::empty()));
     }
     let span = len + align;
     // SAFETY: a fresh PROT_NONE reservation at an address of the kernel's choosing, released
@@ -93,7 +92,7 @@ fn aligned_hole(len: u64, align: u64) -> Result<u64, Errno> {
     unsafe {
         let start = rustix::mm::mmap_anonymous(core::ptr::null_mut(), span as usize, ProtFlags::empty(), MapFlags::PRIVATE | MapFlags::NORESERVE)? as u64;
         rustix::mm::munmap(start as *mut c_void, span as usize)?;
-        Ok((start + align - 1) & !(align - 1))
+        Ok(((start + align - 1) & !(align - 1), MapFlags::FIXED_NOREPLACE))
     }
 }
 
@@ -101,8 +100,10 @@ fn map_file(file: &File, addr: u64, len: u64, seg: &Segment, flags: MapFlags) ->
     if len == 0 {
         return Ok(addr);
     }
-    // SAFETY: the address is either chosen by the kernel, or refused if occupied
-    // (FIXED_NOREPLACE), or inside the span this image's first mapping reserved (FIXED).
+    // SAFETY: the address is chosen by the kernel, or refused if occupied (FIXED_NOREPLACE), or
+    // (FIXED) a page this image's own headers name, as the kernel maps it: for a well-formed
+    // image that is its reserved span (ET_DYN) or its fixed addresses (ET_EXEC). A crafted image
+    // can name the preloader's own pages; that kills this process only (an open issue).
     let mapped = unsafe { rustix::mm::mmap(addr as *mut c_void, len as usize, prot(seg.flags), flags | MapFlags::PRIVATE, &file.fd, seg.offset) }?;
     Ok(mapped as u64)
 }
@@ -119,7 +120,7 @@ fn fill_bss(seg: &Segment, bias: u64) -> Result<(), Errno> {
     }
     if let Some((start, end)) = seg.anon {
         let exec = if seg.flags & PF_X != 0 { ProtFlags::EXEC } else { ProtFlags::empty() };
-        // SAFETY: the bss pages inside this image's reserved span.
+        // SAFETY: the bss pages this image's headers name, as for `map_file`'s FIXED case.
         unsafe {
             rustix::mm::mmap_anonymous((bias + start) as *mut c_void, (end - start) as usize, ProtFlags::READ | ProtFlags::WRITE | exec, MapFlags::PRIVATE | MapFlags::FIXED)?;
         }

@@ -204,10 +204,10 @@ fn random_values() -> Result<Random, Refusal> {
         Ok(40) => {}
         _ => return Err(Refusal::failure("getrandom failed")),
     }
-    let word = |i: usize| u64::from_ne_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3], bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]]);
-    let mut at_random = [0u8; 16];
-    at_random.copy_from_slice(&bytes[..16]);
-    Ok(Random { at_random, mmap: word(16), brk: word(24), gap: word(32) })
+    let (at_random, words) = bytes.split_at(16);
+    let mut words = words.chunks_exact(8).map(|word| u64::from_ne_bytes(word.try_into().unwrap_or([0; 8])));
+    let mut next = || words.next().unwrap_or(0);
+    Ok(Random { at_random: at_random.try_into().unwrap_or([0; 16]), mmap: next(), brk: next(), gap: next() })
 }
 
 /// Storage for what is read from the files, alive until the jump.
@@ -300,7 +300,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     })?;
     if let Some(symbol) = wine::find_symbol(&image, bias) {
         reserve_for_wine(stack, &protected, &mut reserved, options.verbose.then_some(&mut verbose))?;
-        let table = wine::publish(reserved.as_slice(), symbol).map_err(|errno| fail(Refusal { status: preload::error::Status::Failure, ..Refusal::from_errno(errno.raw_os_error()) }))?;
+        let table = wine::publish(reserved.as_slice(), symbol).map_err(|errno| fail(Refusal::failure_errno(errno.raw_os_error())))?;
         if options.verbose {
             verbose.line().text("wine_main_preload_info at ").hex(symbol).text(" -> table at ").hex(table).text(", ").dec(reserved.as_slice().len() as u64).text(" ranges");
             verbose.end();
@@ -338,7 +338,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     let scratch_len = page_align(size as u64) as usize;
     // SAFETY: a fresh private anonymous mapping that only this function uses.
     let scratch = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), scratch_len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
-        .map_err(|errno| fail(Refusal { status: preload::error::Status::Failure, ..Refusal::from_errno(errno.raw_os_error()) }))?;
+        .map_err(|errno| fail(Refusal::failure_errno(errno.raw_os_error())))?;
     // SAFETY: the mapping is scratch_len >= size bytes, zeroed, and exclusively ours.
     let image_bytes = unsafe { core::slice::from_raw_parts_mut(scratch as *mut u8, size) };
     spec.write(&layout, image_bytes);

@@ -83,7 +83,10 @@ fn replace_own_file_mappings() -> Result<(), Errno> {
         unsafe {
             let copy = rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE)?;
             core::ptr::copy_nonoverlapping(start as *const u8, copy as *mut u8, len);
-            rustix::mm::mprotect(copy, len, MprotectFlags::from_bits_retain(crate::load::prot(ph.p_flags).bits()))?;
+            let prot = crate::load::prot(ph.p_flags);
+            if prot != ProtFlags::READ | ProtFlags::WRITE {
+                rustix::mm::mprotect(copy, len, MprotectFlags::from_bits_retain(prot.bits()))?;
+            }
             rustix::mm::mremap_fixed(copy, len, len, MremapFlags::MAYMOVE, start as *mut c_void)?;
         }
     }

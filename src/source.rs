@@ -44,6 +44,11 @@ fn refuse(errno: Errno) -> Refusal {
     Refusal::from_errno(errno.raw_os_error())
 }
 
+/// Execute permission for the effective credentials, as exec checks it.
+fn executable(path: &CStr) -> Result<(), Errno> {
+    rustix::fs::accessat(CWD, path, Access::EXEC_OK, AtFlags::EACCESS)
+}
+
 /// Why an executable file that cannot be read is refused: the preloader must read what it maps.
 pub const EXECUTE_ONLY: &str = "Permission denied: executable but not readable, and preload must read what it maps";
 
@@ -52,8 +57,10 @@ pub const EXECUTE_ONLY: &str = "Permission denied: executable but not readable, 
 pub fn open(path: &CStr) -> Result<File, Refusal> {
     // NONBLOCK: a FIFO must be refused below, not waited on (it changes nothing for files).
     let fd = rustix::fs::openat(CWD, path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY, Mode::empty()).map_err(|errno| {
-        let executable = rustix::fs::accessat(CWD, path, Access::EXEC_OK, AtFlags::EACCESS).is_ok();
-        if errno == Errno::ACCESS && executable { Refusal::cannot_execute(EXECUTE_ONLY) } else { refuse(errno) }
+        match errno {
+            Errno::ACCESS if executable(path).is_ok() => Refusal::cannot_execute(EXECUTE_ONLY),
+            _ => refuse(errno),
+        }
     })?;
     let stat = rustix::fs::fstat(&fd).map_err(refuse)?;
     match FileType::from_raw_mode(stat.st_mode) {
@@ -61,7 +68,7 @@ pub fn open(path: &CStr) -> Result<File, Refusal> {
         FileType::Directory => return Err(Refusal::cannot_execute("Is a directory")),
         _ => return Err(Refusal::cannot_execute("Permission denied: not a regular file")),
     }
-    rustix::fs::accessat(CWD, path, Access::EXEC_OK, AtFlags::EACCESS).map_err(refuse)?;
+    executable(path).map_err(refuse)?;
     let mut file = File { fd, size: stat.st_size as u64, head: Aligned::zeroed(), head_len: 0 };
     file.head_len = rustix::io::pread(&file.fd, &mut file.head.0[..], 0).map_err(refuse)?;
     Ok(file)

@@ -23,10 +23,7 @@ struct Mapped<'a> {
 
 impl Mapped<'_> {
     fn contains(&self, vaddr: u64, len: u64) -> bool {
-        let end = match vaddr.checked_add(len) {
-            Some(end) => end,
-            None => return false,
-        };
+        let Some(end) = vaddr.checked_add(len) else { return false };
         self.image.loads().any(|ph| ph.p_flags & self.flags == self.flags && ph.p_vaddr <= vaddr && end <= ph.p_vaddr + ph.p_memsz)
     }
 }
@@ -36,7 +33,8 @@ impl Memory for Mapped<'_> {
         if !self.contains(vaddr, buf.len() as u64) {
             return false;
         }
-        // SAFETY: the bytes lie inside a readable PT_LOAD that was mapped at this bias.
+        // SAFETY: the bytes lie inside a PT_LOAD with the required flags, mapped at this bias. Only
+        // a crafted image whose later PT_LOAD remaps them inaccessible breaks this (an open issue).
         unsafe { core::ptr::copy_nonoverlapping((self.bias + vaddr) as *const u8, buf.as_mut_ptr(), buf.len()) };
         true
     }

@@ -22,6 +22,7 @@ static int reserved_in_maps(unsigned long start, unsigned long end) {
 int main(void) {
     if (!wine_main_preload_info) { puts("no table"); return 2; }
     int bad = 0;
+    printf("stack %lx\n", (unsigned long)&bad);
     for (struct wine_preload_info *p = wine_main_preload_info; p->size; p++) {
         unsigned long start = (unsigned long)p->addr, end = start + p->size;
         int ok = reserved_in_maps(start, end);

@@ -30,32 +30,34 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// uid/gid of the unprivileged user the tests switch to.
 pub const NOBODY: u32 = 65534;
 
-/// The binary under test.
+/// The binary under test: a copy of the `preload` cargo built (target/release/preload under
+/// `cargo test --release`), placed in the scratch root so that tests running as nobody can
+/// execute it wherever the checkout lives (CI may clone into a mode-0700 directory).
 pub fn preload() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_preload"))
+    static COPY: OnceLock<PathBuf> = OnceLock::new();
+    COPY.get_or_init(|| {
+        let built = Path::new(env!("CARGO_BIN_EXE_preload"));
+        let copy = scratch_root().join(format!("preload-{}-bin", std::process::id()));
+        fs::copy(built, &copy).unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", built.display(), copy.display()));
+        set_mode(&copy, 0o755);
+        copy
+    })
 }
 
-/// Cargo's target directory (the binary lives in `<target>/release/`).
-fn target_dir() -> PathBuf {
-    let exe = preload();
-    exe.parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("unexpected binary path {}", exe.display()))
-        .to_path_buf()
-}
-
-/// `<target>/test-scratch`, created world-readable (tests also run programs as nobody).
-/// The first call in a test process removes leftovers of test processes that no longer run.
+/// `<temp dir>/preload-test-scratch` (world-traversable, as /tmp is), created mode 0755: tests
+/// also run programs as nobody, who cannot reach a checkout under a private directory. The
+/// first call in a test process removes leftovers of test processes that no longer run.
 fn scratch_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
-        let root = target_dir().join("test-scratch");
+        let root = std::env::temp_dir().join("preload-test-scratch");
         make_dir(&root);
         for entry in fs::read_dir(&root).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let pid = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
             if pid.is_some_and(|pid| pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()) {
-                let _ = fs::remove_dir_all(entry.path());
+                let path = entry.path();
+                let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
             }
         }
         root
@@ -82,7 +84,7 @@ pub fn set_mode(path: &Path, mode: u32) {
         .unwrap_or_else(|e| panic!("cannot chmod {:o} {}: {e}", mode, path.display()));
 }
 
-/// A unique per-test directory `<target>/test-scratch/<name>-<pid>-<n>`, mode 0755.
+/// A unique per-test directory `<temp dir>/preload-test-scratch/<name>-<pid>-<n>`, mode 0755.
 /// It is removed when the test passes and kept (until the next run) when it fails.
 pub struct Scratch {
     path: PathBuf,
@@ -211,7 +213,7 @@ impl Variant {
 }
 
 /// Compiles `tests/c/<src>.c` in the given variant (once per test process) and returns the path
-/// of the executable, `<target>/test-scratch/build-<pid>-0/<src>-<variant>`.
+/// of the executable, `<temp dir>/preload-test-scratch/build-<pid>-0/<src>-<variant>`.
 pub fn build_c(src: &str, variant: Variant) -> PathBuf {
     type Cache = Mutex<HashMap<(String, Variant), Arc<OnceLock<PathBuf>>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();

@@ -79,7 +79,7 @@ fn nothing_of_the_program_lands_in_a_reserved_range() {
 
 /// Runs preload with `args` and asserts exit 125 with a `preload: ` message containing `needles`.
 fn assert_usage_error(args: &[&str], needles: &[&str]) {
-    let output = Command::new(common::preload()).args(args).output().expect("run preload");
+    let output = common::run_preload(args);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(125), "preload {args:?}: {} (stderr: {stderr})", render_status(output.status));
     assert!(stderr.starts_with("preload: "), "preload {args:?}: stderr {stderr:?}");
@@ -93,7 +93,7 @@ fn malformed_reservations_are_refused_with_125() {
     assert_usage_error(&["--reserve", "zz-30000", "/bin/true"], &["zz-30000", "hexadecimal"]);
     assert_usage_error(&["--reserve", "30000-20000", "/bin/true"], &["30000-20000", "END must be above START"]);
     assert_usage_error(&["--reserve", "30000", "/bin/true"], &["START-END"]);
-    let env_output = Command::new(common::preload()).arg("/bin/true").env("PRELOAD_RESERVE", "1-2,oops").output().expect("run preload");
+    let env_output = Invocation::new("/bin/true").env("PRELOAD_RESERVE", "1-2,oops").run_preloaded();
     assert_eq!(env_output.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&env_output.stderr).starts_with("preload: PRELOAD_RESERVE: "));
 }
@@ -109,7 +109,7 @@ fn a_reservation_over_the_vdso_or_the_preloader_is_refused_naming_it() {
     // The stack top is at least 0x7ffbfffff000 (16 GiB of randomisation), so with 8 MiB of
     // RLIMIT_STACK its room starts above 0x7ffbff7ff000. The mmap area, where the kernel put the
     // vdso and the preloader, starts below it by at least that gap and at most 1 TiB more.
-    let output = Command::new(common::preload()).args(["--reserve", "0x7e0000000000-0x7ffbff000000", "/bin/true"]).output().expect("run preload");
+    let output = common::run_preload(["--reserve", "0x7e0000000000-0x7ffbff000000", "/bin/true"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(125), "{stderr}");
     assert!(
@@ -191,7 +191,7 @@ fn assert_published(output: &Output, expected: &[&str]) {
 fn wine_loader_gets_exactly_the_ranges_reserved_for_it() {
     let scratch = Scratch::new("wine-info");
     let pie = wine_info(&scratch, true);
-    let direct = Command::new(&pie).output().expect("run wine_info");
+    let direct = Invocation::new(&pie).run_direct();
     assert_eq!(direct.status.code(), Some(2), "run directly, nobody fills the table");
     let output = Invocation::new(&pie).env("WINEPRELOADRESERVE", "140000000-1401a1000").run_preloaded();
     assert_published(&output, &["10000-110000 reserved", "110000-68000000 reserved", "7ff00000-7fff0000 reserved", WINE_TOP_RANGE, "140000000-1401a1000 reserved"]);
@@ -209,7 +209,7 @@ fn wine_table_leaves_out_ranges_that_could_not_be_reserved() {
 
 #[test]
 fn dry_run_and_verbose_show_the_reservations() {
-    let dry = Command::new(common::preload()).args(["--dry-run", "--reserve", "0x10000000-0x10100000", "/bin/true"]).output().expect("run preload");
+    let dry = common::run_preload(["--dry-run", "--reserve", "0x10000000-0x10100000", "/bin/true"]);
     let stdout = String::from_utf8_lossy(&dry.stdout);
     assert!(dry.status.success() && stdout.contains("preload: reserve 0x10000000-0x10100000\n"), "{}: {stdout}", render_status(dry.status));
     assert!(stdout.contains("preload: program /bin/true"), "{stdout}");

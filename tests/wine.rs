@@ -5,7 +5,7 @@ mod common;
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use common::{Scratch, render_status, require_tool};
 
@@ -18,8 +18,8 @@ fn run_wine(scratch: &Scratch, mut command: Command) -> Output {
     assert!(Path::new(WINE64).is_file(), "{WINE64} is missing: scripts/test.sh installs Debian's wine64");
     let prefix = scratch.path().join("prefix");
     command.env("WINEPREFIX", &prefix).env("WINEDEBUG", "-all").env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY");
-    command.current_dir(env!("CARGO_MANIFEST_DIR"));
-    let output = command.output().expect("run wine");
+    command.current_dir(env!("CARGO_MANIFEST_DIR")).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let output = common::run(command, None, "wine");
     let waited = Command::new(WINESERVER).arg("-w").env("WINEPREFIX", &prefix).status().expect("run wineserver -w");
     assert!(waited.success(), "wineserver -w failed");
     output

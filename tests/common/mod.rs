@@ -38,6 +38,8 @@ pub fn preload() -> &'static Path {
     COPY.get_or_init(|| {
         let built = Path::new(env!("CARGO_BIN_EXE_preload"));
         let copy = scratch_root().join(format!("preload-{}-bin", std::process::id()));
+        // Not while another thread forks: its child would hold the write descriptor (ETXTBSY).
+        let _no_spawn = SPAWN_LOCK.write().unwrap_or_else(|e| e.into_inner());
         fs::copy(built, &copy).unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", built.display(), copy.display()));
         set_mode(&copy, 0o755);
         copy
@@ -449,7 +451,8 @@ fn same_spawn_path(cmd: &mut Command) {
 }
 
 /// Spawns `cmd`, feeds it `stdin`, collects its output; kills it and fails after [`TIMEOUT`].
-fn run(cmd: Command, stdin: Option<&[u8]>, what: &str) -> Output {
+/// Every spawn of a test goes through here, under [`SPAWN_LOCK`].
+pub fn run(cmd: Command, stdin: Option<&[u8]>, what: &str) -> Output {
     try_run(cmd, stdin, what).unwrap_or_else(|e| panic!("cannot start {what}: {e}"))
 }
 

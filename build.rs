@@ -1,4 +1,4 @@
-//! Link the `preload` binary (and only it) as a self-contained static-pie with our own `_start`.
+//! Link the `preload` binary (and only it: other binaries are ordinary std programs) as a self-contained static-pie with our own `_start`.
 fn main() {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     for arg in [
@@ -11,8 +11,8 @@ fn main() {
         "-Wl,--build-id=none",
         "-Wl,-e,_start",
     ] {
-        println!("cargo:rustc-link-arg-bins={arg}");
+        println!("cargo:rustc-link-arg-bin=preload={arg}");
     }
-    println!("cargo:rustc-link-arg-bins=-Wl,-T,{manifest}/linker.ld");
+    println!("cargo:rustc-link-arg-bin=preload=-Wl,-T,{manifest}/linker.ld");
     println!("cargo:rerun-if-changed=linker.ld");
 }

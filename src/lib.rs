@@ -16,6 +16,7 @@ pub mod ranges;
 pub mod script;
 pub mod search;
 pub mod stack;
+pub mod stream;
 
 /// The page size of x86_64 Linux, which the ELF rules below are written against.
 pub const PAGE_SIZE: u64 = 4096;

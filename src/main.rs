@@ -155,14 +155,14 @@ fn argv_prefix<'a>(levels: &[&'a Shebang], path: &'a [u8], argv0: &'a [u8], pref
 }
 
 /// An interpreter named by PT_INTERP, open and validated.
-struct Interpreter<'a> {
+struct Interpreter<'a, 'p> {
     path: &'a [u8],
     file: File,
-    image: Image<'a>,
+    image: Image<'p>,
 }
 
 /// Open the interpreter named by PT_INTERP, or by `--interp` (`chosen`) in its place.
-fn open_interpreter<'a>(file: &File, image: &Image, chosen: Option<&'static CStr>, exe_path: &'a [u8], path_buf: &'a mut [u8; PATH_MAX + 1], phdrs: &'a mut PhdrBuf) -> Result<Option<Interpreter<'a>>, Error<'a>> {
+fn open_interpreter<'a, 'p>(file: &File, image: &Image, chosen: Option<&'static CStr>, exe_path: &'a [u8], path_buf: &'a mut [u8; PATH_MAX + 1], phdrs: &'p mut PhdrBuf) -> Result<Option<Interpreter<'a, 'p>>, Error<'a>> {
     let Some(ph) = image.interp() else {
         return match chosen {
             Some(_) => Err(Error::at(exe_path, Refusal::failure("--interp given, but the program has no PT_INTERP"))),
@@ -172,6 +172,7 @@ fn open_interpreter<'a>(file: &File, image: &Image, chosen: Option<&'static CStr
     let path = match chosen {
         Some(path) => path,
         None => {
+            elf::check_interp(ph, file.size).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
             let bytes = &mut path_buf[..ph.p_filesz as usize];
             file.read_at(ph.p_offset, bytes).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
             let len = elf::interp_path(bytes).map_err(|reason| Error::cannot_execute(exe_path, reason))?.len();
@@ -183,9 +184,13 @@ fn open_interpreter<'a>(file: &File, image: &Image, chosen: Option<&'static CStr
     Ok(Some(Interpreter { path: path.to_bytes(), file: interp_file, image: interp_image }))
 }
 
+/// Where the kernel would map a segment over its fresh address space, this address space still
+/// holds the preloader (a documented difference).
+const SEGMENT_OVER_PRELOADER: &str = "a segment overlaps memory the preloader holds (its own pages, the stack, the vDSO or a reservation)";
+
 fn map_error(errno: rustix::io::Errno) -> Refusal {
     match errno {
-        rustix::io::Errno::EXIST => Refusal::cannot_execute("a segment's address is already in use"),
+        rustix::io::Errno::EXIST => Refusal::cannot_execute(SEGMENT_OVER_PRELOADER),
         other => Refusal::from_errno(other.raw_os_error()),
     }
 }
@@ -224,9 +229,9 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
     let mut buffers = Buffers {
         path: [0; PATH_MAX],
         levels: [Shebang::EMPTY, Shebang::EMPTY, Shebang::EMPTY, Shebang::EMPTY, Shebang::EMPTY],
-        phdrs: PhdrBuf::zeroed(),
+        phdrs: PhdrBuf::new(),
         interp_path: [0; PATH_MAX + 1],
-        interp_phdrs: PhdrBuf::zeroed(),
+        interp_phdrs: PhdrBuf::new(),
     };
     match launch(stack, options, program, &mut buffers) {
         Ok(()) => 0,
@@ -246,10 +251,10 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     let exe_path = levels.last().map_or(execfn, |level| level.interpreter().to_bytes());
 
     // ELF check: the program, then its interpreter.
-    let image = load::inspect(&file, phdrs).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
+    let image = load::inspect(&file, &mut *phdrs).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
     let extent = Extent::of(&image);
     let chosen_interp = options.interp.map(initial::argument_tail);
-    let interp = open_interpreter(&file, &image, chosen_interp, exe_path, interp_path, interp_phdrs)?;
+    let interp = open_interpreter(&file, &image, chosen_interp, exe_path, interp_path, &mut *interp_phdrs)?;
 
     // Plan: randomisation as the kernel would apply it.
     let fail = |refusal| Error::at(exe_path, refusal);
@@ -294,7 +299,8 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     for range in reserved.as_slice() {
         reserve::reserve(range, &protected).map_err(|why| Error::reservation(*range, why))?;
     }
-    let bias = load::map(&file, &image, &extent, placement).map_err(|errno| match (errno, options.base) {
+    let mut owned = plan::Owned::default();
+    let bias = load::map(&file, &image, &extent, placement, &mut owned).map_err(|errno| match (errno, options.base) {
         (rustix::io::Errno::EXIST, Some(_)) => fail(Refusal::failure("--base: the program's address range is already in use")),
         _ => fail(map_error(errno)),
     })?;
@@ -310,7 +316,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         Some(interp) => {
             let interp_extent = Extent::of(&interp.image);
             let placement = if interp.image.relocatable { Placement::Anywhere { align: PAGE_SIZE } } else { Placement::Fixed };
-            let interp_bias = load::map(&interp.file, &interp.image, &interp_extent, placement).map_err(|errno| Error::interpreter(exe_path, interp.path, map_error(errno)))?;
+            let interp_bias = load::map(&interp.file, &interp.image, &interp_extent, placement, &mut owned).map_err(|errno| Error::interpreter(exe_path, interp.path, map_error(errno)))?;
             (interp_bias, interp_bias.wrapping_add(interp.image.entry))
         }
         None => (0, bias.wrapping_add(image.entry)),
@@ -381,6 +387,8 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     // Close everything the preloader opened, then enter the program.
     drop(interp);
     drop(file);
+    phdrs.release();
+    interp_phdrs.release();
     // SAFETY: the image is complete in the scratch buffer, which is unmapped after the copy;
     // `entry` is the interpreter's (or static program's) entry, mapped executable above.
     unsafe { arch::enter(scratch as *const u8, layout.sp, size, scratch as *mut u8, scratch_len, entry) }

@@ -4,9 +4,11 @@
 
 use core::ffi::c_void;
 
-use goblin::elf64::program_header::{PF_R, PF_W, PT_DYNAMIC};
+use goblin::elf64::program_header::{PF_R, PF_W, PF_X, PT_DYNAMIC};
 use preload::dynsym::{self, Memory};
 use preload::elf::Image;
+use preload::plan::Segment;
+use preload::{PAGE_SIZE, page_start};
 use preload::ranges::Range;
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
@@ -22,9 +24,27 @@ struct Mapped<'a> {
 }
 
 impl Mapped<'_> {
+    /// The PF_ flags the page at unbiased `page` was mapped with: the last PT_LOAD that maps it
+    /// decides, as it was mapped last; bss pages are read-write (plus exec for PF_X).
+    fn page_flags(&self, page: u64) -> Option<u32> {
+        self.image.loads().rev().find_map(|ph| {
+            let seg = Segment::of(ph);
+            let in_file = seg.start <= page && page - seg.start < seg.file_len;
+            let in_bss = seg.anon.is_some_and(|(start, end)| start <= page && page < end);
+            (in_file || in_bss).then(|| if in_file { ph.p_flags } else { PF_R | PF_W | (ph.p_flags & PF_X) })
+        })
+    }
+
     fn contains(&self, vaddr: u64, len: u64) -> bool {
         let Some(end) = vaddr.checked_add(len) else { return false };
-        self.image.loads().any(|ph| ph.p_flags & self.flags == self.flags && ph.p_vaddr <= vaddr && end <= ph.p_vaddr + ph.p_memsz)
+        let mut page = page_start(vaddr);
+        while page < end {
+            if self.page_flags(page).is_none_or(|flags| flags & self.flags != self.flags) {
+                return false;
+            }
+            page += PAGE_SIZE;
+        }
+        true
     }
 }
 
@@ -33,8 +53,8 @@ impl Memory for Mapped<'_> {
         if !self.contains(vaddr, buf.len() as u64) {
             return false;
         }
-        // SAFETY: the bytes lie inside a PT_LOAD with the required flags, mapped at this bias. Only
-        // a crafted image whose later PT_LOAD remaps them inaccessible breaks this (an open issue).
+        // SAFETY: every page of the bytes is mapped at this bias with the required flags, as the
+        // last PT_LOAD over it mapped it.
         unsafe { core::ptr::copy_nonoverlapping((self.bias + vaddr) as *const u8, buf.as_mut_ptr(), buf.len()) };
         true
     }

@@ -3,9 +3,9 @@
 
 use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};
 use goblin::elf64::header::{ELFMAG, Header, SIZEOF_EHDR};
-use goblin::elf64::program_header::{PF_X, PT_GNU_STACK, PT_INTERP, PT_LOAD, ProgramHeader, SIZEOF_PHDR};
+use goblin::elf64::program_header::{PF_W, PF_X, PT_GNU_STACK, PT_INTERP, PT_LOAD, ProgramHeader, SIZEOF_PHDR};
 
-use crate::{PAGE_SIZE, page_offset};
+use crate::{PAGE_SIZE, page_offset, page_start};
 
 /// The end of the x86_64 user address space with 4-level paging (TASK_SIZE_MAX).
 pub const TASK_SIZE: u64 = (1 << 47) - PAGE_SIZE;
@@ -105,15 +105,19 @@ pub fn check_interp(interp: &ProgramHeader, file_size: u64) -> Result<(), &'stat
 /// Check the program headers of a file of `file_size` bytes.
 pub fn validate<'a>(header: &Header, phdrs: &'a [ProgramHeader], file_size: u64) -> Result<Image<'a>, &'static str> {
     let image = Image { relocatable: header.e_type == ET_DYN, entry: header.e_entry, phoff: header.e_phoff, phdrs };
-    let mut any_load = false;
     for ph in image.loads() {
-        any_load = true;
         check_load(ph, file_size)?;
     }
-    if !any_load {
+    Ok(image)
+}
+
+/// An interpreter, or a program without one, needs a PT_LOAD (the kernel kills the process
+/// otherwise); a program with an interpreter may have none, as the kernel runs it.
+pub fn check_has_loads(image: &Image) -> Result<(), &'static str> {
+    if image.loads().next().is_none() {
         return Err("no loadable segment");
     }
-    Ok(image)
+    Ok(())
 }
 
 fn check_load(ph: &ProgramHeader, file_size: u64) -> Result<(), &'static str> {
@@ -127,8 +131,12 @@ fn check_load(ph: &ProgramHeader, file_size: u64) -> Result<(), &'static str> {
         if page_offset(ph.p_offset) != page_offset(ph.p_vaddr) {
             return Err("segment offset and address differ modulo the page size");
         }
-        if ph.p_offset.checked_add(ph.p_filesz).is_none_or(|end| end > file_size) {
-            return Err("segment beyond end of file");
+        // File pages past the end of the file are mapped as the kernel maps them (SIGBUS only if
+        // touched), but the kernel must zero the rest of a writable segment's last file page.
+        let file_end = ph.p_offset.checked_add(ph.p_filesz).ok_or("segment beyond end of file")?;
+        let zeroed = ph.p_flags & PF_W != 0 && ph.p_memsz > ph.p_filesz && page_offset(file_end) != 0;
+        if zeroed && page_start(file_end) >= file_size {
+            return Err("a writable segment's bss starts past the end of the file");
         }
     }
     Ok(())
@@ -202,12 +210,15 @@ pub(crate) mod tests {
             (load(TASK_SIZE - 0x1000, 0, 0, 0x2000, PF_R), "segment outside the user address space"),
             (load(0x1000, 0x1000, 0x200, 0x100, PF_R), "segment file size exceeds its memory size"),
             (load(0x1010, 0x1000, 0x10, 0x10, PF_R), "segment offset and address differ modulo the page size"),
-            (load(0x1000, 0x1000, 0x1001, 0x1001, PF_R), "segment beyond end of file"),
+            (load(0x1000, 0x2000, 0x10, 0x20, PF_R | PF_W), "a writable segment's bss starts past the end of the file"),
         ];
+        assert!(validate(&h, &[load(0x1000, 0x1000, 0x5001, 0x5001, PF_R)], 0x2000).is_ok(), "file pages past the end, as the kernel maps them");
+        assert!(validate(&h, &[load(0x1000, 0x1000, 0x5001, 0x6000, PF_R)], 0x2000).is_ok(), "a read-only segment's last page is not zeroed");
         for (ph, reason) in cases {
             assert_eq!(validate(&h, &[ph], 0x2000).unwrap_err(), reason, "{ph:?}");
         }
-        assert_eq!(validate(&h, &[], 0x2000).unwrap_err(), "no loadable segment");
+        let none = validate(&h, &[], 0x2000).unwrap();
+        assert_eq!(check_has_loads(&none).unwrap_err(), "no loadable segment");
     }
 
     #[test]

@@ -97,7 +97,8 @@ pub fn prot(flags: u32) -> ProtFlags {
 /// the stack, the vDSO, a reservation) the result is EEXIST.
 pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement, owned: &mut Owned) -> Result<u64, Errno> {
     let total = page_align(extent.total_size);
-    let mut bias = 0;
+    // Without any PT_LOAD, the bias the kernel would have used.
+    let mut bias = bias_of(placement);
     for (index, ph) in image.loads().enumerate() {
         let seg = Segment::of(ph);
         match placement {

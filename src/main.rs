@@ -26,7 +26,7 @@ use preload::plan::{self, Extent};
 use preload::ranges::{RangeList, WINE_DEFAULT_RANGES};
 use preload::script::{self, MAX_SCRIPT_DEPTH};
 use preload::search::PATH_MAX;
-use preload::stack::{ProgramAux, StackImage, program_auxv};
+use preload::stack::{self, ProgramAux, StackImage, TooBig, program_auxv};
 use preload::{PAGE_SIZE, page_align, page_start};
 use rustix::fd::AsFd;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
@@ -154,6 +154,17 @@ fn argv_prefix<'a>(levels: &[&'a Shebang], path: &'a [u8], argv0: &'a [u8], pref
     len
 }
 
+/// The kernel's E2BIG check of the program's argv (after the `#!` `levels` followed so far),
+/// environment and execfn; the pointers are counted for the execve as made.
+fn check_arguments<'a>(stack: &'a InitialStack, program: usize, levels: &[&'a Shebang], execfn: &'a [u8], argv0: &'a [u8], stack_limit: u64) -> Result<(), TooBig> {
+    let mut prefix: [&[u8]; 1 + 2 * MAX_SCRIPT_DEPTH] = [&[]; 1 + 2 * MAX_SCRIPT_DEPTH];
+    let prefix_len = argv_prefix(levels, execfn, argv0, &mut prefix);
+    let args = stack.args().skip(program + 1).map(|arg| -> &[u8] { arg });
+    let pointers = 1 + args.clone().count() as u64 + stack.env().count() as u64;
+    let strings = prefix[..prefix_len].iter().copied().chain(args).chain(stack.env().map(|var| -> &[u8] { var })).chain(core::iter::once(execfn));
+    stack::check_args(strings, pointers, stack_limit)
+}
+
 /// An interpreter named by PT_INTERP, open and validated.
 struct Interpreter<'a, 'p> {
     path: &'a [u8],
@@ -180,7 +191,9 @@ fn open_interpreter<'a, 'p>(file: &File, image: &Image, chosen: Option<&'static 
         }
     };
     let interp_file = source::open(path).map_err(|refusal| Error::interpreter(exe_path, path.to_bytes(), refusal))?;
-    let interp_image = load::inspect(&interp_file, phdrs).map_err(|reason| Error::interpreter(exe_path, path.to_bytes(), Refusal::cannot_execute(reason)))?;
+    let interp_image = load::inspect(&interp_file, phdrs)
+        .and_then(|image| elf::check_has_loads(&image).map(|()| image))
+        .map_err(|reason| Error::interpreter(exe_path, path.to_bytes(), Refusal::cannot_execute(reason)))?;
     Ok(Some(Interpreter { path: path.to_bytes(), file: interp_file, image: interp_image }))
 }
 
@@ -246,8 +259,16 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     // args → source: PATH search, then `#!` lines down to the ELF file.
     let (file, path) = source::find(name, stack.getenv(b"PATH"), path).map_err(|refusal| Error::at(name.to_bytes(), refusal))?;
     let execfn = path.to_bytes();
+    // E2BIG, as execve checks it: on the arguments as given, then after each `#!` level.
+    let argv0 = options.argv0.unwrap_or(name.to_bytes());
+    let stack_limit = rustix::process::getrlimit(Resource::Stack).current.unwrap_or(u64::MAX);
+    let too_big = |_| Error::at(execfn, Refusal::from_errno(rustix::io::Errno::TOOBIG.raw_os_error()));
+    check_arguments(stack, program, &[], execfn, argv0, stack_limit).map_err(too_big)?;
     let (file, chain) = follow_scripts(file, execfn, levels)?;
     let levels = &chain.levels[..chain.depth];
+    for depth in 1..=levels.len() {
+        check_arguments(stack, program, &levels[..depth], execfn, argv0, stack_limit).map_err(too_big)?;
+    }
     let exe_path = levels.last().map_or(execfn, |level| level.interpreter().to_bytes());
 
     // ELF check: the program, then its interpreter.
@@ -255,6 +276,9 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     let extent = Extent::of(&image);
     let chosen_interp = options.interp.map(initial::argument_tail);
     let interp = open_interpreter(&file, &image, chosen_interp, exe_path, interp_path, &mut *interp_phdrs)?;
+    if interp.is_none() {
+        elf::check_has_loads(&image).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
+    }
 
     // Plan: randomisation as the kernel would apply it.
     let fail = |refusal| Error::at(exe_path, refusal);
@@ -268,7 +292,6 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         (true, None, Some(_)) => Placement::Bias(plan::pie_bias(&extent, if randomize { plan::mmap_rnd(random.mmap) } else { 0 })),
         (true, None, None) => Placement::Anywhere { align: extent.align },
     };
-    let stack_limit = rustix::process::getrlimit(Resource::Stack).current.unwrap_or(u64::MAX);
     let mut reserved = options.reserve;
     if let Some(list) = stack.getenv(b"PRELOAD_RESERVE") {
         reserved.extend_from_list(list).map_err(|reason| Error::at(b"PRELOAD_RESERVE", Refusal::failure(reason)))?;
@@ -304,7 +327,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         (rustix::io::Errno::EXIST, Some(_)) => fail(Refusal::failure("--base: the program's address range is already in use")),
         _ => fail(map_error(errno)),
     })?;
-    if let Some(symbol) = wine::find_symbol(&image, bias) {
+    if let Some(symbol) = wine::find_symbol(&image, bias, file.size) {
         reserve_for_wine(stack, &protected, &mut reserved, options.verbose.then_some(&mut verbose))?;
         let table = wine::publish(reserved.as_slice(), symbol).map_err(|errno| fail(Refusal::failure_errno(errno.raw_os_error())))?;
         if options.verbose {
@@ -325,7 +348,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
 
     // Stack: argv, envp and auxv in a scratch buffer, copied onto the real stack at the jump.
     let mut prefix: [&[u8]; 1 + 2 * MAX_SCRIPT_DEPTH] = [&[]; 1 + 2 * MAX_SCRIPT_DEPTH];
-    let prefix_len = argv_prefix(levels, execfn, options.argv0.unwrap_or(name.to_bytes()), &mut prefix);
+    let prefix_len = argv_prefix(levels, execfn, argv0, &mut prefix);
     let aux = ProgramAux { phdr: bias + extent.phdr, phnum: image.phdrs.len() as u64, base, entry: bias.wrapping_add(image.entry) };
     let spec = StackImage {
         top,
@@ -337,8 +360,6 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         gap: if randomize { random.gap % 8192 } else { 0 },
         auxv: program_auxv(stack.auxv(), aux),
     };
-    spec.check_size(stack_limit)
-        .map_err(|_| Error::at(execfn, Refusal::from_errno(rustix::io::Errno::TOOBIG.raw_os_error())))?;
     let layout = spec.layout();
     let size = layout.size(top);
     let scratch_len = page_align(size as u64) as usize;

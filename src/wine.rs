@@ -21,6 +21,8 @@ struct Mapped<'a> {
     bias: u64,
     /// Segment flags every byte read must have.
     flags: u32,
+    /// File pages past the end of the file are mapped but fault (SIGBUS).
+    file_size: u64,
 }
 
 impl Mapped<'_> {
@@ -31,7 +33,12 @@ impl Mapped<'_> {
             let seg = Segment::of(ph);
             let in_file = seg.start <= page && page - seg.start < seg.file_len;
             let in_bss = seg.anon.is_some_and(|(start, end)| start <= page && page < end);
-            (in_file || in_bss).then(|| if in_file { ph.p_flags } else { PF_R | PF_W | (ph.p_flags & PF_X) })
+            let past_eof = in_file && seg.offset.saturating_add(page - seg.start) >= self.file_size;
+            (in_file || in_bss).then(|| match (in_file, past_eof) {
+                (true, false) => ph.p_flags,
+                (true, true) => 0,
+                (false, _) => PF_R | PF_W | (ph.p_flags & PF_X),
+            })
         })
     }
 
@@ -62,11 +69,11 @@ impl Memory for Mapped<'_> {
 
 /// The biased address of `wine_main_preload_info` if the mapped program exports it as a
 /// writable data object.
-pub fn find_symbol(image: &Image, bias: u64) -> Option<u64> {
+pub fn find_symbol(image: &Image, bias: u64, file_size: u64) -> Option<u64> {
     let dynamic = image.phdrs.iter().find(|ph| ph.p_type == PT_DYNAMIC)?;
-    let readable = Mapped { image, bias, flags: PF_R };
+    let readable = Mapped { image, bias, flags: PF_R, file_size };
     let symbol = dynsym::find_object(&readable, dynamic.p_vaddr, dynamic.p_memsz, SYMBOL)?;
-    let writable = Mapped { image, bias, flags: PF_R | PF_W };
+    let writable = Mapped { image, bias, flags: PF_R | PF_W, file_size };
     writable.contains(symbol, 8).then_some(bias + symbol)
 }
 

@@ -97,8 +97,8 @@ pub fn prot(flags: u32) -> ProtFlags {
 /// the stack, the vDSO, a reservation) the result is EEXIST.
 pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement, owned: &mut Owned) -> Result<u64, Errno> {
     let total = page_align(extent.total_size);
-    // Without any PT_LOAD, the bias the kernel would have used.
-    let mut bias = bias_of(placement);
+    // Without any PT_LOAD the kernel's load bias stays 0 (it is set at the first one).
+    let mut bias = 0;
     for (index, ph) in image.loads().enumerate() {
         let seg = Segment::of(ph);
         match placement {

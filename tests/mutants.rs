@@ -17,6 +17,7 @@
 
 mod common;
 
+use common::elf::*;
 use common::{Scratch, Variant, build_c, preload, render_status};
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -39,19 +40,6 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(5);
 const OUTPUT_CAP: usize = 1 << 20;
 /// The line preload --verbose prints right before it jumps to the program.
 const STARTED: &str = "preload: interpreter base ";
-
-const PT_NULL: u32 = 0;
-const PT_LOAD: u32 = 1;
-const PT_DYNAMIC: u32 = 2;
-const PT_INTERP: u32 = 3;
-const PT_NOTE: u32 = 4;
-const PT_PHDR: u32 = 6;
-const PT_TLS: u32 = 7;
-const PT_GNU_STACK: u32 = 0x6474_e551;
-const PT_GNU_RELRO: u32 = 0x6474_e552;
-const PT_GNU_PROPERTY: u32 = 0x6474_e553;
-const PHDR_SIZE: usize = 56;
-const PAGE: u64 = 4096;
 
 unsafe extern "C" {
     fn personality(persona: u64) -> i32;
@@ -235,63 +223,6 @@ fn classify(direct: &Run, through: &Run) -> Result<&'static str, String> {
     }
 }
 
-/// An ELF being mutated.
-struct Elf {
-    bytes: Vec<u8>,
-}
-
-impl Elf {
-    fn get(&self, at: usize, len: usize) -> u64 {
-        let mut v = [0u8; 8];
-        if let Some(src) = self.bytes.get(at..at + len) {
-            v[..len].copy_from_slice(src);
-        }
-        u64::from_le_bytes(v)
-    }
-
-    fn set(&mut self, at: usize, len: usize, value: u64) {
-        if let Some(dst) = self.bytes.get_mut(at..at + len) {
-            dst.copy_from_slice(&value.to_le_bytes()[..len]);
-        }
-    }
-
-    fn phoff(&self) -> usize {
-        self.get(32, 8).min(usize::MAX as u64 >> 1) as usize
-    }
-
-    fn phnum(&self) -> usize {
-        self.get(56, 2) as usize
-    }
-
-    /// File offset of program header `index`.
-    fn ph(&self, index: usize) -> usize {
-        self.phoff().saturating_add(index * PHDR_SIZE)
-    }
-
-    fn find(&self, p_type: u32) -> Option<usize> {
-        (0..self.phnum()).map(|i| self.ph(i)).find(|&at| self.get(at, 4) == u64::from(p_type))
-    }
-
-    /// Appends `bytes` at the next `align` boundary; returns their offset.
-    fn append(&mut self, bytes: &[u8], align: usize) -> usize {
-        let at = self.bytes.len().next_multiple_of(align);
-        self.bytes.resize(at, 0);
-        self.bytes.extend_from_slice(bytes);
-        at
-    }
-
-    /// The end of the highest PT_LOAD in memory, page-aligned.
-    fn end_of_image(&self) -> u64 {
-        (0..self.phnum())
-            .map(|i| self.ph(i))
-            .filter(|&at| self.get(at, 4) == u64::from(PT_LOAD))
-            .map(|at| self.get(at + 16, 8).saturating_add(self.get(at + 40, 8)))
-            .max()
-            .unwrap_or(0)
-            .next_multiple_of(PAGE)
-    }
-}
-
 /// What the mutations draw from.
 struct Pool {
     /// Addresses of the stack, vDSO, vvar, the preloader's pages and the interpreter, as the
@@ -470,77 +401,15 @@ fn mutate(elf: &mut Elf, rng: &mut Rng, pool: &Pool) -> String {
     }
 }
 
-/// Moves the program header table to a new page at the end of the file, mapped by a new
-/// read-only PT_LOAD above the image (so AT_PHDR stays valid, and PT_PHDR follows it), and grows
-/// it to `count` entries: copies of PT_NULL, or tiny extra PT_LOADs.
+/// The program header table moved to the end of the file and grown to a count around the
+/// kernel's limits, with PT_NULL entries or tiny extra PT_LOADs.
 fn grow_table(elf: &mut Elf, rng: &mut Rng) -> String {
-    let (old_off, old_num) = (elf.phoff(), elf.phnum());
-    let Some(old) = elf.bytes.get(old_off..old_off.saturating_add(old_num * PHDR_SIZE)).map(<[u8]>::to_vec) else {
-        return "grow (table outside the file)".into();
-    };
-    let count = rng.pick(&[old_num + 2, 40, 64, 73, 74, 200, 1169, 1170, 1171]);
+    let count = rng.pick(&[elf.phnum() + 2, 40, 64, 73, 74, 200, 1169, 1170, 1171]);
     let extra_loads = rng.below(2) == 0;
-    let vaddr = elf.end_of_image() + 16 * PAGE;
-    let table_len = (count * PHDR_SIZE) as u64;
-    let offset = elf.append(&vec![0; count * PHDR_SIZE], PAGE as usize) as u64;
-    let mut table = old;
-    let entry = |p_type: u32, flags: u32, off: u64, vaddr: u64, filesz: u64, memsz: u64| {
-        let mut e = Vec::with_capacity(PHDR_SIZE);
-        e.extend_from_slice(&p_type.to_le_bytes());
-        e.extend_from_slice(&flags.to_le_bytes());
-        for v in [off, vaddr, vaddr, filesz, memsz, PAGE] {
-            e.extend_from_slice(&v.to_le_bytes());
-        }
-        e
-    };
-    table.extend(entry(PT_LOAD, 4, offset, vaddr, table_len, table_len));
-    let mut next = (vaddr + table_len).next_multiple_of(PAGE) + PAGE;
-    while table.len() < count * PHDR_SIZE {
-        if extra_loads {
-            table.extend(entry(PT_LOAD, 6, 0, next, 0, 16));
-            next += 2 * PAGE;
-        } else {
-            table.extend(entry(PT_NULL, 0, 0, 0, 0, 0));
-        }
-    }
-    table.truncate(count * PHDR_SIZE);
-    for i in 0..count.min(old_num) {
-        if u32::from_le_bytes(table[i * PHDR_SIZE..i * PHDR_SIZE + 4].try_into().unwrap()) == PT_PHDR {
-            let e = &mut table[i * PHDR_SIZE..(i + 1) * PHDR_SIZE];
-            e[8..16].copy_from_slice(&offset.to_le_bytes());
-            e[16..24].copy_from_slice(&vaddr.to_le_bytes());
-            e[24..32].copy_from_slice(&vaddr.to_le_bytes());
-            e[32..40].copy_from_slice(&table_len.to_le_bytes());
-            e[40..48].copy_from_slice(&table_len.to_le_bytes());
-        }
-    }
-    elf.bytes[offset as usize..].copy_from_slice(&table);
-    elf.set(32, 8, offset);
-    elf.set(56, 2, count as u64);
-    format!("table moved to {offset:#x} with {count} entries ({})", if extra_loads { "extra PT_LOADs" } else { "PT_NULL" })
-}
-
-/// A hand-made i386 ELF that exits 42 (`mov ebx,42; mov eax,1; int 0x80`): the kernel runs it
-/// through IA32 emulation, preload refuses it (a documented difference).
-fn i386_program() -> Vec<u8> {
-    let code = [0xbb, 42, 0, 0, 0, 0xb8, 1, 0, 0, 0, 0xcd, 0x80];
-    let base = 0x0804_8000u32;
-    let size = (52 + 32 + code.len()) as u32;
-    let mut b = vec![0x7f, b'E', b'L', b'F', 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    for half in [2u16, 3] {
-        b.extend_from_slice(&half.to_le_bytes());
-    }
-    for word in [1, base + 84, 52, 0, 0] {
-        b.extend_from_slice(&word.to_le_bytes());
-    }
-    for half in [52u16, 32, 1, 0, 0, 0] {
-        b.extend_from_slice(&half.to_le_bytes());
-    }
-    for word in [1, 0, base, base, size, size, 5, 0x1000] {
-        b.extend_from_slice(&word.to_le_bytes());
-    }
-    b.extend_from_slice(&code);
-    b
+    let first = elf.end_of_image() + 16 * PAGE + (count as u64 * PHDR_SIZE as u64).next_multiple_of(PAGE) + PAGE;
+    let extra: Vec<Phdr> = if extra_loads { (0..count as u64).map(|i| Phdr::load(6, 0, first + 2 * PAGE * i, 0, 16)).collect() } else { Vec::new() };
+    let at = elf.move_table(&extra, count);
+    format!("table moved to {at:#x} with {count} entries ({})", if extra_loads { "extra PT_LOADs" } else { "PT_NULL" })
 }
 
 /// Addresses of what the program shares its address space with under preload.
@@ -585,7 +454,7 @@ fn mutants_behave_as_under_the_kernel() {
         .iter()
         .map(|&v| Base { name: v.name().into(), bytes: std::fs::read(build_c("hello", v)).expect("read a test program") })
         .collect();
-    bases.push(Base { name: "i386".into(), bytes: i386_program() });
+    bases.push(Base { name: "i386".into(), bytes: i386_exit_42() });
     let true_copy = scratch.copy(Path::new("/bin/true"), "true", 0o755);
     let os = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();
     let pool = Pool {

@@ -5,6 +5,8 @@
 //! no_std preloader's build.
 #![allow(dead_code)] // every test crate uses a different subset
 
+pub mod elf;
+
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;

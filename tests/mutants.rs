@@ -99,14 +99,15 @@ fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
     })
 }
 
-/// Runs `argv` with an empty environment, stdin from /dev/null, no address randomisation and
-/// no core dumps; kills it after [`RUN_TIMEOUT`]. The child calls execve itself: std would use
-/// execvp, whose ENOEXEC fallback to /bin/sh would hide the kernel's verdict.
-fn run(argv: &[&std::ffi::OsStr]) -> Run {
+/// Runs `argv` in `dir` (a mutant may create files wherever it runs) with an empty environment,
+/// stdin from /dev/null, no address randomisation and no core dumps; kills it after
+/// [`RUN_TIMEOUT`]. The child calls execve itself: std would use execvp, whose ENOEXEC fallback
+/// to /bin/sh would hide the kernel's verdict.
+fn run(dir: &Path, argv: &[&std::ffi::OsStr]) -> Run {
     let strings: Vec<CString> = argv.iter().map(|a| CString::new(a.as_encoded_bytes()).expect("no NUL in arguments")).collect();
     let pointers: Vec<usize> = strings.iter().map(|s| s.as_ptr() as usize).chain([0]).collect();
     let mut cmd = Command::new(argv[0]);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.current_dir(dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // SAFETY: only async-signal-safe system calls, on memory prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
@@ -415,7 +416,7 @@ fn grow_table(elf: &mut Elf, rng: &mut Rng) -> String {
 /// Addresses of what the program shares its address space with under preload.
 fn landmarks(scratch: &Scratch) -> Vec<u64> {
     let cat = scratch.copy(Path::new("/bin/cat"), "cat", 0o755);
-    let maps = run(&[preload().as_os_str(), cat.as_os_str(), "/proc/self/maps".as_ref()]);
+    let maps = run(scratch.path(), &[preload().as_os_str(), cat.as_os_str(), "/proc/self/maps".as_ref()]);
     assert_eq!(maps.ending, Ending::Exit(0), "scenario check: preload cat /proc/self/maps: {}", String::from_utf8_lossy(&maps.stderr));
     let text = String::from_utf8_lossy(&maps.stdout);
     let mut found: Vec<u64> = text
@@ -497,8 +498,8 @@ fn mutants_behave_as_under_the_kernel() {
                     let mutations: Vec<String> = (0..1 + rng.below(3)).map(|_| mutate(&mut elf, &mut rng, &pool)).collect();
                     let name = format!("m{index}-{}", base.name);
                     let path = scratch.write(&name, &elf.bytes, 0o755);
-                    let direct = run(&[path.as_os_str()]);
-                    let through = run(&[preload().as_os_str(), "--verbose".as_ref(), path.as_os_str()]);
+                    let direct = run(scratch.path(), &[path.as_os_str()]);
+                    let through = run(scratch.path(), &[preload().as_os_str(), "--verbose".as_ref(), path.as_os_str()]);
                     match classify(&direct, &through) {
                         Ok(class) => {
                             *counts.lock().unwrap().entry(class).or_default() += 1;

@@ -8,7 +8,7 @@ use preload::plan::{Extent, Owned, Segment, foreign_mapping};
 use preload::ranges::Range;
 use preload::{PAGE_SIZE, page_align};
 use rustix::io::Errno;
-use rustix::mm::{MapFlags, ProtFlags};
+use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
 use crate::reserve::{MAPS_BUFFER, read_maps};
 use crate::source::File;
@@ -177,8 +177,26 @@ fn aligned_hole(len: u64, align: u64) -> Result<(u64, MapFlags), Errno> {
 /// # Safety
 /// With MAP_FIXED, `addr..addr + len` must hold nothing but this launch's own mappings.
 unsafe fn map_file(file: &File, addr: u64, len: u64, seg: &Segment, flags: MapFlags) -> Result<u64, Errno> {
+    if file.copy_segments {
+        return copy_segment(file, addr, len, seg, flags);
+    }
     // SAFETY: as the caller guarantees; otherwise the kernel chooses or refuses the address.
     let mapped = unsafe { rustix::mm::mmap(addr as *mut c_void, len as usize, prot(seg.flags), flags | MapFlags::PRIVATE, &file.fd, seg.offset) }?;
+    Ok(mapped as u64)
+}
+
+/// `map_file` for a streamed program: anonymous read-write pages at the same place, the file
+/// pages' bytes read in (up to the end of the file, as a file mapping shows them), then the
+/// segment's own protection. Nothing is writable and executable at once unless the segment
+/// itself asks for it.
+fn copy_segment(file: &File, addr: u64, len: u64, seg: &Segment, flags: MapFlags) -> Result<u64, Errno> {
+    // SAFETY: the same placement as `map_file`'s (the first segment reserves `len`).
+    let mapped = unsafe { rustix::mm::mmap_anonymous(addr as *mut c_void, len as usize, ProtFlags::READ | ProtFlags::WRITE, flags | MapFlags::PRIVATE) }?;
+    let bytes = seg.file_len.min(file.size.saturating_sub(seg.offset));
+    // SAFETY: the first `bytes` <= len bytes of the read-write mapping just made.
+    file.read_exact_at(seg.offset, unsafe { core::slice::from_raw_parts_mut(mapped as *mut u8, bytes as usize) })?;
+    // SAFETY: the segment's own pages, which hold nothing else.
+    unsafe { rustix::mm::mprotect(mapped, seg.file_len as usize, MprotectFlags::from_bits_retain(prot(seg.flags).bits())) }?;
     Ok(mapped as u64)
 }
 

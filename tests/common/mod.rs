@@ -6,6 +6,7 @@
 #![allow(dead_code)] // every test crate uses a different subset
 
 pub mod elf;
+pub mod probe;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -413,6 +414,12 @@ impl Invocation {
     /// Runs the program directly; an exec failure is returned instead of failing the test.
     pub fn try_run_direct(&self) -> std::io::Result<Output> {
         try_run(self.command(false), self.stdin.as_deref(), &format!("`{}`", self.describe()))
+    }
+
+    /// The command [`Invocation::run_preloaded`] runs, for callers that add to it (e.g. a
+    /// descriptor set up in a `pre_exec` hook) and run it with [`run`].
+    pub fn preloaded_command(&self) -> Command {
+        self.command(true)
     }
 
     pub fn run_preloaded(&self) -> Output {

@@ -111,6 +111,16 @@ pub fn validate<'a>(header: &Header, phdrs: &'a [ProgramHeader], file_size: u64)
     Ok(image)
 }
 
+/// A program that arrived as a stream has no file to map past its end: every segment's file
+/// bytes must have arrived.
+pub fn check_segments_in_file(phdrs: &[ProgramHeader], file_size: u64) -> Result<(), &'static str> {
+    let beyond = |ph: &ProgramHeader| ph.p_offset.checked_add(ph.p_filesz).is_none_or(|end| end > file_size);
+    match phdrs.iter().any(|ph| ph.p_type == PT_LOAD && ph.p_filesz > 0 && beyond(ph)) {
+        true => Err("segment beyond end of file"),
+        false => Ok(()),
+    }
+}
+
 /// An interpreter, or a program without one, needs a PT_LOAD (the kernel kills the process
 /// otherwise); a program with an interpreter may have none, as the kernel runs it.
 pub fn check_has_loads(image: &Image) -> Result<(), &'static str> {
@@ -214,6 +224,8 @@ pub(crate) mod tests {
         ];
         assert!(validate(&h, &[load(0x1000, 0x1000, 0x5001, 0x5001, PF_R)], 0x2000).is_ok(), "file pages past the end, as the kernel maps them");
         assert!(validate(&h, &[load(0x1000, 0x1000, 0x5001, 0x6000, PF_R)], 0x2000).is_ok(), "a read-only segment's last page is not zeroed");
+        assert_eq!(check_segments_in_file(&[load(0x1000, 0x1000, 0x1001, 0x1001, PF_R)], 0x2000), Err("segment beyond end of file"));
+        assert_eq!(check_segments_in_file(&[load(0x1000, 0x1000, 0x1000, 0x1001, PF_R)], 0x2000), Ok(()));
         for (ph, reason) in cases {
             assert_eq!(validate(&h, &[ph], 0x2000).unwrap_err(), reason, "{ph:?}");
         }

@@ -59,7 +59,11 @@ pub fn inspect<'p>(file: &File, phdrs: &'p mut PhdrBuf) -> Result<Image<'p>, &'s
     let (offset, len) = elf::phdr_table(&header)?;
     let table = phdrs.storage(len)?;
     file.read_at(offset, table).map_err(|_| "program headers beyond end of file")?;
-    elf::validate(&header, elf::program_headers(table), file.size)
+    let phdrs = elf::program_headers(table);
+    if file.copy_segments {
+        elf::check_segments_in_file(phdrs, file.size)?;
+    }
+    elf::validate(&header, phdrs, file.size)
 }
 
 /// Where the first segment goes.

@@ -36,8 +36,7 @@ impl PhdrBuf {
         self.release();
         let size = page_align(len as u64) as usize;
         // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing.
-        let addr = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), size, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
-            .map_err(|_| "no memory for the program headers")?;
+        let addr = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), size, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }.map_err(|_| "no memory for the program headers")?;
         self.mapped = Some((addr as u64, size));
         // SAFETY: the mapping is `size >= len` bytes, readable and writable, and only this buffer
         // refers to it until `release`, which needs `&mut self` and so outlives every borrow.

@@ -8,8 +8,8 @@ use goblin::elf64::program_header::{PF_R, PF_W, PF_X, PT_DYNAMIC};
 use preload::dynsym::{self, Memory};
 use preload::elf::Image;
 use preload::plan::Segment;
-use preload::{PAGE_SIZE, page_start};
 use preload::ranges::Range;
+use preload::{PAGE_SIZE, page_start};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 

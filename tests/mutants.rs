@@ -265,40 +265,19 @@ fn p_type(rng: &mut Rng) -> u64 {
 fn mutate(elf: &mut Elf, rng: &mut Rng, pool: &Pool) -> String {
     let file_len = elf.bytes.len() as u64;
     match rng.below(20) {
-        0 => {
-            let r = rng.below(1 << 16);
-            let v = rng.pick(&[0, 1, 2, 3, 4, 0xfe00, r]);
-            elf.set(16, 2, v);
-            format!("e_type={v}")
-        }
-        1 => {
-            let r = rng.below(1 << 16);
-            let v = rng.pick(&[0, 3, 62, 40, 183, 0x3e3e, r]);
-            elf.set(18, 2, v);
-            format!("e_machine={v}")
-        }
-        2 => {
-            let v = interesting(rng, elf.get(32, 8), pool, file_len);
-            elf.set(32, 8, v);
-            format!("e_phoff={v:#x}")
-        }
-        3 => {
-            let r = rng.below(1 << 16);
-            let v = rng.pick(&[0, 32, 55, 57, 64, r]);
-            elf.set(54, 2, v);
-            format!("e_phentsize={v}")
-        }
-        4 => {
+        0..=5 => {
             let n = elf.phnum() as u64;
             let r = rng.below(1 << 16);
-            let v = rng.pick(&[0, 1, n.saturating_sub(1), n + 1, 73, 74, 1170, 1171, 0xffff, r]);
-            elf.set(56, 2, v);
-            format!("e_phnum={v}")
-        }
-        5 => {
-            let v = interesting(rng, elf.get(24, 8), pool, file_len);
-            elf.set(24, 8, v);
-            format!("e_entry={v:#x}")
+            let (name, offset, len, v) = match rng.below(6) {
+                0 => ("e_type", 16, 2, rng.pick(&[0, 1, 2, 3, 4, 0xfe00, r])),
+                1 => ("e_machine", 18, 2, rng.pick(&[0, 3, 62, 40, 183, 0x3e3e, r])),
+                2 => ("e_phentsize", 54, 2, rng.pick(&[0, 32, 55, 57, 64, r])),
+                3 => ("e_phnum", 56, 2, rng.pick(&[0, 1, n.saturating_sub(1), n + 1, 73, 74, 1170, 1171, 0xffff, r])),
+                4 => ("e_phoff", 32, 8, interesting(rng, elf.get(32, 8), pool, file_len)),
+                _ => ("e_entry", 24, 8, interesting(rng, elf.get(24, 8), pool, file_len)),
+            };
+            elf.set(offset, len, v);
+            format!("{name}={v:#x}")
         }
         6..=11 => {
             let index = rng.below(elf.phnum() as u64) as usize;

@@ -9,11 +9,16 @@ use rustix::thread::{CapabilitiesSecureBits, CapabilitySet, CapabilitySets};
 
 /// The program's credentials, decided before its stack is built (AT_SECURE goes into it).
 pub fn plan(ids: Ids, kernel_secure: bool) -> Result<ProgramCredentials, Errno> {
-    let keep = ProgramCredentials { caps: None, secure: kernel_secure };
     if !kernel_secure {
         // The exec gained nothing (see `after_plain_exec`): no need to ask.
-        return Ok(keep);
+        return Ok(ProgramCredentials { caps: None, secure: false });
     }
+    inspect(ids)
+}
+
+/// The decision after an exec with AT_SECURE, from the capability sets the kernel gave.
+#[cold]
+fn inspect(ids: Ids) -> Result<ProgramCredentials, Errno> {
     let sets = rustix::thread::capabilities(None)?;
     let permitted = sets.permitted.bits();
     let mut ambient = 0;
@@ -47,6 +52,7 @@ pub fn apply(credentials: &ProgramCredentials) -> Result<bool, Errno> {
 
 /// What a kernel exec would have taken from the program's file and the preloader does not
 /// apply; for --verbose.
+#[cold]
 pub fn not_honoured(program: BorrowedFd<'_>, ids: Ids) -> Option<&'static str> {
     let stat = rustix::fs::fstat(program).ok()?;
     let has_caps = rustix::fs::fgetxattr_query(program, c"security.capability").is_ok();

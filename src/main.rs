@@ -243,6 +243,9 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
 fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, buffers: &'b mut Buffers) -> Result<(), Error<'b>> {
     let Buffers { path, levels, phdrs, interp_path, interp_phdrs } = buffers;
     let name = stack.arg(program);
+    // The program's credentials as a plain exec would give them (AT_SECURE goes on its stack).
+    let ids = Ids::from_auxv(stack.auxv());
+    let credentials = creds::plan(ids, stack.aux(AT_SECURE) == Some(1)).map_err(|errno| Error::at(name.to_bytes(), Refusal::failure_errno(errno.raw_os_error())))?;
 
     // args → source: PATH search, then `#!` lines down to the ELF file.
     let (file, path) = source::find(name, stack.getenv(b"PATH"), path).map_err(|refusal| Error::at(name.to_bytes(), refusal))?;
@@ -326,8 +329,6 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     // Stack: argv, envp and auxv in a scratch buffer, copied onto the real stack at the jump.
     let mut prefix: [&[u8]; 1 + 2 * MAX_SCRIPT_DEPTH] = [&[]; 1 + 2 * MAX_SCRIPT_DEPTH];
     let prefix_len = argv_prefix(levels, execfn, options.argv0.unwrap_or(name.to_bytes()), &mut prefix);
-    let ids = Ids::from_auxv(stack.auxv());
-    let credentials = creds::plan(ids, stack.aux(AT_SECURE) == Some(1)).map_err(|errno| fail(Refusal::failure_errno(errno.raw_os_error())))?;
     let aux = ProgramAux { phdr: bias + extent.phdr, phnum: image.phdrs.len() as u64, base, entry: bias.wrapping_add(image.entry), secure: u64::from(credentials.secure) };
     let spec = StackImage {
         top,

@@ -47,7 +47,7 @@ impl Ids {
 }
 
 /// Why a set-ID preloader refuses to run.
-pub const SETID_REFUSAL: &str = "a set-ID preloader would run any program with the privileges of its owner; give it cap_checkpoint_restore+ep instead";
+pub const SETID_REFUSAL: &str = "a set-ID preloader would run any program with its owner's privileges";
 
 /// Capability sets, one bit per `CAP_*` number.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -96,6 +96,8 @@ pub fn after_plain_exec(state: AfterExec) -> ProgramCredentials {
     ProgramCredentials { caps: Some(caps), secure: false }
 }
 
+pub const NOT_HONOURED: &str = " not honoured; running with the caller's credentials";
+
 /// S_ISUID, S_ISGID and S_IXGRP of st_mode.
 const S_ISUID: u32 = 0o4000;
 const S_ISGID: u32 = 0o2000;
@@ -112,17 +114,17 @@ pub struct ProgramFile {
 }
 
 /// What a kernel exec would have taken from the program's file and the preloader does not
-/// apply (`--verbose` says so), or `None` when the kernel would not have changed the caller's
-/// credentials either. As `bprm_fill_uid`: set-group-ID needs the group execute bit too; a bit
+/// honour (`--verbose` says so, followed by [`NOT_HONOURED`]), or `None` when the kernel would
+/// not have changed the caller's credentials either. As `bprm_fill_uid`: set-group-ID needs the group execute bit too; a bit
 /// naming the caller's own effective id changes nothing.
 pub fn not_honoured(file: ProgramFile, ids: Ids) -> Option<&'static str> {
     let setuid = file.mode & S_ISUID != 0 && u64::from(file.owner) != ids.euid;
     let setgid = file.mode & (S_ISGID | S_IXGRP) == S_ISGID | S_IXGRP && u64::from(file.group) != ids.egid;
     match (setuid, setgid) {
-        (true, true) => Some("set-user-ID and set-group-ID bits not honoured; running with the caller's credentials"),
-        (true, false) => Some("set-user-ID bit not honoured; running with the caller's credentials"),
-        (false, true) => Some("set-group-ID bit not honoured; running with the caller's credentials"),
-        (false, false) if file.has_caps && ids.euid != 0 => Some("file capabilities not applied; running with the caller's credentials"),
+        (true, true) => Some("set-user-ID and set-group-ID bits"),
+        (true, false) => Some("set-user-ID bit"),
+        (false, true) => Some("set-group-ID bit"),
+        (false, false) if file.has_caps && ids.euid != 0 => Some("file capabilities"),
         (false, false) => None,
     }
 }
@@ -181,12 +183,12 @@ mod tests {
     fn set_id_bits_are_reported_when_the_kernel_would_apply_them() {
         let file = |mode, has_caps| ProgramFile { mode, owner: 0, group: 0, has_caps };
         let caller = nobody(65534);
-        assert_eq!(not_honoured(file(0o4755, false), caller), Some("set-user-ID bit not honoured; running with the caller's credentials"));
-        assert_eq!(not_honoured(file(0o2755, false), caller), Some("set-group-ID bit not honoured; running with the caller's credentials"));
-        assert_eq!(not_honoured(file(0o6755, false), caller), Some("set-user-ID and set-group-ID bits not honoured; running with the caller's credentials"));
+        assert_eq!(not_honoured(file(0o4755, false), caller), Some("set-user-ID bit"));
+        assert_eq!(not_honoured(file(0o2755, false), caller), Some("set-group-ID bit"));
+        assert_eq!(not_honoured(file(0o6755, false), caller), Some("set-user-ID and set-group-ID bits"));
         assert_eq!(not_honoured(file(0o2745, false), caller), None, "set-group-ID without group execute is mandatory locking, not set-ID");
         assert_eq!(not_honoured(file(0o0755, false), caller), None);
-        assert_eq!(not_honoured(file(0o0755, true), caller), Some("file capabilities not applied; running with the caller's credentials"));
+        assert_eq!(not_honoured(file(0o0755, true), caller), Some("file capabilities"));
         assert_eq!(not_honoured(file(0o6755, true), nobody(0)), None, "root running a set-ID-root program gains nothing");
         assert_eq!(not_honoured(ProgramFile { owner: 65534, group: 65534, ..file(0o6755, false) }, caller), None);
     }

@@ -88,6 +88,7 @@ impl<'a> Error<'a> {
 }
 
 /// A set-ID preloader refuses to run: the message; returns the exit status.
+#[cold]
 pub fn setid_refusal(ids: Ids) -> i32 {
     let mut out = Printer::new(STDERR);
     out.line().text("refusing to run set-user-ID or set-group-ID (uid ").dec(ids.uid).text(", euid ").dec(ids.euid).text(", gid ").dec(ids.gid).text(", egid ").dec(ids.egid);
@@ -99,8 +100,8 @@ pub fn setid_refusal(ids: Ids) -> i32 {
 /// For --verbose: what of the program's file was not applied, and whether the capabilities of
 /// the preloader's file were dropped.
 pub fn credentials(out: &mut Printer, path: &[u8], not_honoured: Option<&str>, dropped: bool) {
-    if let Some(reason) = not_honoured {
-        out.line().bytes(path).text(": ").text(reason);
+    if let Some(what) = not_honoured {
+        out.line().bytes(path).text(": ").text(what).text(privilege::NOT_HONOURED);
         out.end();
     }
     if dropped {

@@ -3,51 +3,31 @@
 //! it must leave behind (fds, signal state).
 //!
 //! The oracle is tests/c/probe.c run directly: its credentials (status Uid/Gid/Groups/Cap*,
-//! NoNewPrivs, AT_SECURE, AT_UID..AT_EGID, dumpable), fds, signal state and everything else it
-//! prints that does not depend on address randomisation must be equal. tests/probe.rs compares
-//! the randomised addresses through their relations; privilege changes no address.
+//! NoNewPrivs, AT_SECURE, AT_UID..AT_EGID, dumpable), fds, signal state and all the other facts
+//! tests/probe.rs compares must be equal.
 
 mod common;
 
-use common::{Invocation, NOBODY, Scratch, Variant, build_c};
+use common::{Invocation, NOBODY, Scratch, Variant, build_c, probe};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The probe's output without the randomised `addr.*` values, plus whether the auxv on the stack
-/// and in /proc/self/auxv agree (the program could read its own /proc files).
+/// The probe's facts (tests/common/probe.rs), relations included. preload's `--verbose` lines
+/// on stderr are left to each test.
 fn facts(output: &Output, what: &str) -> BTreeMap<String, String> {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "probe {what} failed: {}\nstderr: {}\nstdout: {stdout}",
-        common::render_status(output.status),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    let mut all: BTreeMap<String, String> = stdout
-        .lines()
-        .map(|line| line.split_once('=').unwrap_or_else(|| panic!("{what}: bad probe line {line:?}")))
-        .map(|(key, value)| (key.to_string(), value.to_string()))
-        .collect();
-    let auxv_agrees = all.get("addr.proc_auxv") == all.get("addr.stack_auxv");
-    all.insert("proc_auxv_is_stack_auxv".into(), auxv_agrees.to_string());
-    all.into_iter().filter(|(key, _)| !key.starts_with("addr.")).collect()
+    probe::facts(&probe::parse(&Output { stderr: Vec::new(), ..output.clone() }, what))
 }
 
-/// Asserts the two runs' facts are equal except for the keys in `except`.
+/// Asserts the two runs' facts are equal except for the keys in `except`; the direct run's
+/// relations must hold (a check of the scenario).
 fn assert_same(direct: &BTreeMap<String, String>, preloaded: &BTreeMap<String, String>, except: &[&str], what: &str) {
-    let mut report = String::new();
-    for key in direct.keys().chain(preloaded.keys().filter(|k| !direct.contains_key(*k))) {
-        let (d, p) = (direct.get(key), preloaded.get(key));
-        if d != p && !except.contains(&key.as_str()) {
-            let _ = writeln!(report, "  {key}:\n    direct:    {d:?}\n    preloaded: {p:?}");
-        }
-    }
+    probe::assert_relations(direct, &format!("scenario check, direct run for {what}"));
+    let report = probe::differences(direct, preloaded, |key, _| except.contains(&key));
     assert!(report.is_empty(), "{what} differs from the direct run:\n{report}");
 }
 
-fn probe() -> PathBuf {
+fn probe_program() -> PathBuf {
     build_c("probe", Variant::Pie)
 }
 
@@ -85,7 +65,7 @@ fn capable_preload(scratch: &Scratch) -> PathBuf {
 
 #[test]
 fn nobody_keeps_preloader_exe_and_verbose_says_so() {
-    let both = probe_run(probe()).unprivileged().preload_option("--verbose").run_both();
+    let both = probe_run(probe_program()).unprivileged().preload_option("--verbose").run_both();
     let direct = facts(&both.direct, "as nobody");
     let preloaded = facts(&both.preloaded, "through preload as nobody");
     assert_eq!(direct["status.Uid"], "65534 65534 65534 65534", "scenario check: nobody");
@@ -102,7 +82,7 @@ fn nobody_keeps_preloader_exe_and_verbose_says_so() {
 #[test]
 fn root_of_user_namespace_sets_exe() {
     let unshare = common::require_tool("unshare");
-    let both = probe_run(probe())
+    let both = probe_run(probe_program())
         .unprivileged()
         .wrapped_in([unshare.as_os_str(), "-Ur".as_ref()])
         .preload_option("--verbose")
@@ -111,7 +91,7 @@ fn root_of_user_namespace_sets_exe() {
     let preloaded = facts(&both.preloaded, "through preload as root of `unshare -Ur`");
     assert_eq!(direct["status.Uid"], "0 0 0 0", "scenario check: root of the user namespace");
     assert_same(&direct, &preloaded, &[], "preload as root of `unshare -Ur`");
-    assert_eq!(Path::new(&preloaded["exe"]), probe());
+    assert_eq!(Path::new(&preloaded["exe"]), probe_program());
     assert!(stderr(&both.preloaded).contains("preload: /proc/self/exe set to the program"));
 }
 
@@ -123,8 +103,8 @@ fn through_capable_preload(
 ) -> (BTreeMap<String, String>, BTreeMap<String, String>, Output) {
     let scratch = Scratch::new("capable");
     let capable = capable_preload(&scratch);
-    let direct = facts(&wrap(probe_run(probe())).run_direct(), "direct");
-    let through = wrap(probe_run(&capable).args(preload_args).arg(probe())).run_direct();
+    let direct = facts(&wrap(probe_run(probe_program())).run_direct(), "direct");
+    let through = wrap(probe_run(&capable).args(preload_args).arg(probe_program())).run_direct();
     let preloaded = facts(&through, "through the capable preload");
     (direct, preloaded, through)
 }
@@ -167,7 +147,6 @@ fn with_inherited_state(inv: Invocation) -> Invocation {
 }
 
 fn assert_inherited_state(direct: &BTreeMap<String, String>) {
-    assert_eq!(direct["proc_auxv_is_stack_auxv"], "true", "scenario check: the direct run reads its own auxv");
     // The test harness may pass on more (cargo's jobserver pipes), to both runs alike.
     let fds: Vec<&str> = direct["fds"].split(',').collect();
     assert!(fds.starts_with(&["0", "1", "2", "5"]), "scenario check: fd 5 inherited, 3 and 4 free: {fds:?}");
@@ -179,7 +158,7 @@ fn assert_inherited_state(direct: &BTreeMap<String, String>) {
 /// Through a `#!` script the preloader opens three files (script, interpreter, ld.so).
 fn fds_and_signals(preloader: Option<&Path>, nobody: bool) {
     let scratch = Scratch::new("fds-signals");
-    let script = scratch.write("script", format!("#!{}\n", probe().display()), 0o755);
+    let script = scratch.write("script", format!("#!{}\n", probe_program().display()), 0o755);
     let wrap = |inv: Invocation| with_inherited_state(if nobody { inv.unprivileged() } else { inv });
     let direct = facts(&wrap(probe_run(&script)).run_direct(), "direct");
     let preloaded = match preloader {
@@ -233,14 +212,14 @@ fn setid_preloader_refuses_to_run() {
 #[test]
 fn setid_program_runs_with_callers_credentials() {
     let scratch = Scratch::new("setid-program");
-    let program = scratch.copy(&probe(), "setid-probe", 0o6755);
+    let program = scratch.copy(&probe_program(), "setid-probe", 0o6755);
     let direct = facts(&probe_run(&program).unprivileged().run_direct(), "set-ID probe run directly by nobody");
     assert_eq!(direct["status.Uid"], "65534 0 0 0", "scenario check: the kernel honours set-user-ID here");
     assert_eq!(direct["at_secure"], "0x1", "scenario check: AT_SECURE of a set-ID exec");
 
     // ld.so direct invocation is the reference: the caller's credentials, AT_SECURE 0.
     let ld_so = probe_run("/lib64/ld-linux-x86-64.so.2").arg(&program).unprivileged().run_direct();
-    let ld_so = facts(&ld_so, "set-ID probe run by nobody through ld.so");
+    let ld_so = probe::parse(&ld_so, "set-ID probe run by nobody through ld.so");
     let output = probe_run(&program).unprivileged().preload_option("--verbose").run_preloaded();
     let preloaded = facts(&output, "set-ID probe run by nobody through preload");
     assert_eq!(preloaded["status.Uid"], format!("{NOBODY} {NOBODY} {NOBODY} {NOBODY}"));
@@ -261,7 +240,7 @@ fn setid_program_runs_with_callers_credentials() {
 
 #[test]
 fn plain_program_gets_no_setid_note() {
-    let output = probe_run(probe()).unprivileged().preload_option("--verbose").run_preloaded();
+    let output = probe_run(probe_program()).unprivileged().preload_option("--verbose").run_preloaded();
     facts(&output, "probe through preload --verbose");
     assert!(!stderr(&output).contains("not honoured"), "{}", stderr(&output));
 }

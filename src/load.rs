@@ -110,8 +110,14 @@ pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement, ow
                     Placement::Anywhere { align } => aligned_hole(total, align)?,
                     _ => (bias_of(placement).wrapping_add(seg.start), MapFlags::FIXED_NOREPLACE),
                 };
-                // SAFETY: the kernel chooses the address, or refuses an occupied one.
-                let mapped = unsafe { map_file(file, addr, total, &seg, flags) }?;
+                // A segment without file bytes maps no file, as in the kernel (its p_offset may be
+                // anything): the span is then reserved with anonymous memory.
+                let mapped = match seg.file_len {
+                    // SAFETY: the kernel chooses the address, or refuses an occupied one.
+                    0 => unsafe { rustix::mm::mmap_anonymous(addr as *mut c_void, total as usize, ProtFlags::empty(), flags | MapFlags::PRIVATE | MapFlags::NORESERVE) }? as u64,
+                    // SAFETY: as above.
+                    _ => unsafe { map_file(file, addr, total, &seg, flags) }?,
+                };
                 bias = mapped.wrapping_sub(seg.start);
                 if total > seg.file_len {
                     unmap(mapped + seg.file_len, total - seg.file_len)?;

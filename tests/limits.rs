@@ -161,6 +161,19 @@ fn pt_interp_naming_preload_itself_runs_it_as_the_kernel_does() {
 }
 
 #[test]
+fn a_first_segment_without_file_bytes_maps_no_file() {
+    // Its p_offset is never used (here not even congruent to its address): the kernel maps
+    // anonymous memory and runs the interpreter (preload itself, which wants a PROGRAM: 125).
+    let scratch = Scratch::new("first-bss-only");
+    let mut elf = Elf::read(&build_c("hello", Variant::Pie));
+    let first = (0..elf.phnum()).map(|i| elf.ph(i)).find(|&ph| elf.get(ph, 4) == u64::from(common::elf::PT_LOAD)).expect("a PT_LOAD");
+    elf.set(first + 8, 8, 0x4_0000_0001);
+    elf.set(first + 32, 8, 0);
+    set_interp(&mut elf, preload());
+    Invocation::new(write(&scratch, "first-bss-only", &elf)).assert_same().expect_exit(125);
+}
+
+#[test]
 fn pt_interp_naming_a_program_with_its_own_interpreter_runs_it_as_the_kernel_does() {
     // The interpreter's own PT_INTERP is ignored: /bin/true is entered unrelocated, and both
     // runs end the same way.

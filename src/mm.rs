@@ -83,8 +83,10 @@ fn replace_own_file_mappings() -> Result<(), Errno> {
         // segments, mapped and readable (every segment has PF_R). The copy gets the same bytes
         // and protection before it atomically replaces the original, so no code or data changes
         // under the running code.
+        // POPULATE: every page is written at once, and allocating them in the mmap costs less
+        // than a page fault for each.
         unsafe {
-            let copy = rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE)?;
+            let copy = rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE | MapFlags::POPULATE)?;
             core::ptr::copy_nonoverlapping(start as *const u8, copy as *mut u8, len);
             let prot = crate::load::prot(ph.p_flags);
             if prot != ProtFlags::READ | ProtFlags::WRITE {

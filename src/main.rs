@@ -248,16 +248,22 @@ struct Buffers {
     label: Msg<{ PATH_MAX + 32 }>,
 }
 
-/// Run the program; returns only on failure or after --dry-run, with the exit status.
-fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 {
-    let mut buffers = Buffers {
+impl Buffers {
+    const EMPTY: Self = Self {
         path: [0; PATH_MAX],
-        levels: [Shebang::EMPTY, Shebang::EMPTY, Shebang::EMPTY, Shebang::EMPTY, Shebang::EMPTY],
+        levels: [Shebang::EMPTY; MAX_SCRIPT_DEPTH],
         phdrs: PhdrBuf::new(),
         interp_path: [0; PATH_MAX + 1],
         interp_phdrs: PhdrBuf::new(),
         label: Msg::new(),
     };
+}
+
+/// Run the program; returns only on failure or after --dry-run, with the exit status.
+fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 {
+    // One constant, so that the compiler clears the buffers in place instead of building each
+    // part in a temporary and copying it in: every stack page touched costs a page fault.
+    let mut buffers = Buffers::EMPTY;
     match launch(stack, options, program, &mut buffers) {
         Ok(()) => 0,
         Err(error) => error.report(),

@@ -9,13 +9,13 @@ pub struct Msg<const N: usize> {
 
 impl<const N: usize> Default for Msg<N> {
     fn default() -> Self {
-        Self { buf: [0; N], len: 0 }
+        Self::new()
     }
 }
 
 impl<const N: usize> Msg<N> {
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        Self { buf: [0; N], len: 0 }
     }
 
     pub fn as_bytes(&self) -> &[u8] {

@@ -3,7 +3,7 @@
 use core::ffi::c_void;
 
 use goblin::elf64::program_header::{PF_R, PF_W, PF_X};
-use preload::elf::{self, Aligned, Image};
+use preload::elf::{self, Image};
 use preload::plan::{Extent, Owned, Segment, foreign_mapping};
 use preload::ranges::Range;
 use preload::{PAGE_SIZE, page_align};
@@ -11,53 +11,14 @@ use rustix::io::Errno;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
 use crate::reserve::{MAPS_BUFFER, read_maps};
-use crate::source::File;
+use crate::source::{File, Spill};
 
-/// Program header tables up to this size are read into the buffer itself (73 entries); larger
-/// ones, up to the kernel's 64 KiB, into a mapping of their own.
-const INLINE_PHDR_TABLE: usize = PAGE_SIZE as usize;
-
-/// Storage for one program header table.
-pub struct PhdrBuf {
-    inline: Aligned<INLINE_PHDR_TABLE>,
-    /// (address, length) of the mapping that holds a large table.
-    mapped: Option<(u64, usize)>,
-}
-
-impl PhdrBuf {
-    pub const fn new() -> Self {
-        Self { inline: Aligned::zeroed(), mapped: None }
-    }
-
-    fn storage(&mut self, len: usize) -> Result<&mut [u8], &'static str> {
-        if len <= INLINE_PHDR_TABLE {
-            return Ok(&mut self.inline.0[..len]);
-        }
-        self.release();
-        let size = page_align(len as u64) as usize;
-        // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing.
-        let addr = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), size, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }.map_err(|_| "no memory for the program headers")?;
-        self.mapped = Some((addr as u64, size));
-        // SAFETY: the mapping is `size >= len` bytes, readable and writable, and only this buffer
-        // refers to it until `release`, which needs `&mut self` and so outlives every borrow.
-        Ok(unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) })
-    }
-
-    /// Unmap a large table's mapping, so that nothing of it reaches the program.
-    pub fn release(&mut self) {
-        if let Some((addr, size)) = self.mapped.take() {
-            // SAFETY: the mapping `storage` made; `&mut self` proves no table borrows it.
-            let _ = unsafe { rustix::mm::munmap(addr as *mut c_void, size) };
-        }
-    }
-}
-
-/// Validate `file` as an ELF executable, reading its program headers into `phdrs`.
-pub fn inspect<'p>(file: &File, phdrs: &'p mut PhdrBuf) -> Result<Image<'p>, &'static str> {
+/// Validate `file` as an ELF executable, with its program headers in place in its head or, for
+/// a larger table, read into `spill`.
+pub fn inspect<'p>(file: &'p File, spill: &'p mut Spill) -> Result<Image<'p>, &'static str> {
     let header = elf::header(file.head())?;
     let (offset, len) = elf::phdr_table(&header)?;
-    let table = phdrs.storage(len)?;
-    file.read_at(offset, table).map_err(|_| "program headers beyond end of file")?;
+    let table = file.bytes(offset, len, spill).map_err(|_| "program headers beyond end of file")?;
     let phdrs = elf::program_headers(table);
     if file.copy_segments {
         elf::check_segments_in_file(phdrs, file.size)?;

@@ -37,11 +37,11 @@ use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use rustix::process::{PrctlMmMap, Resource};
 
 use crate::initial::InitialStack;
-use crate::load::{PhdrBuf, Placement};
+use crate::load::Placement;
 use crate::mm::ExeOutcome;
 use crate::report::{Error, Printer};
 use crate::rt::{STDERR, STDOUT, write_all};
-use crate::source::{File, Origin, cstr};
+use crate::source::{File, Origin, Spill, cstr};
 
 /// The x86_64 stack top without randomisation (STACK_TOP with 4-level paging). The kernel put the
 /// preloader's own stack exactly there when it did not randomise (personality ADDR_NO_RANDOMIZE,
@@ -177,12 +177,21 @@ fn check_arguments<'a>(stack: &'a InitialStack, program: usize, levels: &[&'a Sh
 /// An interpreter named by PT_INTERP, open and validated.
 struct Interpreter<'a, 'p> {
     path: &'a [u8],
-    file: File,
+    file: &'p File,
     image: Image<'p>,
 }
 
-/// Open the interpreter named by PT_INTERP, or by `--interp` (`chosen`) in its place.
-fn open_interpreter<'a, 'p>(file: &File, image: &Image, chosen: Option<&'static CStr>, exe_path: &'a [u8], path_buf: &'a mut [u8; PATH_MAX + 1], phdrs: &'p mut PhdrBuf) -> Result<Option<Interpreter<'a, 'p>>, Error<'a>> {
+/// Open the interpreter named by PT_INTERP, or by `--interp` (`chosen`) in its place; the file
+/// is kept in `opened`, for its program headers are read in place.
+fn open_interpreter<'a, 'p>(
+    file: &File,
+    image: &Image,
+    chosen: Option<&'static CStr>,
+    exe_path: &'a [u8],
+    path_buf: &'a mut [u8; PATH_MAX + 1],
+    opened: &'p mut Option<File>,
+    phdrs: &'p mut Spill,
+) -> Result<Option<Interpreter<'a, 'p>>, Error<'a>> {
     let Some(ph) = image.interp() else {
         return match chosen {
             Some(_) => Err(Error::at(exe_path, Refusal::failure("--interp given, but the program has no PT_INTERP"))),
@@ -199,8 +208,8 @@ fn open_interpreter<'a, 'p>(file: &File, image: &Image, chosen: Option<&'static 
             cstr(&path_buf[..=len])
         }
     };
-    let interp_file = source::open(path).map_err(|refusal| Error::interpreter(exe_path, path.to_bytes(), refusal))?;
-    let interp_image = load::inspect(&interp_file, phdrs)
+    let interp_file: &File = opened.insert(source::open(path).map_err(|refusal| Error::interpreter(exe_path, path.to_bytes(), refusal))?);
+    let interp_image = load::inspect(interp_file, phdrs)
         .and_then(|image| elf::check_has_loads(&image).map(|()| image))
         .map_err(|reason| Error::interpreter(exe_path, path.to_bytes(), Refusal::cannot_execute(reason)))?;
     Ok(Some(Interpreter { path: path.to_bytes(), file: interp_file, image: interp_image }))
@@ -241,9 +250,9 @@ fn random_values() -> Result<Random, Refusal> {
 struct Buffers {
     path: [u8; PATH_MAX],
     levels: [Shebang; MAX_SCRIPT_DEPTH],
-    phdrs: PhdrBuf,
+    phdrs: Spill,
     interp_path: [u8; PATH_MAX + 1],
-    interp_phdrs: PhdrBuf,
+    interp_phdrs: Spill,
     /// With --fd, how messages name the program: "NAME (fd N)".
     label: Msg<{ PATH_MAX + 32 }>,
 }
@@ -252,9 +261,9 @@ impl Buffers {
     const EMPTY: Self = Self {
         path: [0; PATH_MAX],
         levels: [Shebang::EMPTY; MAX_SCRIPT_DEPTH],
-        phdrs: PhdrBuf::new(),
+        phdrs: Spill::new(),
         interp_path: [0; PATH_MAX + 1],
-        interp_phdrs: PhdrBuf::new(),
+        interp_phdrs: Spill::new(),
         label: Msg::new(),
     };
 }
@@ -309,7 +318,8 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     let image = load::inspect(&file, &mut *phdrs).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
     let extent = Extent::of(&image);
     let chosen_interp = options.interp.map(initial::argument_tail);
-    let interp = open_interpreter(&file, &image, chosen_interp, exe_path, interp_path, &mut *interp_phdrs)?;
+    let mut interp_file = None;
+    let interp = open_interpreter(&file, &image, chosen_interp, exe_path, interp_path, &mut interp_file, &mut *interp_phdrs)?;
     if interp.is_none() {
         elf::check_has_loads(&image).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
     }
@@ -376,7 +386,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         Some(interp) => {
             let interp_extent = Extent::of(&interp.image);
             let placement = if interp.image.relocatable { Placement::Anywhere { align: PAGE_SIZE } } else { Placement::Fixed };
-            let interp_bias = load::map(&interp.file, &interp.image, &interp_extent, placement, &mut owned).map_err(|errno| Error::interpreter(exe_path, interp.path, map_error(errno)))?;
+            let interp_bias = load::map(interp.file, &interp.image, &interp_extent, placement, &mut owned).map_err(|errno| Error::interpreter(exe_path, interp.path, map_error(errno)))?;
             (interp_bias, interp_bias.wrapping_add(interp.image.entry))
         }
         None => (0, bias.wrapping_add(image.entry)),
@@ -446,7 +456,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     }
 
     // Close everything the preloader opened, then enter the program.
-    drop(interp);
+    drop(interp_file);
     drop(file);
     phdrs.release();
     interp_phdrs.release();

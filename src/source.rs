@@ -9,12 +9,15 @@ use preload::search::{self, PATH_MAX};
 use preload::stream::{ByteStream, SCRIPT_WITHOUT_PATH};
 use rustix::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::fs::{Access, AtFlags, CWD, FileType, Mode, OFlags};
+use preload::page_align;
 use rustix::io::Errno;
+use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::streamload::{self, FdStream, Memfd};
 
 /// How much of a file is read up front: the ELF header, the `#!` line, and the program headers
-/// of typical programs (up to 17 entries); a larger table takes one more read.
+/// and PT_INTERP of typical programs (up to 17 entries), used in place; a larger table takes a
+/// mapping and one more read.
 pub const HEAD_SIZE: usize = 1024;
 
 /// An executable file, open for reading.
@@ -43,6 +46,18 @@ impl File {
         self.read_exact_at(offset, buf).map_err(|_| "short read")
     }
 
+    /// `len` bytes at `offset`: in place in the head when they are there (at an 8-aligned offset,
+    /// so that ELF structures can be read in place), else read into `spill`.
+    pub fn bytes<'a>(&'a self, offset: u64, len: usize, spill: &'a mut Spill) -> Result<&'a [u8], &'static str> {
+        let end = offset.checked_add(len as u64).ok_or("read beyond end of file")?;
+        if end <= self.head_len as u64 && offset % 8 == 0 {
+            return Ok(&self.head.0[offset as usize..end as usize]);
+        }
+        let buf = spill.storage(len)?;
+        self.read_exact_at(offset, buf).map_err(|_| "short read")?;
+        Ok(buf)
+    }
+
     /// Read all of `buf` from `offset`, in as many reads as it takes.
     pub fn read_exact_at(&self, mut offset: u64, mut buf: &mut [u8]) -> Result<(), Errno> {
         while !buf.is_empty() {
@@ -64,6 +79,41 @@ impl File {
         let mut file = File { fd, size, head: Aligned::zeroed(), head_len: 0, copy_segments };
         file.head_len = rustix::io::pread(&file.fd, &mut file.head.0[..], 0).map_err(refuse)?;
         Ok(file)
+    }
+}
+
+/// Bytes of a file beyond its head, in a mapping of their own made only when needed: a buffer
+/// on the stack would be touched, page by page, by every launch.
+pub struct Spill {
+    /// (address, length) of the mapping.
+    mapped: Option<(u64, usize)>,
+}
+
+impl Spill {
+    pub const fn new() -> Self {
+        Self { mapped: None }
+    }
+
+    fn storage(&mut self, len: usize) -> Result<&mut [u8], &'static str> {
+        self.release();
+        if len == 0 {
+            return Ok(&mut []);
+        }
+        let size = page_align(len as u64) as usize;
+        // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing.
+        let addr = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), size, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }.map_err(|_| "no memory to read the file into")?;
+        self.mapped = Some((addr as u64, size));
+        // SAFETY: the mapping is `size >= len` bytes, readable and writable, and only this buffer
+        // refers to it until `release`, which needs `&mut self` and so outlives every borrow.
+        Ok(unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) })
+    }
+
+    /// Unmap the mapping, so that nothing of it reaches the program.
+    pub fn release(&mut self) {
+        if let Some((addr, size)) = self.mapped.take() {
+            // SAFETY: the mapping `storage` made; `&mut self` proves nothing borrows it.
+            let _ = unsafe { rustix::mm::munmap(addr as *mut core::ffi::c_void, size) };
+        }
     }
 }
 

@@ -410,8 +410,9 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     let layout = spec.layout();
     let size = layout.size(top);
     let scratch_len = page_align(size as u64) as usize;
-    // SAFETY: a fresh private anonymous mapping that only this function uses.
-    let scratch = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), scratch_len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }
+    // SAFETY: a fresh private anonymous mapping that only this function uses. POPULATE: all of
+    // it is written, and allocating the pages in the mmap costs less than a fault for each.
+    let scratch = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), scratch_len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE | MapFlags::POPULATE) }
         .map_err(|errno| fail(Refusal::failure_errno(errno.raw_os_error())))?;
     // SAFETY: the mapping is scratch_len >= size bytes, zeroed, and exclusively ours.
     let image_bytes = unsafe { core::slice::from_raw_parts_mut(scratch as *mut u8, size) };

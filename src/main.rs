@@ -40,7 +40,7 @@ use crate::initial::InitialStack;
 use crate::load::Placement;
 use crate::mm::ExeOutcome;
 use crate::report::{Error, Printer};
-use crate::rt::{STDERR, STDOUT, write_all};
+use crate::rt::{Lazy, STDERR, STDOUT, Zeroable, write_all};
 use crate::source::{File, Origin, Spill, cstr};
 
 /// The x86_64 stack top without randomisation (STACK_TOP with 4-level paging). The kernel put the
@@ -84,18 +84,25 @@ unsafe extern "C" fn preload_main(sp: *const u64) -> ! {
 struct Shebang {
     interpreter: [u8; script::BINPRM_BUF_SIZE],
     argument: [u8; script::BINPRM_BUF_SIZE],
-    argument_len: Option<usize>,
+    has_argument: bool,
+    argument_len: usize,
 }
 
+// SAFETY: byte arrays, a bool and a length: all zero is a line without an argument.
+unsafe impl Zeroable for [Shebang; MAX_SCRIPT_DEPTH] {}
+
+// SAFETY: a Msg is a byte array and a length: all zero is the empty message (Msg::new).
+unsafe impl<const N: usize> Zeroable for Msg<N> {}
+
 impl Shebang {
-    const EMPTY: Self = Self { interpreter: [0; script::BINPRM_BUF_SIZE], argument: [0; script::BINPRM_BUF_SIZE], argument_len: None };
+    const EMPTY: Self = Self { interpreter: [0; script::BINPRM_BUF_SIZE], argument: [0; script::BINPRM_BUF_SIZE], has_argument: false, argument_len: 0 };
 
     fn interpreter(&self) -> &CStr {
         cstr(&self.interpreter)
     }
 
     fn argument(&self) -> Option<&[u8]> {
-        self.argument_len.map(|len| &self.argument[..len])
+        self.has_argument.then(|| &self.argument[..self.argument_len])
     }
 }
 
@@ -109,9 +116,10 @@ static NO_SHEBANG: Shebang = Shebang::EMPTY;
 
 /// Follow `#!` lines from `file` (at `path`) to the ELF file that will really be loaded, as
 /// binfmt_script does; each line is kept in `storage`.
-fn follow_scripts<'s>(mut file: File, path: &'s [u8], storage: &'s mut [Shebang; MAX_SCRIPT_DEPTH]) -> Result<(File, Chain<'s>), Error<'s>> {
+fn follow_scripts<'s>(mut file: File, path: &'s [u8], storage: &'s mut Lazy<[Shebang; MAX_SCRIPT_DEPTH]>) -> Result<(File, Chain<'s>), Error<'s>> {
     let mut chain = Chain { levels: [&NO_SHEBANG; MAX_SCRIPT_DEPTH], depth: 0 };
-    let mut free: &'s mut [Shebang] = storage;
+    let mut storage = Some(storage);
+    let mut free: &'s mut [Shebang] = &mut [];
     let mut current = path;
     loop {
         let shebang = match script::parse(file.head()) {
@@ -119,6 +127,9 @@ fn follow_scripts<'s>(mut file: File, path: &'s [u8], storage: &'s mut [Shebang;
             Some(Err(reason)) => return Err(Error::cannot_execute(current, reason)),
             Some(Ok(shebang)) => shebang,
         };
+        if let Some(lazy) = storage.take() {
+            free = lazy.get().map_err(|errno| Error::at(path, Refusal::failure_errno(errno.raw_os_error())))?;
+        }
         let Some((level, rest)) = core::mem::take(&mut free).split_first_mut() else {
             return Err(Error::cannot_execute(path, "Too many levels of #! interpreters"));
         };
@@ -127,7 +138,8 @@ fn follow_scripts<'s>(mut file: File, path: &'s [u8], storage: &'s mut [Shebang;
         level.interpreter[..shebang.interpreter.len()].copy_from_slice(shebang.interpreter);
         if let Some(argument) = shebang.argument {
             level.argument[..argument.len()].copy_from_slice(argument);
-            level.argument_len = Some(argument.len());
+            level.has_argument = true;
+            level.argument_len = argument.len();
         }
         let level: &'s Shebang = level;
         chain.levels[chain.depth] = level;
@@ -249,23 +261,42 @@ fn random_values() -> Result<Random, Refusal> {
 /// Storage for what is read from the files, alive until the jump.
 struct Buffers {
     path: [u8; PATH_MAX],
-    levels: [Shebang; MAX_SCRIPT_DEPTH],
+    levels: Lazy<[Shebang; MAX_SCRIPT_DEPTH]>,
     phdrs: Spill,
     interp_path: [u8; PATH_MAX + 1],
     interp_phdrs: Spill,
     /// With --fd, how messages name the program: "NAME (fd N)".
-    label: Msg<{ PATH_MAX + 32 }>,
+    label: Lazy<Msg<{ PATH_MAX + 32 }>>,
 }
 
 impl Buffers {
     const EMPTY: Self = Self {
         path: [0; PATH_MAX],
-        levels: [Shebang::EMPTY; MAX_SCRIPT_DEPTH],
+        levels: Lazy::new(),
         phdrs: Spill::new(),
         interp_path: [0; PATH_MAX + 1],
         interp_phdrs: Spill::new(),
-        label: Msg::new(),
+        label: Lazy::new(),
     };
+
+    /// Unmap what was mapped for this launch, so that nothing of it reaches the program.
+    fn release(&mut self) {
+        self.levels.release();
+        self.phdrs.release();
+        self.interp_phdrs.release();
+        self.label.release();
+    }
+}
+
+/// Everything the jump needs, once the preloader's own buffers are no longer referred to.
+struct Jump {
+    /// The stack image, in a scratch mapping of `scratch_len` bytes.
+    scratch: *mut u8,
+    scratch_len: usize,
+    /// Where the image goes and its size.
+    sp: u64,
+    size: usize,
+    entry: u64,
 }
 
 /// Run the program; returns only on failure or after --dry-run, with the exit status.
@@ -274,12 +305,18 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
     // part in a temporary and copying it in: every stack page touched costs a page fault.
     let mut buffers = Buffers::EMPTY;
     match launch(stack, options, program, &mut buffers) {
-        Ok(()) => 0,
+        Ok(None) => 0,
+        Ok(Some(jump)) => {
+            buffers.release();
+            // SAFETY: the image is complete in the scratch mapping, which is unmapped after the
+            // copy; `entry` is the interpreter's (or static program's) entry, mapped executable.
+            unsafe { arch::enter(jump.scratch, jump.sp, jump.size, jump.scratch, jump.scratch_len, jump.entry) }
+        }
         Err(error) => error.report(),
     }
 }
 
-fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, buffers: &'b mut Buffers) -> Result<(), Error<'b>> {
+fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, buffers: &'b mut Buffers) -> Result<Option<Jump>, Error<'b>> {
     let Buffers { path, levels, phdrs, interp_path, interp_phdrs, label } = buffers;
     let name = stack.arg(program);
     // The program's credentials as a plain exec would give them (AT_SECURE goes on its stack).
@@ -290,6 +327,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     // search, then `#!` lines down to the ELF file.
     let (file, path, origin) = match options.fd {
         Some(fd) => {
+            let label = label.get().map_err(|errno| Error::at(name.to_bytes(), Refusal::failure_errno(errno.raw_os_error())))?;
             label.bytes(name.to_bytes()).text(" (fd ").dec(fd as u64).text(")");
             let label: &'b [u8] = label.as_bytes();
             let (file, origin) = source::from_fd(fd, name.to_bytes()).map_err(|refusal| Error::at(label, refusal))?;
@@ -361,7 +399,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         }
     }
     if options.dry_run {
-        return Ok(());
+        return Ok(None);
     }
 
     // Reserve, then map the program; a Wine loader gets Wine's ranges before its interpreter.
@@ -456,14 +494,8 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         report::credentials(&mut verbose, exe_path, creds::not_honoured(file.fd.as_fd(), ids), dropped);
     }
 
-    // Close everything the preloader opened, then enter the program.
-    drop(interp_file);
-    drop(file);
-    phdrs.release();
-    interp_phdrs.release();
-    // SAFETY: the image is complete in the scratch buffer, which is unmapped after the copy;
-    // `entry` is the interpreter's (or static program's) entry, mapped executable above.
-    unsafe { arch::enter(scratch as *const u8, layout.sp, size, scratch as *mut u8, scratch_len, entry) }
+    // The files opened close as this returns; the caller releases the buffers and jumps.
+    Ok(Some(Jump { scratch: scratch as *mut u8, scratch_len, sp: layout.sp, size, entry }))
 }
 
 /// Wine's default ranges and WINEPRELOADRESERVE, added to `reserved` where they could be

@@ -2,8 +2,11 @@
 //! compiler_builtins exports none), the panic handler, and raw output.
 
 use core::arch::asm;
+use core::ptr::NonNull;
 
 use rustix::fd::BorrowedFd;
+use rustix::io::Errno;
+use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::arch;
 
@@ -106,4 +109,46 @@ pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
         unsafe { asm!("", options(nomem, nostack, preserves_flags)) };
     }
     len
+}
+
+/// # Safety
+/// All-zero bytes are a valid value of the type.
+pub unsafe trait Zeroable {}
+
+/// Storage that only some launches need, mapped (zero-filled) on first use: in the stack frame
+/// it would cost every launch a page fault for each of its pages. `release` unmaps it.
+pub struct Lazy<T: Zeroable> {
+    mapped: Option<NonNull<T>>,
+}
+
+impl<T: Zeroable> Lazy<T> {
+    pub const fn new() -> Self {
+        Self { mapped: None }
+    }
+
+    /// The storage: all zero when first mapped, then as last written.
+    pub fn get(&mut self) -> Result<&mut T, Errno> {
+        let ptr = match self.mapped {
+            Some(ptr) => ptr,
+            None => {
+                // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing.
+                let addr = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), size_of::<T>(), ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }?;
+                let ptr = NonNull::new(addr.cast::<T>()).ok_or(Errno::NOMEM)?;
+                self.mapped = Some(ptr);
+                ptr
+            }
+        };
+        // SAFETY: the mapping is page-aligned (more than any T here needs) and size_of::<T>()
+        // bytes, zero (a valid T, as Zeroable promises) or a T written through this reference;
+        // only `&mut self` reaches it.
+        Ok(unsafe { &mut *ptr.as_ptr() })
+    }
+
+    /// Unmap the storage; `&mut self` proves nothing borrows it.
+    pub fn release(&mut self) {
+        if let Some(ptr) = self.mapped.take() {
+            // SAFETY: the mapping `get` made, of this size, no longer referred to.
+            let _ = unsafe { rustix::mm::munmap(ptr.as_ptr().cast(), size_of::<T>()) };
+        }
+    }
 }

@@ -196,11 +196,11 @@ struct Interpreter<'a, 'p> {
 /// Open the interpreter named by PT_INTERP, or by `--interp` (`chosen`) in its place; the file
 /// is kept in `opened`, for its program headers are read in place.
 fn open_interpreter<'a, 'p>(
-    file: &File,
+    file: &'a File,
     image: &Image,
     chosen: Option<&'static CStr>,
     exe_path: &'a [u8],
-    path_buf: &'a mut [u8; PATH_MAX + 1],
+    path_spill: &'a mut Spill,
     opened: &'p mut Option<File>,
     phdrs: &'p mut Spill,
 ) -> Result<Option<Interpreter<'a, 'p>>, Error<'a>> {
@@ -214,10 +214,9 @@ fn open_interpreter<'a, 'p>(
         Some(path) => path,
         None => {
             elf::check_interp(ph, file.size).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
-            let bytes = &mut path_buf[..ph.p_filesz as usize];
-            file.read_at(ph.p_offset, bytes).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
+            let bytes = file.bytes(ph.p_offset, ph.p_filesz as usize, path_spill).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
             let len = elf::interp_path(bytes).map_err(|reason| Error::cannot_execute(exe_path, reason))?.len();
-            cstr(&path_buf[..=len])
+            cstr(&bytes[..=len])
         }
     };
     let interp_file: &File = opened.insert(source::open(path).map_err(|refusal| Error::interpreter(exe_path, path.to_bytes(), refusal))?);
@@ -263,7 +262,8 @@ struct Buffers {
     path: [u8; PATH_MAX],
     levels: Lazy<[Shebang; MAX_SCRIPT_DEPTH]>,
     phdrs: Spill,
-    interp_path: [u8; PATH_MAX + 1],
+    /// PT_INTERP when it is not in the head.
+    interp_path: Spill,
     interp_phdrs: Spill,
     /// With --fd, how messages name the program: "NAME (fd N)".
     label: Lazy<Msg<{ PATH_MAX + 32 }>>,
@@ -274,18 +274,27 @@ impl Buffers {
         path: [0; PATH_MAX],
         levels: Lazy::new(),
         phdrs: Spill::new(),
-        interp_path: [0; PATH_MAX + 1],
+        interp_path: Spill::new(),
         interp_phdrs: Spill::new(),
         label: Lazy::new(),
     };
 
     /// Unmap what was mapped for this launch, so that nothing of it reaches the program.
     fn release(&mut self) {
+        self.interp_path.release();
         self.levels.release();
         self.phdrs.release();
         self.interp_phdrs.release();
         self.label.release();
     }
+}
+
+/// The program and its interpreter, open until the jump: PT_INTERP and the program headers are
+/// used in place in their heads. Not in `Buffers`: a `None` file is not all zero bytes, and an
+/// `EMPTY` that is not would be copied in from a constant in the binary.
+struct Opened {
+    program: Option<File>,
+    interpreter: Option<File>,
 }
 
 /// Everything the jump needs, once the preloader's own buffers are no longer referred to.
@@ -304,9 +313,11 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
     // One constant, so that the compiler clears the buffers in place instead of building each
     // part in a temporary and copying it in: every stack page touched costs a page fault.
     let mut buffers = Buffers::EMPTY;
-    match launch(stack, options, program, &mut buffers) {
+    let mut opened = Opened { program: None, interpreter: None };
+    match launch(stack, options, program, &mut buffers, &mut opened) {
         Ok(None) => 0,
         Ok(Some(jump)) => {
+            drop(opened);
             buffers.release();
             // SAFETY: the image is complete in the scratch mapping, which is unmapped after the
             // copy; `entry` is the interpreter's (or static program's) entry, mapped executable.
@@ -316,8 +327,9 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
     }
 }
 
-fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, buffers: &'b mut Buffers) -> Result<Option<Jump>, Error<'b>> {
+fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, buffers: &'b mut Buffers, opened: &'b mut Opened) -> Result<Option<Jump>, Error<'b>> {
     let Buffers { path, levels, phdrs, interp_path, interp_phdrs, label } = buffers;
+    let Opened { program: program_file, interpreter: interp_file } = opened;
     let name = stack.arg(program);
     // The program's credentials as a plain exec would give them (AT_SECURE goes on its stack).
     let ids = Ids::from_auxv(stack.auxv());
@@ -345,6 +357,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     let too_big = |_| Error::at(execfn, Refusal::from_errno(rustix::io::Errno::TOOBIG.raw_os_error()));
     check_arguments(stack, program, &[], execfn, argv0, stack_limit).map_err(too_big)?;
     let (file, chain) = follow_scripts(file, execfn, levels)?;
+    let file: &'b File = program_file.insert(file);
     let levels = &chain.levels[..chain.depth];
     for depth in 1..=levels.len() {
         check_arguments(stack, program, &levels[..depth], execfn, argv0, stack_limit).map_err(too_big)?;
@@ -353,11 +366,10 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     let exe_path = levels.last().map_or(named, |level| level.interpreter().to_bytes());
 
     // ELF check: the program, then its interpreter.
-    let image = load::inspect(&file, &mut *phdrs).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
+    let image = load::inspect(file, &mut *phdrs).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
     let extent = Extent::of(&image);
     let chosen_interp = options.interp.map(initial::argument_tail);
-    let mut interp_file = None;
-    let interp = open_interpreter(&file, &image, chosen_interp, exe_path, interp_path, &mut interp_file, &mut *interp_phdrs)?;
+    let interp = open_interpreter(file, &image, chosen_interp, exe_path, interp_path, interp_file, &mut *interp_phdrs)?;
     if interp.is_none() {
         elf::check_has_loads(&image).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
     }
@@ -408,7 +420,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         reserve::reserve(range, &protected).map_err(|why| Error::reservation(*range, why))?;
     }
     let mut owned = plan::Owned::default();
-    let bias = load::map(&file, &image, &extent, placement, &mut owned).map_err(|errno| match (errno, options.base) {
+    let bias = load::map(file, &image, &extent, placement, &mut owned).map_err(|errno| match (errno, options.base) {
         (rustix::io::Errno::EXIST, Some(_)) => fail(Refusal::failure("--base: the program's address range is already in use")),
         _ => fail(map_error(errno)),
     })?;
@@ -494,7 +506,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         report::credentials(&mut verbose, exe_path, creds::not_honoured(file.fd.as_fd(), ids), dropped);
     }
 
-    // The files opened close as this returns; the caller releases the buffers and jumps.
+    // The caller closes the files, releases the buffers and jumps.
     Ok(Some(Jump { scratch: scratch as *mut u8, scratch_len, sp: layout.sp, size, entry }))
 }
 

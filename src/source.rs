@@ -54,7 +54,7 @@ impl File {
             return Ok(&self.head.0[offset as usize..end as usize]);
         }
         let buf = spill.storage(len)?;
-        self.read_exact_at(offset, buf).map_err(|_| "short read")?;
+        self.read_at(offset, buf)?;
         Ok(buf)
     }
 

@@ -50,8 +50,9 @@ impl File {
     /// so that ELF structures can be read in place), else read into `spill`.
     pub fn bytes<'a>(&'a self, offset: u64, len: usize, spill: &'a mut Spill) -> Result<&'a [u8], &'static str> {
         let end = offset.checked_add(len as u64).ok_or("read beyond end of file")?;
-        if end <= self.head_len as u64 && offset % 8 == 0 {
-            return Ok(&self.head.0[offset as usize..end as usize]);
+        let head = self.head();
+        if end <= head.len() as u64 && (head.as_ptr() as u64).wrapping_add(offset) % 8 == 0 {
+            return Ok(&head[offset as usize..end as usize]);
         }
         let buf = spill.storage(len)?;
         self.read_at(offset, buf)?;

@@ -14,6 +14,8 @@ pub mod msg;
 pub mod plan;
 pub mod ranges;
 pub mod script;
+#[cfg(feature = "sealed")]
+pub mod sealed;
 pub mod search;
 pub mod stack;
 pub mod stream;

@@ -18,6 +18,8 @@ pub struct Options<'a> {
     pub base: Option<u64>,
     /// Interpreter to use instead of PT_INTERP.
     pub interp: Option<&'a [u8]>,
+    /// Take the program from this inherited descriptor; PROGRAM is then only its name.
+    pub fd: Option<i32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +80,9 @@ Run PROGRAM as if the kernel had exec'd it, loading it and its ELF interpreter b
                  anything is mapped (repeatable; also PRELOAD_RESERVE=S-E[,S-E]...)
   --base ADDR    load a position-independent PROGRAM at ADDR (hex)
   --interp PATH  use PATH as the ELF interpreter instead of PROGRAM's PT_INTERP
+  --fd N         take the program from inherited descriptor N (a file, memfd,
+                 pipe, socket or terminal); PROGRAM is then only its name:
+                 argv[0], AT_EXECFN and comm, never opened
   --help         print this help and exit
   --version      print the version and exit
 
@@ -101,7 +106,7 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<Command<'a>
                     Some(eq) => (&arg[..eq], Some(&arg[eq + 1..])),
                     None => (arg, None),
                 };
-                if !matches!(name, b"--argv0" | b"--reserve" | b"--base" | b"--interp") {
+                if !matches!(name, b"--argv0" | b"--reserve" | b"--base" | b"--interp" | b"--fd") {
                     return Err(UsageError::UnknownOption(arg));
                 }
                 let value = match inline {
@@ -122,6 +127,7 @@ fn set_valued_option<'a>(options: &mut Options<'a>, name: &[u8], value: &'a [u8]
         b"--argv0" => options.argv0 = Some(value),
         b"--interp" => options.interp = Some(value),
         b"--reserve" => options.reserve.push(ranges::parse_range(value).map_err(bad)?).map_err(bad)?,
+        b"--fd" => options.fd = Some(parse_fd(value).ok_or(bad("--fd needs a descriptor number"))?),
         _ => {
             let base = ranges::parse_address(value).map_err(bad)?;
             if base % PAGE_SIZE != 0 || base == 0 {
@@ -131,6 +137,21 @@ fn set_valued_option<'a>(options: &mut Options<'a>, name: &[u8], value: &'a [u8]
         }
     }
     Ok(())
+}
+
+/// A descriptor number: decimal digits only, within the range of an `int`.
+fn parse_fd(value: &[u8]) -> Option<i32> {
+    if value.is_empty() || value.len() > 10 {
+        return None;
+    }
+    let mut fd: u64 = 0;
+    for &digit in value {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        fd = fd * 10 + u64::from(digit - b'0');
+    }
+    i32::try_from(fd).ok()
 }
 
 #[cfg(test)]
@@ -173,6 +194,18 @@ mod tests {
         assert_eq!(parse_strs(&["p", "--base=zz", "x"]).unwrap_err(), UsageError::BadValue(b"zz", "not a hexadecimal address"));
         assert_eq!(parse_strs(&["p", "--interp"]).unwrap_err(), UsageError::MissingValue(b"--interp"));
         assert_eq!(parse_strs(&["p", "--verbose=1", "x"]).unwrap_err(), UsageError::UnknownOption(b"--verbose=1"));
+    }
+
+    #[test]
+    fn fd_takes_a_decimal_descriptor() {
+        let Command::Run { options, program } = parse_strs(&["p", "--fd", "3", "name", "arg"]).unwrap() else { panic!() };
+        assert_eq!((options.fd, program), (Some(3), 3));
+        assert_eq!(parse_strs(&["p", "--fd=0", "-v", "x"]).unwrap(), Command::Run { options: Options { fd: Some(0), verbose: true, ..Options::default() }, program: 3 });
+        assert_eq!(parse_strs(&["p", "--fd=2147483647", "x"]).unwrap(), Command::Run { options: Options { fd: Some(i32::MAX), ..Options::default() }, program: 2 });
+        for bad in ["", "-1", "3x", "0x3", " 3", "2147483648", "99999999999"] {
+            assert_eq!(parse_strs(&["p", "--fd", bad, "x"]).unwrap_err(), UsageError::BadValue(bad.as_bytes(), "--fd needs a descriptor number"), "{bad:?}");
+        }
+        assert_eq!(parse_strs(&["p", "--fd"]).unwrap_err(), UsageError::MissingValue(b"--fd"));
     }
 
     #[test]

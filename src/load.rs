@@ -7,7 +7,7 @@ use preload::elf::{self, Aligned, Image, MAX_PHDR_TABLE};
 use preload::plan::{Extent, Segment};
 use preload::{PAGE_SIZE, page_align};
 use rustix::io::Errno;
-use rustix::mm::{MapFlags, ProtFlags};
+use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
 use crate::source::File;
 
@@ -100,11 +100,29 @@ fn map_file(file: &File, addr: u64, len: u64, seg: &Segment, flags: MapFlags) ->
     if len == 0 {
         return Ok(addr);
     }
+    if file.copy_segments {
+        return copy_segment(file, addr, len, seg, flags);
+    }
     // SAFETY: the address is chosen by the kernel, or refused if occupied (FIXED_NOREPLACE), or
     // (FIXED) a page this image's own headers name, as the kernel maps it: for a well-formed
     // image that is its reserved span (ET_DYN) or its fixed addresses (ET_EXEC). A crafted image
     // can name the preloader's own pages; that kills this process only (an open issue).
     let mapped = unsafe { rustix::mm::mmap(addr as *mut c_void, len as usize, prot(seg.flags), flags | MapFlags::PRIVATE, &file.fd, seg.offset) }?;
+    Ok(mapped as u64)
+}
+
+/// `map_file` for a streamed program: anonymous read-write pages at the same place, the file
+/// pages' bytes read in (up to the end of the file, as a file mapping shows them), then the
+/// segment's own protection. Nothing is writable and executable at once unless the segment
+/// itself asks for it.
+fn copy_segment(file: &File, addr: u64, len: u64, seg: &Segment, flags: MapFlags) -> Result<u64, Errno> {
+    // SAFETY: the same placement as `map_file`'s (the first segment reserves `len`).
+    let mapped = unsafe { rustix::mm::mmap_anonymous(addr as *mut c_void, len as usize, ProtFlags::READ | ProtFlags::WRITE, flags | MapFlags::PRIVATE) }?;
+    let bytes = seg.file_len.min(file.size.saturating_sub(seg.offset));
+    // SAFETY: the first `bytes` <= len bytes of the read-write mapping just made.
+    file.read_exact_at(seg.offset, unsafe { core::slice::from_raw_parts_mut(mapped as *mut u8, bytes as usize) })?;
+    // SAFETY: the segment's own pages, which hold nothing else.
+    unsafe { rustix::mm::mprotect(mapped, seg.file_len as usize, MprotectFlags::from_bits_retain(prot(seg.flags).bits())) }?;
     Ok(mapped as u64)
 }
 

@@ -15,6 +15,7 @@ mod report;
 mod reserve;
 mod rt;
 mod source;
+mod streamload;
 mod wine;
 
 use core::ffi::{CStr, c_void};
@@ -22,6 +23,7 @@ use core::ffi::{CStr, c_void};
 use preload::cli::{self, Command, Options, USAGE};
 use preload::elf::{self, Image};
 use preload::error::Refusal;
+use preload::msg::Msg;
 use preload::plan::{self, Extent};
 use preload::ranges::{RangeList, WINE_DEFAULT_RANGES};
 use preload::script::{self, MAX_SCRIPT_DEPTH};
@@ -37,7 +39,7 @@ use crate::load::{PhdrBuf, Placement};
 use crate::mm::ExeOutcome;
 use crate::report::{Error, Printer};
 use crate::rt::{STDERR, STDOUT, write_all};
-use crate::source::{File, cstr};
+use crate::source::{File, Origin, cstr};
 
 /// personality(2) flag that `setarch -R` sets: no address randomisation.
 const ADDR_NO_RANDOMIZE: u64 = 0x0040000;
@@ -217,6 +219,8 @@ struct Buffers {
     phdrs: PhdrBuf,
     interp_path: [u8; PATH_MAX + 1],
     interp_phdrs: PhdrBuf,
+    /// With --fd, how messages name the program: "NAME (fd N)".
+    label: Msg<{ PATH_MAX + 32 }>,
 }
 
 /// Run the program; returns only on failure or after --dry-run, with the exit status.
@@ -227,6 +231,7 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
         phdrs: PhdrBuf::zeroed(),
         interp_path: [0; PATH_MAX + 1],
         interp_phdrs: PhdrBuf::zeroed(),
+        label: Msg::new(),
     };
     match launch(stack, options, program, &mut buffers) {
         Ok(()) => 0,
@@ -235,15 +240,28 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
 }
 
 fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, buffers: &'b mut Buffers) -> Result<(), Error<'b>> {
-    let Buffers { path, levels, phdrs, interp_path, interp_phdrs } = buffers;
+    let Buffers { path, levels, phdrs, interp_path, interp_phdrs, label } = buffers;
     let name = stack.arg(program);
 
-    // args → source: PATH search, then `#!` lines down to the ELF file.
-    let (file, path) = source::find(name, stack.getenv(b"PATH"), path).map_err(|refusal| Error::at(name.to_bytes(), refusal))?;
+    // args → source: the descriptor given with --fd (NAME is then only a name), or a PATH
+    // search, then `#!` lines down to the ELF file.
+    let (file, path, origin) = match options.fd {
+        Some(fd) => {
+            label.bytes(name.to_bytes()).text(" (fd ").dec(fd as u64).text(")");
+            let label: &'b [u8] = label.as_bytes();
+            let (file, origin) = source::from_fd(fd, name.to_bytes()).map_err(|refusal| Error::at(label, refusal))?;
+            (file, name, Some((origin, label)))
+        }
+        None => {
+            let (file, path) = source::find(name, stack.getenv(b"PATH"), path).map_err(|refusal| Error::at(name.to_bytes(), refusal))?;
+            (file, path, None)
+        }
+    };
     let execfn = path.to_bytes();
     let (file, chain) = follow_scripts(file, execfn, levels)?;
     let levels = &chain.levels[..chain.depth];
-    let exe_path = levels.last().map_or(execfn, |level| level.interpreter().to_bytes());
+    let named = origin.as_ref().map_or(execfn, |(_, label)| label);
+    let exe_path = levels.last().map_or(named, |level| level.interpreter().to_bytes());
 
     // ELF check: the program, then its interpreter.
     let image = load::inspect(&file, phdrs).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
@@ -280,6 +298,9 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
             Placement::Bias(bias) => Some(bias),
             Placement::Anywhere { .. } => None,
         };
+        if let Some((Origin::Stream(memfd), _)) = &origin {
+            report_stream(&mut verbose, exe_path, file.size, memfd);
+        }
         report::image(&mut verbose, "program", exe_path, &image, planned);
         if let Some(interp) = &interp {
             report::image(&mut verbose, "interpreter", interp.path, &interp.image, if interp.image.relocatable { None } else { Some(0) });
@@ -409,6 +430,15 @@ fn reserve_for_wine(stack: &InitialStack, protected: &reserve::Protected, reserv
         }
     }
     Ok(())
+}
+
+fn report_stream(out: &mut Printer, name: &[u8], size: u64, memfd: &streamload::Memfd) {
+    out.line().bytes(name).text(": a stream of ").dec(size).text(" bytes, held in a sealed memfd; segments copied into anonymous memory");
+    out.end();
+    if let Some(why) = memfd.exec_refused {
+        out.line().text("executable memfds are refused (").text(preload::error::errno_text(why.raw_os_error())).text(", vm.memfd_noexec): /proc/self/exe cannot show the program");
+        out.end();
+    }
 }
 
 fn report_outcome(out: &mut Printer, base: u64, entry: u64, brk: u64, sp: u64, outcome: ExeOutcome) {

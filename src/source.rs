@@ -4,10 +4,14 @@ use core::ffi::CStr;
 
 use preload::elf::Aligned;
 use preload::error::Refusal;
+use preload::msg::Msg;
 use preload::search::{self, PATH_MAX};
-use rustix::fd::OwnedFd;
+use preload::stream::SCRIPT_WITHOUT_PATH;
+use rustix::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::fs::{Access, AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
+
+use crate::streamload::{self, Memfd};
 
 /// How much of a file is read up front: the ELF header, the `#!` line, and the program headers
 /// of typical programs (up to 17 entries); a larger table takes one more read.
@@ -19,6 +23,9 @@ pub struct File {
     pub size: u64,
     pub head: Aligned<HEAD_SIZE>,
     pub head_len: usize,
+    /// The program arrived as a stream and `fd` is the memfd holding it: its segments are
+    /// loaded as anonymous copies, not mapped from `fd`.
+    pub copy_segments: bool,
 }
 
 impl File {
@@ -33,10 +40,30 @@ impl File {
             buf.copy_from_slice(&self.head.0[offset as usize..end as usize]);
             return Ok(());
         }
-        match rustix::io::pread(&self.fd, &mut *buf, offset) {
-            Ok(n) if n == buf.len() => Ok(()),
-            _ => Err("short read"),
+        self.read_exact_at(offset, buf).map_err(|_| "short read")
+    }
+
+    /// Read all of `buf` from `offset`, in as many reads as it takes.
+    pub fn read_exact_at(&self, mut offset: u64, mut buf: &mut [u8]) -> Result<(), Errno> {
+        while !buf.is_empty() {
+            match rustix::io::pread(&self.fd, &mut *buf, offset) {
+                Ok(0) => return Err(Errno::IO),
+                Ok(n) => {
+                    offset += n as u64;
+                    buf = &mut buf[n..];
+                }
+                Err(Errno::INTR) => {}
+                Err(errno) => return Err(errno),
+            }
         }
+        Ok(())
+    }
+
+    /// A file open as `fd`, with its first bytes read.
+    fn with_head(fd: OwnedFd, size: u64, copy_segments: bool) -> Result<File, Refusal> {
+        let mut file = File { fd, size, head: Aligned::zeroed(), head_len: 0, copy_segments };
+        file.head_len = rustix::io::pread(&file.fd, &mut file.head.0[..], 0).map_err(refuse)?;
+        Ok(file)
     }
 }
 
@@ -69,9 +96,56 @@ pub fn open(path: &CStr) -> Result<File, Refusal> {
         _ => return Err(Refusal::cannot_execute("Permission denied: not a regular file")),
     }
     executable(path).map_err(refuse)?;
-    let mut file = File { fd, size: stat.st_size as u64, head: Aligned::zeroed(), head_len: 0 };
-    file.head_len = rustix::io::pread(&file.fd, &mut file.head.0[..], 0).map_err(refuse)?;
-    Ok(file)
+    File::with_head(fd, stat.st_size as u64, false)
+}
+
+/// How a program given with `--fd` is held.
+pub enum Origin {
+    /// A regular file or memfd, mapped like a file.
+    File,
+    /// A pipe, socket, terminal or other stream, taken into a memfd.
+    Stream(Memfd),
+}
+
+/// Take the program from inherited descriptor `fd`, named `name`. A regular file or memfd is
+/// used as it is; anything else is read to its end into a sealed memfd named after `name`.
+/// The descriptor itself is closed (stdin, stdout and stderr excepted): the program gets the
+/// descriptors a direct run would have.
+pub fn from_fd(fd: i32, name: &[u8]) -> Result<(File, Origin), Refusal> {
+    // SAFETY: only borrowed for the dup; a number that is not open fails with EBADF.
+    let inherited = unsafe { BorrowedFd::borrow_raw(fd) };
+    let own = rustix::io::fcntl_dupfd_cloexec(inherited, 3).map_err(refuse)?;
+    if fd > 2 {
+        // SAFETY: --fd hands the descriptor to the preloader, and nothing else here uses it.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    let stat = rustix::fs::fstat(&own).map_err(refuse)?;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => {
+            descriptor_executable(&own).map_err(refuse)?;
+            let file = File::with_head(own, stat.st_size as u64, false)?;
+            match preload::script::parse(file.head()) {
+                Some(_) => Err(Refusal::cannot_execute(SCRIPT_WITHOUT_PATH)),
+                None => Ok((file, Origin::File)),
+            }
+        }
+        FileType::Directory => Err(Refusal::cannot_execute("Is a directory")),
+        _ => {
+            let (memfd, size, held) = streamload::take(own, name)?;
+            Ok((File::with_head(memfd, size, true)?, Origin::Stream(held)))
+        }
+    }
+}
+
+/// Execute permission on an open file, as exec checks it (mode bits and a noexec mount), asked
+/// through its /proc/self/fd link; without /proc the mapping itself is the check.
+fn descriptor_executable(fd: &OwnedFd) -> Result<(), Errno> {
+    let mut link = Msg::<32>::new();
+    link.text("/proc/self/fd/").dec(fd.as_raw_fd() as u64).text("\0");
+    match executable(cstr(link.as_bytes())) {
+        Err(Errno::NOENT) => Ok(()),
+        other => other,
+    }
 }
 
 /// Find `name` as execvp does: as a path if it has a slash, else in each PATH directory, where

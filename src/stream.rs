@@ -1,6 +1,13 @@
-//! Programs that arrive as a stream of bytes in file order rather than as a file that can be
-//! mapped: a pipe, a socket, a terminal, or the plaintext of a sealed container.
+//! Programs that arrive as a stream of bytes (a pipe, a socket, a terminal, or a decrypting
+//! reader): the interface, and the pure part of taking one in.
+//!
+//! The bytes are passed on as they arrive (the loader stores them in a sealed memfd), and the
+//! first ones are judged at once: a stream that cannot start an x86_64 ELF executable is
+//! refused after its first few bytes, not after all of them.
 
+use goblin::elf64::header::{ELFMAG, SIZEOF_EHDR};
+
+use crate::elf;
 use crate::error::Refusal;
 
 /// The program's bytes, from offset 0 onwards, each exactly once.
@@ -8,4 +15,205 @@ pub trait ByteStream {
     /// Fill the start of `buf` with the next bytes and say how many; `Ok(0)` only at the end
     /// of the program (or when `buf` is empty).
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Refusal>;
+}
+
+/// Why a `#!` script is refused from a descriptor: its interpreter would need a path to it.
+pub const SCRIPT_WITHOUT_PATH: &str =
+    "a #! script cannot run from a descriptor (its interpreter needs a path)";
+
+/// Judge the first bytes of a program (up to an ELF header's worth): an error as soon as they
+/// cannot start an x86_64 executable; the complete header gets the kernel's header checks.
+pub fn check_start(bytes: &[u8]) -> Result<(), &'static str> {
+    if bytes.starts_with(b"#!") {
+        return Err(SCRIPT_WITHOUT_PATH);
+    }
+    let magic = bytes.len().min(ELFMAG.len());
+    if bytes[..magic] != ELFMAG[..magic] && !b"#!".starts_with(bytes) {
+        return Err("not an ELF file");
+    }
+    if bytes.len() >= SIZEOF_EHDR {
+        elf::phdr_table(&elf::header(bytes)?)?;
+    }
+    Ok(())
+}
+
+/// Pass every byte of `stream` to `sink`, through `window` (which bounds what is in flight),
+/// checking the start as it arrives ([`check_start`]). Returns the number of bytes.
+pub fn drain(
+    stream: &mut impl ByteStream,
+    window: &mut [u8],
+    mut sink: impl FnMut(&[u8]) -> Result<(), Refusal>,
+) -> Result<u64, Refusal> {
+    let mut header = [0u8; SIZEOF_EHDR];
+    let mut total = 0u64;
+    loop {
+        let len = stream.read(window)?;
+        if len == 0 {
+            break;
+        }
+        let chunk = &window[..len];
+        if let Some(start) = usize::try_from(total)
+            .ok()
+            .filter(|&start| start < SIZEOF_EHDR)
+        {
+            let take = len.min(SIZEOF_EHDR - start);
+            header[start..start + take].copy_from_slice(&chunk[..take]);
+            check_start(&header[..start + take]).map_err(Refusal::cannot_execute)?;
+        }
+        sink(chunk)?;
+        total += len as u64;
+    }
+    match total {
+        0 => Err(Refusal::cannot_execute(
+            "the stream ended before any byte arrived",
+        )),
+        _ if total < SIZEOF_EHDR as u64 => Err(Refusal::cannot_execute(
+            "truncated: the stream ended inside the ELF header",
+        )),
+        _ => Ok(total),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::tests::header_bytes;
+    use goblin::elf::header::{EM_X86_64, ET_DYN};
+
+    /// Hands out `data` in chunks of the given sizes (cycling), as a pipe or socket might.
+    struct Chunked<'a> {
+        data: &'a [u8],
+        sizes: &'a [usize],
+        calls: usize,
+    }
+
+    impl ByteStream for Chunked<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, Refusal> {
+            let size = self.sizes[self.calls % self.sizes.len()]
+                .min(buf.len())
+                .min(self.data.len());
+            self.calls += 1;
+            buf[..size].copy_from_slice(&self.data[..size]);
+            self.data = &self.data[size..];
+            Ok(size)
+        }
+    }
+
+    fn program(len: usize) -> Vec<u8> {
+        let mut bytes = header_bytes(ET_DYN, EM_X86_64, 1).to_vec();
+        bytes.extend((0..len.saturating_sub(bytes.len())).map(|i| i as u8));
+        bytes.truncate(len);
+        bytes
+    }
+
+    fn drain_all(
+        data: &[u8],
+        sizes: &[usize],
+        window: usize,
+    ) -> (Result<u64, Refusal>, Vec<u8>, usize) {
+        let mut stream = Chunked {
+            data,
+            sizes,
+            calls: 0,
+        };
+        let mut out = Vec::new();
+        let mut window = vec![0u8; window];
+        let result = drain(&mut stream, &mut window, |chunk| {
+            out.extend_from_slice(chunk);
+            Ok(())
+        });
+        (result, out, stream.calls)
+    }
+
+    #[test]
+    fn passes_every_byte_once_in_order_whatever_the_chunks() {
+        let data = program(100_000);
+        for (sizes, window) in [
+            (&[1usize][..], 7),
+            (&[3, 64, 1000][..], 4096),
+            (&[usize::MAX][..], 65536),
+            (&[63, 1, 2][..], 64),
+        ] {
+            let (result, out, _) = drain_all(&data, sizes, window);
+            assert_eq!(result, Ok(100_000), "{sizes:?}");
+            assert!(out == data, "bytes differ with chunks {sizes:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_bad_start_before_reading_the_rest() {
+        let mut text = vec![b'x'; 1 << 20];
+        text[..5].copy_from_slice(b"hello");
+        let (result, out, calls) = drain_all(&text, &[16], 4096);
+        assert_eq!(result, Err(Refusal::cannot_execute("not an ELF file")));
+        assert!(
+            out.is_empty() && calls == 1,
+            "nothing passed on, one read only"
+        );
+
+        let mut arm = program(4096);
+        arm[18] = 40;
+        let (result, out, calls) = drain_all(&arm, &[32], 4096);
+        assert_eq!(
+            result.unwrap_err().reason,
+            "wrong machine: not an x86_64 program"
+        );
+        assert_eq!(
+            (out.len(), calls),
+            (32, 2),
+            "refused as soon as the header is complete"
+        );
+
+        let (result, _, _) = drain_all(b"#!/bin/sh\necho hi\n", &[1], 16);
+        assert_eq!(result.unwrap_err().reason, SCRIPT_WITHOUT_PATH);
+    }
+
+    #[test]
+    fn a_stream_that_ends_early_is_refused() {
+        assert_eq!(
+            drain_all(b"", &[1], 16).0.unwrap_err().reason,
+            "the stream ended before any byte arrived"
+        );
+        let (result, _, _) = drain_all(&program(63), &[10], 16);
+        assert_eq!(
+            result.unwrap_err(),
+            Refusal::cannot_execute("truncated: the stream ended inside the ELF header")
+        );
+        assert_eq!(drain_all(&program(64), &[10], 16).0, Ok(64));
+    }
+
+    #[test]
+    fn errors_of_the_stream_and_the_sink_stop_the_drain() {
+        struct Failing;
+        impl ByteStream for Failing {
+            fn read(&mut self, _: &mut [u8]) -> Result<usize, Refusal> {
+                Err(Refusal::cannot_execute("Input/output error"))
+            }
+        }
+        assert_eq!(
+            drain(&mut Failing, &mut [0; 8], |_| Ok(()))
+                .unwrap_err()
+                .reason,
+            "Input/output error"
+        );
+        let data = program(1000);
+        let mut stream = Chunked {
+            data: &data,
+            sizes: &[100],
+            calls: 0,
+        };
+        let full = Refusal::failure("No space left on device");
+        assert_eq!(drain(&mut stream, &mut [0; 100], |_| Err(full)), Err(full));
+    }
+
+    #[test]
+    fn check_start_judges_prefixes() {
+        assert_eq!(check_start(b""), Ok(()));
+        assert_eq!(check_start(b"\x7fE"), Ok(()));
+        assert_eq!(check_start(b"#"), Ok(()));
+        assert_eq!(check_start(b"\x7fX"), Err("not an ELF file"));
+        assert_eq!(check_start(b"MZ"), Err("not an ELF file"));
+        assert_eq!(check_start(&program(64)), Ok(()));
+        assert_eq!(check_start(&program(40)), Ok(()));
+    }
 }

@@ -1,0 +1,139 @@
+//! Taking in a program that arrives as a stream: every byte goes, as it arrives, into a sealed
+//! memfd named after the program, which becomes /proc/self/exe where the kernel allows
+//! executable memfds. Nothing is written to any file system. The segments are then copied
+//! from the memfd into anonymous memory (see `load::map`): at most the program and one copy.
+
+use core::ffi::c_void;
+
+use preload::error::Refusal;
+use preload::msg::Msg;
+use preload::stream::{self, ByteStream};
+use rustix::fd::OwnedFd;
+use rustix::fs::{MemfdFlags, OFlags, SealFlags};
+use rustix::io::Errno;
+use rustix::mm::{MapFlags, ProtFlags};
+
+use crate::source::cstr;
+
+/// How much of a stream is in flight at once: a pipe's default capacity.
+const WINDOW: usize = 64 * 1024;
+
+/// The longest memfd name (NAME_MAX less the "memfd:" prefix).
+const MEMFD_NAME_MAX: usize = 249;
+
+/// The memfd holding a streamed program.
+#[derive(Clone, Copy, Debug)]
+pub struct Memfd {
+    /// The kernel allowed an executable memfd, so it can become /proc/self/exe; otherwise
+    /// (vm.memfd_noexec) carries why not.
+    pub exec_refused: Option<Errno>,
+}
+
+/// A descriptor read to its end.
+pub struct FdStream(pub OwnedFd);
+
+impl ByteStream for FdStream {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Refusal> {
+        loop {
+            match rustix::io::read(&self.0, &mut *buf) {
+                Err(Errno::INTR) => {}
+                other => return other.map_err(|errno| Refusal::from_errno(errno.raw_os_error())),
+            }
+        }
+    }
+}
+
+/// Read `fd` to its end into a sealed memfd named after `name`; returns the memfd, the
+/// program's size, and what became of the memfd's exec permission.
+pub fn take(fd: OwnedFd, name: &[u8]) -> Result<(OwnedFd, u64, Memfd), Refusal> {
+    // Inherited non-blocking (a socket, say): block instead, the program is wanted whole.
+    let flags = rustix::fs::fcntl_getfl(&fd).map_err(failure)?;
+    if flags.contains(OFlags::NONBLOCK) {
+        rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK).map_err(failure)?;
+    }
+    load(&mut FdStream(fd), name)
+}
+
+/// The stream loader: `stream` to its end into a sealed memfd named after `name`.
+pub fn load(stream: &mut impl ByteStream, name: &[u8]) -> Result<(OwnedFd, u64, Memfd), Refusal> {
+    let (memfd, held) = create(name)?;
+    let mut window = Window::new()?;
+    let size = stream::drain(stream, window.bytes(), |chunk| {
+        write_all(&memfd, chunk).map_err(failure)
+    })?;
+    drop(window);
+    let seals = SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE;
+    rustix::fs::fcntl_add_seals(&memfd, seals).map_err(failure)?;
+    Ok((memfd, size, held))
+}
+
+/// A memfd named after the basename of `name`, executable if the kernel allows it.
+fn create(name: &[u8]) -> Result<(OwnedFd, Memfd), Refusal> {
+    let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
+    let mut memfd_name = Msg::<{ MEMFD_NAME_MAX + 1 }>::new();
+    memfd_name
+        .bytes(&base[..base.len().min(MEMFD_NAME_MAX)])
+        .text("\0");
+    let name = cstr(memfd_name.as_bytes());
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    match rustix::fs::memfd_create(name, flags | MemfdFlags::EXEC) {
+        Ok(fd) => Ok((fd, Memfd { exec_refused: None })),
+        // Before Linux 6.3 there is no MFD_EXEC, and every memfd is executable.
+        Err(Errno::INVAL) => Ok((
+            rustix::fs::memfd_create(name, flags).map_err(failure)?,
+            Memfd { exec_refused: None },
+        )),
+        // vm.memfd_noexec=2 refuses executable memfds (EACCES): hold the program all the same.
+        Err(why) => Ok((
+            rustix::fs::memfd_create(name, flags | MemfdFlags::NOEXEC_SEAL).map_err(failure)?,
+            Memfd {
+                exec_refused: Some(why),
+            },
+        )),
+    }
+}
+
+fn write_all(fd: &OwnedFd, mut bytes: &[u8]) -> Result<(), Errno> {
+    while !bytes.is_empty() {
+        match rustix::io::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::INTR) => {}
+            Err(errno) => return Err(errno),
+        }
+    }
+    Ok(())
+}
+
+fn failure(errno: Errno) -> Refusal {
+    Refusal::failure_errno(errno.raw_os_error())
+}
+
+/// The bytes in flight, in a mapping of their own (the launch stack stays small).
+struct Window(*mut c_void);
+
+impl Window {
+    fn new() -> Result<Self, Refusal> {
+        // SAFETY: a fresh private anonymous mapping, owned by the Window until it is dropped.
+        let start = unsafe {
+            rustix::mm::mmap_anonymous(
+                core::ptr::null_mut(),
+                WINDOW,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+            )
+        };
+        start.map(Self).map_err(failure)
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: WINDOW bytes, mapped read-write, borrowed through `self` alone.
+        unsafe { core::slice::from_raw_parts_mut(self.0 as *mut u8, WINDOW) }
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`; no borrow of it outlives the Window.
+        let _ = unsafe { rustix::mm::munmap(self.0, WINDOW) };
+    }
+}

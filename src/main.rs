@@ -16,6 +16,8 @@ mod reserve;
 mod rt;
 mod source;
 mod streamload;
+#[cfg(feature = "sealed")]
+mod unseal;
 mod wine;
 
 use core::ffi::{CStr, c_void};
@@ -258,6 +260,14 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         }
     };
     let execfn = path.to_bytes();
+    // A sealed program: authenticated, decrypted and inflated into anonymous memory.
+    #[cfg(feature = "sealed")]
+    let (file, sealed) = match preload::sealed::is_sealed(file.head()) {
+        true => (unseal::unseal(file, stack.getenv(unseal::KEY_FD_VAR)).map_err(|refusal| Error::at(origin.as_ref().map_or(execfn, |(_, label)| label), refusal))?, true),
+        false => (file, false),
+    };
+    #[cfg(not(feature = "sealed"))]
+    let sealed = false;
     let (file, chain) = follow_scripts(file, execfn, levels)?;
     let levels = &chain.levels[..chain.depth];
     let named = origin.as_ref().map_or(execfn, |(_, label)| label);
@@ -300,6 +310,10 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         };
         if let Some((Origin::Stream(memfd), _)) = &origin {
             report_stream(&mut verbose, exe_path, file.size, memfd);
+        }
+        if sealed {
+            verbose.line().bytes(exe_path).text(": sealed, authenticated; ").dec(file.size).text(" bytes inflated into anonymous memory, segments copied; /proc/self/exe is the container");
+            verbose.end();
         }
         report::image(&mut verbose, "program", exe_path, &image, planned);
         if let Some(interp) = &interp {
@@ -345,7 +359,8 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     let spec = StackImage {
         top,
         argv: prefix[..prefix_len].iter().copied().chain(stack.args().skip(program + 1).map(|arg| -> &[u8] { arg })),
-        envp: stack.env(),
+        // The key's descriptor is closed: the program's environment does not name it either.
+        envp: stack.env().filter(move |var| !(sealed && var.starts_with(b"PRELOAD_KEY_FD="))),
         execfn,
         platform: stack.platform(),
         random: random.at_random,
@@ -402,6 +417,11 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     // Close everything the preloader opened, then enter the program.
     drop(interp);
     drop(file);
+    // A sealed program's program headers, copied out of its plaintext (its own pages keep them).
+    #[cfg(feature = "sealed")]
+    if sealed {
+        preload::sealed::wipe(&mut phdrs.0);
+    }
     // SAFETY: the image is complete in the scratch buffer, which is unmapped after the copy;
     // `entry` is the interpreter's (or static program's) entry, mapped executable above.
     unsafe { arch::enter(scratch as *const u8, layout.sp, size, scratch as *mut u8, scratch_len, entry) }

@@ -26,10 +26,18 @@ pub struct File {
     /// The program arrived as a stream and `fd` is the memfd holding it: its segments are
     /// loaded as anonymous copies, not mapped from `fd`.
     pub copy_segments: bool,
+    /// A sealed program, inflated into anonymous memory: its head and all reads come from
+    /// there, while `fd` is the container (for /proc/self/exe).
+    #[cfg(feature = "sealed")]
+    pub unsealed: Option<crate::unseal::Plain>,
 }
 
 impl File {
     pub fn head(&self) -> &[u8] {
+        #[cfg(feature = "sealed")]
+        if let Some(program) = &self.unsealed {
+            return program.head();
+        }
         &self.head.0[..self.head_len]
     }
 
@@ -45,6 +53,10 @@ impl File {
 
     /// Read all of `buf` from `offset`, in as many reads as it takes.
     pub fn read_exact_at(&self, mut offset: u64, mut buf: &mut [u8]) -> Result<(), Errno> {
+        #[cfg(feature = "sealed")]
+        if let Some(program) = &self.unsealed {
+            return program.read_exact_at(offset, buf);
+        }
         while !buf.is_empty() {
             match rustix::io::pread(&self.fd, &mut *buf, offset) {
                 Ok(0) => return Err(Errno::IO),
@@ -61,7 +73,7 @@ impl File {
 
     /// A file open as `fd`, with its first bytes read.
     fn with_head(fd: OwnedFd, size: u64, copy_segments: bool) -> Result<File, Refusal> {
-        let mut file = File { fd, size, head: Aligned::zeroed(), head_len: 0, copy_segments };
+        let mut file = File { fd, size, head: Aligned::zeroed(), head_len: 0, copy_segments, #[cfg(feature = "sealed")] unsealed: None };
         file.head_len = rustix::io::pread(&file.fd, &mut file.head.0[..], 0).map_err(refuse)?;
         Ok(file)
     }

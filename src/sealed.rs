@@ -14,16 +14,15 @@
 //! | 40 + body size | 16 | Poly1305 tag over header and body |
 //!
 //! Integers are little-endian. Nothing of the body is used before the tag has been checked:
-//! [`open`] authenticates the whole container, then decrypts the body in place, and
-//! [`Plaintext`] inflates it as a [`ByteStream`] through a 32 KiB window.
+//! [`open`] authenticates the whole container, then decrypts the body in place, and [`inflate`]
+//! inflates it into the caller's buffer.
 
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
 use miniz_oxide::inflate::TINFLStatus;
-use miniz_oxide::inflate::core::{DecompressorOxide, decompress_with_limit, inflate_flags};
+use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
 
 use crate::error::Refusal;
-use crate::stream::ByteStream;
 
 /// The first bytes of every container: neither `\x7fELF` nor `#!`, so never mistaken for either.
 pub const MAGIC: [u8; 8] = *b"\x7fPRLSEAL";
@@ -198,94 +197,33 @@ pub fn open(key: &Key, header_bytes: &[u8; HEADER_SIZE], body: &mut [u8], tag: &
     cipher.decrypt_inout_detached(&Nonce::from(header.nonce), header_bytes, body.into(), &Tag::from(*tag)).map_err(|_| Refusal::cannot_execute(AUTHENTICATION_FAILED))
 }
 
-/// The LZ77 window deflate needs: the last 32 KiB of output.
-pub const WINDOW_SIZE: usize = 32 * 1024;
+/// The inflater's state: about 11 KiB derived from the plaintext (Huffman tables, bit buffer),
+/// so it lives where the caller can wipe it (the shell puts it in the body's mapping).
+pub struct Inflater(DecompressorOxide);
 
-/// The inflater's state and its output window: about 43 KiB, all of it plaintext, so it lives
-/// where the caller can wipe it (the shell puts it in the same mapping as the body).
-pub struct Window {
-    decompressor: DecompressorOxide,
-    ring: [u8; WINDOW_SIZE],
-}
-
-impl Window {
+impl Inflater {
     pub fn new() -> Self {
-        Self { decompressor: DecompressorOxide::new(), ring: [0; WINDOW_SIZE] }
+        Self(DecompressorOxide::new())
     }
 }
 
-impl Default for Window {
+impl Default for Inflater {
     fn default() -> Self {
         Self::new()
     }
 }
 
-/// The decrypted body inflated on demand: the program's bytes in file order.
-pub struct Plaintext<'a> {
-    body: &'a [u8],
-    consumed: usize,
-    window: &'a mut Window,
-    /// Where the next inflated byte goes in the ring.
-    out_pos: usize,
-    /// Inflated bytes not yet handed out: `ring[ready_start..out_pos]`.
-    ready_start: usize,
-    produced: u64,
-    expected: u64,
-    finished: bool,
-}
-
-impl<'a> Plaintext<'a> {
-    /// `body` is the decrypted body of a container whose header declared `program_size`.
-    pub fn new(body: &'a [u8], program_size: u64, window: &'a mut Window) -> Self {
-        window.decompressor.init();
-        Self { body, consumed: 0, window, out_pos: 0, ready_start: 0, produced: 0, expected: program_size, finished: false }
-    }
-
-    /// Inflate the next piece into the ring, right after the last one, without wrapping.
-    fn inflate(&mut self) -> Result<(), Refusal> {
-        let corrupt = |reason| Err(Refusal::cannot_execute(reason));
-        if self.out_pos == WINDOW_SIZE {
-            self.out_pos = 0;
-        }
-        self.ready_start = self.out_pos;
-        let room = WINDOW_SIZE - self.out_pos;
-        let (status, read, written) =
-            decompress_with_limit(&mut self.window.decompressor, &self.body[self.consumed..], &mut self.window.ring, self.out_pos, room, inflate_flags::TINFL_FLAG_PARSE_ZLIB_HEADER);
-        self.consumed += read;
-        self.out_pos += written;
-        self.produced += written as u64;
-        if self.produced > self.expected {
-            return corrupt(WRONG_SIZE);
-        }
-        match status {
-            TINFLStatus::Done => {
-                self.finished = true;
-                if self.produced != self.expected {
-                    return corrupt(WRONG_SIZE);
-                }
-                if self.consumed != self.body.len() {
-                    return corrupt(CORRUPT);
-                }
-                Ok(())
-            }
-            TINFLStatus::HasMoreOutput if written > 0 => Ok(()),
-            _ => corrupt(CORRUPT),
-        }
-    }
-}
-
-impl ByteStream for Plaintext<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Refusal> {
-        while self.ready_start == self.out_pos {
-            if self.finished || buf.is_empty() {
-                return Ok(0);
-            }
-            self.inflate()?;
-        }
-        let count = buf.len().min(self.out_pos - self.ready_start);
-        buf[..count].copy_from_slice(&self.window.ring[self.ready_start..self.ready_start + count]);
-        self.ready_start += count;
-        Ok(count)
+/// Inflate the decrypted `body` into `program`, which must come out exactly full. The whole
+/// output is one buffer, so the inflater copies its matches within it and needs no window.
+pub fn inflate(body: &[u8], program: &mut [u8], inflater: &mut Inflater) -> Result<(), Refusal> {
+    inflater.0.init();
+    let flags = inflate_flags::TINFL_FLAG_PARSE_ZLIB_HEADER | inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
+    let (status, read, written) = decompress(&mut inflater.0, body, program, 0, flags);
+    match status {
+        TINFLStatus::Done if written == program.len() && read == body.len() => Ok(()),
+        TINFLStatus::Done if written < program.len() => Err(Refusal::cannot_execute(WRONG_SIZE)),
+        TINFLStatus::HasMoreOutput => Err(Refusal::cannot_execute(WRONG_SIZE)),
+        _ => Err(Refusal::cannot_execute(CORRUPT)),
     }
 }
 
@@ -306,8 +244,8 @@ mod tests {
         [&header.encode()[..], &body, &tag].concat()
     }
 
-    /// The reading side, as the shell does it, with reads of `chunk` bytes.
-    fn unseal(container: &[u8], key: &[u8; KEY_SIZE], chunk: usize) -> Result<Vec<u8>, Refusal> {
+    /// The reading side, as the shell does it.
+    fn unseal(container: &[u8], key: &[u8; KEY_SIZE]) -> Result<Vec<u8>, Refusal> {
         let header_bytes: &[u8; HEADER_SIZE] = container[..HEADER_SIZE].try_into().unwrap();
         let header = Header::parse(header_bytes)?;
         if (container.len() as u64) < header.container_size() {
@@ -316,16 +254,9 @@ mod tests {
         let tag_at = container.len() - TAG_SIZE;
         let mut body = container[HEADER_SIZE..tag_at].to_vec();
         open(&Secret(*key), header_bytes, &mut body, container[tag_at..].try_into().unwrap())?;
-        let mut window = Box::new(Window::new());
-        let mut plaintext = Plaintext::new(&body, header.program_size, &mut window);
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; chunk];
-        loop {
-            match plaintext.read(&mut buf)? {
-                0 => return Ok(out),
-                n => out.extend_from_slice(&buf[..n]),
-            }
-        }
+        let mut program = vec![0u8; header.program_size as usize];
+        inflate(&body, &mut program, &mut Inflater::new())?;
+        Ok(program)
     }
 
     /// Compressible but not trivial: a text-like pattern with a pseudo-random part.
@@ -383,13 +314,13 @@ mod tests {
     }
 
     #[test]
-    fn seal_then_unseal_gives_the_program_back_in_any_read_size() {
-        let program = sample(300_000);
-        let container = seal_program(&program, &KEY);
-        assert!(container.len() < program.len() / 2, "the sample compresses");
-        for chunk in [1, 7, 4096, WINDOW_SIZE, 1 << 20] {
-            assert_eq!(unseal(&container, &KEY, chunk).unwrap(), program, "reads of {chunk}");
+    fn seal_then_unseal_gives_the_program_back() {
+        for len in [1, 1000, 300_000] {
+            let program = sample(len);
+            let container = seal_program(&program, &KEY);
+            assert_eq!(unseal(&container, &KEY).unwrap(), program, "{len} bytes");
         }
+        assert!(seal_program(&sample(300_000), &KEY).len() < 150_000, "the sample compresses");
     }
 
     #[test]
@@ -408,14 +339,14 @@ mod tests {
         for at in 8..container.len() {
             let mut bad = container.clone();
             bad[at] ^= 0x10;
-            let refusal = unseal(&bad, &KEY, 4096).unwrap_err();
+            let refusal = unseal(&bad, &KEY).unwrap_err();
             assert_eq!(refusal.status as u8, 126, "byte {at}");
             assert!(refusal.reason.starts_with(AUTHENTICATION_FAILED), "byte {at}: {}", refusal.reason);
         }
         let mut wrong = KEY;
         wrong[31] ^= 1;
-        assert_eq!(unseal(&container, &wrong, 4096), Err(Refusal::cannot_execute(AUTHENTICATION_FAILED)));
-        assert_eq!(unseal(&container[..container.len() - 1], &KEY, 4096), Err(Refusal::cannot_execute(TRUNCATED)));
+        assert_eq!(unseal(&container, &wrong), Err(Refusal::cannot_execute(AUTHENTICATION_FAILED)));
+        assert_eq!(unseal(&container[..container.len() - 1], &KEY), Err(Refusal::cannot_execute(TRUNCATED)));
     }
 
     #[test]
@@ -429,25 +360,18 @@ mod tests {
     }
 
     #[test]
-    fn a_body_that_inflates_to_another_size_is_refused() {
+    fn a_body_that_inflates_to_another_size_or_not_at_all_is_refused() {
         let program = sample(5000);
-        for declared in [4999u64, 5001] {
-            let mut body = vec![0u8; zlib_rs::compress_bound(program.len())];
-            let (compressed, _) = zlib_rs::compress_slice(&mut body, &program, zlib_rs::DeflateConfig::default());
-            let mut window = Window::new();
-            let mut plaintext = Plaintext::new(compressed, declared, &mut window);
-            let mut sink = vec![0u8; 8192];
-            let outcome = loop {
-                match plaintext.read(&mut sink) {
-                    Ok(0) => break Ok(()),
-                    Ok(_) => {}
-                    Err(refusal) => break Err(refusal),
-                }
-            };
+        let mut body = vec![0u8; zlib_rs::compress_bound(program.len())];
+        let (compressed, _) = zlib_rs::compress_slice(&mut body, &program, zlib_rs::DeflateConfig::default());
+        for declared in [4999, 5001] {
+            let outcome = inflate(compressed, &mut vec![0u8; declared], &mut Inflater::new());
             assert_eq!(outcome, Err(Refusal::cannot_execute(WRONG_SIZE)), "declared {declared}");
         }
-        let mut window = Window::new();
-        assert_eq!(Plaintext::new(b"\x78\x9cgarbage", 10, &mut window).read(&mut [0; 16]), Err(Refusal::cannot_execute(CORRUPT)));
+        let trailing = [&compressed[..], b"x"].concat();
+        assert_eq!(inflate(&trailing, &mut vec![0u8; 5000], &mut Inflater::new()), Err(Refusal::cannot_execute(CORRUPT)));
+        assert_eq!(inflate(b"\x78\x9cgarbage", &mut [0; 16], &mut Inflater::new()), Err(Refusal::cannot_execute(CORRUPT)));
+        assert_eq!(inflate(&compressed[..100], &mut vec![0u8; 5000], &mut Inflater::new()), Err(Refusal::cannot_execute(CORRUPT)));
     }
 
     #[test]

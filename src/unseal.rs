@@ -2,7 +2,7 @@
 //! from an argument or an environment value), the whole body read into one anonymous mapping
 //! and authenticated before any of it is decrypted, then inflated into a second anonymous
 //! mapping from which the loader copies the segments, as for a streamed program. The key, the
-//! decrypted body, the inflater's window and the inflated program are wiped when done with;
+//! decrypted body, the inflater's state and the inflated program are wiped when done with;
 //! no plaintext is ever written to a file, a memfd included.
 
 use core::ffi::c_void;
@@ -10,8 +10,8 @@ use core::ffi::c_void;
 use preload::elf::Aligned;
 use preload::error::Refusal;
 use preload::page_align;
-use preload::sealed::{self, HEADER_SIZE, Header, KEY_SIZE, Key, Secret, TAG_SIZE, Window};
-use preload::stream::{self, ByteStream};
+use preload::sealed::{self, HEADER_SIZE, Header, Inflater, KEY_SIZE, Key, Secret, TAG_SIZE};
+use preload::stream;
 use rustix::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
@@ -120,41 +120,31 @@ pub fn unseal(container: File, key_fd_var: Option<&[u8]>) -> Result<File, Refusa
         return Err(Refusal::cannot_execute(sealed::TRAILING));
     }
 
-    // Body and tag, then the inflater's window, in one mapping. Header::parse bounds the body
-    // size to about MAX_PROGRAM_SIZE, so none of this overflows.
+    // The body, then the inflater's state, in one mapping. Header::parse bounds the body size
+    // to about MAX_PROGRAM_SIZE, so none of this overflows.
     let body_len = header.body_size as usize;
-    let window_at = page_align((body_len + TAG_SIZE) as u64) as usize;
-    let mut body_mapping = Plain::new((window_at + size_of::<Window>()) as u64)?;
-    let (body_and_tag, window) = body_mapping.bytes().split_at_mut(window_at);
-    let (body, tag) = body_and_tag[..body_len + TAG_SIZE].split_at_mut(body_len);
-    container.read_exact_at(HEADER_SIZE as u64, body).map_err(|errno| Refusal::from_errno(errno.raw_os_error()))?;
-    let mut tag_bytes = [0u8; TAG_SIZE];
-    container.read_exact_at((HEADER_SIZE + body_len) as u64, &mut tag_bytes).map_err(|errno| Refusal::from_errno(errno.raw_os_error()))?;
-    tag.copy_from_slice(&tag_bytes);
-    sealed::open(&key, &header_bytes, body, &tag_bytes)?;
+    let inflater_at = page_align(body_len as u64) as usize;
+    let mut body_mapping = Plain::new((inflater_at + size_of::<Inflater>()) as u64)?;
+    let (body, inflater) = body_mapping.bytes().split_at_mut(inflater_at);
+    let body = &mut body[..body_len];
+    let io_error = |errno: Errno| Refusal::from_errno(errno.raw_os_error());
+    container.read_exact_at(HEADER_SIZE as u64, body).map_err(io_error)?;
+    let mut tag = [0u8; TAG_SIZE];
+    container.read_exact_at((HEADER_SIZE + body_len) as u64, &mut tag).map_err(io_error)?;
+    sealed::open(&key, &header_bytes, body, &tag)?;
     drop(key);
 
-    let window = window.as_mut_ptr().cast::<Window>();
-    // SAFETY: the window's place is page-aligned, inside the mapping, disjoint from the body,
+    let inflater = inflater.as_mut_ptr().cast::<Inflater>();
+    // SAFETY: the inflater's place is page-aligned, inside the mapping, disjoint from the body,
     // and exclusively ours; it is written before it is borrowed.
-    let window = unsafe {
-        window.write(Window::new());
-        &mut *window
+    let inflater = unsafe {
+        inflater.write(Inflater::new());
+        &mut *inflater
     };
     let mut program = Plain::new(header.program_size)?;
     let size = header.program_size as usize;
-    let mut plaintext = sealed::Plaintext::new(body, header.program_size, window);
-    let mut filled = 0;
-    while filled < size {
-        match plaintext.read(&mut program.bytes()[filled..size])? {
-            0 => return Err(Refusal::cannot_execute("sealed program's size differs from its header")),
-            n => filled += n,
-        }
-    }
-    if plaintext.read(&mut [0u8; 1])? != 0 {
-        return Err(Refusal::cannot_execute("sealed program's size differs from its header"));
-    }
-    // The compressed plaintext and the window go before the segments are made.
+    sealed::inflate(body, &mut program.bytes()[..size], inflater)?;
+    // The compressed plaintext and the inflater's state go before the segments are made.
     drop(body_mapping);
     stream::check_start(&program.bytes()[..size.min(64)]).map_err(Refusal::cannot_execute)?;
     // Nothing of the plaintext in the File itself (it is moved about on the stack): its head

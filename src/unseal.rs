@@ -105,7 +105,7 @@ impl Drop for Plain {
 
 /// Authenticate and decrypt `container` with the key from `key_fd_var`, and inflate it into
 /// anonymous memory. The result reads like the plain program's file, keeps the container's
-/// descriptor (so /proc/self/exe shows the container, as with binfmt_misc) and has its
+/// descriptor (so /proc/self/exe shows the container: there is no plain file) and has its
 /// segments copied.
 pub fn unseal(container: File, key_fd_var: Option<&[u8]>) -> Result<File, Refusal> {
     let mut key = Key::zeroed();

@@ -13,7 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{Both, Scratch, Variant, build_c, require_tool};
+use common::{Both, Scratch, Variant, build_c, per_variant, require_tool};
 
 /// The file descriptor the tests hand the key on.
 const KEY_FD: &str = "3";
@@ -143,20 +143,11 @@ fn hello_sealed(variant: Variant) {
         .expect_stdout_contains("two words");
 }
 
-#[test]
-fn hello_sealed_static() {
-    hello_sealed(Variant::Static);
-}
-
-#[test]
-fn hello_sealed_dynamic() {
-    hello_sealed(Variant::Pie);
-}
-
-#[test]
-fn hello_sealed_musl_static() {
-    hello_sealed(Variant::MuslStatic);
-}
+per_variant!(hello_sealed:
+    hello_sealed_static => Static,
+    hello_sealed_dynamic => Pie,
+    hello_sealed_musl_static => MuslStatic,
+);
 
 fn probe_report(output: &Output, what: &str) -> BTreeMap<String, String> {
     assert!(
@@ -212,25 +203,12 @@ fn probe_sealed(variant: Variant) {
     assert!(direct.get("environ").is_some_and(|env| env.len() > 10), "scenario check: the environment is compared");
 }
 
-#[test]
-fn probe_sealed_pie() {
-    probe_sealed(Variant::Pie);
-}
-
-#[test]
-fn probe_sealed_static() {
-    probe_sealed(Variant::Static);
-}
-
-#[test]
-fn probe_sealed_static_pie() {
-    probe_sealed(Variant::StaticPie);
-}
-
-#[test]
-fn probe_sealed_musl_dynamic() {
-    probe_sealed(Variant::MuslDynamic);
-}
+per_variant!(probe_sealed:
+    probe_sealed_pie => Pie,
+    probe_sealed_static => Static,
+    probe_sealed_static_pie => StaticPie,
+    probe_sealed_musl_dynamic => MuslDynamic,
+);
 
 /// A sealed `hello --touch MARKER`, and how to run it so that it would create MARKER.
 struct Marker {
@@ -388,23 +366,18 @@ fn sealed_program_from_a_pipe_and_from_a_file_descriptor() {
     let (plain, sealed) = keyed.seal(Path::new("/bin/ls"), "ls");
     let direct = run_plain(&plain, &["-d", "/", "/proc"]);
     assert!(direct.status.success(), "scenario check: ls runs");
-    let preload = common::preload().as_os_str();
-    let env = [("PRELOAD_KEY_FD", KEY_FD)];
     let container = sealed.to_string_lossy();
-    let mut from_pipe = shell(
-        &format!(r#"unset PWD OLDPWD; cat '{container}' | exec "$@" 3<'{}'"#, keyed.key.display()),
-        &[preload, "--fd".as_ref(), "0".as_ref(), "./ls".as_ref(), "-d".as_ref(), "/".as_ref(), "/proc".as_ref()],
-        sealed.parent().unwrap(),
-    );
-    from_pipe.envs(env);
-    let from_pipe = common::run(from_pipe, None, "sealed ls from a pipe");
-    let mut from_fd = shell(
-        &format!(r#"unset PWD OLDPWD; exec "$@" 3<'{}' 4<'{container}'"#, keyed.key.display()),
-        &[preload, "--fd".as_ref(), "4".as_ref(), "./ls".as_ref(), "-d".as_ref(), "/".as_ref(), "/proc".as_ref()],
-        sealed.parent().unwrap(),
-    );
-    from_fd.envs(env);
-    let from_fd = common::run(from_fd, None, "sealed ls from fd 4");
+    // The key on 3 and `feed` (a pipe or a redirection) giving the container on `fd`.
+    let run_from = |feed: &str, redirect: &str, fd: &str| {
+        let script = format!(r#"unset PWD OLDPWD; {feed} exec "$@" 3<'{}' {redirect}"#, keyed.key.display());
+        let words = ["--fd", fd, "./ls", "-d", "/", "/proc"].map(OsStr::new);
+        let words: Vec<&OsStr> = std::iter::once(common::preload().as_os_str()).chain(words).collect();
+        let mut command = shell(&script, &words, sealed.parent().unwrap());
+        command.env("PRELOAD_KEY_FD", KEY_FD);
+        common::run(command, None, &format!("sealed ls from fd {fd}"))
+    };
+    let from_pipe = run_from(&format!("cat '{container}' |"), "", "0");
+    let from_fd = run_from("", &format!("4<'{container}'"), "4");
     for (what, output) in [("pipe", from_pipe), ("fd 4", from_fd)] {
         Both { what: format!("sealed ls from {what}"), direct: direct.clone(), preloaded: output }.assert_same();
     }

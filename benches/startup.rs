@@ -187,7 +187,7 @@ impl Binary {
 }
 
 /// Checks that `cargo bench` gave the release-profile binary (the bench profile inherits release:
-/// opt-level "s", LTO, strip) and not a debug build.
+/// opt-level "z", LTO, strip) and not a debug build.
 fn inspect_binary(path: &Path) -> Binary {
     let data = fs::read(path).unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
     let names = section_names(&data).unwrap_or_else(|| fail(&format!("{}: malformed ELF", path.display())));

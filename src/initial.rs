@@ -2,12 +2,14 @@
 
 use core::ffi::{CStr, c_char};
 
-use preload::stack::{AT_EXECFN, AT_NULL, AT_PLATFORM};
+use preload::stack::{AT_EXECFN, AT_NULL, AT_PLATFORM, MAX_ARG_STRLEN};
 
 pub struct InitialStack {
     argv: &'static [*const c_char],
     envp: &'static [*const c_char],
     auxv: &'static [[u64; 2]],
+    /// The execfn string, which the kernel placed right after the last environment string.
+    execfn: *const c_char,
 }
 
 /// A C string from the initial stack as bytes, without its NUL.
@@ -15,6 +17,25 @@ fn bytes(ptr: *const c_char) -> &'static [u8] {
     // SAFETY: every pointer in argv and envp is a NUL-terminated string the kernel placed on the
     // stack, which the preloader never overwrites before it stops reading them.
     unsafe { CStr::from_ptr(ptr) }.to_bytes()
+}
+
+/// The string at `ptr` when the string at `next` follows it: the kernel copies the argument,
+/// environment and execfn strings back to back (mm->arg_start..env_end), so the length is the
+/// distance, found without scanning — launches with many arguments would otherwise read every
+/// byte once per pass. Anything but that packing falls back to scanning.
+fn packed_bytes(ptr: *const c_char, next: *const c_char) -> &'static [u8] {
+    let len = (next as usize).wrapping_sub(ptr as usize).wrapping_sub(1);
+    if len < MAX_ARG_STRLEN {
+        // SAFETY: [ptr, next) lies inside the kernel's string area (both point into it, and
+        // next - ptr <= MAX_ARG_STRLEN); the byte before `next` ends the string at `ptr` when it
+        // is the NUL, and then no NUL lies before it, since the kernel copies each string with
+        // exactly one NUL, its last byte.
+        let slice = unsafe { core::slice::from_raw_parts(ptr as *const u8, len + 1) };
+        if let Some((0, string)) = slice.split_last() {
+            return string;
+        }
+    }
+    bytes(ptr)
 }
 
 impl InitialStack {
@@ -36,16 +57,25 @@ impl InitialStack {
             while (*auxv.add(auxc))[0] != AT_NULL {
                 auxc += 1;
             }
+            let auxv = core::slice::from_raw_parts(auxv, auxc);
+            let execfn = auxv.iter().find(|pair| pair[0] == AT_EXECFN).map_or(core::ptr::null(), |pair| pair[1] as *const c_char);
             Self {
                 argv: core::slice::from_raw_parts(argv, argc),
                 envp: core::slice::from_raw_parts(envp, envc),
-                auxv: core::slice::from_raw_parts(auxv, auxc),
+                auxv,
+                execfn,
             }
         }
     }
 
+    /// The strings of `list`, each measured against the string that follows it, the last against
+    /// `after`.
+    fn strings(list: &'static [*const c_char], after: *const c_char) -> impl Iterator<Item = &'static [u8]> + Clone {
+        list.iter().zip(list.iter().skip(1).copied().chain(core::iter::once(after))).map(|(&ptr, next)| packed_bytes(ptr, next))
+    }
+
     pub fn args(&self) -> impl Iterator<Item = &'static [u8]> + Clone {
-        self.argv.iter().map(|&p| bytes(p))
+        Self::strings(self.argv, self.envp.first().copied().unwrap_or(self.execfn))
     }
 
     pub fn arg(&self, index: usize) -> &'static CStr {
@@ -54,7 +84,7 @@ impl InitialStack {
     }
 
     pub fn env(&self) -> impl Iterator<Item = &'static [u8]> + Clone {
-        self.envp.iter().map(|&p| bytes(p))
+        Self::strings(self.envp, self.execfn)
     }
 
     pub fn getenv(&self, name: &[u8]) -> Option<&'static [u8]> {

@@ -43,9 +43,10 @@ use crate::report::{Error, Printer};
 use crate::rt::{STDERR, STDOUT, write_all};
 use crate::source::{File, Origin, cstr};
 
-/// personality(2) flag that `setarch -R` sets: no address randomisation.
-const ADDR_NO_RANDOMIZE: u64 = 0x0040000;
-/// The x86_64 stack top without randomisation (STACK_TOP with 4-level paging).
+/// The x86_64 stack top without randomisation (STACK_TOP with 4-level paging). The kernel put the
+/// preloader's own stack exactly there when it did not randomise (personality ADDR_NO_RANDOMIZE,
+/// as `setarch -R` sets, or randomize_va_space=0), so the stack top alone tells, with no
+/// personality(2) call.
 const UNRANDOMIZED_STACK_TOP: u64 = 0x7fff_ffff_f000;
 
 /// Called by `_start` with the kernel's initial stack pointer.
@@ -282,7 +283,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     // Plan: randomisation as the kernel would apply it.
     let fail = |refusal| Error::at(exe_path, refusal);
     let top = stack.stack_top().ok_or(fail(Refusal::failure("no AT_EXECFN in the preloader's auxv")))?;
-    let randomize = arch::personality() & ADDR_NO_RANDOMIZE == 0 && top != UNRANDOMIZED_STACK_TOP;
+    let randomize = top != UNRANDOMIZED_STACK_TOP;
     let random = random_values().map_err(fail)?;
     let placement = match (image.relocatable, options.base, &interp) {
         (false, Some(_), _) => return Err(fail(Refusal::failure("--base needs a position-independent program"))),

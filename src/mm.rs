@@ -65,6 +65,8 @@ unsafe extern "C" {
 /// The kernel refuses a new exe while any mapping of the old one exists (EBUSY). Swap each of
 /// the preloader's file-backed segments for an anonymous copy at the same address: map, copy,
 /// protect, then mremap over the original in one step, so the code running here survives.
+/// Only the pages with file contents are copied: linker.ld keeps the writable load free of file
+/// bytes, so the kernel mapped it anonymous and it stays as it is.
 fn replace_own_file_mappings() -> Result<(), Errno> {
     // SAFETY: the linker defines __ehdr_start; the program headers it points to are part of the
     // preloader's first segment and stay mapped (the copy keeps their contents).
@@ -74,12 +76,13 @@ fn replace_own_file_mappings() -> Result<(), Errno> {
         let phdrs = core::slice::from_raw_parts((base + (*ehdr).e_phoff) as *const ProgramHeader, usize::from((*ehdr).e_phnum));
         (base, phdrs)
     };
-    for ph in phdrs.iter().filter(|ph| ph.p_type == PT_LOAD) {
+    for ph in phdrs.iter().filter(|ph| ph.p_type == PT_LOAD && ph.p_filesz > 0) {
         let start = page_start(base + ph.p_vaddr);
-        let len = (page_align(base + ph.p_vaddr + ph.p_memsz) - start) as usize;
-        // SAFETY: [start, start+len) is one of the preloader's own segments, mapped and readable
-        // (every segment has PF_R). The copy gets the same bytes and protection before it
-        // atomically replaces the original, so no code or data changes under the running code.
+        let len = (page_align(base + ph.p_vaddr + ph.p_filesz) - start) as usize;
+        // SAFETY: [start, start+len) are the file-backed pages of one of the preloader's own
+        // segments, mapped and readable (every segment has PF_R). The copy gets the same bytes
+        // and protection before it atomically replaces the original, so no code or data changes
+        // under the running code.
         unsafe {
             let copy = rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE)?;
             core::ptr::copy_nonoverlapping(start as *const u8, copy as *mut u8, len);

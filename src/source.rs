@@ -6,12 +6,12 @@ use preload::elf::Aligned;
 use preload::error::Refusal;
 use preload::msg::Msg;
 use preload::search::{self, PATH_MAX};
-use preload::stream::SCRIPT_WITHOUT_PATH;
+use preload::stream::{ByteStream, SCRIPT_WITHOUT_PATH};
 use rustix::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::fs::{Access, AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::streamload::{self, Memfd};
+use crate::streamload::{self, FdStream, Memfd};
 
 /// How much of a file is read up front: the ELF header, the `#!` line, and the program headers
 /// of typical programs (up to 17 entries); a larger table takes one more read.
@@ -142,11 +142,15 @@ pub fn from_fd(fd: i32, name: &[u8]) -> Result<(File, Origin), Refusal> {
             }
         }
         FileType::Directory => Err(Refusal::cannot_execute("Is a directory")),
-        _ => {
-            let (memfd, size, held) = streamload::take(own, name)?;
-            Ok((File::with_head(memfd, size, true)?, Origin::Stream(held)))
-        }
+        _ => from_stream(&mut FdStream::new(own)?, name),
     }
+}
+
+/// Take a program that arrives as `stream` into a sealed memfd named after `name`, to be
+/// loaded from there as anonymous copies of its segments.
+pub fn from_stream(stream: &mut impl ByteStream, name: &[u8]) -> Result<(File, Origin), Refusal> {
+    let (memfd, size, held) = streamload::load(stream, name)?;
+    Ok((File::with_head(memfd, size, true)?, Origin::Stream(held)))
 }
 
 /// Execute permission on an open file, as exec checks it (mode bits and a noexec mount), asked

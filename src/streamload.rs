@@ -30,7 +30,19 @@ pub struct Memfd {
 }
 
 /// A descriptor read to its end.
-pub struct FdStream(pub OwnedFd);
+pub struct FdStream(OwnedFd);
+
+impl FdStream {
+    /// Read `fd` in blocking mode: if it was inherited non-blocking (a socket, say), that is
+    /// cleared, as the program is wanted whole.
+    pub fn new(fd: OwnedFd) -> Result<Self, Refusal> {
+        let flags = rustix::fs::fcntl_getfl(&fd).map_err(failure)?;
+        if flags.contains(OFlags::NONBLOCK) {
+            rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK).map_err(failure)?;
+        }
+        Ok(Self(fd))
+    }
+}
 
 impl ByteStream for FdStream {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Refusal> {
@@ -41,17 +53,6 @@ impl ByteStream for FdStream {
             }
         }
     }
-}
-
-/// Read `fd` to its end into a sealed memfd named after `name`; returns the memfd, the
-/// program's size, and what became of the memfd's exec permission.
-pub fn take(fd: OwnedFd, name: &[u8]) -> Result<(OwnedFd, u64, Memfd), Refusal> {
-    // Inherited non-blocking (a socket, say): block instead, the program is wanted whole.
-    let flags = rustix::fs::fcntl_getfl(&fd).map_err(failure)?;
-    if flags.contains(OFlags::NONBLOCK) {
-        rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK).map_err(failure)?;
-    }
-    load(&mut FdStream(fd), name)
 }
 
 /// The stream loader: `stream` to its end into a sealed memfd named after `name`.

@@ -60,14 +60,6 @@ pub fn exit(status: i32) -> ! {
     unsafe { asm!("syscall", in("rax") 231, in("rdi") status, options(noreturn, nostack)) }
 }
 
-/// personality(0xffffffff) reads the persona without changing it.
-pub fn personality() -> u64 {
-    let persona: u64;
-    // SAFETY: querying the personality has no effect on memory.
-    unsafe { asm!("syscall", inlateout("rax") 135u64 => persona, in("rdi") 0xffff_ffffu64, lateout("rcx") _, lateout("r11") _, options(nostack)) };
-    persona
-}
-
 /// Copy the stack image onto the real stack, unmap the scratch buffer it was built in, and
 /// enter the program in the state the kernel leaves: rsp at argc, every general register zero,
 /// default x87 and SSE control state, zeroed xmm registers, rflags 0x202.

@@ -340,6 +340,9 @@ int main(int argc, char **argv, char **envp)
     /* mappings */
     uptr prog_end = 0, interp_end = 0;
     int prog = first_map_of_file_at((uptr)phdr, &prog_end);
+    /* A program copied into anonymous memory (preload --fd from a stream): the mapping of its headers. */
+    if (prog < 0 && (prog = map_containing((uptr)phdr)) >= 0)
+        prog_end = maps[prog].end;
     int interp = getauxval(AT_BASE) ? first_map_of_file_at(getauxval(AT_BASE), &interp_end) : -1;
     printf("prog_path=%s\n", prog >= 0 ? maps[prog].path : "(AT_PHDR not in a file mapping)");
     printf("interp_path=%s\n", interp >= 0 ? maps[interp].path : "");

@@ -5,6 +5,8 @@
 //! no_std preloader's build.
 #![allow(dead_code)] // every test crate uses a different subset
 
+pub mod probe;
+
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
@@ -411,6 +413,12 @@ impl Invocation {
     /// Runs the program directly; an exec failure is returned instead of failing the test.
     pub fn try_run_direct(&self) -> std::io::Result<Output> {
         try_run(self.command(false), self.stdin.as_deref(), &format!("`{}`", self.describe()))
+    }
+
+    /// The command [`Invocation::run_preloaded`] runs, for callers that add to it (e.g. a
+    /// descriptor set up in a `pre_exec` hook) and run it with [`run`].
+    pub fn preloaded_command(&self) -> Command {
+        self.command(true)
     }
 
     pub fn run_preloaded(&self) -> Output {

@@ -13,6 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use common::probe::{assert_relations, differences, facts, parse};
 use common::{Both, Scratch, Variant, build_c, per_variant, require_tool};
 
 /// The file descriptor the tests hand the key on.
@@ -149,58 +150,44 @@ per_variant!(hello_sealed:
     hello_sealed_musl_static => MuslStatic,
 );
 
-fn probe_report(output: &Output, what: &str) -> BTreeMap<String, String> {
-    assert!(
-        output.status.success() && output.stderr.is_empty(),
-        "probe {what}: {}\n{}",
-        common::render_status(output.status),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .filter(|(key, _)| !key.starts_with("addr."))
-        .map(|(key, value)| (key.to_string(), value.to_string()))
+/// The file mappings (`filemap.*` values in address order) that are not `path`'s.
+fn file_mappings_except(facts: &BTreeMap<String, String>, path: &str) -> Vec<String> {
+    facts
+        .iter()
+        .filter(|(key, value)| key.starts_with("filemap.") && !value.ends_with(path))
+        .map(|(_, v)| v.clone())
         .collect()
 }
 
-/// The probe's deterministic facts must match, but for those that name the program's file:
-/// /proc/self/exe is the container, and the program's pages are anonymous copies.
+/// The probe's facts and relations (tests/common/probe.rs) must match the direct run's, but
+/// for exactly what names the program's file: /proc/self/exe is the container, and the
+/// program's pages are anonymous copies (no path, so not among the file mappings).
 fn probe_sealed(variant: Variant) {
     let keyed = Keyed::new(&format!("sealed-probe-{}", variant.name()));
     let (plain, sealed) = keyed.seal(&build_c("probe", variant), "probe");
     let args = ["first", "with space", "--verbose"];
-    let direct = probe_report(&run_plain(&plain, &args), "direct");
-    let preloaded = probe_report(&run_sealed(&sealed, &keyed.key, &args), "sealed");
-    assert_eq!(direct["exe"], plain.to_string_lossy(), "scenario check: exe of the direct run");
-    assert_eq!(preloaded["exe"], sealed.to_string_lossy(), "/proc/self/exe of a sealed program is its container");
-    assert_eq!(preloaded["prog_path"], "(AT_PHDR not in a file mapping)", "a sealed program's pages are anonymous");
-    let plain_path = plain.to_string_lossy();
-    // What the probe reads from the program's file mapping, and the mapping list (renumbered).
-    let compared = |report: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-        let file_keys = ["exe", "prog_path", "prog_first_offset", "prog_first_perms", "elf.type", "elf.entry"];
-        let mut compared: BTreeMap<String, String> = report
-            .iter()
-            .filter(|(key, _)| !file_keys.contains(&key.as_str()) && !key.starts_with("filemap."))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let maps: Vec<&str> = report
-            .iter()
-            .filter(|(key, value)| key.starts_with("filemap.") && !value.ends_with(&*plain_path))
-            .map(|(_, v)| v.as_str())
-            .collect();
-        compared.insert("filemaps".into(), maps.join("\n"));
-        compared
-    };
-    let (direct, preloaded) = (compared(&direct), compared(&preloaded));
-    let keys: std::collections::BTreeSet<&String> = direct.keys().chain(preloaded.keys()).collect();
-    let differ: Vec<_> = keys
-        .into_iter()
-        .filter(|key| direct.get(*key) != preloaded.get(*key))
-        .map(|key| (key, direct.get(key), preloaded.get(key)))
-        .collect();
-    assert!(differ.is_empty(), "sealed probe differs from the direct run: {differ:#?}");
-    assert!(direct.get("environ").is_some_and(|env| env.len() > 10), "scenario check: the environment is compared");
+    let direct = facts(&parse(&run_plain(&plain, &args), "direct"));
+    let preloaded = facts(&parse(&run_sealed(&sealed, &keyed.key, &args), "sealed"));
+    assert_relations(&direct, "scenario check, direct run");
+    let (plain_path, container) = (plain.to_string_lossy(), sealed.to_string_lossy());
+    let report = differences(&direct, &preloaded, |key, value| {
+        let value = value.map(String::as_str);
+        (key == "exe" && value == Some(&*container))
+            || (key == "prog_path" && value == Some(""))
+            || key.starts_with("filemap.")
+    });
+    assert!(report.is_empty(), "the sealed probe differs from the direct run:\n{report}");
+    assert_eq!(
+        file_mappings_except(&direct, &plain_path),
+        file_mappings_except(&preloaded, &plain_path),
+        "file mappings other than the program's"
+    );
+    assert!(
+        !preloaded.values().any(|value| value.contains(&*plain_path)),
+        "a sealed run never names the plain program"
+    );
+    assert_eq!(direct["exe"], plain_path, "scenario check: exe of the direct run");
+    assert_eq!(preloaded["exe"], container, "/proc/self/exe of a sealed program is its container");
 }
 
 per_variant!(probe_sealed:

@@ -18,6 +18,8 @@ declare -A package_of=(
   [sha256sum]=coreutils
   [kill]=procps
   [strace]=strace
+  [setcap]=libcap2-bin
+  [unshare]=util-linux
 )
 missing=()
 for cmd in "${!package_of[@]}"; do

@@ -12,6 +12,7 @@ pub mod elf;
 pub mod error;
 pub mod msg;
 pub mod plan;
+pub mod privilege;
 pub mod ranges;
 pub mod script;
 #[cfg(feature = "sealed")]

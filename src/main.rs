@@ -8,6 +8,7 @@
 
 #[path = "arch/x86_64.rs"]
 mod arch;
+mod creds;
 mod initial;
 mod load;
 mod mm;
@@ -27,10 +28,11 @@ use preload::elf::{self, Image};
 use preload::error::Refusal;
 use preload::msg::Msg;
 use preload::plan::{self, Extent};
+use preload::privilege::Ids;
 use preload::ranges::{RangeList, WINE_DEFAULT_RANGES};
 use preload::script::{self, MAX_SCRIPT_DEPTH};
 use preload::search::PATH_MAX;
-use preload::stack::{ProgramAux, StackImage, program_auxv};
+use preload::stack::{AT_SECURE, ProgramAux, StackImage, program_auxv};
 use preload::{PAGE_SIZE, page_align, page_start};
 use rustix::fd::AsFd;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
@@ -53,6 +55,10 @@ const UNRANDOMIZED_STACK_TOP: u64 = 0x7fff_ffff_f000;
 unsafe extern "C" fn preload_main(sp: *const u64) -> ! {
     // SAFETY: `_start` passes the stack pointer the kernel entered with.
     let stack = unsafe { InitialStack::from_sp(sp) };
+    let ids = Ids::from_auxv(stack.auxv());
+    if ids.is_setid() {
+        arch::exit(report::setid_refusal(ids));
+    }
     let status = match cli::parse(stack.args()) {
         Ok(Command::Help) => {
             write_all(STDOUT, USAGE.as_bytes());
@@ -245,6 +251,9 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
 fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, buffers: &'b mut Buffers) -> Result<(), Error<'b>> {
     let Buffers { path, levels, phdrs, interp_path, interp_phdrs, label } = buffers;
     let name = stack.arg(program);
+    // The program's credentials as a plain exec would give them (AT_SECURE goes on its stack).
+    let ids = Ids::from_auxv(stack.auxv());
+    let credentials = creds::plan(ids, stack.aux(AT_SECURE) == Some(1)).map_err(|errno| Error::at(name.to_bytes(), Refusal::failure_errno(errno.raw_os_error())))?;
 
     // args → source: the descriptor given with --fd (NAME is then only a name), or a PATH
     // search, then `#!` lines down to the ELF file.
@@ -356,7 +365,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     // Stack: argv, envp and auxv in a scratch buffer, copied onto the real stack at the jump.
     let mut prefix: [&[u8]; 1 + 2 * MAX_SCRIPT_DEPTH] = [&[]; 1 + 2 * MAX_SCRIPT_DEPTH];
     let prefix_len = argv_prefix(levels, execfn, options.argv0.unwrap_or(name.to_bytes()), &mut prefix);
-    let aux = ProgramAux { phdr: bias + extent.phdr, phnum: image.phdrs.len() as u64, base, entry: bias.wrapping_add(image.entry) };
+    let aux = ProgramAux { phdr: bias + extent.phdr, phnum: image.phdrs.len() as u64, base, entry: bias.wrapping_add(image.entry), secure: u64::from(credentials.secure) };
     let spec = StackImage {
         top,
         argv: prefix[..prefix_len].iter().copied().chain(stack.args().skip(program + 1).map(|arg| -> &[u8] { arg })),
@@ -411,8 +420,11 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         exe_fd: -1,
     };
     let outcome = mm::set(&mut map, file.fd.as_fd());
+    // The capabilities of the preloader's file served PR_SET_MM_MAP: the program must not keep them.
+    let dropped = creds::apply(&credentials).map_err(|_| fail(Refusal::failure("cannot drop the capabilities of the preloader's file")))?;
     if options.verbose {
         report_outcome(&mut verbose, base, entry, start_brk, layout.sp, outcome);
+        report::credentials(&mut verbose, exe_path, creds::not_honoured(file.fd.as_fd(), ids), dropped);
     }
 
     // Close everything the preloader opened, then enter the program.

@@ -6,6 +6,7 @@ use preload::elf::Image;
 use preload::error::Refusal;
 use preload::msg::Msg;
 use preload::plan::Segment;
+use preload::privilege::{self, Ids};
 use preload::ranges::Range;
 
 use crate::reserve::ReserveError;
@@ -83,6 +84,29 @@ impl<'a> Error<'a> {
         };
         out.end();
         self.refusal.status as i32
+    }
+}
+
+/// A set-ID preloader refuses to run: the message; returns the exit status.
+#[cold]
+pub fn setid_refusal(ids: Ids) -> i32 {
+    let mut out = Printer::new(STDERR);
+    out.line().text("refusing to run set-user-ID or set-group-ID (uid ").dec(ids.uid).text(", euid ").dec(ids.euid).text(", gid ").dec(ids.gid).text(", egid ").dec(ids.egid);
+    out.line().text("): ").text(privilege::SETID_REFUSAL);
+    out.end();
+    preload::error::Status::Failure as i32
+}
+
+/// For --verbose: what of the program's file was not applied, and whether the capabilities of
+/// the preloader's file were dropped.
+pub fn credentials(out: &mut Printer, path: &[u8], not_honoured: Option<&str>, dropped: bool) {
+    if let Some(what) = not_honoured {
+        out.line().bytes(path).text(": ").text(what).text(privilege::NOT_HONOURED);
+        out.end();
+    }
+    if dropped {
+        out.line().text("capabilities of the preloader's file dropped: the program runs with the caller's");
+        out.end();
     }
 }
 

@@ -38,6 +38,8 @@ pub struct ProgramAux {
     pub base: u64,
     /// The program's entry, never the interpreter's.
     pub entry: u64,
+    /// AT_SECURE as a plain exec would give it (see `privilege`).
+    pub secure: u64,
 }
 
 /// The program's auxv from the one the kernel gave the preloader: same entries in the same order
@@ -52,6 +54,7 @@ pub fn program_auxv(kernel: impl Iterator<Item = (u64, u64)> + Clone, aux: Progr
             AT_PHNUM => aux.phnum,
             AT_BASE => aux.base,
             AT_ENTRY => aux.entry,
+            AT_SECURE => aux.secure,
             _ => value,
         };
         (key, value)
@@ -260,7 +263,7 @@ mod tests {
     }
 
     fn kernel_auxv() -> Vec<(u64, u64)> {
-        vec![(AT_SYSINFO_EHDR, 0x7fff_1000), (AT_PAGESZ, 4096), (AT_PHDR, 0x7f00_0040), (AT_PHENT, 56), (AT_PHNUM, 4), (AT_BASE, 0), (AT_EXECFD, 3), (AT_ENTRY, 0x7f00_1000), (AT_SECURE, 0), (AT_RANDOM, 0xdead), (AT_EXECFN, 0xbeef), (AT_PLATFORM, 0xf00d), (AT_NULL, 0), (99, 99)]
+        vec![(AT_SYSINFO_EHDR, 0x7fff_1000), (AT_PAGESZ, 4096), (AT_PHDR, 0x7f00_0040), (AT_PHENT, 56), (AT_PHNUM, 4), (AT_BASE, 0), (AT_EXECFD, 3), (AT_ENTRY, 0x7f00_1000), (AT_SECURE, 1), (AT_RANDOM, 0xdead), (AT_EXECFN, 0xbeef), (AT_PLATFORM, 0xf00d), (AT_NULL, 0), (99, 99)]
     }
 
     fn read_word(image: &[u8], layout: &StackLayout, addr: u64) -> u64 {
@@ -275,7 +278,7 @@ mod tests {
     }
 
     fn build<'a>(argv: &'a [&'a str], envp: &'a [&'a str], gap: u64) -> (StackLayout, Vec<u8>, Vec<(u64, u64)>) {
-        let aux = ProgramAux { phdr: 0x5555_0040, phnum: 13, base: 0x7f77_0000, entry: 0x5555_1040 };
+        let aux = ProgramAux { phdr: 0x5555_0040, phnum: 13, base: 0x7f77_0000, entry: 0x5555_1040, secure: 0 };
         let kernel = kernel_auxv();
         let auxv: Vec<_> = program_auxv(kernel.iter().copied(), aux).collect();
         let spec = StackImage { top: TOP, argv: strs(argv), envp: strs(envp), execfn: b"/bin/prog", platform: Some(b"x86_64"), random: [7; 16], gap, auxv: auxv.iter().copied() };
@@ -291,6 +294,7 @@ mod tests {
         let keys: Vec<u64> = auxv.iter().map(|p| p.0).collect();
         assert_eq!(keys, [AT_SYSINFO_EHDR, AT_PAGESZ, AT_PHDR, AT_PHENT, AT_PHNUM, AT_BASE, AT_ENTRY, AT_SECURE, AT_RANDOM, AT_EXECFN, AT_PLATFORM]);
         assert_eq!(auxv[2..7], [(AT_PHDR, 0x5555_0040), (AT_PHENT, 56), (AT_PHNUM, 13), (AT_BASE, 0x7f77_0000), (AT_ENTRY, 0x5555_1040)]);
+        assert_eq!(auxv[7], (AT_SECURE, 0), "the program's AT_SECURE, not the preloader's");
     }
 
     #[test]

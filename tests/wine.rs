@@ -58,7 +58,7 @@ fn preload_as_wine64_preloader_runs_every_wine_process() {
     }
     let trace = scratch.path().join("execs");
     let mut command = Command::new(require_tool("strace"));
-    command.args(["-f", "-qq", "-e", "trace=execve", "-o"]).arg(&trace).arg(&bin).args(["cmd", "/c", "echo", "hello"]);
+    command.args(["-f", "--seccomp-bpf", "-qq", "-e", "trace=execve", "-o"]).arg(&trace).arg(&bin).args(["cmd", "/c", "echo", "hello"]);
     assert_hello(&run_wine(&scratch, command));
 
     // Every Wine process (the loader, wineboot, start.exe, cmd.exe...) went through preload.

@@ -142,7 +142,11 @@ pub fn assert_relations(facts: &BTreeMap<String, String>, what: &str) {
 
 /// The facts of `preloaded` that differ from `direct`, one indented entry each, leaving out
 /// the keys for which `accepted(key, preloaded value)` holds; empty when they agree.
-pub fn differences(direct: &BTreeMap<String, String>, preloaded: &BTreeMap<String, String>, accepted: impl Fn(&str, Option<&String>) -> bool) -> String {
+pub fn differences(
+    direct: &BTreeMap<String, String>,
+    preloaded: &BTreeMap<String, String>,
+    accepted: impl Fn(&str, Option<&String>) -> bool,
+) -> String {
     let mut report = String::new();
     for key in direct.keys().chain(preloaded.keys().filter(|k| !direct.contains_key(*k))) {
         let (d, p) = (direct.get(key), preloaded.get(key));

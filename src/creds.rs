@@ -1,0 +1,60 @@
+//! Applying `preload::privilege`: the program runs with the credentials a plain exec by the
+//! caller would give it, whatever the preloader's own file granted.
+
+use preload::privilege::{self, AfterExec, Caps, Ids, ProgramCredentials, ProgramFile};
+use rustix::fd::BorrowedFd;
+use rustix::io::Errno;
+use rustix::process::DumpableBehavior;
+use rustix::thread::{CapabilitiesSecureBits, CapabilitySet, CapabilitySets};
+
+/// The program's credentials, decided before its stack is built (AT_SECURE goes into it).
+pub fn plan(ids: Ids, kernel_secure: bool) -> Result<ProgramCredentials, Errno> {
+    if !kernel_secure {
+        // The exec gained nothing (see `after_plain_exec`): no need to ask.
+        return Ok(ProgramCredentials { caps: None, secure: false });
+    }
+    inspect(ids)
+}
+
+/// The decision after an exec with AT_SECURE, from the capability sets the kernel gave.
+#[cold]
+fn inspect(ids: Ids) -> Result<ProgramCredentials, Errno> {
+    let sets = rustix::thread::capabilities(None)?;
+    let permitted = sets.permitted.bits();
+    let mut ambient = 0;
+    for cap in (0..u64::BITS).map(|bit| 1u64 << bit).filter(|cap| permitted & cap != 0) {
+        if rustix::thread::capability_is_in_ambient_set(CapabilitySet::from_bits_retain(cap))? {
+            ambient |= cap;
+        }
+    }
+    let no_root = rustix::thread::capabilities_secure_bits()?.contains(CapabilitiesSecureBits::NO_ROOT);
+    let caps = Caps { effective: sets.effective.bits(), permitted, inheritable: sets.inheritable.bits() };
+    Ok(privilege::after_plain_exec(AfterExec { caps, ambient, root: ids.euid == 0 && !no_root, secure: true }))
+}
+
+/// Install the program's capability sets, and the dumpability a plain exec leaves (SUID_DUMP_USER:
+/// same real and effective ids, a readable file), which the kernel took away from the preloader
+/// for the capabilities its file granted. Called after PR_SET_MM_MAP, which needed them.
+/// Returns whether anything was dropped.
+pub fn apply(credentials: &ProgramCredentials) -> Result<bool, Errno> {
+    let Some(caps) = credentials.caps else {
+        return Ok(false);
+    };
+    let sets = CapabilitySets {
+        effective: CapabilitySet::from_bits_retain(caps.effective),
+        permitted: CapabilitySet::from_bits_retain(caps.permitted),
+        inheritable: CapabilitySet::from_bits_retain(caps.inheritable),
+    };
+    rustix::thread::set_capabilities(None, sets)?;
+    rustix::process::set_dumpable_behavior(DumpableBehavior::Dumpable)?;
+    Ok(true)
+}
+
+/// What a kernel exec would have taken from the program's file and the preloader does not
+/// apply; for --verbose.
+#[cold]
+pub fn not_honoured(program: BorrowedFd<'_>, ids: Ids) -> Option<&'static str> {
+    let stat = rustix::fs::fstat(program).ok()?;
+    let has_caps = rustix::fs::fgetxattr_query(program, c"security.capability").is_ok();
+    privilege::not_honoured(ProgramFile { mode: stat.st_mode, owner: stat.st_uid, group: stat.st_gid, has_caps }, ids)
+}

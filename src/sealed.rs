@@ -179,7 +179,7 @@ fn hex_digit(digit: u8) -> Option<u8> {
 
 /// Encrypt a compressed program in place and return the tag (the sealing side of [`open`]).
 pub fn seal(key: &Key, header: &Header, body: &mut [u8]) -> [u8; TAG_SIZE] {
-    let cipher = ChaCha20Poly1305::new(&key.0.into());
+    let cipher = ChaCha20Poly1305::new((&key.0).into());
     let nonce = Nonce::from(header.nonce);
     // The only error is a body over 256 GiB, far above MAX_PROGRAM_SIZE.
     cipher.encrypt_inout_detached(&nonce, &header.encode(), body.into()).map_or([0; TAG_SIZE], Into::into)
@@ -192,8 +192,9 @@ pub fn open(key: &Key, header_bytes: &[u8; HEADER_SIZE], body: &mut [u8], tag: &
     if header.body_size != body.len() as u64 {
         return Err(Refusal::cannot_execute(TRUNCATED));
     }
-    // The cipher keeps a copy of the key, which the crate's zeroize feature wipes on drop.
-    let cipher = ChaCha20Poly1305::new(&key.0.into());
+    // The key is borrowed, never copied to a temporary; the cipher's own copy is wiped on drop
+    // (the crate's zeroize feature).
+    let cipher = ChaCha20Poly1305::new((&key.0).into());
     cipher.decrypt_inout_detached(&Nonce::from(header.nonce), header_bytes, body.into(), &Tag::from(*tag)).map_err(|_| Refusal::cannot_execute(AUTHENTICATION_FAILED))
 }
 

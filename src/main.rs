@@ -322,7 +322,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
             report_stream(&mut verbose, exe_path, file.size, memfd);
         }
         if sealed {
-            verbose.line().bytes(exe_path).text(": sealed, authenticated; ").dec(file.size).text(" bytes inflated into anonymous memory, segments copied; /proc/self/exe is the container");
+            verbose.line().bytes(exe_path).text(": sealed, authenticated; ").dec(file.size).text(" bytes inflated into anonymous memory, segments copied; its container stands for it as exe");
             verbose.end();
         }
         report::image(&mut verbose, "program", exe_path, &image, planned);

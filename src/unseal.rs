@@ -12,7 +12,7 @@ use preload::error::Refusal;
 use preload::page_align;
 use preload::sealed::{self, HEADER_SIZE, Header, Inflater, KEY_SIZE, Key, Secret, TAG_SIZE};
 use preload::stream;
-use rustix::fd::{BorrowedFd, FromRawFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -35,9 +35,10 @@ fn key_fd(value: &[u8]) -> Option<i32> {
     (fd > 2).then_some(fd)
 }
 
-/// Read the key, to the end of its descriptor, into `key`, and close the descriptor.
-fn read_key(fd_var: Option<&[u8]>, key: &mut Key) -> Result<(), Refusal> {
-    let fd = key_fd(fd_var.ok_or(Refusal::cannot_execute(NO_KEY))?).ok_or(Refusal::cannot_execute(BAD_KEY_FD))?;
+/// Read the key, to the end of its descriptor, into `key`, and close the descriptor. `own` is
+/// the one descriptor the preloader has opened itself by now (the container's): never the key's.
+fn read_key(fd_var: Option<&[u8]>, own: BorrowedFd, key: &mut Key) -> Result<(), Refusal> {
+    let fd = key_fd(fd_var.ok_or(Refusal::cannot_execute(NO_KEY))?).filter(|&fd| fd != own.as_raw_fd()).ok_or(Refusal::cannot_execute(BAD_KEY_FD))?;
     // SAFETY: only probed, while the number is not otherwise in use by the preloader.
     rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(fd) }).map_err(|_| Refusal::cannot_execute(BAD_KEY_FD))?;
     // SAFETY: the descriptor is open (checked above) and was handed over for the key alone;
@@ -109,7 +110,7 @@ impl Drop for Plain {
 /// segments copied.
 pub fn unseal(container: File, key_fd_var: Option<&[u8]>) -> Result<File, Refusal> {
     let mut key = Key::zeroed();
-    read_key(key_fd_var, &mut key)?;
+    read_key(key_fd_var, container.fd.as_fd(), &mut key)?;
     let mut header_bytes = [0u8; HEADER_SIZE];
     container.read_at(0, &mut header_bytes).map_err(|_| Refusal::cannot_execute(sealed::TRUNCATED))?;
     let header = Header::parse(&header_bytes)?;

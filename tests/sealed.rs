@@ -312,8 +312,9 @@ fn the_key_is_taken_only_from_a_descriptor() {
         let output = marker.run(&marker.sealed, &unused_key, &[(name, value)], &[]);
         marker.assert_refused(&output, "sealed program", &format!("{name}=<hex key>"));
     }
-    // Not stdin, stdout or stderr, which belong to the program.
-    for fd in ["0", "1", "2", "99"] {
+    // Not stdin, stdout or stderr, which belong to the program; not one that is not open (99),
+    // nor the container preload opened itself (4, the lowest free with the key on 3).
+    for fd in ["0", "1", "2", "99", "4"] {
         let output = marker.run(&marker.sealed, &marker.keyed.key, &[("PRELOAD_KEY_FD", fd)], &[]);
         marker.assert_refused(
             &output,

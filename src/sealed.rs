@@ -14,13 +14,13 @@
 //! | 40 + body size | 16 | Poly1305 tag over header and body |
 //!
 //! Integers are little-endian. Nothing of the body is used before the tag has been checked:
-//! [`open`] authenticates the whole container, then decrypts the body in place, and [`inflate`]
-//! inflates it into the caller's buffer.
+//! [`open`] authenticates the whole container, then decrypts the body in place, and
+//! [`Inflating`] inflates it on demand, as the loader reads the program.
 
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
 use miniz_oxide::inflate::TINFLStatus;
-use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
+use miniz_oxide::inflate::core::{DecompressorOxide, decompress_with_limit, inflate_flags};
 
 use crate::error::Refusal;
 
@@ -198,33 +198,91 @@ pub fn open(key: &Key, header_bytes: &[u8; HEADER_SIZE], body: &mut [u8], tag: &
     cipher.decrypt_inout_detached(&Nonce::from(header.nonce), header_bytes, body.into(), &Tag::from(*tag)).map_err(|_| Refusal::cannot_execute(AUTHENTICATION_FAILED))
 }
 
-/// The inflater's state: about 11 KiB derived from the plaintext (Huffman tables, bit buffer),
-/// so it lives where the caller can wipe it (the shell puts it in the body's mapping).
-pub struct Inflater(DecompressorOxide);
+/// How much inflated output stays readable behind the newest byte: twice deflate's 32 KiB
+/// window, so that a segment may start up to 32 KiB before where the previous one ended (they
+/// share at most a page in a normal ELF) without inflating again from the start.
+pub const RING_SIZE: usize = 64 * 1024;
 
-impl Inflater {
+/// The inflater's state and its output ring: about 75 KiB derived from the plaintext, so it
+/// lives where the caller can wipe it (the shell puts it in the body's mapping).
+pub struct InflateState {
+    decompressor: DecompressorOxide,
+    ring: [u8; RING_SIZE],
+}
+
+impl InflateState {
     pub fn new() -> Self {
-        Self(DecompressorOxide::new())
+        Self { decompressor: DecompressorOxide::new(), ring: [0; RING_SIZE] }
     }
 }
 
-impl Default for Inflater {
+impl Default for InflateState {
     fn default() -> Self {
         Self::new()
     }
 }
 
-/// Inflate the decrypted `body` into `program`, which must come out exactly full. The whole
-/// output is one buffer, so the inflater copies its matches within it and needs no window.
-pub fn inflate(body: &[u8], program: &mut [u8], inflater: &mut Inflater) -> Result<(), Refusal> {
-    inflater.0.init();
-    let flags = inflate_flags::TINFL_FLAG_PARSE_ZLIB_HEADER | inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
-    let (status, read, written) = decompress(&mut inflater.0, body, program, 0, flags);
-    match status {
-        TINFLStatus::Done if written == program.len() && read == body.len() => Ok(()),
-        TINFLStatus::Done if written < program.len() => Err(Refusal::cannot_execute(WRONG_SIZE)),
-        TINFLStatus::HasMoreOutput => Err(Refusal::cannot_execute(WRONG_SIZE)),
-        _ => Err(Refusal::cannot_execute(CORRUPT)),
+/// Where inflating the body has got to. The program is inflated on demand, as the loader reads
+/// it (in file order, as segments are laid out), so only the compressed body and the program's
+/// own pages are ever held whole; a read behind the ring starts again from the beginning.
+#[derive(Clone, Copy, Debug)]
+pub struct Inflating {
+    size: u64,
+    consumed: usize,
+    /// Bytes inflated so far; the ring holds the last `min(produced, RING_SIZE)` of them.
+    produced: u64,
+    finished: bool,
+}
+
+impl Inflating {
+    /// For a body whose header declared `program_size`.
+    pub fn new(program_size: u64, state: &mut InflateState) -> Self {
+        state.decompressor.init();
+        Self { size: program_size, consumed: 0, produced: 0, finished: false }
+    }
+
+    /// The program's bytes at `offset`, as `pread` on the plain file would give them.
+    pub fn read_exact_at(&mut self, body: &[u8], state: &mut InflateState, offset: u64, buf: &mut [u8]) -> Result<(), Refusal> {
+        let end = offset.checked_add(buf.len() as u64).filter(|&end| end <= self.size).ok_or(Refusal::cannot_execute(WRONG_SIZE))?;
+        if offset < self.produced.saturating_sub(RING_SIZE as u64) {
+            *self = Self::new(self.size, state);
+        }
+        let mut at = offset;
+        while at < end {
+            if at >= self.produced {
+                self.inflate_more(body, state)?;
+                continue;
+            }
+            let start = (at % RING_SIZE as u64) as usize;
+            let len = (end.min(self.produced) - at).min((RING_SIZE - start) as u64) as usize;
+            let filled = (at - offset) as usize;
+            buf[filled..filled + len].copy_from_slice(&state.ring[start..start + len]);
+            at += len as u64;
+        }
+        Ok(())
+    }
+
+    /// Inflate the next piece into the ring, up to its end (the oldest bytes make room).
+    fn inflate_more(&mut self, body: &[u8], state: &mut InflateState) -> Result<(), Refusal> {
+        if self.finished {
+            return Err(Refusal::cannot_execute(WRONG_SIZE));
+        }
+        let pos = (self.produced % RING_SIZE as u64) as usize;
+        let flags = inflate_flags::TINFL_FLAG_PARSE_ZLIB_HEADER;
+        let (status, read, written) = decompress_with_limit(&mut state.decompressor, &body[self.consumed..], &mut state.ring, pos, RING_SIZE - pos, flags);
+        self.consumed += read;
+        self.produced += written as u64;
+        match status {
+            _ if self.produced > self.size => Err(Refusal::cannot_execute(WRONG_SIZE)),
+            TINFLStatus::Done if self.produced < self.size => Err(Refusal::cannot_execute(WRONG_SIZE)),
+            TINFLStatus::Done if self.consumed < body.len() => Err(Refusal::cannot_execute(CORRUPT)),
+            TINFLStatus::Done => {
+                self.finished = true;
+                Ok(())
+            }
+            TINFLStatus::HasMoreOutput if written > 0 => Ok(()),
+            _ => Err(Refusal::cannot_execute(CORRUPT)),
+        }
     }
 }
 
@@ -256,7 +314,8 @@ mod tests {
         let mut body = container[HEADER_SIZE..tag_at].to_vec();
         open(&Secret(*key), header_bytes, &mut body, container[tag_at..].try_into().unwrap())?;
         let mut program = vec![0u8; header.program_size as usize];
-        inflate(&body, &mut program, &mut Inflater::new())?;
+        let mut state = Box::new(InflateState::new());
+        Inflating::new(header.program_size, &mut state).read_exact_at(&body, &mut state, 0, &mut program)?;
         Ok(program)
     }
 
@@ -363,16 +422,39 @@ mod tests {
     #[test]
     fn a_body_that_inflates_to_another_size_or_not_at_all_is_refused() {
         let program = sample(5000);
-        let mut body = vec![0u8; zlib_rs::compress_bound(program.len())];
-        let (compressed, _) = zlib_rs::compress_slice(&mut body, &program, zlib_rs::DeflateConfig::default());
+        let compressed = compress(&program);
+        let read_all = |body: &[u8], declared: u64| {
+            let mut state = Box::new(InflateState::new());
+            Inflating::new(declared, &mut state).read_exact_at(body, &mut state, 0, &mut vec![0u8; declared as usize])
+        };
         for declared in [4999, 5001] {
-            let outcome = inflate(compressed, &mut vec![0u8; declared], &mut Inflater::new());
-            assert_eq!(outcome, Err(Refusal::cannot_execute(WRONG_SIZE)), "declared {declared}");
+            assert_eq!(read_all(&compressed, declared), Err(Refusal::cannot_execute(WRONG_SIZE)), "declared {declared}");
         }
         let trailing = [&compressed[..], b"x"].concat();
-        assert_eq!(inflate(&trailing, &mut vec![0u8; 5000], &mut Inflater::new()), Err(Refusal::cannot_execute(CORRUPT)));
-        assert_eq!(inflate(b"\x78\x9cgarbage", &mut [0; 16], &mut Inflater::new()), Err(Refusal::cannot_execute(CORRUPT)));
-        assert_eq!(inflate(&compressed[..100], &mut vec![0u8; 5000], &mut Inflater::new()), Err(Refusal::cannot_execute(CORRUPT)));
+        assert_eq!(read_all(&trailing, 5000), Err(Refusal::cannot_execute(CORRUPT)));
+        assert_eq!(read_all(b"\x78\x9cgarbage", 16), Err(Refusal::cannot_execute(CORRUPT)));
+        assert_eq!(read_all(&compressed[..100], 5000), Err(Refusal::cannot_execute(CORRUPT)));
+    }
+
+    fn compress(program: &[u8]) -> Vec<u8> {
+        let mut body = vec![0u8; zlib_rs::compress_bound(program.len())];
+        let (compressed, _) = zlib_rs::compress_slice(&mut body, program, zlib_rs::DeflateConfig::default());
+        compressed.to_vec()
+    }
+
+    #[test]
+    fn reads_in_any_order_give_the_program_bytes() {
+        let program = sample(500_000);
+        let body = compress(&program);
+        let mut state = Box::new(InflateState::new());
+        let mut inflating = Inflating::new(program.len() as u64, &mut state);
+        // Headers, then segments in file order sharing pages, then far back, then the end.
+        for (offset, len) in [(0, 64), (64, 504), (0, 4096), (4000, 100_000), (100_000, 200_000), (299_000, 1), (10, 20), (250_000, 250_000)] {
+            let mut buf = vec![0u8; len];
+            inflating.read_exact_at(&body, &mut state, offset as u64, &mut buf).unwrap();
+            assert!(buf == program[offset..offset + len], "{len} bytes at {offset}");
+        }
+        assert_eq!(inflating.read_exact_at(&body, &mut state, 499_999, &mut [0; 2]), Err(Refusal::cannot_execute(WRONG_SIZE)));
     }
 
     #[test]

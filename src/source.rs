@@ -26,10 +26,10 @@ pub struct File {
     /// The program arrived as a stream and `fd` is the memfd holding it: its segments are
     /// loaded as anonymous copies, not mapped from `fd`.
     pub copy_segments: bool,
-    /// A sealed program, inflated into anonymous memory: its head and all reads come from
-    /// there, while `fd` is the container (for /proc/self/exe).
+    /// A sealed program, decrypted in anonymous memory: its head and all reads come from there
+    /// (inflated on demand), while `fd` is the container (for /proc/self/exe).
     #[cfg(feature = "sealed")]
-    pub unsealed: Option<crate::unseal::Plain>,
+    pub unsealed: Option<crate::unseal::Unsealed>,
 }
 
 impl File {

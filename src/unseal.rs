@@ -1,16 +1,17 @@
 //! Opening a sealed container: the key from the descriptor named by `PRELOAD_KEY_FD` (never
 //! from an argument or an environment value), the whole body read into one anonymous mapping
-//! and authenticated before any of it is decrypted, then inflated into a second anonymous
-//! mapping from which the loader copies the segments, as for a streamed program. The key, the
-//! decrypted body, the inflater's state and the inflated program are wiped when done with;
-//! no plaintext is ever written to a file, a memfd included.
+//! and authenticated before any of it is decrypted, then inflated on demand as the loader
+//! copies the segments, as for a streamed program. The key, the decrypted body and the
+//! inflater's state are wiped when done with; no plaintext is ever written to a file, a memfd
+//! included.
 
+use core::cell::Cell;
 use core::ffi::c_void;
 
 use preload::elf::Aligned;
 use preload::error::Refusal;
 use preload::page_align;
-use preload::sealed::{self, HEADER_SIZE, Header, Inflater, KEY_SIZE, Key, Secret, TAG_SIZE};
+use preload::sealed::{self, HEADER_SIZE, Header, InflateState, Inflating, KEY_SIZE, Key, Secret, TAG_SIZE};
 use preload::stream;
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::io::Errno;
@@ -59,55 +60,70 @@ fn read_key(fd_var: Option<&[u8]>, own: BorrowedFd, key: &mut Key) -> Result<(),
 }
 
 /// A private anonymous read-write mapping holding plaintext: wiped and unmapped when dropped.
-pub struct Plain {
+struct Plain {
     base: *mut u8,
     len: usize,
-    /// How many bytes are meant to be read back (the program's size).
-    size: u64,
 }
 
 impl Plain {
-    fn new(size: u64) -> Result<Self, Refusal> {
-        let len = page_align(size) as usize;
+    fn new(len: usize) -> Result<Self, Refusal> {
+        let len = page_align(len as u64) as usize;
         // NORESERVE: sizes come from a header whose tag is not checked yet when the body is read.
         // SAFETY: a fresh private anonymous mapping, used only through the Plain that owns it.
         let base = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE | MapFlags::NORESERVE) }
             .map_err(|errno| Refusal::failure_errno(errno.raw_os_error()))?;
-        Ok(Self { base: base.cast::<u8>(), len, size })
-    }
-
-    fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: the whole mapping, borrowed through `self` alone.
-        unsafe { core::slice::from_raw_parts_mut(self.base, self.len) }
-    }
-
-    /// The first bytes, as [`File::head`] gives them for a file.
-    pub fn head(&self) -> &[u8] {
-        // SAFETY: at most `size` <= len bytes of the mapping; shared borrows only.
-        unsafe { core::slice::from_raw_parts(self.base, self.size.min(HEAD_SIZE as u64) as usize) }
-    }
-
-    /// The sealed program's bytes at `offset`, as `pread` on the plain file would give them.
-    pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        let end = offset.checked_add(buf.len() as u64).filter(|&end| end <= self.size).ok_or(Errno::IO)?;
-        // SAFETY: [offset, end) lies within the first `size` <= len bytes of the mapping.
-        buf.copy_from_slice(unsafe { core::slice::from_raw_parts(self.base.add(offset as usize), (end - offset) as usize) });
-        Ok(())
+        Ok(Self { base: base.cast::<u8>(), len })
     }
 }
 
 impl Drop for Plain {
     fn drop(&mut self) {
-        sealed::wipe(self.bytes());
-        // SAFETY: the mapping made in `new`; no borrow of it outlives the Plain.
+        // SAFETY: the whole mapping, which nothing borrows any more (its owner is being dropped).
+        sealed::wipe(unsafe { core::slice::from_raw_parts_mut(self.base, self.len) });
+        // SAFETY: the mapping made in `new`, unused from here on.
         let _ = unsafe { rustix::mm::munmap(self.base.cast::<c_void>(), self.len) };
     }
 }
 
-/// Authenticate and decrypt `container` with the key from `key_fd_var`, and inflate it into
-/// anonymous memory. The result reads like the plain program's file, keeps the container's
-/// descriptor (so /proc/self/exe shows the container: there is no plain file) and has its
-/// segments copied.
+/// A sealed program, authenticated and decrypted, read as the loader asks: one mapping holds
+/// the decrypted (still compressed) body, the inflater's state and ring, and a copy of the
+/// program's first bytes; the program is inflated on demand straight into the loader's buffers,
+/// so it is never held whole outside its own pages.
+pub struct Unsealed {
+    mapping: Plain,
+    body_len: usize,
+    state_at: usize,
+    head_at: usize,
+    head_len: usize,
+    inflating: Cell<Inflating>,
+}
+
+impl Unsealed {
+    /// The first bytes, as [`File::head`] gives them for a file.
+    pub fn head(&self) -> &[u8] {
+        // SAFETY: the head copy's place in the mapping, written in `unseal` and only read since.
+        unsafe { core::slice::from_raw_parts(self.mapping.base.add(self.head_at), self.head_len) }
+    }
+
+    /// The program's bytes at `offset`, as `pread` on the plain file would give them.
+    pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let mut inflating = self.inflating.get();
+        // SAFETY: body and state are disjoint places in the mapping; the body is only read, and
+        // the state is touched by this method alone, which does not recurse: no other reference
+        // to it exists while this one lives. `buf` is the caller's, outside the mapping.
+        let result = unsafe {
+            let body = core::slice::from_raw_parts(self.mapping.base, self.body_len);
+            let state = &mut *self.mapping.base.add(self.state_at).cast::<InflateState>();
+            inflating.read_exact_at(body, state, offset, buf)
+        };
+        self.inflating.set(inflating);
+        result.map_err(|_| Errno::IO)
+    }
+}
+
+/// Authenticate and decrypt `container` with the key from `key_fd_var`. The result reads like
+/// the plain program's file (inflating on demand), keeps the container's descriptor (so
+/// /proc/self/exe shows the container: there is no plain file) and has its segments copied.
 pub fn unseal(container: File, key_fd_var: Option<&[u8]>) -> Result<File, Refusal> {
     let mut key = Key::zeroed();
     read_key(key_fd_var, container.fd.as_fd(), &mut key)?;
@@ -121,13 +137,13 @@ pub fn unseal(container: File, key_fd_var: Option<&[u8]>) -> Result<File, Refusa
         return Err(Refusal::cannot_execute(sealed::TRAILING));
     }
 
-    // The body, then the inflater's state, in one mapping. Header::parse bounds the body size
-    // to about MAX_PROGRAM_SIZE, so none of this overflows.
+    // Header::parse bounds the body size to about MAX_PROGRAM_SIZE, so none of this overflows.
     let body_len = header.body_size as usize;
-    let inflater_at = page_align(body_len as u64) as usize;
-    let mut body_mapping = Plain::new((inflater_at + size_of::<Inflater>()) as u64)?;
-    let (body, inflater) = body_mapping.bytes().split_at_mut(inflater_at);
-    let body = &mut body[..body_len];
+    let state_at = page_align(body_len as u64) as usize;
+    let head_at = state_at + page_align(size_of::<InflateState>() as u64) as usize;
+    let mapping = Plain::new(head_at + HEAD_SIZE)?;
+    // SAFETY: the body's place at the start of the mapping, which nothing else refers to yet.
+    let body = unsafe { core::slice::from_raw_parts_mut(mapping.base, body_len) };
     let io_error = |errno: Errno| Refusal::from_errno(errno.raw_os_error());
     container.read_exact_at(HEADER_SIZE as u64, body).map_err(io_error)?;
     let mut tag = [0u8; TAG_SIZE];
@@ -135,20 +151,20 @@ pub fn unseal(container: File, key_fd_var: Option<&[u8]>) -> Result<File, Refusa
     sealed::open(&key, &header_bytes, body, &tag)?;
     drop(key);
 
-    let inflater = inflater.as_mut_ptr().cast::<Inflater>();
-    // SAFETY: the inflater's place is page-aligned, inside the mapping, disjoint from the body,
-    // and exclusively ours; it is written before it is borrowed.
-    let inflater = unsafe {
-        inflater.write(Inflater::new());
-        &mut *inflater
+    let state = mapping.base.wrapping_add(state_at).cast::<InflateState>();
+    // SAFETY: the state's place is page-aligned, inside the mapping and disjoint from the body;
+    // it is written before it is borrowed, and the borrow ends with this block.
+    let inflating = unsafe {
+        state.write(InflateState::new());
+        Inflating::new(header.program_size, &mut *state)
     };
-    let mut program = Plain::new(header.program_size)?;
-    let size = header.program_size as usize;
-    sealed::inflate(body, &mut program.bytes()[..size], inflater)?;
-    // The compressed plaintext and the inflater's state go before the segments are made.
-    drop(body_mapping);
-    stream::check_start(&program.bytes()[..size.min(64)]).map_err(Refusal::cannot_execute)?;
+    let head_len = header.program_size.min(HEAD_SIZE as u64) as usize;
+    let unsealed = Unsealed { mapping, body_len, state_at, head_at, head_len, inflating: Cell::new(inflating) };
+    // SAFETY: the head copy's place, after the state, inside the mapping and disjoint from both.
+    let head = unsafe { core::slice::from_raw_parts_mut(unsealed.mapping.base.add(head_at), head_len) };
+    unsealed.read_exact_at(0, head).map_err(|_| Refusal::cannot_execute("sealed program does not decompress"))?;
+    stream::check_start(&head[..head_len.min(64)]).map_err(Refusal::cannot_execute)?;
     // Nothing of the plaintext in the File itself (it is moved about on the stack): its head
     // and every read come from the mapping.
-    Ok(File { fd: container.fd, size: header.program_size, head: Aligned::zeroed(), head_len: 0, copy_segments: true, unsealed: Some(program) })
+    Ok(File { fd: container.fd, size: header.program_size, head: Aligned::zeroed(), head_len: 0, copy_segments: true, unsealed: Some(unsealed) })
 }

@@ -8,7 +8,7 @@
 //! drawn at random from a small vocabulary: compressible, but not trivially), which reads every
 //! byte (so that both launches end with the whole program resident) and prints its own VmHWM.
 //! Through preload there is no exec in between, so VmHWM includes the preloader's own peak: the
-//! encrypted body, the inflated program and the program's pages. Needs gcc.
+//! decrypted body and the program's pages. Needs gcc.
 //!
 //! Std only, on purpose: dev-dependencies that enable `std` on rustix or goblin would break the
 //! no_std preloader's build.

@@ -3,14 +3,17 @@
 
 use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};
 use goblin::elf64::header::{ELFMAG, Header, SIZEOF_EHDR};
-use goblin::elf64::program_header::{PF_X, PT_GNU_STACK, PT_INTERP, PT_LOAD, ProgramHeader, SIZEOF_PHDR};
+use goblin::elf64::program_header::{PF_W, PF_X, PT_GNU_STACK, PT_INTERP, PT_LOAD, ProgramHeader, SIZEOF_PHDR};
 
-use crate::{PAGE_SIZE, page_offset};
+use crate::{PAGE_SIZE, page_offset, page_start};
 
 /// The end of the x86_64 user address space with 4-level paging (TASK_SIZE_MAX).
 pub const TASK_SIZE: u64 = (1 << 47) - PAGE_SIZE;
-/// The kernel reads at most one page of program headers (ELF_MIN_ALIGN).
-pub const MAX_PHDR_TABLE: usize = PAGE_SIZE as usize;
+/// The kernel reads at most 64 KiB of program headers (1170 entries; measured on 6.18, which no
+/// longer limits the table to ELF_MIN_ALIGN).
+pub const MAX_PHDR_TABLE: usize = 65536;
+/// EM_386: the kernel runs these through IA32 emulation; preload loads x86_64 programs only.
+pub const EM_386: u16 = 3;
 /// PATH_MAX bounds PT_INTERP.
 pub const MAX_INTERP_LEN: u64 = 4096;
 
@@ -40,6 +43,9 @@ pub fn phdr_table(header: &Header) -> Result<(u64, usize), &'static str> {
     if header.e_type != ET_EXEC && header.e_type != ET_DYN {
         return Err("not an executable or shared object (ELF type is neither EXEC nor DYN)");
     }
+    if header.e_machine == EM_386 {
+        return Err("an i386 (32-bit) program: preload runs x86_64 programs only");
+    }
     if header.e_machine != EM_X86_64 {
         return Err("wrong machine: not an x86_64 program");
     }
@@ -53,11 +59,10 @@ pub fn phdr_table(header: &Header) -> Result<(u64, usize), &'static str> {
     Ok((header.e_phoff, len))
 }
 
-/// View a program header table read into an aligned buffer.
-pub fn program_headers<const N: usize>(table: &Aligned<N>, len: usize) -> &[ProgramHeader] {
-    let bytes = &table.0[..len.min(N) / SIZEOF_PHDR * SIZEOF_PHDR];
-    // An 8-aligned buffer of whole entries always converts.
-    plain::slice_from_bytes(bytes).unwrap_or(&[])
+/// View a program header table read into an 8-aligned buffer (whole entries only; an unaligned
+/// buffer gives none).
+pub fn program_headers(table: &[u8]) -> &[ProgramHeader] {
+    plain::slice_from_bytes(&table[..table.len() / SIZEOF_PHDR * SIZEOF_PHDR]).unwrap_or(&[])
 }
 
 /// An executable that passed validation.
@@ -71,7 +76,7 @@ pub struct Image<'a> {
 }
 
 impl<'a> Image<'a> {
-    pub fn loads(&self) -> impl Iterator<Item = &'a ProgramHeader> + Clone + 'a {
+    pub fn loads(&self) -> impl DoubleEndedIterator<Item = &'a ProgramHeader> + Clone + 'a {
         self.phdrs.iter().filter(|ph| ph.p_type == PT_LOAD)
     }
 
@@ -86,26 +91,43 @@ impl<'a> Image<'a> {
     }
 }
 
+/// The kernel's checks of a program's PT_INTERP (an interpreter's own PT_INTERP is ignored).
+pub fn check_interp(interp: &ProgramHeader, file_size: u64) -> Result<(), &'static str> {
+    if interp.p_filesz < 2 || interp.p_filesz > MAX_INTERP_LEN {
+        return Err("bad PT_INTERP size");
+    }
+    if interp.p_offset.checked_add(interp.p_filesz).is_none_or(|end| end > file_size) {
+        return Err("PT_INTERP beyond end of file");
+    }
+    Ok(())
+}
+
 /// Check the program headers of a file of `file_size` bytes.
 pub fn validate<'a>(header: &Header, phdrs: &'a [ProgramHeader], file_size: u64) -> Result<Image<'a>, &'static str> {
     let image = Image { relocatable: header.e_type == ET_DYN, entry: header.e_entry, phoff: header.e_phoff, phdrs };
-    if let Some(interp) = image.interp() {
-        if interp.p_filesz < 2 || interp.p_filesz > MAX_INTERP_LEN {
-            return Err("bad PT_INTERP size");
-        }
-        if interp.p_offset.checked_add(interp.p_filesz).is_none_or(|end| end > file_size) {
-            return Err("PT_INTERP beyond end of file");
-        }
-    }
-    let mut any_load = false;
     for ph in image.loads() {
-        any_load = true;
         check_load(ph, file_size)?;
     }
-    if !any_load {
+    Ok(image)
+}
+
+/// A program that arrived as a stream has no file to map past its end: every segment's file
+/// bytes must have arrived.
+pub fn check_segments_in_file(phdrs: &[ProgramHeader], file_size: u64) -> Result<(), &'static str> {
+    let beyond = |ph: &ProgramHeader| ph.p_offset.checked_add(ph.p_filesz).is_none_or(|end| end > file_size);
+    match phdrs.iter().any(|ph| ph.p_type == PT_LOAD && ph.p_filesz > 0 && beyond(ph)) {
+        true => Err("segment beyond end of file"),
+        false => Ok(()),
+    }
+}
+
+/// An interpreter, or a program without one, needs a PT_LOAD (the kernel kills the process
+/// otherwise); a program with an interpreter may have none, as the kernel runs it.
+pub fn check_has_loads(image: &Image) -> Result<(), &'static str> {
+    if image.loads().next().is_none() {
         return Err("no loadable segment");
     }
-    Ok(image)
+    Ok(())
 }
 
 fn check_load(ph: &ProgramHeader, file_size: u64) -> Result<(), &'static str> {
@@ -119,8 +141,12 @@ fn check_load(ph: &ProgramHeader, file_size: u64) -> Result<(), &'static str> {
         if page_offset(ph.p_offset) != page_offset(ph.p_vaddr) {
             return Err("segment offset and address differ modulo the page size");
         }
-        if ph.p_offset.checked_add(ph.p_filesz).is_none_or(|end| end > file_size) {
-            return Err("segment beyond end of file");
+        // File pages past the end of the file are mapped as the kernel maps them (SIGBUS only if
+        // touched), but the kernel must zero the rest of a writable segment's last file page.
+        let file_end = ph.p_offset.checked_add(ph.p_filesz).ok_or("segment beyond end of file")?;
+        let zeroed = ph.p_flags & PF_W != 0 && ph.p_memsz > ph.p_filesz && page_offset(file_end) != 0;
+        if zeroed && page_start(file_end) >= file_size {
+            return Err("a writable segment's bss starts past the end of the file");
         }
     }
     Ok(())
@@ -173,10 +199,12 @@ pub(crate) mod tests {
         assert!(phdr_table(&arm).unwrap_err().contains("wrong machine"));
         let none = header(&header_bytes(ET_EXEC, EM_X86_64, 0)).unwrap();
         assert_eq!(phdr_table(&none).unwrap_err(), "bad number of program headers");
-        let too_many = header(&header_bytes(ET_EXEC, EM_X86_64, 74)).unwrap();
+        let too_many = header(&header_bytes(ET_EXEC, EM_X86_64, 1171)).unwrap();
         assert_eq!(phdr_table(&too_many).unwrap_err(), "bad number of program headers");
-        let max = header(&header_bytes(ET_EXEC, EM_X86_64, 73)).unwrap();
-        assert!(phdr_table(&max).is_ok());
+        let max = header(&header_bytes(ET_EXEC, EM_X86_64, 1170)).unwrap();
+        assert_eq!(phdr_table(&max), Ok((64, 65520)));
+        let i386 = header(&header_bytes(ET_EXEC, EM_386, 1)).unwrap();
+        assert!(phdr_table(&i386).unwrap_err().contains("i386"));
         let mut bytes = header_bytes(ET_EXEC, EM_X86_64, 1);
         bytes[54] = 32;
         assert_eq!(phdr_table(&header(&bytes).unwrap()).unwrap_err(), "bad program header entry size");
@@ -192,12 +220,17 @@ pub(crate) mod tests {
             (load(TASK_SIZE - 0x1000, 0, 0, 0x2000, PF_R), "segment outside the user address space"),
             (load(0x1000, 0x1000, 0x200, 0x100, PF_R), "segment file size exceeds its memory size"),
             (load(0x1010, 0x1000, 0x10, 0x10, PF_R), "segment offset and address differ modulo the page size"),
-            (load(0x1000, 0x1000, 0x1001, 0x1001, PF_R), "segment beyond end of file"),
+            (load(0x1000, 0x2000, 0x10, 0x20, PF_R | PF_W), "a writable segment's bss starts past the end of the file"),
         ];
+        assert!(validate(&h, &[load(0x1000, 0x1000, 0x5001, 0x5001, PF_R)], 0x2000).is_ok(), "file pages past the end, as the kernel maps them");
+        assert!(validate(&h, &[load(0x1000, 0x1000, 0x5001, 0x6000, PF_R)], 0x2000).is_ok(), "a read-only segment's last page is not zeroed");
+        assert_eq!(check_segments_in_file(&[load(0x1000, 0x1000, 0x1001, 0x1001, PF_R)], 0x2000), Err("segment beyond end of file"));
+        assert_eq!(check_segments_in_file(&[load(0x1000, 0x1000, 0x1000, 0x1001, PF_R)], 0x2000), Ok(()));
         for (ph, reason) in cases {
             assert_eq!(validate(&h, &[ph], 0x2000).unwrap_err(), reason, "{ph:?}");
         }
-        assert_eq!(validate(&h, &[], 0x2000).unwrap_err(), "no loadable segment");
+        let none = validate(&h, &[], 0x2000).unwrap();
+        assert_eq!(check_has_loads(&none).unwrap_err(), "no loadable segment");
     }
 
     #[test]
@@ -205,10 +238,12 @@ pub(crate) mod tests {
         let h = header(&header_bytes(ET_DYN, EM_X86_64, 2)).unwrap();
         let interp = |size| ProgramHeader { p_type: PT_INTERP, p_offset: 0x100, p_filesz: size, ..Default::default() };
         let seg = load(0, 0, 0x200, 0x200, PF_R);
-        assert_eq!(validate(&h, &[interp(1), seg], 0x2000).unwrap_err(), "bad PT_INTERP size");
-        assert_eq!(validate(&h, &[interp(4097), seg], 0x2000).unwrap_err(), "bad PT_INTERP size");
-        assert_eq!(validate(&h, &[interp(0x101), seg], 0x200).unwrap_err(), "PT_INTERP beyond end of file");
-        assert_eq!(validate(&h, &[interp(0x100), seg], 0x200).unwrap().interp().unwrap().p_filesz, 0x100);
+        assert_eq!(check_interp(&interp(1), 0x2000).unwrap_err(), "bad PT_INTERP size");
+        assert_eq!(check_interp(&interp(4097), 0x2000).unwrap_err(), "bad PT_INTERP size");
+        assert_eq!(check_interp(&interp(0x101), 0x200).unwrap_err(), "PT_INTERP beyond end of file");
+        assert_eq!(check_interp(&interp(0x100), 0x200), Ok(()));
+        let phdrs = [interp(1), seg];
+        assert_eq!(validate(&h, &phdrs, 0x2000).unwrap().interp().unwrap().p_filesz, 1, "an interpreter's own PT_INTERP is not checked");
         assert_eq!(interp_path(b"/lib/ld.so\0"), Ok(&b"/lib/ld.so"[..]));
         assert_eq!(interp_path(b"/a\0junk\0"), Ok(&b"/a"[..]));
         assert_eq!(interp_path(b"/lib/ld.so"), Err("PT_INTERP not NUL-terminated"));
@@ -229,8 +264,9 @@ pub(crate) mod tests {
     fn program_headers_view_whole_entries_only() {
         let mut table = Aligned::<4096>::zeroed();
         table.0[0] = PT_LOAD as u8;
-        assert_eq!(program_headers(&table, 56 * 2 + 5).len(), 2);
-        assert_eq!(program_headers(&table, 56)[0].p_type, PT_LOAD);
-        assert_eq!(program_headers(&table, 10_000).len(), 73);
+        assert_eq!(program_headers(&table.0[..56 * 2 + 5]).len(), 2);
+        assert_eq!(program_headers(&table.0[..56])[0].p_type, PT_LOAD);
+        assert_eq!(program_headers(&table.0).len(), 73);
+        assert_eq!(program_headers(&table.0[1..]).len(), 0, "unaligned");
     }
 }

@@ -17,30 +17,36 @@ pub enum Status {
 pub struct Refusal {
     pub status: Status,
     pub reason: &'static str,
+    /// The errno it stems from, or 0.
+    pub errno: i32,
 }
 
 impl Refusal {
     pub const fn cannot_execute(reason: &'static str) -> Self {
-        Self { status: Status::CannotExecute, reason }
+        Self { status: Status::CannotExecute, reason, errno: 0 }
     }
 
     pub const fn failure(reason: &'static str) -> Self {
-        Self { status: Status::Failure, reason }
+        Self { status: Status::Failure, reason, errno: 0 }
     }
 
     /// A failure of the preloader itself, worded as `errno`.
     pub fn failure_errno(errno: i32) -> Self {
-        Self { status: Status::Failure, reason: errno_text(errno) }
+        Self { status: Status::Failure, reason: errno_text(errno), errno }
     }
 
     /// The refusal for a failed system call on the program's path, as execve's errno would be
-    /// reported by env(1): ENOENT and ENOTDIR mean "not found", everything else "cannot execute".
+    /// reported by env(1): ENOENT means "not found", everything else (ENOTDIR too) "cannot
+    /// execute".
     pub fn from_errno(errno: i32) -> Self {
-        let status = match errno {
-            ENOENT | ENOTDIR => Status::NotFound,
-            _ => Status::CannotExecute,
-        };
-        Self { status, reason: errno_text(errno) }
+        let status = if errno == ENOENT { Status::NotFound } else { Status::CannotExecute };
+        Self { status, reason: errno_text(errno), errno }
+    }
+
+    /// Whether execvp goes on to the next PATH directory after this failure (its errno is kept
+    /// only if no candidate was found but not executable).
+    pub fn path_search_goes_on(&self) -> bool {
+        matches!(self.errno, ENOENT | ENOTDIR)
     }
 }
 
@@ -95,7 +101,8 @@ mod tests {
     #[test]
     fn not_found_errnos_map_to_127_and_the_rest_to_126() {
         assert_eq!(Refusal::from_errno(ENOENT).status as u8, 127);
-        assert_eq!(Refusal::from_errno(ENOTDIR).status as u8, 127);
+        assert_eq!(Refusal::from_errno(ENOTDIR).status as u8, 126, "as env(1) reports it");
+        assert!(Refusal::from_errno(ENOTDIR).path_search_goes_on() && !Refusal::from_errno(EACCES).path_search_goes_on());
         assert_eq!(Refusal::from_errno(EACCES).status as u8, 126);
         assert_eq!(Refusal::from_errno(EACCES).reason, "Permission denied");
         assert_eq!(Refusal::from_errno(9999).reason, "Unknown error");

@@ -3,22 +3,77 @@
 use core::ffi::c_void;
 
 use goblin::elf64::program_header::{PF_R, PF_W, PF_X};
-use preload::elf::{self, Aligned, Image, MAX_PHDR_TABLE};
-use preload::plan::{Extent, Segment};
+use preload::elf::{self, Aligned, Image};
+use preload::plan::{Extent, Owned, Segment, foreign_mapping};
+use preload::ranges::Range;
 use preload::{PAGE_SIZE, page_align};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
+use crate::reserve::{MAPS_BUFFER, read_maps};
 use crate::source::File;
 
-pub type PhdrBuf = Aligned<MAX_PHDR_TABLE>;
+/// Program header tables up to this size are read into the buffer itself (73 entries); larger
+/// ones, up to the kernel's 64 KiB, into a mapping of their own.
+const INLINE_PHDR_TABLE: usize = PAGE_SIZE as usize;
+
+/// Storage for one program header table.
+pub struct PhdrBuf {
+    inline: Aligned<INLINE_PHDR_TABLE>,
+    /// (address, length) of the mapping that holds a large table.
+    mapped: Option<(u64, usize)>,
+}
+
+impl PhdrBuf {
+    pub const fn new() -> Self {
+        Self { inline: Aligned::zeroed(), mapped: None }
+    }
+
+    fn storage(&mut self, len: usize) -> Result<&mut [u8], &'static str> {
+        if len <= INLINE_PHDR_TABLE {
+            return Ok(&mut self.inline.0[..len]);
+        }
+        self.release();
+        let size = page_align(len as u64) as usize;
+        // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing.
+        let addr = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), size, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }.map_err(|_| "no memory for the program headers")?;
+        self.mapped = Some((addr as u64, size));
+        // SAFETY: the mapping is `size >= len` bytes, readable and writable, and only this buffer
+        // refers to it until `release`, which needs `&mut self` and so outlives every borrow.
+        Ok(unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) })
+    }
+
+    /// Overwrite the table (a sealed program's headers are plaintext); `release` unmaps it.
+    #[cfg(feature = "sealed")]
+    pub fn wipe(&mut self) {
+        preload::sealed::wipe(&mut self.inline.0);
+        if let Some((addr, size)) = self.mapped {
+            // SAFETY: the mapping `storage` made, `size` bytes, read-write; `&mut self` proves
+            // no table borrows it.
+            preload::sealed::wipe(unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, size) });
+        }
+    }
+
+    /// Unmap a large table's mapping, so that nothing of it reaches the program.
+    pub fn release(&mut self) {
+        if let Some((addr, size)) = self.mapped.take() {
+            // SAFETY: the mapping `storage` made; `&mut self` proves no table borrows it.
+            let _ = unsafe { rustix::mm::munmap(addr as *mut c_void, size) };
+        }
+    }
+}
 
 /// Validate `file` as an ELF executable, reading its program headers into `phdrs`.
 pub fn inspect<'p>(file: &File, phdrs: &'p mut PhdrBuf) -> Result<Image<'p>, &'static str> {
     let header = elf::header(file.head())?;
     let (offset, len) = elf::phdr_table(&header)?;
-    file.read_at(offset, &mut phdrs.0[..len]).map_err(|_| "program headers beyond end of file")?;
-    elf::validate(&header, elf::program_headers(phdrs, len), file.size)
+    let table = phdrs.storage(len)?;
+    file.read_at(offset, table).map_err(|_| "program headers beyond end of file")?;
+    let phdrs = elf::program_headers(table);
+    if file.copy_segments {
+        elf::check_segments_in_file(phdrs, file.size)?;
+    }
+    elf::validate(&header, phdrs, file.size)
 }
 
 /// Where the first segment goes.
@@ -47,36 +102,79 @@ pub fn prot(flags: u32) -> ProtFlags {
     prot
 }
 
-/// Map every PT_LOAD of `image`; returns the load bias.
+/// Map every PT_LOAD of `image`; returns the load bias. Every mapping made is added to `owned`.
 ///
 /// The first segment is mapped with the length of the whole image, which reserves the span,
 /// and everything past its own pages is unmapped again: the holes between segments stay
-/// unmapped, as with the kernel. The later segments then go to their places with MAP_FIXED.
-pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement) -> Result<u64, Errno> {
+/// unmapped, as with the kernel. The later segments then go to their places as with MAP_FIXED,
+/// but only over what this launch mapped itself: over anything else (the preloader's own pages,
+/// the stack, the vDSO, a reservation) the result is EEXIST.
+pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement, owned: &mut Owned) -> Result<u64, Errno> {
     let total = page_align(extent.total_size);
+    // Without any PT_LOAD the kernel's load bias stays 0 (it is set at the first one).
     let mut bias = 0;
     for (index, ph) in image.loads().enumerate() {
         let seg = Segment::of(ph);
-        if index == 0 {
-            let (addr, flags, len) = match placement {
-                Placement::Fixed => (seg.start, MapFlags::FIXED_NOREPLACE, seg.file_len),
-                Placement::Bias(b) => (b.wrapping_add(seg.start), MapFlags::FIXED_NOREPLACE, total),
-                Placement::Anywhere { align } => {
-                    let (addr, flags) = aligned_hole(total, align)?;
-                    (addr, flags, total)
+        match placement {
+            Placement::Bias(_) | Placement::Anywhere { .. } if index == 0 => {
+                let (addr, flags) = match placement {
+                    Placement::Anywhere { align } => aligned_hole(total, align)?,
+                    _ => (bias_of(placement).wrapping_add(seg.start), MapFlags::FIXED_NOREPLACE),
+                };
+                // A segment without file bytes maps no file, as in the kernel (its p_offset may be
+                // anything): the span is then reserved with anonymous memory.
+                let mapped = match seg.file_len {
+                    // SAFETY: the kernel chooses the address, or refuses an occupied one.
+                    0 => unsafe { rustix::mm::mmap_anonymous(addr as *mut c_void, total as usize, ProtFlags::empty(), flags | MapFlags::PRIVATE | MapFlags::NORESERVE) }? as u64,
+                    // SAFETY: as above.
+                    _ => unsafe { map_file(file, addr, total, &seg, flags) }?,
+                };
+                bias = mapped.wrapping_sub(seg.start);
+                if total > seg.file_len {
+                    unmap(mapped + seg.file_len, total - seg.file_len)?;
                 }
-            };
-            let mapped = map_file(file, addr, len, &seg, flags)?;
-            bias = mapped.wrapping_sub(seg.start);
-            if len > seg.file_len {
-                unmap(mapped + seg.file_len, len - seg.file_len)?;
+                owned.push(mapped, seg.file_len);
             }
-        } else if seg.file_len > 0 {
-            map_file(file, bias + seg.start, seg.file_len, &seg, MapFlags::FIXED)?;
+            _ => {
+                let addr = bias.wrapping_add(seg.start);
+                // SAFETY: `place` maps over nothing but this launch's own mappings.
+                place(addr, seg.file_len, owned, |flags| unsafe { map_file(file, addr, seg.file_len, &seg, flags) })?;
+            }
         }
-        fill_bss(&seg, bias)?;
+        fill_bss(&seg, bias, owned)?;
     }
     Ok(bias)
+}
+
+fn bias_of(placement: Placement) -> u64 {
+    match placement {
+        Placement::Bias(bias) => bias,
+        _ => 0,
+    }
+}
+
+/// Map `len` bytes at `addr` with `map`: with MAP_FIXED_NOREPLACE, then, if something is in the
+/// way and all of it is `owned`, with MAP_FIXED as the kernel would; otherwise EEXIST.
+fn place(addr: u64, len: u64, owned: &mut Owned, map: impl Fn(MapFlags) -> Result<u64, Errno>) -> Result<(), Errno> {
+    if len == 0 {
+        return Ok(());
+    }
+    match map(MapFlags::FIXED_NOREPLACE) {
+        Err(Errno::EXIST) if !held_by_others(Range::new(addr, addr.saturating_add(len)), owned) => map(MapFlags::FIXED)?,
+        result => result?,
+    };
+    owned.push(addr, len);
+    Ok(())
+}
+
+/// Whether anything not `owned` is mapped in `target` (also when /proc/self/maps cannot be read
+/// whole). Out of line: its buffer is needed only for overlapping segments.
+#[cold]
+#[inline(never)]
+fn held_by_others(target: Range, owned: &Owned) -> bool {
+    let mut maps = [0u8; MAPS_BUFFER];
+    let len = read_maps(&mut maps);
+    len == 0 || len == maps.len() || foreign_mapping(&maps[..len], target, owned.as_slice()).is_some()
 }
 
 /// Where to map `len` bytes at `align`: for an alignment beyond a page, an aligned hole found in
@@ -96,17 +194,13 @@ fn aligned_hole(len: u64, align: u64) -> Result<(u64, MapFlags), Errno> {
     }
 }
 
-fn map_file(file: &File, addr: u64, len: u64, seg: &Segment, flags: MapFlags) -> Result<u64, Errno> {
-    if len == 0 {
-        return Ok(addr);
-    }
+/// # Safety
+/// With MAP_FIXED, `addr..addr + len` must hold nothing but this launch's own mappings.
+unsafe fn map_file(file: &File, addr: u64, len: u64, seg: &Segment, flags: MapFlags) -> Result<u64, Errno> {
     if file.copy_segments {
         return copy_segment(file, addr, len, seg, flags);
     }
-    // SAFETY: the address is chosen by the kernel, or refused if occupied (FIXED_NOREPLACE), or
-    // (FIXED) a page this image's own headers name, as the kernel maps it: for a well-formed
-    // image that is its reserved span (ET_DYN) or its fixed addresses (ET_EXEC). A crafted image
-    // can name the preloader's own pages; that kills this process only (an open issue).
+    // SAFETY: as the caller guarantees; otherwise the kernel chooses or refuses the address.
     let mapped = unsafe { rustix::mm::mmap(addr as *mut c_void, len as usize, prot(seg.flags), flags | MapFlags::PRIVATE, &file.fd, seg.offset) }?;
     Ok(mapped as u64)
 }
@@ -131,17 +225,19 @@ fn unmap(addr: u64, len: u64) -> Result<(), Errno> {
     unsafe { rustix::mm::munmap(addr as *mut c_void, len as usize) }
 }
 
-fn fill_bss(seg: &Segment, bias: u64) -> Result<(), Errno> {
+fn fill_bss(seg: &Segment, bias: u64, owned: &mut Owned) -> Result<(), Errno> {
     if let Some((start, end)) = seg.zero {
         // SAFETY: the rest of the segment's last file page, mapped writable just above.
         unsafe { core::ptr::write_bytes((bias + start) as *mut u8, 0, (end - start) as usize) };
     }
     if let Some((start, end)) = seg.anon {
         let exec = if seg.flags & PF_X != 0 { ProtFlags::EXEC } else { ProtFlags::empty() };
-        // SAFETY: the bss pages this image's headers name, as for `map_file`'s FIXED case.
-        unsafe {
-            rustix::mm::mmap_anonymous((bias + start) as *mut c_void, (end - start) as usize, ProtFlags::READ | ProtFlags::WRITE | exec, MapFlags::PRIVATE | MapFlags::FIXED)?;
-        }
+        let (addr, len) = (bias + start, end - start);
+        place(addr, len, owned, |flags| {
+            // SAFETY: `place` maps over nothing but this launch's own mappings.
+            let mapped = unsafe { rustix::mm::mmap_anonymous(addr as *mut c_void, len as usize, ProtFlags::READ | ProtFlags::WRITE | exec, MapFlags::PRIVATE | flags) }?;
+            Ok(mapped as u64)
+        })?;
     }
     Ok(())
 }

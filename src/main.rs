@@ -32,7 +32,7 @@ use preload::privilege::Ids;
 use preload::ranges::{RangeList, WINE_DEFAULT_RANGES};
 use preload::script::{self, MAX_SCRIPT_DEPTH};
 use preload::search::PATH_MAX;
-use preload::stack::{AT_SECURE, ProgramAux, StackImage, program_auxv};
+use preload::stack::{self, AT_SECURE, ProgramAux, StackImage, TooBig, program_auxv};
 use preload::{PAGE_SIZE, page_align, page_start};
 use rustix::fd::AsFd;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
@@ -165,15 +165,26 @@ fn argv_prefix<'a>(levels: &[&'a Shebang], path: &'a [u8], argv0: &'a [u8], pref
     len
 }
 
+/// The kernel's E2BIG check of the program's argv (after the `#!` `levels` followed so far),
+/// environment and execfn; the pointers are counted for the execve as made.
+fn check_arguments<'a>(stack: &'a InitialStack, program: usize, levels: &[&'a Shebang], execfn: &'a [u8], argv0: &'a [u8], stack_limit: u64) -> Result<(), TooBig> {
+    let mut prefix: [&[u8]; 1 + 2 * MAX_SCRIPT_DEPTH] = [&[]; 1 + 2 * MAX_SCRIPT_DEPTH];
+    let prefix_len = argv_prefix(levels, execfn, argv0, &mut prefix);
+    let args = stack.args().skip(program + 1).map(|arg| -> &[u8] { arg });
+    let pointers = 1 + args.clone().count() as u64 + stack.env().count() as u64;
+    let strings = prefix[..prefix_len].iter().copied().chain(args).chain(stack.env().map(|var| -> &[u8] { var })).chain(core::iter::once(execfn));
+    stack::check_args(strings, pointers, stack_limit)
+}
+
 /// An interpreter named by PT_INTERP, open and validated.
-struct Interpreter<'a> {
+struct Interpreter<'a, 'p> {
     path: &'a [u8],
     file: File,
-    image: Image<'a>,
+    image: Image<'p>,
 }
 
 /// Open the interpreter named by PT_INTERP, or by `--interp` (`chosen`) in its place.
-fn open_interpreter<'a>(file: &File, image: &Image, chosen: Option<&'static CStr>, exe_path: &'a [u8], path_buf: &'a mut [u8; PATH_MAX + 1], phdrs: &'a mut PhdrBuf) -> Result<Option<Interpreter<'a>>, Error<'a>> {
+fn open_interpreter<'a, 'p>(file: &File, image: &Image, chosen: Option<&'static CStr>, exe_path: &'a [u8], path_buf: &'a mut [u8; PATH_MAX + 1], phdrs: &'p mut PhdrBuf) -> Result<Option<Interpreter<'a, 'p>>, Error<'a>> {
     let Some(ph) = image.interp() else {
         return match chosen {
             Some(_) => Err(Error::at(exe_path, Refusal::failure("--interp given, but the program has no PT_INTERP"))),
@@ -183,6 +194,7 @@ fn open_interpreter<'a>(file: &File, image: &Image, chosen: Option<&'static CStr
     let path = match chosen {
         Some(path) => path,
         None => {
+            elf::check_interp(ph, file.size).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
             let bytes = &mut path_buf[..ph.p_filesz as usize];
             file.read_at(ph.p_offset, bytes).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
             let len = elf::interp_path(bytes).map_err(|reason| Error::cannot_execute(exe_path, reason))?.len();
@@ -190,13 +202,19 @@ fn open_interpreter<'a>(file: &File, image: &Image, chosen: Option<&'static CStr
         }
     };
     let interp_file = source::open(path).map_err(|refusal| Error::interpreter(exe_path, path.to_bytes(), refusal))?;
-    let interp_image = load::inspect(&interp_file, phdrs).map_err(|reason| Error::interpreter(exe_path, path.to_bytes(), Refusal::cannot_execute(reason)))?;
+    let interp_image = load::inspect(&interp_file, phdrs)
+        .and_then(|image| elf::check_has_loads(&image).map(|()| image))
+        .map_err(|reason| Error::interpreter(exe_path, path.to_bytes(), Refusal::cannot_execute(reason)))?;
     Ok(Some(Interpreter { path: path.to_bytes(), file: interp_file, image: interp_image }))
 }
 
+/// Where the kernel would map a segment over its fresh address space, this address space still
+/// holds the preloader (a documented difference).
+const SEGMENT_OVER_PRELOADER: &str = "a segment overlaps memory the preloader holds (its own pages, the stack, the vDSO or a reservation)";
+
 fn map_error(errno: rustix::io::Errno) -> Refusal {
     match errno {
-        rustix::io::Errno::EXIST => Refusal::cannot_execute("a segment's address is already in use"),
+        rustix::io::Errno::EXIST => Refusal::cannot_execute(SEGMENT_OVER_PRELOADER),
         other => Refusal::from_errno(other.raw_os_error()),
     }
 }
@@ -237,9 +255,9 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
     let mut buffers = Buffers {
         path: [0; PATH_MAX],
         levels: [Shebang::EMPTY, Shebang::EMPTY, Shebang::EMPTY, Shebang::EMPTY, Shebang::EMPTY],
-        phdrs: PhdrBuf::zeroed(),
+        phdrs: PhdrBuf::new(),
         interp_path: [0; PATH_MAX + 1],
-        interp_phdrs: PhdrBuf::zeroed(),
+        interp_phdrs: PhdrBuf::new(),
         label: Msg::new(),
     };
     match launch(stack, options, program, &mut buffers) {
@@ -270,7 +288,12 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         }
     };
     let execfn = path.to_bytes();
-    // A sealed program: authenticated, decrypted and inflated into anonymous memory.
+    // E2BIG, as execve checks it: on the arguments as given, then after each `#!` level.
+    let argv0 = options.argv0.unwrap_or(name.to_bytes());
+    let stack_limit = rustix::process::getrlimit(Resource::Stack).current.unwrap_or(u64::MAX);
+    let too_big = |_| Error::at(execfn, Refusal::from_errno(rustix::io::Errno::TOOBIG.raw_os_error()));
+    check_arguments(stack, program, &[], execfn, argv0, stack_limit).map_err(too_big)?;
+    // A sealed program: authenticated and decrypted, to be inflated as it is loaded.
     #[cfg(feature = "sealed")]
     let (file, sealed) = match preload::sealed::is_sealed(file.head()) {
         true => (unseal::unseal(file, stack.getenv(unseal::KEY_FD_VAR)).map_err(|refusal| Error::at(origin.as_ref().map_or(execfn, |(_, label)| label), refusal))?, true),
@@ -280,14 +303,20 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     let sealed = false;
     let (file, chain) = follow_scripts(file, execfn, levels)?;
     let levels = &chain.levels[..chain.depth];
+    for depth in 1..=levels.len() {
+        check_arguments(stack, program, &levels[..depth], execfn, argv0, stack_limit).map_err(too_big)?;
+    }
     let named = origin.as_ref().map_or(execfn, |(_, label)| label);
     let exe_path = levels.last().map_or(named, |level| level.interpreter().to_bytes());
 
     // ELF check: the program, then its interpreter.
-    let image = load::inspect(&file, phdrs).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
+    let image = load::inspect(&file, &mut *phdrs).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
     let extent = Extent::of(&image);
     let chosen_interp = options.interp.map(initial::argument_tail);
-    let interp = open_interpreter(&file, &image, chosen_interp, exe_path, interp_path, interp_phdrs)?;
+    let interp = open_interpreter(&file, &image, chosen_interp, exe_path, interp_path, &mut *interp_phdrs)?;
+    if interp.is_none() {
+        elf::check_has_loads(&image).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
+    }
 
     // Plan: randomisation as the kernel would apply it.
     let fail = |refusal| Error::at(exe_path, refusal);
@@ -301,7 +330,6 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         (true, None, Some(_)) => Placement::Bias(plan::pie_bias(&extent, if randomize { plan::mmap_rnd(random.mmap) } else { 0 })),
         (true, None, None) => Placement::Anywhere { align: extent.align },
     };
-    let stack_limit = rustix::process::getrlimit(Resource::Stack).current.unwrap_or(u64::MAX);
     let mut reserved = options.reserve;
     if let Some(list) = stack.getenv(b"PRELOAD_RESERVE") {
         reserved.extend_from_list(list).map_err(|reason| Error::at(b"PRELOAD_RESERVE", Refusal::failure(reason)))?;
@@ -339,11 +367,12 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     for range in reserved.as_slice() {
         reserve::reserve(range, &protected).map_err(|why| Error::reservation(*range, why))?;
     }
-    let bias = load::map(&file, &image, &extent, placement).map_err(|errno| match (errno, options.base) {
+    let mut owned = plan::Owned::default();
+    let bias = load::map(&file, &image, &extent, placement, &mut owned).map_err(|errno| match (errno, options.base) {
         (rustix::io::Errno::EXIST, Some(_)) => fail(Refusal::failure("--base: the program's address range is already in use")),
         _ => fail(map_error(errno)),
     })?;
-    if let Some(symbol) = wine::find_symbol(&image, bias) {
+    if let Some(symbol) = wine::find_symbol(&image, bias, file.size) {
         reserve_for_wine(stack, &protected, &mut reserved, options.verbose.then_some(&mut verbose))?;
         let table = wine::publish(reserved.as_slice(), symbol).map_err(|errno| fail(Refusal::failure_errno(errno.raw_os_error())))?;
         if options.verbose {
@@ -355,7 +384,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         Some(interp) => {
             let interp_extent = Extent::of(&interp.image);
             let placement = if interp.image.relocatable { Placement::Anywhere { align: PAGE_SIZE } } else { Placement::Fixed };
-            let interp_bias = load::map(&interp.file, &interp.image, &interp_extent, placement).map_err(|errno| Error::interpreter(exe_path, interp.path, map_error(errno)))?;
+            let interp_bias = load::map(&interp.file, &interp.image, &interp_extent, placement, &mut owned).map_err(|errno| Error::interpreter(exe_path, interp.path, map_error(errno)))?;
             (interp_bias, interp_bias.wrapping_add(interp.image.entry))
         }
         None => (0, bias.wrapping_add(image.entry)),
@@ -364,7 +393,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
 
     // Stack: argv, envp and auxv in a scratch buffer, copied onto the real stack at the jump.
     let mut prefix: [&[u8]; 1 + 2 * MAX_SCRIPT_DEPTH] = [&[]; 1 + 2 * MAX_SCRIPT_DEPTH];
-    let prefix_len = argv_prefix(levels, execfn, options.argv0.unwrap_or(name.to_bytes()), &mut prefix);
+    let prefix_len = argv_prefix(levels, execfn, argv0, &mut prefix);
     let aux = ProgramAux { phdr: bias + extent.phdr, phnum: image.phdrs.len() as u64, base, entry: bias.wrapping_add(image.entry), secure: u64::from(credentials.secure) };
     let spec = StackImage {
         top,
@@ -377,8 +406,6 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         gap: if randomize { random.gap % 8192 } else { 0 },
         auxv: program_auxv(stack.auxv(), aux),
     };
-    spec.check_size(stack_limit)
-        .map_err(|_| Error::at(execfn, Refusal::from_errno(rustix::io::Errno::TOOBIG.raw_os_error())))?;
     let layout = spec.layout();
     let size = layout.size(top);
     let scratch_len = page_align(size as u64) as usize;
@@ -433,8 +460,10 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     // A sealed program's program headers, copied out of its plaintext (its own pages keep them).
     #[cfg(feature = "sealed")]
     if sealed {
-        preload::sealed::wipe(&mut phdrs.0);
+        phdrs.wipe();
     }
+    phdrs.release();
+    interp_phdrs.release();
     // SAFETY: the image is complete in the scratch buffer, which is unmapped after the copy;
     // `entry` is the interpreter's (or static program's) entry, mapped executable above.
     unsafe { arch::enter(scratch as *const u8, layout.sp, size, scratch as *mut u8, scratch_len, entry) }

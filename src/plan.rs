@@ -4,6 +4,7 @@
 use goblin::elf64::program_header::{PF_W, PF_X, ProgramHeader};
 
 use crate::elf::Image;
+use crate::ranges::{Range, find_in_maps};
 use crate::{PAGE_SIZE, page_align, page_offset, page_start};
 
 /// x86_64 ELF_ET_DYN_BASE: where a PIE with an interpreter is placed, before randomisation.
@@ -106,6 +107,52 @@ impl Extent {
         }
         extent
     }
+}
+
+/// The ranges this launch mapped for the program and its interpreter: a later segment may
+/// replace them (MAP_FIXED, as the kernel does), but nothing else.
+pub struct Owned {
+    ranges: [Range; Owned::CAPACITY],
+    len: usize,
+}
+
+impl Default for Owned {
+    fn default() -> Self {
+        Self { ranges: [Range::new(0, 0); Self::CAPACITY], len: 0 }
+    }
+}
+
+impl Owned {
+    /// Beyond this many ranges, later ones are not recorded, so that replacing them is refused.
+    const CAPACITY: usize = 64;
+
+    pub fn push(&mut self, start: u64, len: u64) {
+        if let Some(slot) = self.ranges.get_mut(self.len) {
+            *slot = Range::new(start, start.saturating_add(len));
+            self.len += 1;
+        }
+    }
+
+    pub fn as_slice(&self) -> &[Range] {
+        &self.ranges[..self.len]
+    }
+}
+
+/// A mapping of `maps` (/proc/self/maps) that overlaps `target` outside every `owned` range, with
+/// its name.
+pub fn foreign_mapping<'m>(maps: &'m [u8], target: Range, owned: &[Range]) -> Option<(Range, &'m [u8])> {
+    if target.is_empty() {
+        return None;
+    }
+    let Some((first, rest)) = owned.split_first() else {
+        return find_in_maps(maps, &target);
+    };
+    if !first.overlaps(&target) {
+        return foreign_mapping(maps, target, rest);
+    }
+    let below = Range::new(target.start, target.end.min(first.start));
+    let above = Range::new(target.start.max(first.end), target.end);
+    foreign_mapping(maps, below, rest).or_else(|| foreign_mapping(maps, above, rest))
 }
 
 /// `arch_mmap_rnd`: the random page offset added to ELF_ET_DYN_BASE.
@@ -223,6 +270,21 @@ mod tests {
         let phdrs = [load(0x1000, 0x1000, 0x10, 0x10, PF_R)];
         let extent = Extent::of(&image(&phdrs));
         assert!(extent.start_code < extent.end_code);
+    }
+
+    #[test]
+    fn only_mappings_outside_the_owned_ranges_are_foreign() {
+        let maps = b"00400000-00402000 r-xp 00000000 08:01 12 /prog\n7ffff7fc0000-7ffff7fc4000 r--p 00000000 00:00 0 [vvar]\n";
+        let owned = [Range::new(0x400000, 0x401000), Range::new(0x401000, 0x402000)];
+        assert_eq!(foreign_mapping(maps, Range::new(0x400000, 0x403000), &owned), None);
+        assert_eq!(foreign_mapping(maps, Range::new(0x400000, 0x403000), &owned[..1]).unwrap().1, b"/prog");
+        let (vvar, name) = foreign_mapping(maps, Range::new(0x401000, 0x7ffff7fc1000), &owned).unwrap();
+        assert_eq!((vvar.start, name), (0x7ffff7fc0000, &b"[vvar]"[..]));
+        let mut recorded = Owned::default();
+        for page in 0..100 {
+            recorded.push(page * PAGE_SIZE, PAGE_SIZE);
+        }
+        assert_eq!(recorded.as_slice().len(), 64, "beyond its capacity nothing is recorded, so nothing more may be replaced");
     }
 
     #[test]

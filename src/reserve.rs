@@ -69,15 +69,24 @@ pub fn reserve(range: &Range, protected: &Protected) -> Result<(), ReserveError>
 #[cold]
 #[inline(never)]
 fn existing_mapping(range: &Range) -> ReserveError {
-    let mut maps = [0u8; 16384];
-    let mut len = 0;
-    if let Ok(fd) = rustix::fs::openat(CWD, c"/proc/self/maps", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
-        while let Ok(n @ 1..) = rustix::io::read(&fd, &mut maps[len..]) {
-            len += n;
-        }
-    }
+    let mut maps = [0u8; MAPS_BUFFER];
+    let len = read_maps(&mut maps);
     match find_in_maps(&maps[..len], range) {
         Some((other, name)) => ReserveError::overlap(other, if name.is_empty() { b"an anonymous mapping" } else { name }),
         None => ReserveError::Failed(Errno::EXIST),
     }
+}
+
+/// Room for /proc/self/maps at launch time (a few dozen lines).
+pub const MAPS_BUFFER: usize = 16384;
+
+/// Read /proc/self/maps into `buf`; returns the length, or `buf.len()` if it may not all fit.
+pub fn read_maps(buf: &mut [u8]) -> usize {
+    let mut len = 0;
+    if let Ok(fd) = rustix::fs::openat(CWD, c"/proc/self/maps", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+        while let Ok(n @ 1..) = rustix::io::read(&fd, &mut buf[len..]) {
+            len += n;
+        }
+    }
+    len
 }

@@ -13,43 +13,58 @@ pub struct Shebang<'a> {
     pub argument: Option<&'a [u8]>,
 }
 
-fn is_blank(byte: &u8) -> bool {
-    *byte == b' ' || *byte == b'\t'
+fn is_blank(byte: u8) -> bool {
+    byte == b' ' || byte == b'\t'
+}
+
+/// Byte `index` of the kernel's buffer: the file's first bytes, then NUL padding.
+fn at(buf: &[u8], index: usize) -> u8 {
+    buf.get(index).copied().unwrap_or(0)
+}
+
+fn next_non_blank(buf: &[u8], first: usize, last: usize) -> Option<usize> {
+    (first..=last).find(|&i| !is_blank(at(buf, i)))
+}
+
+fn next_terminator(buf: &[u8], first: usize, last: usize) -> Option<usize> {
+    (first..=last).find(|&i| is_blank(at(buf, i)) || at(buf, i) == 0)
+}
+
+/// The C string the kernel sees at `start` once it has put a NUL at `end`.
+fn c_string(buf: &[u8], start: usize, end: usize) -> &[u8] {
+    let bytes = buf.get(start..end.min(buf.len())).unwrap_or(&[]);
+    bytes.split(|&b| b == 0).next().unwrap_or(bytes)
 }
 
 /// `None` if `head` (the file's first bytes) does not start with `#!`; otherwise the parsed line,
 /// or the reason the kernel refuses it (ENOEXEC).
 pub fn parse(head: &[u8]) -> Option<Result<Shebang<'_>, &'static str>> {
-    let head = &head[..head.len().min(BINPRM_BUF_SIZE)];
-    let rest = head.strip_prefix(b"#!")?;
-    Some(parse_line(rest, head.len() == BINPRM_BUF_SIZE))
+    let buf = &head[..head.len().min(BINPRM_BUF_SIZE)];
+    buf.starts_with(b"#!").then(|| parse_line(buf))
 }
 
-fn parse_line(rest: &[u8], buffer_full: bool) -> Result<Shebang<'_>, &'static str> {
-    let line = match rest.iter().position(|&b| b == b'\n') {
-        Some(end) => &rest[..end],
+/// load_script's parsing, step by step, on the 256-byte buffer (indices past `buf` are its NUL
+/// padding): the line ends at a newline found before any NUL; without one, the interpreter name
+/// must be followed by a blank or NUL somewhere in the buffer, whose last byte is then replaced
+/// by the terminator.
+fn parse_line(buf: &[u8]) -> Result<Shebang<'_>, &'static str> {
+    let buf_end = BINPRM_BUF_SIZE - 1;
+    let newline = buf.iter().take_while(|&&b| b != 0).position(|&b| b == b'\n');
+    let mut i_end = match newline {
+        Some(newline) => newline,
         None => {
-            // Without a newline the interpreter path must visibly end inside the buffer (the
-            // kernel's last buffer byte is overwritten by its terminator).
-            let line = if buffer_full { &rest[..rest.len() - 1] } else { rest };
-            let path_start = line.iter().position(|b| !is_blank(b)).ok_or("empty #! line")?;
-            let terminated = line[path_start..].iter().any(|&b| is_blank(&b) || b == 0);
-            if buffer_full && !terminated {
-                return Err("#! line too long");
-            }
-            line
+            let first = next_non_blank(buf, 2, buf_end).ok_or("empty #! line")?;
+            next_terminator(buf, first, buf_end).ok_or("#! line too long")?;
+            buf_end
         }
     };
-    // The kernel works on a C string: a NUL ends the line.
-    let line = line.split(|&b| b == 0).next().unwrap_or(line);
-    let end = line.iter().rposition(|b| !is_blank(b)).map_or(0, |i| i + 1);
-    let line = &line[..end];
-    let start = line.iter().position(|b| !is_blank(b)).ok_or("no interpreter on the #! line")?;
-    let line = &line[start..];
-    let name_end = line.iter().position(is_blank).unwrap_or(line.len());
-    let (interpreter, rest) = line.split_at(name_end);
-    let arg_start = rest.iter().position(|b| !is_blank(b));
-    Ok(Shebang { interpreter, argument: arg_start.map(|s| &rest[s..]) })
+    while is_blank(at(buf, i_end - 1)) {
+        i_end -= 1;
+    }
+    let i_name = next_non_blank(buf, 2, i_end).filter(|&name| name != i_end).ok_or("no interpreter on the #! line")?;
+    let i_sep = next_terminator(buf, i_name, i_end);
+    let i_arg = i_sep.filter(|&sep| at(buf, sep) != 0).and_then(|sep| next_non_blank(buf, sep, i_end));
+    Ok(Shebang { interpreter: c_string(buf, i_name, i_sep.unwrap_or(i_end)), argument: i_arg.map(|arg| c_string(buf, arg, i_end)) })
 }
 
 #[cfg(test)]
@@ -80,11 +95,26 @@ mod tests {
     fn refuses_empty_and_truncated_lines() {
         assert_eq!(parse(b"#!\n"), Some(Err("no interpreter on the #! line")));
         assert_eq!(parse(b"#!   \t\n/bin/sh"), Some(Err("no interpreter on the #! line")));
-        assert_eq!(parse(b"#!  "), Some(Err("empty #! line")));
+        assert_eq!(ok(b"#!  "), Shebang { interpreter: b"", argument: None }, "the NUL padding names an empty interpreter (ENOENT)");
+        let mut blanks = [b' '; BINPRM_BUF_SIZE];
+        blanks[..2].copy_from_slice(b"#!");
+        assert_eq!(parse(&blanks), Some(Err("empty #! line")));
         let mut long = [b'a'; BINPRM_BUF_SIZE];
         long[..3].copy_from_slice(b"#!/");
         assert_eq!(parse(&long), Some(Err("#! line too long")));
         long[100] = b' ';
         assert_eq!(ok(&long).interpreter.len(), 98, "a truncated argument is fine");
+    }
+
+    #[test]
+    fn edge_cases_as_binfmt_script() {
+        let mut last_byte = [b'a'; BINPRM_BUF_SIZE];
+        last_byte[..3].copy_from_slice(b"#!/");
+        last_byte[BINPRM_BUF_SIZE - 1] = b' ';
+        assert_eq!(ok(&last_byte), Shebang { interpreter: &last_byte[2..255], argument: None }, "a terminator in the last byte");
+        assert_eq!(ok(b"#!/bin/echo arg  \0junk\n"), Shebang { interpreter: b"/bin/echo", argument: Some(b"arg  ") }, "blanks before a NUL stay");
+        assert_eq!(ok(b"#!/bin/echo \0\n"), Shebang { interpreter: b"/bin/echo", argument: Some(b"") }, "a blank then a NUL: an empty argument");
+        assert_eq!(ok(b"#!/bin/echo\0 arg\n"), Shebang { interpreter: b"/bin/echo", argument: None });
+        assert_eq!(ok(b"#!/bin/sh\0\n"), Shebang { interpreter: b"/bin/sh", argument: None }, "the newline search stops at a NUL");
     }
 }

@@ -179,6 +179,8 @@ pub fn find<'b>(name: &CStr, path_var: Option<&[u8]>, found: &'b mut [u8; PATH_M
         return Ok((file, cstr(&found[..len])));
     }
     let mut refusal = Refusal::from_errno(Errno::NOENT.raw_os_error());
+    // A candidate that exists but cannot be executed decides the error, as EACCES in execvp.
+    let mut found_unexecutable = false;
     for dir in search::directories(path_var) {
         let Some(candidate) = search::join(dir, bytes, found) else {
             refusal = Refusal::from_errno(Errno::NAMETOOLONG.raw_os_error());
@@ -189,10 +191,17 @@ pub fn find<'b>(name: &CStr, path_var: Option<&[u8]>, found: &'b mut [u8; PATH_M
                 let len = candidate.len();
                 return Ok((file, cstr(&found[..len])));
             }
-            Err(err) if err.status == preload::error::Status::NotFound => {}
+            Err(err) if err.path_search_goes_on() => {
+                if !found_unexecutable {
+                    refusal = err;
+                }
+            }
             // execvp would have run this one: stop rather than run a later namesake.
             Err(err) if err.reason == EXECUTE_ONLY => return Err(err),
-            Err(err) => refusal = err,
+            Err(err) => {
+                refusal = err;
+                found_unexecutable = true;
+            }
         }
     }
     Err(refusal)

@@ -29,6 +29,20 @@ pub fn argument_space(stack_limit: u64) -> u64 {
     (stack_limit / 4).min(6 << 20).max(128 << 10)
 }
 
+/// The kernel's E2BIG rules (bprm_stack_limits, copy_strings): every string (argv, environment
+/// and execfn) shorter than MAX_ARG_STRLEN, and all of them with their NULs plus one pointer for
+/// each of the execve's `pointers` (its argc, at least 1, plus envc) within the argument space.
+pub fn check_args<'s>(strings: impl Iterator<Item = &'s [u8]> + Clone, pointers: u64, stack_limit: u64) -> Result<(), TooBig> {
+    if strings.clone().any(|s| s.len() >= MAX_ARG_STRLEN) {
+        return Err(TooBig);
+    }
+    let (_, bytes) = string_bytes(strings);
+    if bytes + pointers * WORD > argument_space(stack_limit) {
+        return Err(TooBig);
+    }
+    Ok(())
+}
+
 /// The values the program's auxv describes instead of the preloader's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProgramAux {
@@ -117,20 +131,6 @@ where
     E: Iterator<Item = &'env [u8]> + Clone,
     X: Iterator<Item = (u64, u64)> + Clone,
 {
-    /// The kernel's E2BIG rules for this argv and environment, given RLIMIT_STACK.
-    pub fn check_size(&self, stack_limit: u64) -> Result<(), TooBig> {
-        let all = self.strings().chain(core::iter::once(self.execfn));
-        if all.clone().any(|s| s.len() >= MAX_ARG_STRLEN) {
-            return Err(TooBig);
-        }
-        let (count, bytes) = string_bytes(all);
-        let pointers = count * WORD;
-        if bytes + pointers > argument_space(stack_limit) {
-            return Err(TooBig);
-        }
-        Ok(())
-    }
-
     /// The argument strings, then the environment strings.
     fn strings<'s>(&'s self) -> impl Iterator<Item = &'s [u8]> + Clone + 's
     where
@@ -350,16 +350,24 @@ mod tests {
 
     #[test]
     fn e2big_follows_the_kernel_limits() {
-        let long = "x".repeat(MAX_ARG_STRLEN - 1);
-        let longer = "x".repeat(MAX_ARG_STRLEN);
-        let argv_ok = [long.as_str()];
-        let argv_big = [longer.as_str()];
-        let spec = |argv: &'static [&'static str]| StackImage { top: TOP, argv: strs(argv), envp: strs(&[]), execfn: b"/p", platform: None, random: [0; 16], gap: 0, auxv: core::iter::empty() };
-        let argv_ok: &'static [&'static str] = Box::leak(Box::new(argv_ok.map(|s| &*Box::leak(s.to_string().into_boxed_str()))));
-        let argv_big: &'static [&'static str] = Box::leak(Box::new(argv_big.map(|s| &*Box::leak(s.to_string().into_boxed_str()))));
-        assert_eq!(spec(argv_ok).check_size(8 << 20), Ok(()));
-        assert_eq!(spec(argv_big).check_size(8 << 20), Err(TooBig));
-        assert_eq!(spec(argv_ok).check_size(0), Err(TooBig), "128 KiB floor is less than one 128 KiB string plus pointers");
+        let long = vec![b'x'; MAX_ARG_STRLEN - 1];
+        let longer = vec![b'x'; MAX_ARG_STRLEN];
+        let strings = |args: &[&'static [u8]]| args.to_vec().into_iter();
+        let (long, longer): (&'static [u8], &'static [u8]) = (long.leak(), longer.leak());
+        assert_eq!(check_args(strings(&[long, b"/p"]), 1, 8 << 20), Ok(()));
+        assert_eq!(check_args(strings(&[longer, b"/p"]), 1, 8 << 20), Err(TooBig));
+        assert_eq!(check_args(strings(&[long, long]), 1, 0), Err(TooBig), "128 KiB floor is less than two 128 KiB strings");
+        // Exactly at the limit: the strings with their NULs plus one pointer per argv and envp
+        // entry (execfn has none) fill the argument space.
+        let space = argument_space(8 << 20);
+        let filler: &'static [u8] = vec![b'y'; 100_000].leak();
+        let mut args = vec![filler; 20];
+        let used: u64 = args.iter().map(|s| s.len() as u64 + 1).sum::<u64>() + 2 + 21 * 8;
+        let last: &'static [u8] = vec![b'z'; (space - used - 1) as usize].leak();
+        args.push(last);
+        args.push(b"/");
+        assert_eq!(check_args(strings(&args), 21, 8 << 20), Ok(()));
+        assert_eq!(check_args(strings(&args), 22, 8 << 20), Err(TooBig));
         assert_eq!(argument_space(8 << 20), 2 << 20);
         assert_eq!(argument_space(u64::MAX), 6 << 20);
         assert_eq!(argument_space(4096), 128 << 10);

@@ -4,10 +4,12 @@
 
 use core::ffi::c_void;
 
-use goblin::elf64::program_header::{PF_R, PF_W, PT_DYNAMIC};
+use goblin::elf64::program_header::{PF_R, PF_W, PF_X, PT_DYNAMIC};
 use preload::dynsym::{self, Memory};
 use preload::elf::Image;
+use preload::plan::Segment;
 use preload::ranges::Range;
+use preload::{PAGE_SIZE, page_start};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -19,12 +21,37 @@ struct Mapped<'a> {
     bias: u64,
     /// Segment flags every byte read must have.
     flags: u32,
+    /// File pages past the end of the file are mapped but fault (SIGBUS).
+    file_size: u64,
 }
 
 impl Mapped<'_> {
+    /// The PF_ flags the page at unbiased `page` was mapped with: the last PT_LOAD that maps it
+    /// decides, as it was mapped last; bss pages are read-write (plus exec for PF_X).
+    fn page_flags(&self, page: u64) -> Option<u32> {
+        self.image.loads().rev().find_map(|ph| {
+            let seg = Segment::of(ph);
+            let in_file = seg.start <= page && page - seg.start < seg.file_len;
+            let in_bss = seg.anon.is_some_and(|(start, end)| start <= page && page < end);
+            let past_eof = in_file && seg.offset.saturating_add(page - seg.start) >= self.file_size;
+            (in_file || in_bss).then(|| match (in_file, past_eof) {
+                (true, false) => ph.p_flags,
+                (true, true) => 0,
+                (false, _) => PF_R | PF_W | (ph.p_flags & PF_X),
+            })
+        })
+    }
+
     fn contains(&self, vaddr: u64, len: u64) -> bool {
         let Some(end) = vaddr.checked_add(len) else { return false };
-        self.image.loads().any(|ph| ph.p_flags & self.flags == self.flags && ph.p_vaddr <= vaddr && end <= ph.p_vaddr + ph.p_memsz)
+        let mut page = page_start(vaddr);
+        while page < end {
+            if self.page_flags(page).is_none_or(|flags| flags & self.flags != self.flags) {
+                return false;
+            }
+            page += PAGE_SIZE;
+        }
+        true
     }
 }
 
@@ -33,8 +60,8 @@ impl Memory for Mapped<'_> {
         if !self.contains(vaddr, buf.len() as u64) {
             return false;
         }
-        // SAFETY: the bytes lie inside a PT_LOAD with the required flags, mapped at this bias. Only
-        // a crafted image whose later PT_LOAD remaps them inaccessible breaks this (an open issue).
+        // SAFETY: every page of the bytes is mapped at this bias with the required flags, as the
+        // last PT_LOAD over it mapped it.
         unsafe { core::ptr::copy_nonoverlapping((self.bias + vaddr) as *const u8, buf.as_mut_ptr(), buf.len()) };
         true
     }
@@ -42,11 +69,11 @@ impl Memory for Mapped<'_> {
 
 /// The biased address of `wine_main_preload_info` if the mapped program exports it as a
 /// writable data object.
-pub fn find_symbol(image: &Image, bias: u64) -> Option<u64> {
+pub fn find_symbol(image: &Image, bias: u64, file_size: u64) -> Option<u64> {
     let dynamic = image.phdrs.iter().find(|ph| ph.p_type == PT_DYNAMIC)?;
-    let readable = Mapped { image, bias, flags: PF_R };
+    let readable = Mapped { image, bias, flags: PF_R, file_size };
     let symbol = dynsym::find_object(&readable, dynamic.p_vaddr, dynamic.p_memsz, SYMBOL)?;
-    let writable = Mapped { image, bias, flags: PF_R | PF_W };
+    let writable = Mapped { image, bias, flags: PF_R | PF_W, file_size };
     writable.contains(symbol, 8).then_some(bias + symbol)
 }
 

@@ -5,6 +5,7 @@
 //! no_std preloader's build.
 #![allow(dead_code)] // every test crate uses a different subset
 
+pub mod elf;
 pub mod probe;
 
 use std::collections::HashMap;
@@ -464,13 +465,15 @@ pub fn run(cmd: Command, stdin: Option<&[u8]>, what: &str) -> Output {
     try_run(cmd, stdin, what).unwrap_or_else(|e| panic!("cannot start {what}: {e}"))
 }
 
+/// Spawns `cmd` under [`SPAWN_LOCK`], for tests that wait for the child themselves.
+pub fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let _no_write = SPAWN_LOCK.read().unwrap_or_else(|e| e.into_inner());
+    cmd.spawn()
+}
+
 /// [`run`], returning a failure to start the program.
 fn try_run(mut cmd: Command, stdin: Option<&[u8]>, what: &str) -> std::io::Result<Output> {
-    let spawned = {
-        let _no_write = SPAWN_LOCK.read().unwrap_or_else(|e| e.into_inner());
-        cmd.spawn()
-    };
-    let mut child = spawned?;
+    let mut child = spawn(&mut cmd)?;
     let feeder = stdin.map(|data| {
         let mut pipe = child.stdin.take().expect("stdin is piped");
         let data = data.to_vec();

@@ -1,0 +1,343 @@
+//! Limits, each against the kernel: argv plus environment at the kernel's E2BIG boundary, a sparse
+//! 1 GiB program, 60+ PT_LOADs, program header tables up to 64 KiB, PT_INTERP naming preload
+//! itself or another program, i386 programs, and crafted segments that land on the preloader's own
+//! memory or hide the Wine symbol tables. (p_align of 2 MiB: the `*_align2m` variants of
+//! differential.rs and probe.rs; execute-only files: errors.rs.)
+
+mod common;
+
+use common::elf::{Elf, PAGE, PT_DYNAMIC, PT_INTERP, Phdr};
+use common::{Invocation, Scratch, Variant, build_c, preload, render_status, require_tool};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Asserts a one-line `preload: ` refusal with 126 that mentions `needle`.
+fn assert_refused(output: &Output, needle: &str, what: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(126), "{what}: preload ended with {} ({stderr:?})", render_status(output.status));
+    assert!(stderr.starts_with("preload: ") && stderr.lines().count() == 1, "{what}: one `preload: ` line, got {stderr:?}");
+    assert!(stderr.contains(needle), "{what}: stderr must mention {needle:?}, got {stderr:?}");
+}
+
+/// `elf` written executable as `name`.
+fn write(scratch: &Scratch, name: &str, elf: &Elf) -> PathBuf {
+    scratch.write(name, &elf.bytes, 0o755)
+}
+
+/// Points the (first) PT_INTERP of `elf` at `path`, stored at the end of the file.
+fn set_interp(elf: &mut Elf, path: &Path) {
+    let mut bytes = path.as_os_str().as_encoded_bytes().to_vec();
+    bytes.push(0);
+    let at = elf.append(&bytes, 1);
+    let slot = elf.find(PT_INTERP).expect("a program with PT_INTERP");
+    elf.set(slot + 8, 8, at as u64);
+    elf.set(slot + 32, 8, bytes.len() as u64);
+}
+
+/// A directory path of about 300 bytes: a program found there through PATH has a long execfn,
+/// while preload's own execve (argv[1] = the short name) stays below the kernel's limit.
+fn long_directory(scratch: &Scratch) -> PathBuf {
+    let mut dir = scratch.path().to_path_buf();
+    while dir.as_os_str().len() < 300 {
+        dir.push("d".repeat(100));
+    }
+    std::fs::create_dir_all(&dir).expect("create the long directory");
+    dir
+}
+
+/// `name` from PATH=`dir` with `total` bytes of arguments (in pieces below MAX_ARG_STRLEN).
+fn with_argument_bytes(dir: &Path, name: &str, total: usize) -> Invocation {
+    let args: Vec<String> = (0..total.div_ceil(100_000)).map(|i| "a".repeat((total - i * 100_000).min(100_000))).collect();
+    Invocation::new(name).env_clear().env("PATH", dir).args(args)
+}
+
+#[test]
+fn arguments_up_to_the_kernels_limit_run_and_one_byte_more_is_e2big() {
+    let scratch = Scratch::new("e2big");
+    let dir = long_directory(&scratch);
+    std::fs::copy("/bin/true", dir.join("t")).expect("copy true");
+    let mut wrong_machine = Elf::read(Path::new("/bin/true"));
+    wrong_machine.set(18, 2, 40);
+    std::fs::write(dir.join("w"), &wrong_machine.bytes).expect("write w");
+    for name in ["t", "w"] {
+        common::set_mode(&dir.join(name), 0o755);
+    }
+    // The kernel's boundary, by bisection on the direct execve.
+    let fits = |total| match with_argument_bytes(&dir, "t", total).try_run_direct() {
+        Ok(output) => {
+            assert!(output.status.success(), "true with {total} argument bytes: {}", render_status(output.status));
+            true
+        }
+        Err(e) => {
+            assert_eq!(e.raw_os_error(), Some(7), "the kernel refuses with E2BIG: {e}");
+            false
+        }
+    };
+    let (mut lo, mut hi) = (0, 8 << 20);
+    assert!(fits(lo) && !fits(hi), "scenario check: the boundary lies between {lo} and {hi}");
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if fits(mid) { lo = mid } else { hi = mid }
+    }
+    let at_limit = with_argument_bytes(&dir, "t", lo).run_preloaded();
+    assert!(at_limit.status.success(), "{lo} bytes, the kernel's most: preload {} ({})", render_status(at_limit.status), String::from_utf8_lossy(&at_limit.stderr));
+    assert_refused(&with_argument_bytes(&dir, "t", hi).run_preloaded(), "Argument list too long", &format!("{hi} bytes"));
+    // execve checks the arguments before it looks at the file, so E2BIG comes first.
+    assert_eq!(with_argument_bytes(&dir, "w", hi).try_run_direct().unwrap_err().raw_os_error(), Some(7), "scenario check");
+    assert_refused(&with_argument_bytes(&dir, "w", hi).run_preloaded(), "Argument list too long", "a malformed program with too many arguments");
+}
+
+/// A static program with an extra read-only PT_LOAD of `len` bytes at file offset 64 MiB (a hole
+/// in a sparse file), run directly and through preload; returns preload's read calls and bytes.
+fn reads_with_a_segment_of(scratch: &Scratch, name: &str, len: u64) -> (usize, u64) {
+    let mut elf = Elf::read(&build_c("hello", Variant::Static));
+    let offset = 64 << 20;
+    elf.move_table(&[Phdr::load(4, offset, 0x1000_0000, len, len)], elf.phnum() + 2);
+    let program = write(scratch, name, &elf);
+    let truncate = Command::new(require_tool("truncate")).arg("-s").arg((offset + len).to_string()).arg(&program).status().expect("run truncate");
+    assert!(truncate.success(), "truncate {}", program.display());
+    Invocation::new(&program).assert_same().expect_exit(0);
+
+    let log = scratch.path().join(format!("{name}.strace"));
+    let mut strace = Command::new(require_tool("strace"));
+    strace.args(["-e", "trace=read,pread64", "-o"]).arg(&log).arg(preload()).arg(&program).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let output = common::run(strace, None, "strace preload");
+    assert!(output.status.success(), "strace preload {name}: {}", render_status(output.status));
+    let text = std::fs::read_to_string(&log).expect("read the strace log");
+    let results: Vec<u64> = text.lines().filter_map(|l| l.rsplit_once(" = ")).filter_map(|(_, r)| r.trim().parse().ok()).collect();
+    (results.len(), results.iter().sum())
+}
+
+#[test]
+fn a_sparse_1_gib_program_is_read_no_more_than_a_small_one() {
+    let scratch = Scratch::new("sparse");
+    let small = reads_with_a_segment_of(&scratch, "small", PAGE);
+    let big = reads_with_a_segment_of(&scratch, "big", 1 << 30);
+    assert!(small.0 > 0, "scenario check: strace saw preload's reads");
+    assert_eq!(big, small, "read calls and bytes of preload for a 1 GiB program (left) and a small one (right)");
+}
+
+/// `variant` of hello with its program header table moved and grown to `count` entries, with
+/// `loads` extra tiny read-write PT_LOADs.
+fn with_table(scratch: &Scratch, variant: Variant, loads: u64, count: usize) -> PathBuf {
+    let mut elf = Elf::read(&build_c("hello", variant));
+    let first = elf.end_of_image() + 64 * PAGE + 0x100_0000;
+    let extra: Vec<Phdr> = (0..loads).map(|i| Phdr::load(6, 0, first + 2 * PAGE * i, 0, 16)).collect();
+    elf.move_table(&extra, count);
+    write(scratch, &format!("{}-{loads}-loads-{count}-phdrs", variant.name()), &elf)
+}
+
+#[test]
+fn sixty_four_pt_loads_run_as_under_the_kernel() {
+    let scratch = Scratch::new("many-loads");
+    for variant in [Variant::Static, Variant::Pie, Variant::StaticPie] {
+        let program = with_table(&scratch, variant, 64, 90);
+        Invocation::new(&program).arg("x").assert_same().expect_exit(0).expect_stdout_contains("argv[1]=\"x\"");
+    }
+}
+
+#[test]
+fn program_header_tables_up_to_64_kib_run_and_larger_ones_are_refused() {
+    let scratch = Scratch::new("big-table");
+    for variant in [Variant::Static, Variant::Pie] {
+        let max = with_table(&scratch, variant, 100, 1170);
+        Invocation::new(&max).assert_same().expect_exit(0);
+        let over = with_table(&scratch, variant, 100, 1171);
+        assert_eq!(common::elf::execve_errno(&over), Some(8), "scenario check: ENOEXEC for 1171 entries");
+        assert_refused(&Invocation::new(&over).run_preloaded(), "bad number of program headers", "1171 program headers");
+    }
+}
+
+#[test]
+fn pt_interp_naming_preload_itself_runs_it_as_the_kernel_does() {
+    // The kernel loads the named file as the interpreter, whatever it is: preload, started with
+    // the program's argv, runs argv[1].
+    let scratch = Scratch::new("interp-preload");
+    let mut elf = Elf::read(&build_c("hello", Variant::Pie));
+    set_interp(&mut elf, preload());
+    let program = write(&scratch, "interp-is-preload", &elf);
+    Invocation::new(&program).args([require_tool("echo").to_str().unwrap(), "through", "preload"]).assert_same().expect_exit(0).expect_stdout_contains("through preload");
+}
+
+#[test]
+fn a_first_segment_without_file_bytes_maps_no_file() {
+    // Its p_offset is never used (here not even congruent to its address): the kernel maps
+    // anonymous memory and runs the interpreter (preload itself, which wants a PROGRAM: 125).
+    let scratch = Scratch::new("first-bss-only");
+    let mut elf = Elf::read(&build_c("hello", Variant::Pie));
+    let first = (0..elf.phnum()).map(|i| elf.ph(i)).find(|&ph| elf.get(ph, 4) == u64::from(common::elf::PT_LOAD)).expect("a PT_LOAD");
+    elf.set(first + 8, 8, 0x4_0000_0001);
+    elf.set(first + 32, 8, 0);
+    set_interp(&mut elf, preload());
+    Invocation::new(write(&scratch, "first-bss-only", &elf)).assert_same().expect_exit(125);
+}
+
+#[test]
+fn pt_interp_naming_a_program_with_its_own_interpreter_runs_it_as_the_kernel_does() {
+    // The interpreter's own PT_INTERP is ignored: /bin/true is entered unrelocated, and both
+    // runs end the same way.
+    let scratch = Scratch::new("interp-program");
+    let true_copy = scratch.copy(Path::new("/bin/true"), "true", 0o755);
+    let mut elf = Elf::read(&build_c("hello", Variant::Pie));
+    set_interp(&mut elf, &true_copy);
+    let both = Invocation::new(write(&scratch, "interp-is-true", &elf)).run_both();
+    both.assert_same();
+    // The interpreter's own PT_INTERP is not even checked: a malformed one changes nothing.
+    let mut interp = Elf::read(&build_c("hello", Variant::StaticPie));
+    let slot = interp.find(common::elf::PT_GNU_STACK).expect("PT_GNU_STACK to turn into PT_INTERP");
+    interp.set(slot, 4, u64::from(PT_INTERP));
+    interp.set(slot + 32, 8, 1);
+    let interp = write(&scratch, "interp-with-bad-interp", &interp);
+    Invocation::new(without_pt_load(&scratch, "uses-interp-with-bad-interp", &interp)).assert_same().expect_exit(0);
+    // A static ET_EXEC interpreter at the program's own addresses replaces it (MAP_FIXED).
+    let mut musl = Elf::read(&build_c("hello", Variant::MuslStatic));
+    let slot = musl.find(common::elf::PT_GNU_STACK).expect("PT_GNU_STACK to turn into PT_INTERP");
+    musl.set(slot, 4, u64::from(PT_INTERP));
+    set_interp(&mut musl, &build_c("hello", Variant::Static));
+    Invocation::new(write(&scratch, "interp-over-program", &musl)).assert_same().expect_exit(0);
+}
+
+#[test]
+fn a_program_without_pt_load_runs_its_interpreter_as_the_kernel_does() {
+    // The kernel maps nothing of the program (its load bias stays 0, and so AT_PHDR) and enters
+    // the interpreter; a static-pie interpreter then runs as itself.
+    let scratch = Scratch::new("no-load");
+    let program = without_pt_load(&scratch, "no-load", &build_c("hello", Variant::StaticPie));
+    Invocation::new(program).arg("x").assert_same().expect_exit(0).expect_stdout_contains("argv[1]=\"x\"");
+}
+
+/// The PIE hello with its PT_LOADs turned into PT_NULL and `interp` as its interpreter.
+fn without_pt_load(scratch: &Scratch, name: &str, interp: &Path) -> PathBuf {
+    let mut elf = Elf::read(&build_c("hello", Variant::Pie));
+    for index in 0..elf.phnum() {
+        if elf.get(elf.ph(index), 4) == u64::from(common::elf::PT_LOAD) {
+            elf.set(elf.ph(index), 4, u64::from(common::elf::PT_NULL));
+        }
+    }
+    set_interp(&mut elf, interp);
+    write(scratch, name, &elf)
+}
+
+#[test]
+fn i386_programs_are_refused_with_a_reason() {
+    // A documented difference: the kernel runs them through IA32 emulation.
+    let scratch = Scratch::new("i386");
+    let program = scratch.write("i386", common::elf::i386_exit_42(), 0o755);
+    let inv = Invocation::new(&program);
+    inv.run_both().expect_exit(42);
+    assert_refused(&inv.run_preloaded(), "i386", "an i386 program");
+}
+
+/// The first address of the preloader's own pages (just above the vDSO), as a program run
+/// through preload without randomisation sees them.
+fn preloader_pages() -> u64 {
+    let cat = Invocation::new(require_tool("cat")).arg("/proc/self/maps").wrapped_in(["setarch", "x86_64", "-R"]).run_preloaded();
+    let maps = String::from_utf8_lossy(&cat.stdout).into_owned();
+    let after_vdso = maps.lines().skip_while(|l| !l.ends_with("[vdso]")).nth(1).unwrap_or_else(|| panic!("no line after [vdso]:\n{maps}"));
+    let start = after_vdso.split('-').next().unwrap();
+    assert!(after_vdso.split_whitespace().nth(5).is_none(), "scenario check: the preloader's pages are anonymous: {after_vdso}");
+    u64::from_str_radix(start, 16).unwrap()
+}
+
+#[test]
+fn a_segment_over_the_preloader_is_refused_not_a_crash() {
+    let scratch = Scratch::new("over-preloader");
+    let target = preloader_pages();
+    for (name, flags) in [("data", 6), ("bss", 6), ("code", 5)] {
+        let mut elf = Elf::read(&build_c("hello", Variant::NoPie));
+        let (offset, filesz) = if name == "bss" { (0, 0) } else { (0, 16) };
+        elf.move_table(&[Phdr::load(flags, offset, target, filesz, 2 * PAGE)], elf.phnum() + 2);
+        let program = write(&scratch, name, &elf);
+        let output = Invocation::new(&program).wrapped_in(["setarch", "x86_64", "-R"]).run_preloaded();
+        assert_refused(&output, "overlaps memory the preloader holds", &format!("a {name} segment at {target:#x}"));
+    }
+}
+
+#[test]
+fn wine_symbol_lookup_respects_a_later_segment_that_hides_the_tables() {
+    // A later PT_LOAD maps the page of the dynamic section PROT_NONE: ld.so crashes on it under
+    // the kernel, and so must it under preload, after preload has started the program.
+    let scratch = Scratch::new("wine-hidden");
+    let built = scratch.path().join("wine_info");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/wine_info.c");
+    let gcc = Command::new(require_tool("gcc")).args(["-O1", "-rdynamic", "-pie", "-o"]).arg(&built).arg(&source).status().expect("run gcc");
+    assert!(gcc.success(), "compiling {}", source.display());
+    let mut elf = Elf::read(&built);
+    let dynamic = elf.find(PT_DYNAMIC).expect("PT_DYNAMIC");
+    let page = elf.get(dynamic + 16, 8) & !(PAGE - 1);
+    let offset = (0..elf.phnum())
+        .map(|i| elf.ph(i))
+        .find(|&ph| elf.get(ph, 4) == 1 && elf.get(ph + 16, 8) & !(PAGE - 1) <= page && page < elf.get(ph + 16, 8) + elf.get(ph + 40, 8))
+        .map(|ph| elf.get(ph + 8, 8) - (elf.get(ph + 16, 8) - page))
+        .expect("the PT_LOAD holding the dynamic section") & !(PAGE - 1);
+    elf.move_table(&[Phdr::load(0, offset, page, PAGE, PAGE)], elf.phnum() + 2);
+    let inv = Invocation::new(write(&scratch, "wine-hidden", &elf)).preload_option("--verbose");
+    let both = inv.run_both();
+    assert_eq!(both.direct.status.signal(), Some(11), "scenario check: ld.so crashes under the kernel ({})", render_status(both.direct.status));
+    let stderr = String::from_utf8_lossy(&both.preloaded.stderr);
+    assert!(stderr.contains("preload: interpreter base "), "preload must start the program, got {} with {stderr:?}", render_status(both.preloaded.status));
+    assert_eq!(both.preloaded.status.signal(), Some(11), "then ld.so crashes the same way");
+}
+
+/// `#!` lines at binfmt_script's edges, run directly and through preload: a terminator in the
+/// buffer's last byte, blanks before a NUL, a blank then a NUL, a NUL before the newline.
+#[test]
+fn shebang_edge_cases_as_binfmt_script() {
+    let scratch = Scratch::new("shebang-edges");
+    let echo = require_tool("echo");
+    let echo = echo.to_str().unwrap();
+    let mut last_byte = format!("#!{echo} ").into_bytes();
+    last_byte.resize(255, b'x');
+    last_byte.push(b' ');
+    // The interpreter path itself runs up to byte 254: `/usr/bin/././.../echo`.
+    let (dir, file) = echo.rsplit_once('/').unwrap();
+    let mut padded = format!("#!{dir}");
+    while padded.len() + 1 + file.len() < 255 {
+        padded.push_str(if (255 - padded.len() - 1 - file.len()) % 2 == 1 { "/" } else { "/." });
+    }
+    let mut interp_to_last_byte = format!("{padded}/{file}").into_bytes();
+    assert_eq!(interp_to_last_byte.len(), 255, "scenario check");
+    interp_to_last_byte.push(b' ');
+    let cases: [(&str, Vec<u8>); 6] = [
+        ("terminator-at-255", last_byte),
+        ("interp-up-to-255", interp_to_last_byte),
+        ("blanks-before-nul", format!("#!{echo} arg  \0junk\n").into_bytes()),
+        ("blank-then-nul", format!("#!{echo} \0\n").into_bytes()),
+        ("nul-before-newline", format!("#!{echo}\0 arg\n").into_bytes()),
+        ("only-blanks", b"#!   ".to_vec()),
+    ];
+    for (name, contents) in cases {
+        let script = scratch.write(name, contents, 0o755);
+        let inv = Invocation::new(&script).arg("A");
+        match common::elf::execve_errno(&script) {
+            None => {
+                inv.assert_same();
+            }
+            Some(errno) => {
+                let output = inv.run_preloaded();
+                assert!(matches!(output.status.code(), Some(126 | 127)), "{name}: the kernel refuses (errno {errno}), preload {}", render_status(output.status));
+            }
+        }
+    }
+}
+
+/// ENOTDIR: env(1) says 126 (only ENOENT is 127), and so must preload, for a path and for PATH.
+#[test]
+fn not_a_directory_is_126_as_with_env() {
+    let env = require_tool("env");
+    for (path_var, program) in [(common::SYSTEM_PATH, "/etc/passwd/x"), ("/etc/passwd", "x"), ("/nonexistent:/etc/passwd", "x"), ("/etc/passwd:/nonexistent", "x")] {
+        let run = |preloaded: bool| {
+            let mut cmd = Command::new(&env);
+            cmd.env("PATH", path_var).stdout(Stdio::piped()).stderr(Stdio::piped());
+            if preloaded {
+                cmd.arg(preload());
+            }
+            cmd.arg(program);
+            common::run(cmd, None, program).status.code()
+        };
+        let (direct, through) = (run(false), run(true));
+        assert!(matches!(direct, Some(126 | 127)), "scenario check: env {program} with PATH={path_var} fails: {direct:?}");
+        assert_eq!(through, direct, "preload {program} with PATH={path_var}");
+    }
+}

@@ -97,12 +97,17 @@ pub fn validate<'a>(header: &Header, phdrs: &'a [ProgramHeader], file_size: u64)
             return Err("PT_INTERP beyond end of file");
         }
     }
-    let mut any_load = false;
+    let mut previous: Option<&ProgramHeader> = None;
     for ph in image.loads() {
-        any_load = true;
         check_load(ph, file_size)?;
+        // The first PT_LOAD reserves the span for the rest (plan::Extent): one below it would
+        // be mapped MAP_FIXED outside it, over whatever is there, the preloader included.
+        if previous.is_some_and(|prev| ph.p_vaddr < prev.p_vaddr) {
+            return Err("PT_LOAD segments not in ascending address order");
+        }
+        previous = Some(ph);
     }
-    if !any_load {
+    if previous.is_none() {
         return Err("no loadable segment");
     }
     Ok(image)
@@ -198,6 +203,28 @@ pub(crate) mod tests {
             assert_eq!(validate(&h, &[ph], 0x2000).unwrap_err(), reason, "{ph:?}");
         }
         assert_eq!(validate(&h, &[], 0x2000).unwrap_err(), "no loadable segment");
+    }
+
+    /// Found by fuzz/elf_validate (minimized): a PT_LOAD below the first one would be mapped
+    /// outside the span the first one reserves.
+    #[test]
+    fn refuses_pt_loads_out_of_address_order() {
+        let mut file = header_bytes(ET_DYN, EM_X86_64, 2).to_vec();
+        for ph in [load(0x1_0000_00e9, 0, 0, 0x34d8, 0), load(0, 0x4_0000_0001, 0, 0x478, 0)] {
+            file.extend_from_slice(&ph.p_type.to_le_bytes());
+            file.extend_from_slice(&ph.p_flags.to_le_bytes());
+            for field in [ph.p_offset, ph.p_vaddr, ph.p_paddr, ph.p_filesz, ph.p_memsz, ph.p_align] {
+                file.extend_from_slice(&field.to_le_bytes());
+            }
+        }
+        let h = header(&file).unwrap();
+        let (offset, len) = phdr_table(&h).unwrap();
+        let mut table = Aligned::<4096>::zeroed();
+        table.0[..len].copy_from_slice(&file[offset as usize..][..len]);
+        let phdrs = program_headers(&table, len);
+        assert_eq!(validate(&h, phdrs, file.len() as u64).unwrap_err(), "PT_LOAD segments not in ascending address order");
+        let same_page = [load(0x1000, 0x1000, 0x10, 0x10, PF_R), load(0x1000, 0x1000, 0x10, 0x20, PF_R | PF_W)];
+        assert!(validate(&h, &same_page, 0x2000).is_ok(), "equal addresses are in order");
     }
 
     #[test]

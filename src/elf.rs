@@ -97,20 +97,26 @@ pub fn validate<'a>(header: &Header, phdrs: &'a [ProgramHeader], file_size: u64)
             return Err("PT_INTERP beyond end of file");
         }
     }
-    let mut previous: Option<&ProgramHeader> = None;
+    let mut any_load = false;
     for ph in image.loads() {
+        any_load = true;
         check_load(ph, file_size)?;
-        // The first PT_LOAD reserves the span for the rest (plan::Extent): one below it would
-        // be mapped MAP_FIXED outside it, over whatever is there, the preloader included.
-        if previous.is_some_and(|prev| ph.p_vaddr < prev.p_vaddr) {
-            return Err("PT_LOAD segments not in ascending address order");
-        }
-        previous = Some(ph);
     }
-    if previous.is_none() {
+    if !any_load {
         return Err("no loadable segment");
     }
+    check_load_order(&image)?;
     Ok(image)
+}
+
+/// PT_LOADs in ascending p_vaddr order, as the ELF specification requires: the first one
+/// reserves the span for the rest (plan::Extent), and one below it would be mapped MAP_FIXED
+/// outside that span, over whatever is there, the preloader included.
+fn check_load_order(image: &Image) -> Result<(), &'static str> {
+    if !image.loads().map(|ph| ph.p_vaddr).is_sorted() {
+        return Err("PT_LOAD segments not in ascending address order");
+    }
+    Ok(())
 }
 
 fn check_load(ph: &ProgramHeader, file_size: u64) -> Result<(), &'static str> {

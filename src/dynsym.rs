@@ -57,11 +57,13 @@ fn tables(mem: &impl Memory, dynamic: u64, dynamic_len: u64) -> Option<Tables> {
     (tables.symtab != 0 && tables.strtab != 0).then_some(tables)
 }
 
-fn gnu_hash(name: &[u8]) -> u32 {
+/// The DT_GNU_HASH function (public for the fuzz target that builds tables).
+pub fn gnu_hash(name: &[u8]) -> u32 {
     name.iter().fold(5381u32, |h, &c| h.wrapping_mul(33).wrapping_add(u32::from(c)))
 }
 
-fn sysv_hash(name: &[u8]) -> u32 {
+/// The DT_HASH function of the System V ABI.
+pub fn sysv_hash(name: &[u8]) -> u32 {
     name.iter().fold(0u32, |h, &c| {
         let h = (h << 4).wrapping_add(u32::from(c));
         let high = h & 0xf000_0000;

@@ -8,7 +8,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use preload::dynsym::{Memory, find_object};
+use preload::dynsym::{Memory, find_object, gnu_hash, sysv_hash};
 
 /// Memory starting at vaddr `base`.
 struct Flat {
@@ -63,18 +63,6 @@ fuzz_target!(|input: Input| match input {
     }
     Input::Built { gnu, buckets, symbols, query } => check_built(gnu, u32::from(buckets).max(1), symbols, &query),
 });
-
-fn gnu_hash(name: &[u8]) -> u32 {
-    name.iter().fold(5381u32, |h, &c| h.wrapping_mul(33).wrapping_add(u32::from(c)))
-}
-
-fn sysv_hash(name: &[u8]) -> u32 {
-    name.iter().fold(0u32, |h, &c| {
-        let h = (h << 4).wrapping_add(u32::from(c));
-        let high = h & 0xf000_0000;
-        (h ^ (high >> 24)) & !high
-    })
-}
 
 const DT_NULL: u64 = 0;
 const DT_HASH: u64 = 4;

@@ -2,8 +2,8 @@
 //! `plan::Segment`, `pie_bias` and `start_brk`, as `load::map` and `main.rs` use them.
 //!
 //! Checks what the mapping code relies on: every segment's pages are page-aligned, cover its
-//! memory, stay inside the span the first mapping reserves and inside TASK_SIZE, map only whole
-//! pages of the file; zeroing touches only the segment's own writable last file page; the mm
+//! memory, stay inside TASK_SIZE and (position-independent images) inside the span the first
+//! mapping reserves, map only whole pages of the file; zeroing touches only the segment's own writable last file page; the mm
 //! fields are ordered as PR_SET_MM_MAP demands; the PIE bias honours the largest p_align; the
 //! heap starts above the program.
 #![no_main]
@@ -86,7 +86,7 @@ fuzz_target!(|input: Input| {
     let extent = Extent::of(&image);
     check_extent(&image, &extent);
     for ph in image.loads() {
-        check_segment(ph, &Segment::of(ph), &extent, input.file_size);
+        check_segment(ph, &Segment::of(ph), &extent, image.relocatable, input.file_size);
     }
     check_placement(&image, &extent, &input);
 });
@@ -99,7 +99,7 @@ fn check_extent(image: &Image, extent: &Extent) {
     let first = image.loads().next().expect("validated images have a PT_LOAD");
     assert_eq!(extent.first_start, page_start(first.p_vaddr));
     assert!(extent.align.is_power_of_two() && extent.align >= PAGE_SIZE, "{extent:?}");
-    assert!(span_end(extent) <= TASK_SIZE, "{extent:?}");
+    assert!(!image.relocatable || span_end(extent) <= TASK_SIZE, "{extent:?}");
     assert!(extent.start_code < extent.end_code && extent.end_code <= TASK_SIZE, "PR_SET_MM_MAP needs start_code < end_code: {extent:?}");
     assert!(extent.start_data <= extent.end_data && extent.end_data <= extent.end_bss, "{extent:?}");
     assert_eq!(extent.end_bss, image.loads().map(|ph| ph.p_vaddr + ph.p_memsz).max().unwrap());
@@ -112,7 +112,7 @@ fn check_extent(image: &Image, extent: &Extent) {
     }
 }
 
-fn check_segment(ph: &ProgramHeader, seg: &Segment, extent: &Extent, file_size: u64) {
+fn check_segment(ph: &ProgramHeader, seg: &Segment, extent: &Extent, relocatable: bool, file_size: u64) {
     let file_end = ph.p_vaddr + ph.p_filesz;
     let mem_end = ph.p_vaddr + ph.p_memsz;
     assert_eq!(seg.start, page_start(ph.p_vaddr));
@@ -140,7 +140,8 @@ fn check_segment(ph: &ProgramHeader, seg: &Segment, extent: &Extent, file_size: 
         end = stop;
     }
     assert!(end >= mem_end || ph.p_memsz == 0, "memory [{:#x}, {mem_end:#x}) not all mapped: {seg:?}", ph.p_vaddr);
-    assert!(seg.start >= extent.first_start && end <= span_end(extent), "segment {:#x}-{end:#x} outside the reserved span {:#x}-{:#x}", seg.start, extent.first_start, span_end(extent));
+    // An ET_EXEC reserves no span: each segment goes to its own address.
+    assert!(!relocatable || (seg.start >= extent.first_start && end <= span_end(extent)), "segment {:#x}-{end:#x} outside the reserved span {:#x}-{:#x}", seg.start, extent.first_start, span_end(extent));
 }
 
 fn check_placement(image: &Image, extent: &Extent, input: &Input) {
@@ -161,8 +162,8 @@ fn check_placement(image: &Image, extent: &Extent, input: &Input) {
         (true, None) => extent.align.wrapping_sub(extent.first_start),
     };
     assert_eq!(bias % PAGE_SIZE, 0);
-    // load::map fails unless the biased span is inside the user address space.
-    let Some(end) = bias.checked_add(span_end(extent)).filter(|&end| end <= TASK_SIZE) else { return };
+    // load::map fails unless the biased program is inside the user address space.
+    let Some(end) = bias.checked_add(page_align(extent.end_bss)).filter(|&end| end <= TASK_SIZE) else { return };
     let elf_brk = bias + extent.end_bss;
     let brk = plan::start_brk(elf_brk, static_pie, input.randomize, input.random_brk);
     assert_eq!(brk % PAGE_SIZE, 0);

@@ -251,7 +251,7 @@ pub(crate) mod tests {
         let (offset, len) = phdr_table(&h).unwrap();
         let mut table = Aligned::<4096>::zeroed();
         table.0[..len].copy_from_slice(&file[offset as usize..][..len]);
-        let phdrs = program_headers(&table, len);
+        let phdrs = program_headers(&table.0[..len]);
         assert!(validate(&h, phdrs, file.len() as u64).is_ok(), "a position-independent image's segments in any order");
         let fixed = header(&header_bytes(ET_EXEC, EM_X86_64, 2)).unwrap();
         assert!(validate(&fixed, phdrs, file.len() as u64).is_ok(), "an ET_EXEC's segments go to their own addresses in any order");

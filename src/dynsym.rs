@@ -9,14 +9,20 @@ pub trait Memory {
     /// Fill `buf` from `vaddr`; false if any byte is outside the readable image.
     fn read(&self, vaddr: u64, buf: &mut [u8]) -> bool;
 
-    fn u32_at(&self, vaddr: u64) -> Option<u32> {
-        let mut bytes = [0; 4];
-        self.read(vaddr, &mut bytes).then(|| u32::from_le_bytes(bytes))
+    /// Fill `buf` from `base + offset`; false if that overflows or leaves the image (a table
+    /// address in a malformed image can be anything).
+    fn read_at(&self, base: u64, offset: u64, buf: &mut [u8]) -> bool {
+        base.checked_add(offset).is_some_and(|vaddr| self.read(vaddr, buf))
     }
 
-    fn u64_at(&self, vaddr: u64) -> Option<u64> {
+    fn u32_at(&self, base: u64, offset: u64) -> Option<u32> {
+        let mut bytes = [0; 4];
+        self.read_at(base, offset, &mut bytes).then(|| u32::from_le_bytes(bytes))
+    }
+
+    fn u64_at(&self, base: u64, offset: u64) -> Option<u64> {
         let mut bytes = [0; 8];
-        self.read(vaddr, &mut bytes).then(|| u64::from_le_bytes(bytes))
+        self.read_at(base, offset, &mut bytes).then(|| u64::from_le_bytes(bytes))
     }
 }
 
@@ -37,8 +43,8 @@ struct Tables {
 fn tables(mem: &impl Memory, dynamic: u64, dynamic_len: u64) -> Option<Tables> {
     let mut tables = Tables { symtab: 0, strtab: 0, gnu_hash: None, hash: None };
     for index in 0..dynamic_len / 16 {
-        let tag = mem.u64_at(dynamic + 16 * index)?;
-        let value = mem.u64_at(dynamic + 16 * index + 8)?;
+        let tag = mem.u64_at(dynamic, 16 * index)?;
+        let value = mem.u64_at(dynamic, 16 * index + 8)?;
         match tag {
             DT_NULL => break,
             DT_SYMTAB => tables.symtab = value,
@@ -51,11 +57,13 @@ fn tables(mem: &impl Memory, dynamic: u64, dynamic_len: u64) -> Option<Tables> {
     (tables.symtab != 0 && tables.strtab != 0).then_some(tables)
 }
 
-fn gnu_hash(name: &[u8]) -> u32 {
+/// The DT_GNU_HASH function (public for the fuzz target that builds tables).
+pub fn gnu_hash(name: &[u8]) -> u32 {
     name.iter().fold(5381u32, |h, &c| h.wrapping_mul(33).wrapping_add(u32::from(c)))
 }
 
-fn sysv_hash(name: &[u8]) -> u32 {
+/// The DT_HASH function of the System V ABI.
+pub fn sysv_hash(name: &[u8]) -> u32 {
     name.iter().fold(0u32, |h, &c| {
         let h = (h << 4).wrapping_add(u32::from(c));
         let high = h & 0xf000_0000;
@@ -65,10 +73,10 @@ fn sysv_hash(name: &[u8]) -> u32 {
 
 /// The value of symbol `index` if it is a defined global or weak data object named `name`.
 fn matching_value(mem: &impl Memory, tables: &Tables, index: u32, name: &[u8]) -> Option<u64> {
-    let sym = tables.symtab + u64::from(index) * SYM_SIZE;
-    let st_name = mem.u32_at(sym)?;
+    let sym = tables.symtab.checked_add(u64::from(index) * SYM_SIZE)?;
+    let st_name = mem.u32_at(sym, 0)?;
     let mut info = [0u8; 4];
-    if !mem.read(sym + 4, &mut info) {
+    if !mem.read_at(sym, 4, &mut info) {
         return None;
     }
     let (st_info, st_shndx) = (info[0], u16::from_le_bytes([info[2], info[3]]));
@@ -78,28 +86,28 @@ fn matching_value(mem: &impl Memory, tables: &Tables, index: u32, name: &[u8]) -
     }
     let mut candidate = [0u8; 64];
     let wanted = name.len() + 1;
-    if wanted > candidate.len() || !mem.read(tables.strtab + u64::from(st_name), &mut candidate[..wanted]) {
+    if wanted > candidate.len() || !mem.read_at(tables.strtab, u64::from(st_name), &mut candidate[..wanted]) {
         return None;
     }
-    (&candidate[..name.len()] == name && candidate[name.len()] == 0).then(|| mem.u64_at(sym + 8)).flatten()
+    (&candidate[..name.len()] == name && candidate[name.len()] == 0).then(|| mem.u64_at(sym, 8)).flatten()
 }
 
 fn lookup_gnu(mem: &impl Memory, tables: &Tables, table: u64, name: &[u8]) -> Option<u64> {
-    let nbuckets = mem.u32_at(table)?;
-    let symoffset = mem.u32_at(table + 4)?;
-    let bloom_words = mem.u32_at(table + 8)?;
+    let nbuckets = mem.u32_at(table, 0)?;
+    let symoffset = mem.u32_at(table, 4)?;
+    let bloom_words = mem.u32_at(table, 8)?;
     if nbuckets == 0 {
         return None;
     }
     let hash = gnu_hash(name);
-    let buckets = table + 16 + 8 * u64::from(bloom_words);
-    let chains = buckets + 4 * u64::from(nbuckets);
-    let mut index = mem.u32_at(buckets + 4 * u64::from(hash % nbuckets))?;
+    let buckets = table.checked_add(16 + 8 * u64::from(bloom_words))?;
+    let chains = buckets.checked_add(4 * u64::from(nbuckets))?;
+    let mut index = mem.u32_at(buckets, 4 * u64::from(hash % nbuckets))?;
     if index < symoffset {
         return None;
     }
     for _ in 0..MAX_CHAIN {
-        let chain_hash = mem.u32_at(chains + 4 * u64::from(index - symoffset))?;
+        let chain_hash = mem.u32_at(chains, 4 * u64::from(index - symoffset))?;
         if chain_hash | 1 == hash | 1 {
             if let Some(value) = matching_value(mem, tables, index, name) {
                 return Some(value);
@@ -114,13 +122,13 @@ fn lookup_gnu(mem: &impl Memory, tables: &Tables, table: u64, name: &[u8]) -> Op
 }
 
 fn lookup_sysv(mem: &impl Memory, tables: &Tables, table: u64, name: &[u8]) -> Option<u64> {
-    let nbucket = mem.u32_at(table)?;
-    let nchain = mem.u32_at(table + 4)?;
+    let nbucket = mem.u32_at(table, 0)?;
+    let nchain = mem.u32_at(table, 4)?;
     if nbucket == 0 {
         return None;
     }
-    let chains = table + 8 + 4 * u64::from(nbucket);
-    let mut index = mem.u32_at(table + 8 + 4 * u64::from(sysv_hash(name) % nbucket))?;
+    let chains = table.checked_add(8 + 4 * u64::from(nbucket))?;
+    let mut index = mem.u32_at(table, 8 + 4 * u64::from(sysv_hash(name) % nbucket))?;
     for _ in 0..nchain.min(MAX_CHAIN) {
         if index == 0 {
             return None;
@@ -128,7 +136,7 @@ fn lookup_sysv(mem: &impl Memory, tables: &Tables, table: u64, name: &[u8]) -> O
         if let Some(value) = matching_value(mem, tables, index, name) {
             return Some(value);
         }
-        index = mem.u32_at(chains + 4 * u64::from(index))?;
+        index = mem.u32_at(chains, 4 * u64::from(index))?;
     }
     None
 }
@@ -247,6 +255,35 @@ mod tests {
         let mut undefined = image(true, 0x11);
         undefined.put(SYMTAB + 48 + 6, &[0, 0]);
         assert_eq!(find_object(&undefined, 0, 64, b"wine_main_preload_info"), None);
+    }
+
+    /// The image of [`image`] at 0, plus one unknown dynamic entry in the last 16 bytes of the
+    /// address space, whose successor would wrap around to the image.
+    struct WrapsAround(Flat);
+
+    impl Memory for WrapsAround {
+        fn read(&self, vaddr: u64, buf: &mut [u8]) -> bool {
+            match vaddr.checked_sub(u64::MAX - 15) {
+                Some(at) => {
+                    let top = [0x7fff_ffffu64.to_le_bytes(), [0; 8]].concat();
+                    let Some(src) = top.get(at as usize..at as usize + buf.len()) else { return false };
+                    buf.copy_from_slice(src);
+                    true
+                }
+                None => self.0.read(vaddr, buf),
+            }
+        }
+    }
+
+    /// Found by fuzz/dynsym_lookup: a PT_DYNAMIC at the top of the address space overflowed
+    /// the entry address (a panic in debug builds, a read of wrapped-around memory otherwise).
+    #[test]
+    fn addresses_past_the_top_end_the_search() {
+        for gnu in [true, false] {
+            let mem = WrapsAround(image(gnu, 0x11));
+            assert_eq!(find_object(&mem, 0, 64, b"main"), Some(0x1000), "the image alone resolves");
+            assert_eq!(find_object(&mem, u64::MAX - 15, 16 * 5, b"main"), None, "gnu={gnu}");
+        }
     }
 
     #[test]

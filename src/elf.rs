@@ -233,6 +233,30 @@ pub(crate) mod tests {
         assert_eq!(check_has_loads(&none).unwrap_err(), "no loadable segment");
     }
 
+    /// Found by fuzz/elf_validate (minimized): a PT_LOAD below the first one lies outside the
+    /// span the first one reserves. The kernel maps it all the same, and so does preload: the
+    /// shell maps such segments MAP_FIXED_NOREPLACE and refuses only when they would land on
+    /// memory the preloader holds (tests/limits.rs).
+    #[test]
+    fn accepts_pt_loads_out_of_address_order_as_the_kernel_does() {
+        let mut file = header_bytes(ET_DYN, EM_X86_64, 2).to_vec();
+        for ph in [load(0x1_0000_00e9, 0, 0, 0x34d8, 0), load(0, 0x4_0000_0001, 0, 0x478, 0)] {
+            file.extend_from_slice(&ph.p_type.to_le_bytes());
+            file.extend_from_slice(&ph.p_flags.to_le_bytes());
+            for field in [ph.p_offset, ph.p_vaddr, ph.p_paddr, ph.p_filesz, ph.p_memsz, ph.p_align] {
+                file.extend_from_slice(&field.to_le_bytes());
+            }
+        }
+        let h = header(&file).unwrap();
+        let (offset, len) = phdr_table(&h).unwrap();
+        let mut table = Aligned::<4096>::zeroed();
+        table.0[..len].copy_from_slice(&file[offset as usize..][..len]);
+        let phdrs = program_headers(&table.0[..len]);
+        assert!(validate(&h, phdrs, file.len() as u64).is_ok(), "a position-independent image's segments in any order");
+        let fixed = header(&header_bytes(ET_EXEC, EM_X86_64, 2)).unwrap();
+        assert!(validate(&fixed, phdrs, file.len() as u64).is_ok(), "an ET_EXEC's segments go to their own addresses in any order");
+    }
+
     #[test]
     fn checks_pt_interp_bounds_and_nul() {
         let h = header(&header_bytes(ET_DYN, EM_X86_64, 2)).unwrap();

@@ -15,6 +15,8 @@ pub mod plan;
 pub mod privilege;
 pub mod ranges;
 pub mod script;
+#[cfg(feature = "sealed")]
+pub mod sealed;
 pub mod search;
 pub mod stack;
 pub mod stream;

@@ -17,6 +17,8 @@ mod reserve;
 mod rt;
 mod source;
 mod streamload;
+#[cfg(feature = "sealed")]
+mod unseal;
 mod wine;
 
 use core::ffi::{CStr, c_void};
@@ -356,6 +358,14 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     let stack_limit = rustix::process::getrlimit(Resource::Stack).current.unwrap_or(u64::MAX);
     let too_big = |_| Error::at(execfn, Refusal::from_errno(rustix::io::Errno::TOOBIG.raw_os_error()));
     check_arguments(stack, program, &[], execfn, argv0, stack_limit).map_err(too_big)?;
+    // A sealed program: authenticated and decrypted, to be inflated as it is loaded.
+    #[cfg(feature = "sealed")]
+    let (file, sealed) = match preload::sealed::is_sealed(file.head()) {
+        true => (unseal::unseal(file, stack.getenv(unseal::KEY_FD_VAR)).map_err(|refusal| Error::at(origin.as_ref().map_or(execfn, |(_, label)| label), refusal))?, true),
+        false => (file, false),
+    };
+    #[cfg(not(feature = "sealed"))]
+    let sealed = false;
     let (file, chain) = follow_scripts(file, execfn, levels)?;
     let file: &'b File = program_file.insert(file);
     let levels = &chain.levels[..chain.depth];
@@ -405,6 +415,10 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         if let Some((Origin::Stream(memfd), _)) = &origin {
             report_stream(&mut verbose, exe_path, file.size, memfd);
         }
+        if sealed {
+            verbose.line().bytes(exe_path).text(": sealed, authenticated; ").dec(file.size).text(" bytes inflated into anonymous memory, segments copied; its container stands for it as exe");
+            verbose.end();
+        }
         report::image(&mut verbose, "program", exe_path, &image, planned);
         if let Some(interp) = &interp {
             report::image(&mut verbose, "interpreter", interp.path, &interp.image, if interp.image.relocatable { None } else { Some(0) });
@@ -450,7 +464,8 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     let spec = StackImage {
         top,
         argv: prefix[..prefix_len].iter().copied().chain(stack.args().skip(program + 1).map(|arg| -> &[u8] { arg })),
-        envp: stack.env(),
+        // The key's descriptor is closed: the program's environment does not name it either.
+        envp: stack.env().filter(move |var| !(sealed && var.starts_with(b"PRELOAD_KEY_FD="))),
         execfn,
         platform: stack.platform(),
         random: random.at_random,
@@ -506,7 +521,12 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         report::credentials(&mut verbose, exe_path, creds::not_honoured(file.fd.as_fd(), ids), dropped);
     }
 
-    // The caller closes the files, releases the buffers and jumps.
+    // The caller closes the files, releases the buffers and jumps; a sealed program's table
+    // copied out of its plaintext (into a Spill: the head's stays in its own pages) is wiped.
+    #[cfg(feature = "sealed")]
+    if sealed {
+        phdrs.wipe();
+    }
     Ok(Some(Jump { scratch: scratch as *mut u8, scratch_len, sp: layout.sp, size, entry }))
 }
 

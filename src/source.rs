@@ -29,10 +29,18 @@ pub struct File {
     /// The program arrived as a stream and `fd` is the memfd holding it: its segments are
     /// loaded as anonymous copies, not mapped from `fd`.
     pub copy_segments: bool,
+    /// A sealed program, decrypted in anonymous memory: its head and all reads come from there
+    /// (inflated on demand), while `fd` is the container (for /proc/self/exe).
+    #[cfg(feature = "sealed")]
+    pub unsealed: Option<crate::unseal::Unsealed>,
 }
 
 impl File {
     pub fn head(&self) -> &[u8] {
+        #[cfg(feature = "sealed")]
+        if let Some(program) = &self.unsealed {
+            return program.head();
+        }
         &self.head.0[..self.head_len]
     }
 
@@ -61,6 +69,10 @@ impl File {
 
     /// Read all of `buf` from `offset`, in as many reads as it takes.
     pub fn read_exact_at(&self, mut offset: u64, mut buf: &mut [u8]) -> Result<(), Errno> {
+        #[cfg(feature = "sealed")]
+        if let Some(program) = &self.unsealed {
+            return program.read_exact_at(offset, buf);
+        }
         while !buf.is_empty() {
             match rustix::io::pread(&self.fd, &mut *buf, offset) {
                 Ok(0) => return Err(Errno::IO),
@@ -77,7 +89,7 @@ impl File {
 
     /// A file open as `fd`, with its first bytes read.
     fn with_head(fd: OwnedFd, size: u64, copy_segments: bool) -> Result<File, Refusal> {
-        let mut file = File { fd, size, head: Aligned::zeroed(), head_len: 0, copy_segments };
+        let mut file = File { fd, size, head: Aligned::zeroed(), head_len: 0, copy_segments, #[cfg(feature = "sealed")] unsealed: None };
         file.head_len = rustix::io::pread(&file.fd, &mut file.head.0[..], 0).map_err(refuse)?;
         Ok(file)
     }
@@ -107,6 +119,16 @@ impl Spill {
         // SAFETY: the mapping is `size >= len` bytes, readable and writable, and only this buffer
         // refers to it until `release`, which needs `&mut self` and so outlives every borrow.
         Ok(unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) })
+    }
+
+    /// Overwrite what it holds (a sealed program's headers are plaintext); `release` unmaps it.
+    #[cfg(feature = "sealed")]
+    pub fn wipe(&mut self) {
+        if let Some((addr, size)) = self.mapped {
+            // SAFETY: the mapping `storage` made, `size` bytes, read-write; `&mut self` proves
+            // nothing borrows it.
+            preload::sealed::wipe(unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, size) });
+        }
     }
 
     /// Unmap the mapping, so that nothing of it reaches the program.

@@ -27,6 +27,11 @@ pub fn check_start(bytes: &[u8]) -> Result<(), &'static str> {
     if bytes.starts_with(b"#!") {
         return Err(SCRIPT_WITHOUT_PATH);
     }
+    // A sealed container is judged whole once it has arrived (it is authenticated first).
+    #[cfg(feature = "sealed")]
+    if bytes.len() > 1 && crate::sealed::MAGIC.starts_with(&bytes[..bytes.len().min(crate::sealed::MAGIC.len())]) {
+        return Ok(());
+    }
     let magic = bytes.len().min(ELFMAG.len());
     if bytes[..magic] != ELFMAG[..magic] && !b"#!".starts_with(bytes) {
         return Err("not an ELF file");
@@ -215,5 +220,11 @@ mod tests {
         assert_eq!(check_start(b"MZ"), Err("not an ELF file"));
         assert_eq!(check_start(&program(64)), Ok(()));
         assert_eq!(check_start(&program(40)), Ok(()));
+        #[cfg(feature = "sealed")]
+        {
+            assert_eq!(check_start(b"\x7fPRL"), Ok(()));
+            assert_eq!(check_start(&[&crate::sealed::MAGIC[..], &[0xff; 60]].concat()), Ok(()));
+            assert_eq!(check_start(b"\x7fPRX"), Err("not an ELF file"));
+        }
     }
 }

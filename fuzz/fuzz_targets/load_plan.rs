@@ -1,0 +1,181 @@
+//! The load plan over validated images and arbitrary placement inputs: `plan::Extent`,
+//! `plan::Segment`, `pie_bias` and `start_brk`, as `load::map` and `main.rs` use them.
+//!
+//! Checks what the mapping code relies on: every segment's pages are page-aligned, cover its
+//! memory, stay inside TASK_SIZE and (position-independent images) inside the span the first
+//! mapping reserves, map only whole pages of the file; zeroing touches only the segment's own writable last file page; the mm
+//! fields are ordered as PR_SET_MM_MAP demands; the PIE bias honours the largest p_align; the
+//! heap starts above the program.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use goblin::elf::header::{ET_DYN, ET_EXEC};
+use goblin::elf64::header::Header;
+use goblin::elf64::program_header::{PF_W, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_PHDR, ProgramHeader};
+use libfuzzer_sys::fuzz_target;
+use preload::elf::{self, Image, TASK_SIZE};
+use preload::plan::{self, BRK_RND_RANGE, ELF_ET_DYN_BASE, Extent, Segment};
+use preload::{PAGE_SIZE, page_align, page_offset, page_start};
+
+#[derive(Arbitrary, Debug)]
+enum Kind {
+    Load,
+    Interp,
+    GnuStack,
+    Phdr,
+    Other(u32),
+}
+
+#[derive(Arbitrary, Debug)]
+struct Phdr {
+    kind: Kind,
+    flags: u8,
+    vaddr: u64,
+    /// Page of the file offset; the offset is made congruent to vaddr unless `raw_offset`.
+    offset_page: u32,
+    raw_offset: Option<u64>,
+    filesz: u32,
+    /// memsz = filesz + bss, unless `raw_memsz`.
+    bss: u32,
+    raw_memsz: Option<u64>,
+    align_log2: u8,
+}
+
+impl Phdr {
+    fn build(&self) -> ProgramHeader {
+        let p_type = match self.kind {
+            Kind::Load => PT_LOAD,
+            Kind::Interp => PT_INTERP,
+            Kind::GnuStack => PT_GNU_STACK,
+            Kind::Phdr => PT_PHDR,
+            Kind::Other(t) => t,
+        };
+        let filesz = u64::from(self.filesz);
+        ProgramHeader {
+            p_type,
+            p_flags: u32::from(self.flags & 7),
+            p_offset: self.raw_offset.unwrap_or(u64::from(self.offset_page) * PAGE_SIZE + page_offset(self.vaddr)),
+            p_vaddr: self.vaddr,
+            p_paddr: self.vaddr,
+            p_filesz: filesz,
+            p_memsz: self.raw_memsz.unwrap_or(filesz + u64::from(self.bss)),
+            p_align: 1u64.checked_shl(u32::from(self.align_log2)).unwrap_or(u64::from(self.align_log2)),
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    relocatable: bool,
+    entry: u64,
+    phoff: u64,
+    file_size: u64,
+    phdrs: Vec<Phdr>,
+    has_interp: bool,
+    randomize: bool,
+    /// `--base`: a page number.
+    base_page: Option<u64>,
+    random_mmap: u64,
+    random_brk: u64,
+}
+
+fuzz_target!(|input: Input| {
+    let phdrs: Vec<ProgramHeader> = input.phdrs.iter().map(Phdr::build).collect();
+    let header = Header { e_type: if input.relocatable { ET_DYN } else { ET_EXEC }, e_entry: input.entry, e_phoff: input.phoff, ..Header::default() };
+    // A file size is an off_t: below 2^63.
+    let file_size = input.file_size & i64::MAX as u64;
+    let Ok(image) = elf::validate(&header, &phdrs, file_size) else { return };
+    let extent = Extent::of(&image);
+    check_extent(&image, &extent);
+    for ph in image.loads() {
+        check_segment(ph, &Segment::of(ph), &extent, image.relocatable, file_size);
+    }
+    check_placement(&image, &extent, &input);
+});
+
+fn span_end(extent: &Extent) -> u64 {
+    extent.first_start + page_align(extent.total_size)
+}
+
+fn check_extent(image: &Image, extent: &Extent) {
+    let first = image.loads().next().expect("validated images have a PT_LOAD");
+    assert_eq!(extent.first_start, page_start(first.p_vaddr));
+    assert!(extent.align.is_power_of_two() && extent.align >= PAGE_SIZE, "{extent:?}");
+    assert!(!image.relocatable || span_end(extent) <= TASK_SIZE, "{extent:?}");
+    assert!(extent.start_code < extent.end_code && extent.end_code <= TASK_SIZE, "PR_SET_MM_MAP needs start_code < end_code: {extent:?}");
+    assert!(extent.start_data <= extent.end_data && extent.end_data <= extent.end_bss, "{extent:?}");
+    assert_eq!(extent.end_bss, image.loads().map(|ph| ph.p_vaddr + ph.p_memsz).max().unwrap());
+    if extent.phdr != 0 {
+        assert!(
+            image.loads().any(|ph| ph.p_vaddr <= extent.phdr && extent.phdr - ph.p_vaddr < ph.p_filesz && ph.p_offset + (extent.phdr - ph.p_vaddr) == image.phoff),
+            "AT_PHDR {:#x} is not e_phoff inside a PT_LOAD's file bytes",
+            extent.phdr
+        );
+    }
+}
+
+fn check_segment(ph: &ProgramHeader, seg: &Segment, extent: &Extent, relocatable: bool, file_size: u64) {
+    let file_end = ph.p_vaddr + ph.p_filesz;
+    let mem_end = ph.p_vaddr + ph.p_memsz;
+    assert_eq!(seg.start, page_start(ph.p_vaddr));
+    assert_eq!(seg.file_len % PAGE_SIZE, 0, "{seg:?}");
+    assert_eq!(seg.file_len == 0, ph.p_filesz == 0, "{seg:?}");
+    let mut end = seg.start + seg.file_len;
+    if seg.file_len > 0 {
+        assert_eq!(seg.offset % PAGE_SIZE, 0, "{seg:?}");
+        assert!(seg.offset + seg.file_len <= page_align(file_size), "maps pages past the end of the file: {seg:?}");
+        assert!(end >= file_end && end - file_end < PAGE_SIZE, "{seg:?}");
+        assert_eq!(seg.offset + (ph.p_vaddr - seg.start), ph.p_offset, "{seg:?}");
+    }
+    match seg.zero {
+        Some((start, stop)) => {
+            assert!(ph.p_flags & PF_W != 0, "zeroes a read-only page: {seg:?}");
+            assert_eq!((start, stop), (file_end, page_align(file_end)));
+            assert!(seg.start < start && stop <= end && ph.p_memsz > ph.p_filesz, "{seg:?}");
+        }
+        None => assert!(ph.p_flags & PF_W == 0 || ph.p_memsz == ph.p_filesz || page_offset(file_end) == 0 || ph.p_filesz == 0),
+    }
+    if let Some((start, stop)) = seg.anon {
+        assert!(start % PAGE_SIZE == 0 && stop % PAGE_SIZE == 0 && start < stop, "{seg:?}");
+        assert_eq!(start, end, "anonymous pages must follow the file pages: {seg:?}");
+        assert_eq!(stop, page_align(mem_end), "{seg:?}");
+        end = stop;
+    }
+    assert!(end >= mem_end || ph.p_memsz == 0, "memory [{:#x}, {mem_end:#x}) not all mapped: {seg:?}", ph.p_vaddr);
+    // An ET_EXEC reserves no span: each segment goes to its own address.
+    assert!(!relocatable || (seg.start >= extent.first_start && end <= span_end(extent)), "segment {:#x}-{end:#x} outside the reserved span {:#x}-{:#x}", seg.start, extent.first_start, span_end(extent));
+}
+
+fn check_placement(image: &Image, extent: &Extent, input: &Input) {
+    let static_pie = image.relocatable && !input.has_interp;
+    let bias = match (image.relocatable, input.base_page) {
+        (false, _) => 0,
+        (true, Some(page)) => page.wrapping_mul(PAGE_SIZE).wrapping_sub(extent.first_start),
+        (true, None) if input.has_interp => {
+            let rnd = if input.randomize { plan::mmap_rnd(input.random_mmap) } else { 0 };
+            assert!(rnd < (1 << 40) && rnd % PAGE_SIZE == 0);
+            let bias = plan::pie_bias(extent, rnd);
+            let first = bias.wrapping_add(extent.first_start);
+            assert_eq!(first % extent.align, 0, "first page {first:#x} not aligned to {:#x}", extent.align);
+            assert!(first <= ELF_ET_DYN_BASE + rnd && ELF_ET_DYN_BASE + rnd - first < extent.align, "{first:#x}");
+            bias
+        }
+        // Anywhere: mmap picks an address aligned to extent.align; take the lowest.
+        (true, None) => extent.align.wrapping_sub(extent.first_start),
+    };
+    assert_eq!(bias % PAGE_SIZE, 0);
+    // load::map fails unless the biased program is inside the user address space.
+    let Some(end) = bias.checked_add(page_align(extent.end_bss)).filter(|&end| end <= TASK_SIZE) else { return };
+    let elf_brk = bias + extent.end_bss;
+    let brk = plan::start_brk(elf_brk, static_pie, input.randomize, input.random_brk);
+    assert_eq!(brk % PAGE_SIZE, 0);
+    let low = if static_pie { page_align(ELF_ET_DYN_BASE) } else { page_align(elf_brk) };
+    let high = low + if input.randomize { BRK_RND_RANGE } else { 0 };
+    assert!(brk >= low && brk <= high, "brk {brk:#x} outside [{low:#x}, {high:#x}]");
+    if !static_pie {
+        assert!(brk >= end, "heap at {brk:#x} inside the program, which ends at {end:#x}");
+        if input.randomize {
+            assert!(brk > end, "no guard page between the program and the randomised heap");
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! Sealed executables: an ELF program compressed (zlib) and encrypted (ChaCha20-Poly1305),
+//! behind a small versioned header that is the AEAD's associated data.
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | magic `\x7fPRLSEAL` |
+//! | 8 | 2 | format version (1) |
+//! | 10 | 1 | AEAD id (1: ChaCha20-Poly1305, RFC 8439) |
+//! | 11 | 1 | compressor id (1: zlib, RFC 1950) |
+//! | 12 | 12 | nonce |
+//! | 24 | 8 | program size: the ELF file's length |
+//! | 32 | 8 | body size: the compressed program's length |
+//! | 40 | body size | body: the compressed program, encrypted |
+//! | 40 + body size | 16 | Poly1305 tag over header and body |
+//!
+//! Integers are little-endian. Nothing of the body is used before the tag has been checked:
+//! [`open`] authenticates the whole container, then decrypts the body in place, and
+//! [`Inflating`] inflates it on demand, as the loader reads the program.
+
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
+use miniz_oxide::inflate::TINFLStatus;
+use miniz_oxide::inflate::core::{DecompressorOxide, decompress_with_limit, inflate_flags};
+
+use crate::error::Refusal;
+
+/// The first bytes of every container: neither `\x7fELF` nor `#!`, so never mistaken for either.
+pub const MAGIC: [u8; 8] = *b"\x7fPRLSEAL";
+pub const VERSION: u16 = 1;
+pub const AEAD_CHACHA20_POLY1305: u8 = 1;
+pub const COMPRESSOR_ZLIB: u8 = 1;
+pub const HEADER_SIZE: usize = 40;
+pub const NONCE_SIZE: usize = 12;
+pub const TAG_SIZE: usize = 16;
+pub const KEY_SIZE: usize = 32;
+/// The largest program a container may declare (64 GiB): checked before anything is allocated.
+pub const MAX_PROGRAM_SIZE: u64 = 1 << 36;
+
+/// Why a container is refused before or during authentication (the wording for every
+/// way a container can fail to prove itself authentic).
+pub const AUTHENTICATION_FAILED: &str = "authentication failed";
+pub const TRUNCATED: &str = "authentication failed: container truncated";
+pub const TRAILING: &str = "authentication failed: bytes after the container's tag";
+const BAD_VERSION: &str = "authentication failed: unsupported container version";
+const BAD_AEAD: &str = "authentication failed: unknown AEAD algorithm";
+const BAD_COMPRESSOR: &str = "authentication failed: unknown compressor";
+const BAD_SIZES: &str = "authentication failed: program or body size out of range";
+/// After authentication: only a faulty sealer can produce these.
+const CORRUPT: &str = "sealed program does not decompress";
+const WRONG_SIZE: &str = "sealed program's size differs from its header";
+
+/// Whether a file starts like a sealed container.
+pub fn is_sealed(head: &[u8]) -> bool {
+    head.starts_with(&MAGIC)
+}
+
+/// The header's variable fields; the constant ones are checked by [`Header::parse`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub nonce: [u8; NONCE_SIZE],
+    pub program_size: u64,
+    pub body_size: u64,
+}
+
+impl Header {
+    pub fn encode(&self) -> [u8; HEADER_SIZE] {
+        let mut bytes = [0u8; HEADER_SIZE];
+        bytes[..8].copy_from_slice(&MAGIC);
+        bytes[8..10].copy_from_slice(&VERSION.to_le_bytes());
+        bytes[10] = AEAD_CHACHA20_POLY1305;
+        bytes[11] = COMPRESSOR_ZLIB;
+        bytes[12..24].copy_from_slice(&self.nonce);
+        bytes[24..32].copy_from_slice(&self.program_size.to_le_bytes());
+        bytes[32..40].copy_from_slice(&self.body_size.to_le_bytes());
+        bytes
+    }
+
+    /// Check magic, version, algorithm ids and that both sizes are plausible, so that nothing
+    /// is allocated from an absurd size before the tag has been checked.
+    pub fn parse(bytes: &[u8; HEADER_SIZE]) -> Result<Self, Refusal> {
+        let refuse = |reason| Err(Refusal::cannot_execute(reason));
+        let u64_at = |at: usize| u64::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3], bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+        if !is_sealed(bytes) {
+            return refuse("not a sealed container");
+        }
+        if u16::from_le_bytes([bytes[8], bytes[9]]) != VERSION {
+            return refuse(BAD_VERSION);
+        }
+        if bytes[10] != AEAD_CHACHA20_POLY1305 {
+            return refuse(BAD_AEAD);
+        }
+        if bytes[11] != COMPRESSOR_ZLIB {
+            return refuse(BAD_COMPRESSOR);
+        }
+        let mut nonce = [0u8; NONCE_SIZE];
+        nonce.copy_from_slice(&bytes[12..24]);
+        let header = Self { nonce, program_size: u64_at(24), body_size: u64_at(32) };
+        if header.program_size == 0 || header.program_size > MAX_PROGRAM_SIZE || header.body_size < 2 || header.body_size > max_body_size(header.program_size) {
+            return refuse(BAD_SIZES);
+        }
+        Ok(header)
+    }
+
+    /// The whole container's length: header, body and tag.
+    pub fn container_size(&self) -> u64 {
+        HEADER_SIZE as u64 + self.body_size + TAG_SIZE as u64
+    }
+}
+
+/// More than any zlib stream of `program_size` bytes needs (stored blocks cost 5 bytes per
+/// 64 KiB, the zlib header and checksum 6).
+pub const fn max_body_size(program_size: u64) -> u64 {
+    program_size + program_size / 1024 + 64
+}
+
+/// Secret bytes that are overwritten when dropped.
+pub struct Secret<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> Secret<N> {
+    pub const fn zeroed() -> Self {
+        Self([0; N])
+    }
+}
+
+impl<const N: usize> Drop for Secret<N> {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+pub type Key = Secret<KEY_SIZE>;
+
+/// Overwrite `bytes` with zeros in a way the optimiser may not remove.
+pub fn wipe(bytes: &mut [u8]) {
+    let (head, words, tail) = {
+        // SAFETY: every bit pattern is a valid u64, and align_to_mut keeps the parts disjoint.
+        unsafe { bytes.align_to_mut::<u64>() }
+    };
+    for byte in head.iter_mut().chain(tail.iter_mut()) {
+        // SAFETY: `byte` is a valid, exclusive reference.
+        unsafe { core::ptr::write_volatile(byte, 0) };
+    }
+    for word in words {
+        // SAFETY: `word` is a valid, aligned, exclusive reference.
+        unsafe { core::ptr::write_volatile(word, 0) };
+    }
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+}
+
+/// Read a key as written in a key file or descriptor: exactly 32 raw bytes, or 64 hex digits
+/// optionally followed by one newline. The key goes straight into `key`.
+pub fn parse_key(text: &[u8], key: &mut Key) -> Result<(), &'static str> {
+    const BAD_KEY: &str = "key must be 32 bytes, or 64 hex digits and an optional newline";
+    if text.len() == KEY_SIZE {
+        key.0.copy_from_slice(text);
+        return Ok(());
+    }
+    let digits = text.strip_suffix(b"\n").unwrap_or(text);
+    if digits.len() != 2 * KEY_SIZE {
+        return Err(BAD_KEY);
+    }
+    for (byte, pair) in key.0.iter_mut().zip(digits.chunks_exact(2)) {
+        let (Some(high), Some(low)) = (hex_digit(pair[0]), hex_digit(pair[1])) else {
+            return Err(BAD_KEY);
+        };
+        *byte = high << 4 | low;
+    }
+    Ok(())
+}
+
+fn hex_digit(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Encrypt a compressed program in place and return the tag (the sealing side of [`open`]).
+pub fn seal(key: &Key, header: &Header, body: &mut [u8]) -> [u8; TAG_SIZE] {
+    let cipher = ChaCha20Poly1305::new((&key.0).into());
+    let nonce = Nonce::from(header.nonce);
+    // The only error is a body over 256 GiB, far above MAX_PROGRAM_SIZE.
+    cipher.encrypt_inout_detached(&nonce, &header.encode(), body.into()).map_or([0; TAG_SIZE], Into::into)
+}
+
+/// Check the tag over `header_bytes` and `body`, then decrypt `body` in place. On failure the
+/// body is left as it was: nothing unauthenticated is ever decrypted.
+pub fn open(key: &Key, header_bytes: &[u8; HEADER_SIZE], body: &mut [u8], tag: &[u8; TAG_SIZE]) -> Result<(), Refusal> {
+    let header = Header::parse(header_bytes)?;
+    if header.body_size != body.len() as u64 {
+        return Err(Refusal::cannot_execute(TRUNCATED));
+    }
+    // The key is borrowed, never copied to a temporary; the cipher's own copy is wiped on drop
+    // (the crate's zeroize feature).
+    let cipher = ChaCha20Poly1305::new((&key.0).into());
+    cipher.decrypt_inout_detached(&Nonce::from(header.nonce), header_bytes, body.into(), &Tag::from(*tag)).map_err(|_| Refusal::cannot_execute(AUTHENTICATION_FAILED))
+}
+
+/// How much inflated output stays readable behind the newest byte: twice deflate's 32 KiB
+/// window, so that a segment may start up to 32 KiB before where the previous one ended (they
+/// share at most a page in a normal ELF) without inflating again from the start.
+pub const RING_SIZE: usize = 64 * 1024;
+
+/// The inflater's state and its output ring: about 75 KiB derived from the plaintext, so it
+/// lives where the caller can wipe it (the shell puts it in the body's mapping).
+pub struct InflateState {
+    decompressor: DecompressorOxide,
+    ring: [u8; RING_SIZE],
+}
+
+impl InflateState {
+    pub fn new() -> Self {
+        Self { decompressor: DecompressorOxide::new(), ring: [0; RING_SIZE] }
+    }
+}
+
+impl Default for InflateState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where inflating the body has got to. The program is inflated on demand, as the loader reads
+/// it (in file order, as segments are laid out), so only the compressed body and the program's
+/// own pages are ever held whole; a read behind the ring starts again from the beginning.
+#[derive(Clone, Copy, Debug)]
+pub struct Inflating {
+    size: u64,
+    consumed: usize,
+    /// Bytes inflated so far; the ring holds the last `min(produced, RING_SIZE)` of them.
+    produced: u64,
+    finished: bool,
+}
+
+impl Inflating {
+    /// For a body whose header declared `program_size`.
+    pub fn new(program_size: u64, state: &mut InflateState) -> Self {
+        state.decompressor.init();
+        Self { size: program_size, consumed: 0, produced: 0, finished: false }
+    }
+
+    /// The program's bytes at `offset`, as `pread` on the plain file would give them.
+    pub fn read_exact_at(&mut self, body: &[u8], state: &mut InflateState, offset: u64, buf: &mut [u8]) -> Result<(), Refusal> {
+        let end = offset.checked_add(buf.len() as u64).filter(|&end| end <= self.size).ok_or(Refusal::cannot_execute(WRONG_SIZE))?;
+        if offset < self.produced.saturating_sub(RING_SIZE as u64) {
+            *self = Self::new(self.size, state);
+        }
+        let mut at = offset;
+        while at < end {
+            if at >= self.produced {
+                self.inflate_more(body, state)?;
+                continue;
+            }
+            let start = (at % RING_SIZE as u64) as usize;
+            let len = (end.min(self.produced) - at).min((RING_SIZE - start) as u64) as usize;
+            let filled = (at - offset) as usize;
+            buf[filled..filled + len].copy_from_slice(&state.ring[start..start + len]);
+            at += len as u64;
+        }
+        Ok(())
+    }
+
+    /// Inflate the next piece into the ring, up to its end (the oldest bytes make room).
+    fn inflate_more(&mut self, body: &[u8], state: &mut InflateState) -> Result<(), Refusal> {
+        if self.finished {
+            return Err(Refusal::cannot_execute(WRONG_SIZE));
+        }
+        let pos = (self.produced % RING_SIZE as u64) as usize;
+        let flags = inflate_flags::TINFL_FLAG_PARSE_ZLIB_HEADER;
+        let (status, read, written) = decompress_with_limit(&mut state.decompressor, &body[self.consumed..], &mut state.ring, pos, RING_SIZE - pos, flags);
+        self.consumed += read;
+        self.produced += written as u64;
+        match status {
+            _ if self.produced > self.size => Err(Refusal::cannot_execute(WRONG_SIZE)),
+            TINFLStatus::Done if self.produced < self.size => Err(Refusal::cannot_execute(WRONG_SIZE)),
+            TINFLStatus::Done if self.consumed < body.len() => Err(Refusal::cannot_execute(CORRUPT)),
+            TINFLStatus::Done => {
+                self.finished = true;
+                Ok(())
+            }
+            TINFLStatus::HasMoreOutput if written > 0 => Ok(()),
+            _ => Err(Refusal::cannot_execute(CORRUPT)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: [u8; KEY_SIZE] = [7; KEY_SIZE];
+
+    /// What preload-seal writes: header, encrypted zlib body, tag.
+    fn seal_program(program: &[u8], key: &[u8; KEY_SIZE]) -> Vec<u8> {
+        let mut body = vec![0u8; zlib_rs::compress_bound(program.len())];
+        let (compressed, rc) = zlib_rs::compress_slice(&mut body, program, zlib_rs::DeflateConfig::default());
+        assert_eq!(rc, zlib_rs::ReturnCode::Ok);
+        let mut body = compressed.to_vec();
+        let header = Header { nonce: [3; NONCE_SIZE], program_size: program.len() as u64, body_size: body.len() as u64 };
+        let tag = seal(&Secret(*key), &header, &mut body);
+        [&header.encode()[..], &body, &tag].concat()
+    }
+
+    /// The reading side, as the shell does it.
+    fn unseal(container: &[u8], key: &[u8; KEY_SIZE]) -> Result<Vec<u8>, Refusal> {
+        let header_bytes: &[u8; HEADER_SIZE] = container[..HEADER_SIZE].try_into().unwrap();
+        let header = Header::parse(header_bytes)?;
+        if (container.len() as u64) < header.container_size() {
+            return Err(Refusal::cannot_execute(TRUNCATED));
+        }
+        let tag_at = container.len() - TAG_SIZE;
+        let mut body = container[HEADER_SIZE..tag_at].to_vec();
+        open(&Secret(*key), header_bytes, &mut body, container[tag_at..].try_into().unwrap())?;
+        let mut program = vec![0u8; header.program_size as usize];
+        let mut state = Box::new(InflateState::new());
+        Inflating::new(header.program_size, &mut state).read_exact_at(&body, &mut state, 0, &mut program)?;
+        Ok(program)
+    }
+
+    /// Compressible but not trivial: a text-like pattern with a pseudo-random part.
+    fn sample(len: usize) -> Vec<u8> {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        (0..len)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                if i % 5 == 0 { state as u8 } else { b"sealed program "[i % 15] }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn header_round_trips_and_is_little_endian() {
+        let header = Header { nonce: *b"0123456789ab", program_size: 0x1234, body_size: 0x100 };
+        let bytes = header.encode();
+        assert_eq!(&bytes[..8], b"\x7fPRLSEAL");
+        assert_eq!(&bytes[8..12], &[1, 0, 1, 1]);
+        assert_eq!(&bytes[24..26], &[0x34, 0x12]);
+        assert_eq!(Header::parse(&bytes), Ok(header));
+        assert_eq!(header.container_size(), 40 + 0x100 + 16);
+    }
+
+    #[test]
+    fn header_refuses_unknown_versions_ids_and_sizes() {
+        let good = Header { nonce: [0; NONCE_SIZE], program_size: 1000, body_size: 500 }.encode();
+        let with = |at: usize, value: u8| {
+            let mut bytes = good;
+            bytes[at] = value;
+            Header::parse(&bytes).map_err(|refusal| (refusal.status as u8, refusal.reason))
+        };
+        assert_eq!(with(0, b'E'), Err((126, "not a sealed container")));
+        assert_eq!(with(8, 2), Err((126, BAD_VERSION)));
+        assert_eq!(with(9, 1), Err((126, BAD_VERSION)));
+        assert_eq!(with(10, 2), Err((126, BAD_AEAD)));
+        assert_eq!(with(11, 0), Err((126, BAD_COMPRESSOR)));
+        let sizes = |program_size, body_size| Header::parse(&Header { nonce: [0; NONCE_SIZE], program_size, body_size }.encode()).map(|_| ());
+        assert_eq!(sizes(0, 10), Err(Refusal::cannot_execute(BAD_SIZES)));
+        assert_eq!(sizes(MAX_PROGRAM_SIZE + 1, 10), Err(Refusal::cannot_execute(BAD_SIZES)));
+        assert_eq!(sizes(MAX_PROGRAM_SIZE, 10), Ok(()));
+        assert_eq!(sizes(1000, max_body_size(1000)), Ok(()));
+        assert_eq!(sizes(1000, max_body_size(1000) + 1), Err(Refusal::cannot_execute(BAD_SIZES)));
+        assert_eq!(sizes(1000, u64::MAX), Err(Refusal::cannot_execute(BAD_SIZES)));
+        assert_eq!(sizes(1000, 1), Err(Refusal::cannot_execute(BAD_SIZES)));
+    }
+
+    #[test]
+    fn magic_is_neither_elf_nor_a_script() {
+        assert!(!MAGIC.starts_with(b"\x7fELF") && !MAGIC.starts_with(b"#!"));
+        assert!(is_sealed(b"\x7fPRLSEAL\x01\x00"));
+        assert!(!is_sealed(b"\x7fPRLSEA"));
+    }
+
+    #[test]
+    fn seal_then_unseal_gives_the_program_back() {
+        for len in [1, 1000, 300_000] {
+            let program = sample(len);
+            let container = seal_program(&program, &KEY);
+            assert_eq!(unseal(&container, &KEY).unwrap(), program, "{len} bytes");
+        }
+        assert!(seal_program(&sample(300_000), &KEY).len() < 150_000, "the sample compresses");
+    }
+
+    #[test]
+    fn the_body_is_encrypted() {
+        let program = vec![b'A'; 10_000];
+        let container = seal_program(&program, &KEY);
+        let mut body = vec![0u8; 100];
+        let (plain, _) = zlib_rs::compress_slice(&mut body, &program, zlib_rs::DeflateConfig::default());
+        assert_ne!(&container[HEADER_SIZE..HEADER_SIZE + plain.len()], &plain[..]);
+    }
+
+    #[test]
+    fn every_flipped_bit_wrong_key_or_truncation_fails_authentication() {
+        let program = sample(2000);
+        let container = seal_program(&program, &KEY);
+        for at in 8..container.len() {
+            let mut bad = container.clone();
+            bad[at] ^= 0x10;
+            let refusal = unseal(&bad, &KEY).unwrap_err();
+            assert_eq!(refusal.status as u8, 126, "byte {at}");
+            assert!(refusal.reason.starts_with(AUTHENTICATION_FAILED), "byte {at}: {}", refusal.reason);
+        }
+        let mut wrong = KEY;
+        wrong[31] ^= 1;
+        assert_eq!(unseal(&container, &wrong), Err(Refusal::cannot_execute(AUTHENTICATION_FAILED)));
+        assert_eq!(unseal(&container[..container.len() - 1], &KEY), Err(Refusal::cannot_execute(TRUNCATED)));
+    }
+
+    #[test]
+    fn a_failed_open_leaves_the_body_encrypted() {
+        let container = seal_program(&sample(1000), &KEY);
+        let mut body = container[HEADER_SIZE..container.len() - TAG_SIZE].to_vec();
+        let before = body.clone();
+        let header: &[u8; HEADER_SIZE] = container[..HEADER_SIZE].try_into().unwrap();
+        assert!(open(&Secret([0; KEY_SIZE]), header, &mut body, container[container.len() - TAG_SIZE..].try_into().unwrap()).is_err());
+        assert_eq!(body, before);
+    }
+
+    #[test]
+    fn a_body_that_inflates_to_another_size_or_not_at_all_is_refused() {
+        let program = sample(5000);
+        let compressed = compress(&program);
+        let read_all = |body: &[u8], declared: u64| {
+            let mut state = Box::new(InflateState::new());
+            Inflating::new(declared, &mut state).read_exact_at(body, &mut state, 0, &mut vec![0u8; declared as usize])
+        };
+        for declared in [4999, 5001] {
+            assert_eq!(read_all(&compressed, declared), Err(Refusal::cannot_execute(WRONG_SIZE)), "declared {declared}");
+        }
+        let trailing = [&compressed[..], b"x"].concat();
+        assert_eq!(read_all(&trailing, 5000), Err(Refusal::cannot_execute(CORRUPT)));
+        assert_eq!(read_all(b"\x78\x9cgarbage", 16), Err(Refusal::cannot_execute(CORRUPT)));
+        assert_eq!(read_all(&compressed[..100], 5000), Err(Refusal::cannot_execute(CORRUPT)));
+    }
+
+    fn compress(program: &[u8]) -> Vec<u8> {
+        let mut body = vec![0u8; zlib_rs::compress_bound(program.len())];
+        let (compressed, _) = zlib_rs::compress_slice(&mut body, program, zlib_rs::DeflateConfig::default());
+        compressed.to_vec()
+    }
+
+    #[test]
+    fn reads_in_any_order_give_the_program_bytes() {
+        let program = sample(500_000);
+        let body = compress(&program);
+        let mut state = Box::new(InflateState::new());
+        let mut inflating = Inflating::new(program.len() as u64, &mut state);
+        // Headers, then segments in file order sharing pages, then far back, then the end.
+        for (offset, len) in [(0, 64), (64, 504), (0, 4096), (4000, 100_000), (100_000, 200_000), (299_000, 1), (10, 20), (250_000, 250_000)] {
+            let mut buf = vec![0u8; len];
+            inflating.read_exact_at(&body, &mut state, offset as u64, &mut buf).unwrap();
+            assert!(buf == program[offset..offset + len], "{len} bytes at {offset}");
+        }
+        assert_eq!(inflating.read_exact_at(&body, &mut state, 499_999, &mut [0; 2]), Err(Refusal::cannot_execute(WRONG_SIZE)));
+    }
+
+    #[test]
+    fn keys_are_raw_or_hex() {
+        let mut key = Key::zeroed();
+        assert_eq!(parse_key(&[9; 32], &mut key), Ok(()));
+        assert_eq!(key.0, [9; 32]);
+        let hex = b"000102030405060708090a0b0c0d0e0f101112131415161718191A1B1C1D1E1F\n";
+        assert_eq!(parse_key(hex, &mut key), Ok(()));
+        assert_eq!(key.0, core::array::from_fn(|i| i as u8));
+        assert_eq!(parse_key(&hex[..64], &mut key), Ok(()));
+        assert!(parse_key(&hex[..63], &mut key).is_err());
+        assert!(parse_key(&[9; 33], &mut key).is_err());
+        assert!(parse_key(b"zz02030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", &mut key).is_err());
+        assert!(parse_key(b"", &mut key).is_err());
+    }
+
+    #[test]
+    fn wipe_zeroes_every_byte_at_any_alignment() {
+        let mut bytes = [0xa5u8; 67];
+        wipe(&mut bytes[3..]);
+        assert_eq!(&bytes[..3], &[0xa5; 3]);
+        assert!(bytes[3..].iter().all(|&b| b == 0));
+        let mut secret = core::mem::ManuallyDrop::new(Secret([1u8; 4]));
+        // SAFETY: dropped once; afterwards only its plain bytes are read.
+        unsafe { core::mem::ManuallyDrop::drop(&mut secret) };
+        assert_eq!(secret.0, [0; 4]);
+    }
+}

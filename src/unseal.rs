@@ -1,0 +1,170 @@
+//! Opening a sealed container: the key from the descriptor named by `PRELOAD_KEY_FD` (never
+//! from an argument or an environment value), the whole body read into one anonymous mapping
+//! and authenticated before any of it is decrypted, then inflated on demand as the loader
+//! copies the segments, as for a streamed program. The key, the decrypted body and the
+//! inflater's state are wiped when done with; no plaintext is ever written to a file, a memfd
+//! included.
+
+use core::cell::Cell;
+use core::ffi::c_void;
+
+use preload::elf::Aligned;
+use preload::error::Refusal;
+use preload::page_align;
+use preload::sealed::{self, HEADER_SIZE, Header, InflateState, Inflating, KEY_SIZE, Key, Secret, TAG_SIZE};
+use preload::stream;
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::mm::{MapFlags, ProtFlags};
+
+use crate::source::{File, HEAD_SIZE};
+
+/// The environment variable that names the key's descriptor.
+pub const KEY_FD_VAR: &[u8] = b"PRELOAD_KEY_FD";
+
+const NO_KEY: &str = "sealed program: no key (give its descriptor in PRELOAD_KEY_FD)";
+const BAD_KEY_FD: &str = "sealed program: PRELOAD_KEY_FD must name an open descriptor above 2";
+const KEY_UNREADABLE: &str = "sealed program: cannot read the key from PRELOAD_KEY_FD";
+
+/// The descriptor number in `PRELOAD_KEY_FD`: decimal, and not stdin, stdout or stderr, which
+/// belong to the program.
+fn key_fd(value: &[u8]) -> Option<i32> {
+    if value.is_empty() || value.len() > 9 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let fd = value.iter().fold(0i32, |fd, digit| fd * 10 + i32::from(digit - b'0'));
+    (fd > 2).then_some(fd)
+}
+
+/// Read the key, to the end of its descriptor, into `key`, and close the descriptor. `own` is
+/// the one descriptor the preloader has opened itself by now (the container's): never the key's.
+fn read_key(fd_var: Option<&[u8]>, own: BorrowedFd, key: &mut Key) -> Result<(), Refusal> {
+    let fd = key_fd(fd_var.ok_or(Refusal::cannot_execute(NO_KEY))?).filter(|&fd| fd != own.as_raw_fd()).ok_or(Refusal::cannot_execute(BAD_KEY_FD))?;
+    // SAFETY: only probed, while the number is not otherwise in use by the preloader.
+    rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(fd) }).map_err(|_| Refusal::cannot_execute(BAD_KEY_FD))?;
+    // SAFETY: the descriptor is open (checked above) and was handed over for the key alone;
+    // the preloader owns it from here and closes it, so the program never sees it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // One byte more than the longest key form, to tell a longer text apart.
+    let mut text = Secret::<{ 2 * KEY_SIZE + 2 }>::zeroed();
+    let mut len = 0;
+    while len < text.0.len() {
+        match rustix::io::read(&fd, &mut text.0[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(Errno::INTR) => {}
+            Err(_) => return Err(Refusal::cannot_execute(KEY_UNREADABLE)),
+        }
+    }
+    sealed::parse_key(&text.0[..len], key).map_err(Refusal::cannot_execute)
+}
+
+/// A private anonymous read-write mapping holding plaintext: wiped and unmapped when dropped.
+struct Plain {
+    base: *mut u8,
+    len: usize,
+}
+
+impl Plain {
+    fn new(len: usize) -> Result<Self, Refusal> {
+        let len = page_align(len as u64) as usize;
+        // NORESERVE: sizes come from a header whose tag is not checked yet when the body is read.
+        // SAFETY: a fresh private anonymous mapping, used only through the Plain that owns it.
+        let base = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE | MapFlags::NORESERVE) }
+            .map_err(|errno| Refusal::failure_errno(errno.raw_os_error()))?;
+        Ok(Self { base: base.cast::<u8>(), len })
+    }
+}
+
+impl Drop for Plain {
+    fn drop(&mut self) {
+        // SAFETY: the whole mapping, which nothing borrows any more (its owner is being dropped).
+        sealed::wipe(unsafe { core::slice::from_raw_parts_mut(self.base, self.len) });
+        // SAFETY: the mapping made in `new`, unused from here on.
+        let _ = unsafe { rustix::mm::munmap(self.base.cast::<c_void>(), self.len) };
+    }
+}
+
+/// A sealed program, authenticated and decrypted, read as the loader asks: one mapping holds
+/// the decrypted (still compressed) body, the inflater's state and ring, and a copy of the
+/// program's first bytes; the program is inflated on demand straight into the loader's buffers,
+/// so it is never held whole outside its own pages.
+pub struct Unsealed {
+    mapping: Plain,
+    body_len: usize,
+    state_at: usize,
+    head_at: usize,
+    head_len: usize,
+    inflating: Cell<Inflating>,
+}
+
+impl Unsealed {
+    /// The first bytes, as [`File::head`] gives them for a file.
+    pub fn head(&self) -> &[u8] {
+        // SAFETY: the head copy's place in the mapping, written in `unseal` and only read since.
+        unsafe { core::slice::from_raw_parts(self.mapping.base.add(self.head_at), self.head_len) }
+    }
+
+    /// The program's bytes at `offset`, as `pread` on the plain file would give them.
+    pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let mut inflating = self.inflating.get();
+        // SAFETY: body and state are disjoint places in the mapping; the body is only read, and
+        // the state is touched by this method alone, which does not recurse: no other reference
+        // to it exists while this one lives. `buf` is the caller's, outside the mapping.
+        let result = unsafe {
+            let body = core::slice::from_raw_parts(self.mapping.base, self.body_len);
+            let state = &mut *self.mapping.base.add(self.state_at).cast::<InflateState>();
+            inflating.read_exact_at(body, state, offset, buf)
+        };
+        self.inflating.set(inflating);
+        result.map_err(|_| Errno::IO)
+    }
+}
+
+/// Authenticate and decrypt `container` with the key from `key_fd_var`. The result reads like
+/// the plain program's file (inflating on demand), keeps the container's descriptor (so
+/// /proc/self/exe shows the container: there is no plain file) and has its segments copied.
+pub fn unseal(container: File, key_fd_var: Option<&[u8]>) -> Result<File, Refusal> {
+    let mut key = Key::zeroed();
+    read_key(key_fd_var, container.fd.as_fd(), &mut key)?;
+    let mut header_bytes = [0u8; HEADER_SIZE];
+    container.read_at(0, &mut header_bytes).map_err(|_| Refusal::cannot_execute(sealed::TRUNCATED))?;
+    let header = Header::parse(&header_bytes)?;
+    if container.size < header.container_size() {
+        return Err(Refusal::cannot_execute(sealed::TRUNCATED));
+    }
+    if container.size > header.container_size() {
+        return Err(Refusal::cannot_execute(sealed::TRAILING));
+    }
+
+    // Header::parse bounds the body size to about MAX_PROGRAM_SIZE, so none of this overflows.
+    let body_len = header.body_size as usize;
+    let state_at = page_align(body_len as u64) as usize;
+    let head_at = state_at + page_align(size_of::<InflateState>() as u64) as usize;
+    let mapping = Plain::new(head_at + HEAD_SIZE)?;
+    // SAFETY: the body's place at the start of the mapping, which nothing else refers to yet.
+    let body = unsafe { core::slice::from_raw_parts_mut(mapping.base, body_len) };
+    let io_error = |errno: Errno| Refusal::from_errno(errno.raw_os_error());
+    container.read_exact_at(HEADER_SIZE as u64, body).map_err(io_error)?;
+    let mut tag = [0u8; TAG_SIZE];
+    container.read_exact_at((HEADER_SIZE + body_len) as u64, &mut tag).map_err(io_error)?;
+    sealed::open(&key, &header_bytes, body, &tag)?;
+    drop(key);
+
+    let state = mapping.base.wrapping_add(state_at).cast::<InflateState>();
+    // SAFETY: the state's place is page-aligned, inside the mapping and disjoint from the body;
+    // it is written before it is borrowed, and the borrow ends with this block.
+    let inflating = unsafe {
+        state.write(InflateState::new());
+        Inflating::new(header.program_size, &mut *state)
+    };
+    let head_len = header.program_size.min(HEAD_SIZE as u64) as usize;
+    let unsealed = Unsealed { mapping, body_len, state_at, head_at, head_len, inflating: Cell::new(inflating) };
+    // SAFETY: the head copy's place, after the state, inside the mapping and disjoint from both.
+    let head = unsafe { core::slice::from_raw_parts_mut(unsealed.mapping.base.add(head_at), head_len) };
+    unsealed.read_exact_at(0, head).map_err(|_| Refusal::cannot_execute("sealed program does not decompress"))?;
+    stream::check_start(&head[..head_len.min(64)]).map_err(Refusal::cannot_execute)?;
+    // Nothing of the plaintext in the File itself (it is moved about on the stack): its head
+    // and every read come from the mapping.
+    Ok(File { fd: container.fd, size: header.program_size, head: Aligned::zeroed(), head_len: 0, copy_segments: true, unsealed: Some(unsealed) })
+}

@@ -124,6 +124,9 @@ impl Unsealed {
 /// Authenticate and decrypt `container` with the key from `key_fd_var`. The result reads like
 /// the plain program's file (inflating on demand), keeps the container's descriptor (so
 /// /proc/self/exe shows the container: there is no plain file) and has its segments copied.
+// Out of line: its frame (the inflater state is built before it is moved into the mapping) is
+// large, and must not be probed on every launch.
+#[inline(never)]
 pub fn unseal(container: File, key_fd_var: Option<&[u8]>) -> Result<File, Refusal> {
     let mut key = Key::zeroed();
     read_key(key_fd_var, container.fd.as_fd(), &mut key)?;

@@ -193,16 +193,17 @@ const SIGKILL: i32 = 9;
 /// library uses at run time lies outside every PT_LOAD.
 const LAYOUT_DEPENDENT: &str = "both ran, differently, depending on memory outside the image";
 
-/// Whether a segment the run-time uses (dynamic section, notes, TLS, RELRO, properties, program
-/// headers, unwind table) lies outside every PT_LOAD in memory.
+/// Whether the entry point, or a segment the run-time uses (dynamic section, notes, TLS, RELRO,
+/// properties, program headers, unwind table), lies outside every PT_LOAD in memory.
 fn uses_memory_outside_its_image(elf: &Elf) -> bool {
     let entries: Vec<(u64, u64, u64)> = (0..elf.phnum()).map(|i| elf.ph(i)).map(|at| (elf.get(at, 4), elf.get(at + 16, 8), elf.get(at + 40, 8))).collect();
     let loads: Vec<(u64, u64)> = entries.iter().filter(|e| e.0 == u64::from(PT_LOAD)).map(|&(_, vaddr, memsz)| (vaddr, vaddr.saturating_add(memsz))).collect();
     let used = [PT_DYNAMIC, PT_NOTE, PT_TLS, PT_PHDR, PT_GNU_RELRO, PT_GNU_PROPERTY, 0x6474_e550].map(u64::from);
-    entries.iter().filter(|e| used.contains(&e.0) && e.2 > 0).any(|&(_, vaddr, memsz)| {
-        let end = vaddr.saturating_add(memsz);
-        !loads.iter().any(|&(start, stop)| start <= vaddr && end <= stop)
-    })
+    let inside = |vaddr: u64, end: u64| loads.iter().any(|&(start, stop)| start <= vaddr && end <= stop);
+    // An entry point outside every PT_LOAD jumps into whatever lies beside the image: nothing
+    // under the kernel, the preloader's leftover pages under preload (README: Layout).
+    let entry = elf.get(0x18, 8);
+    !inside(entry, entry.saturating_add(1)) || entries.iter().filter(|e| used.contains(&e.0) && e.2 > 0).any(|&(_, vaddr, memsz)| !inside(vaddr, vaddr.saturating_add(memsz)))
 }
 
 fn same_result(a: &Run, b: &Run) -> bool {

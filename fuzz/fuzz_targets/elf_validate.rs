@@ -6,12 +6,13 @@
 //! Checks that an accepted image keeps every promise the loader relies on (segments inside the
 //! user address space, offsets congruent to addresses, a writable segment's partial last file
 //! page inside the file so that zeroing it cannot fault, a bounded NUL-terminated PT_INTERP),
-//! that every refusal names a rule the file breaks, and that the start of a stream is refused
-//! as soon as it is refused at all, for the reason the whole header would get.
+//! that every refusal (header or program headers) names a rule the file breaks, and that the
+//! start of a stream is refused as soon as it is refused at all, for the reason the whole
+//! header would get.
 #![no_main]
 
-use goblin::elf::header::ET_DYN;
-use goblin::elf64::header::SIZEOF_EHDR;
+use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};
+use goblin::elf64::header::{ELFMAG, Header, SIZEOF_EHDR};
 use goblin::elf64::program_header::{PF_W, PT_LOAD, ProgramHeader, SIZEOF_PHDR};
 use libfuzzer_sys::fuzz_target;
 use preload::elf::{self, Aligned, MAX_INTERP_LEN, MAX_PHDR_TABLE, TASK_SIZE};
@@ -19,8 +20,14 @@ use preload::{page_offset, page_start, stream};
 
 fuzz_target!(|file: &[u8]| {
     check_stream_start(file);
-    let Ok(header) = elf::header(file) else { return };
-    let Ok((offset, len)) = elf::phdr_table(&header) else { return };
+    let Ok(header) = elf::header(file) else {
+        assert!(file.len() < SIZEOF_EHDR || !file.starts_with(ELFMAG));
+        return;
+    };
+    let (offset, len) = match elf::phdr_table(&header) {
+        Ok(table) => table,
+        Err(reason) => return check_header_refusal(reason, &header),
+    };
     assert!(len > 0 && len <= MAX_PHDR_TABLE && len % SIZEOF_PHDR == 0);
     assert_eq!(len / SIZEOF_PHDR, usize::from(header.e_phnum));
     let Some(table_bytes) = usize::try_from(offset).ok().and_then(|start| file.get(start..start.checked_add(len)?)) else { return };
@@ -41,6 +48,19 @@ fuzz_target!(|file: &[u8]| {
         }
     }
 });
+
+/// A refused header breaks the rule the reason names.
+fn check_header_refusal(reason: &str, header: &Header) {
+    let broken = match reason {
+        "not an executable or shared object (ELF type is neither EXEC nor DYN)" => header.e_type != ET_EXEC && header.e_type != ET_DYN,
+        "an i386 (32-bit) program: preload runs x86_64 programs only" => header.e_machine == elf::EM_386,
+        "wrong machine: not an x86_64 program" => header.e_machine != EM_X86_64,
+        "bad program header entry size" => usize::from(header.e_phentsize) != SIZEOF_PHDR,
+        "bad number of program headers" => header.e_phnum == 0 || usize::from(header.e_phnum) * SIZEOF_PHDR > MAX_PHDR_TABLE,
+        other => panic!("unexpected header refusal {other:?}"),
+    };
+    assert!(broken, "refused with {reason:?}, but the header does not break that rule: {header:?}");
+}
 
 fn in_file(offset: u64, size: u64, file_size: u64) -> bool {
     offset.checked_add(size).is_some_and(|end| end <= file_size)

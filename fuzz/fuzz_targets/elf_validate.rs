@@ -53,7 +53,8 @@ fuzz_target!(|file: &[u8]| {
 fn check_header_refusal(reason: &str, header: &Header) {
     let broken = match reason {
         "not an executable or shared object (ELF type is neither EXEC nor DYN)" => header.e_type != ET_EXEC && header.e_type != ET_DYN,
-        "an i386 (32-bit) program: preload runs x86_64 programs only" => header.e_machine == elf::EM_386,
+        // EM_386 or EM_486 (6), both of which the kernel's IA32 check accepts.
+        "an i386 (32-bit) program: preload runs x86_64 programs only" => matches!(header.e_machine, elf::EM_386 | 6),
         "wrong machine: not an x86_64 program" => header.e_machine != EM_X86_64,
         "bad program header entry size" => usize::from(header.e_phentsize) != SIZEOF_PHDR,
         "bad number of program headers" => header.e_phnum == 0 || usize::from(header.e_phnum) * SIZEOF_PHDR > MAX_PHDR_TABLE,

@@ -3,9 +3,10 @@
 //! /proc/self/maps lines `ranges::find_in_maps` reads and the `msg` formatting of addresses.
 //!
 //! Checks that accepted options are well-formed (program index in argv, page-aligned non-zero
-//! base, non-empty page-aligned ranges, values taken from argv), that options and range lists
-//! round-trip (print as the preloader prints, parse again, get the same), that PATH joins are
-//! exact and bounded by PATH_MAX, and that a found mapping overlaps the range asked for.
+//! base, a non-negative descriptor, non-empty page-aligned ranges, values taken from argv),
+//! that options and range lists round-trip (print as the preloader prints, parse again, get the
+//! same), that PATH joins are exact and bounded by PATH_MAX, and that a found mapping overlaps
+//! the range asked for.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -58,6 +59,7 @@ fn check_cli(argv: &[Vec<u8>]) {
             if let Some(base) = options.base {
                 assert!(base != 0 && base % PAGE_SIZE == 0, "--base {base:#x}");
             }
+            assert!(options.fd.is_none_or(|fd| fd >= 0), "--fd {:?}", options.fd);
             assert!(options.reserve.as_slice().iter().all(well_formed), "{:?}", options.reserve);
             for value in [options.argv0, options.interp].into_iter().flatten() {
                 assert!(is_part_of(value, argv), "option value not taken from argv");
@@ -89,6 +91,9 @@ fn check_options_round_trip(options: &Options) {
     if let Some(base) = options.base {
         let mut msg = Msg::<128>::new();
         args.push(msg.text("--base=").hex(base).as_bytes().to_vec());
+    }
+    if let Some(fd) = options.fd {
+        args.extend([b"--fd".to_vec(), fd.to_string().into_bytes()]);
     }
     for (name, value) in [(&b"--argv0"[..], options.argv0), (b"--interp", options.interp)] {
         if let Some(value) = value {

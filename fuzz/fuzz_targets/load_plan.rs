@@ -3,9 +3,12 @@
 //!
 //! Checks what the mapping code relies on: every segment's pages are page-aligned, cover its
 //! memory, stay inside TASK_SIZE and (position-independent images) inside the span the first
-//! mapping reserves, map only whole pages of the file; zeroing touches only the segment's own writable last file page; the mm
-//! fields are ordered as PR_SET_MM_MAP demands; the PIE bias honours the largest p_align; the
-//! heap starts above the program.
+//! mapping reserves, unless they lie below the first PT_LOAD (out of address order, mapped on
+//! their own as the kernel does); file pages map whole pages at the segment's offset (past the
+//! end of the file too, as the kernel maps them); zeroing touches only the segment's own
+//! writable last file page, which the file holds; the mm fields are ordered as PR_SET_MM_MAP
+//! demands; the PIE bias honours the largest p_align; the heap starts above the program. A
+//! program with an interpreter may have no PT_LOAD at all.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -85,6 +88,10 @@ fuzz_target!(|input: Input| {
     // A file size is an off_t: below 2^63.
     let file_size = input.file_size & i64::MAX as u64;
     let Ok(image) = elf::validate(&header, &phdrs, file_size) else { return };
+    // main.rs refuses a program without PT_LOAD unless it has an interpreter.
+    if !input.has_interp && elf::check_has_loads(&image).is_err() {
+        return;
+    }
     let extent = Extent::of(&image);
     check_extent(&image, &extent);
     for ph in image.loads() {
@@ -98,10 +105,18 @@ fn span_end(extent: &Extent) -> u64 {
 }
 
 fn check_extent(image: &Image, extent: &Extent) {
-    let first = image.loads().next().expect("validated images have a PT_LOAD");
+    let Some(first) = image.loads().next() else {
+        // Nothing to map: an empty extent whose code range PR_SET_MM_MAP still accepts.
+        assert_eq!((extent.first_start, extent.total_size, extent.end_bss, extent.phdr), (0, 0, 0, 0), "{extent:?}");
+        assert!(extent.start_code < extent.end_code && extent.start_data <= extent.end_data, "{extent:?}");
+        return;
+    };
     assert_eq!(extent.first_start, page_start(first.p_vaddr));
     assert!(extent.align.is_power_of_two() && extent.align >= PAGE_SIZE, "{extent:?}");
-    assert!(!image.relocatable || span_end(extent) <= TASK_SIZE, "{extent:?}");
+    // total_mapping_size: from the lowest page of any PT_LOAD, wherever it is in the table.
+    let lowest = image.loads().map(|ph| page_start(ph.p_vaddr)).min().unwrap();
+    assert_eq!(extent.total_size, image.loads().map(|ph| ph.p_vaddr + ph.p_memsz).max().unwrap() - lowest, "{extent:?}");
+    assert!(!image.relocatable || lowest + page_align(extent.total_size) <= TASK_SIZE, "{extent:?}");
     assert!(extent.start_code < extent.end_code && extent.end_code <= TASK_SIZE, "PR_SET_MM_MAP needs start_code < end_code: {extent:?}");
     assert!(extent.start_data <= extent.end_data && extent.end_data <= extent.end_bss, "{extent:?}");
     assert_eq!(extent.end_bss, image.loads().map(|ph| ph.p_vaddr + ph.p_memsz).max().unwrap());
@@ -123,7 +138,6 @@ fn check_segment(ph: &ProgramHeader, seg: &Segment, extent: &Extent, relocatable
     let mut end = seg.start + seg.file_len;
     if seg.file_len > 0 {
         assert_eq!(seg.offset % PAGE_SIZE, 0, "{seg:?}");
-        assert!(seg.offset + seg.file_len <= page_align(file_size), "maps pages past the end of the file: {seg:?}");
         assert!(end >= file_end && end - file_end < PAGE_SIZE, "{seg:?}");
         assert_eq!(seg.offset + (ph.p_vaddr - seg.start), ph.p_offset, "{seg:?}");
     }
@@ -132,6 +146,8 @@ fn check_segment(ph: &ProgramHeader, seg: &Segment, extent: &Extent, relocatable
             assert!(ph.p_flags & PF_W != 0, "zeroes a read-only page: {seg:?}");
             assert_eq!((start, stop), (file_end, page_align(file_end)));
             assert!(seg.start < start && stop <= end && ph.p_memsz > ph.p_filesz, "{seg:?}");
+            // The page being zeroed is a file page the file holds: touching it cannot SIGBUS.
+            assert!(seg.offset + (page_start(start) - seg.start) < file_size, "zeroes a page past the end of the file: {seg:?}");
         }
         None => assert!(ph.p_flags & PF_W == 0 || ph.p_memsz == ph.p_filesz || page_offset(file_end) == 0 || ph.p_filesz == 0),
     }
@@ -142,8 +158,9 @@ fn check_segment(ph: &ProgramHeader, seg: &Segment, extent: &Extent, relocatable
         end = stop;
     }
     assert!(end >= mem_end || ph.p_memsz == 0, "memory [{:#x}, {mem_end:#x}) not all mapped: {seg:?}", ph.p_vaddr);
-    // An ET_EXEC reserves no span: each segment goes to its own address.
-    assert!(!relocatable || (seg.start >= extent.first_start && end <= span_end(extent)), "segment {:#x}-{end:#x} outside the reserved span {:#x}-{:#x}", seg.start, extent.first_start, span_end(extent));
+    // An ET_EXEC reserves no span: each segment goes to its own address; so does a segment
+    // below the first PT_LOAD (MAP_FIXED_NOREPLACE in the shell).
+    assert!(!relocatable || seg.start < extent.first_start || end <= span_end(extent), "segment {:#x}-{end:#x} outside the reserved span {:#x}-{:#x}", seg.start, extent.first_start, span_end(extent));
 }
 
 fn check_placement(image: &Image, extent: &Extent, input: &Input) {

@@ -1,7 +1,8 @@
 //! The initial stack image with arbitrary argv, envp, execfn, platform, gap, RLIMIT_STACK and
-//! kernel auxv: `program_auxv`, `StackImage::check_size`, `layout` and `write`.
+//! kernel auxv: `program_auxv`, `stack::check_args`, `layout` and `write`.
 //!
-//! For every image `check_size` accepts: the stack pointer is 16-byte aligned, everything lies
+//! For every image whose strings `check_args` accepts (as `main.rs` counts them: argv, envp and
+//! execfn, one pointer per argument, at least one, and per variable): the stack pointer is 16-byte aligned, everything lies
 //! in [sp, top) in the documented order without overlaps, the image is no bigger than the
 //! argument space plus the fixed parts, argv/envp round-trip through their pointers, the
 //! argument and environment areas are exactly the strings /proc/PID/cmdline and environ show,
@@ -27,7 +28,7 @@ struct Input {
     stack_limit: u64,
     top: u64,
     kernel_auxv: Vec<(u8, u64)>,
-    aux: (u64, u64, u64, u64),
+    aux: (u64, u64, u64, u64, u64),
 }
 
 /// The strings the kernel passes: C strings, so without NUL bytes.
@@ -42,8 +43,8 @@ fuzz_target!(|input: Input| {
     let execfn = c_string(&input.execfn, 1);
     let platform = input.platform.as_deref().map(|p| c_string(p, 1));
     let kernel: Vec<(u64, u64)> = input.kernel_auxv.iter().map(|&(key, value)| (u64::from(key % 48), value)).collect();
-    let (phdr, phnum, base, entry) = input.aux;
-    let aux = ProgramAux { phdr, phnum, base, entry };
+    let (phdr, phnum, base, entry, secure) = input.aux;
+    let aux = ProgramAux { phdr, phnum, base, entry, secure };
     let auxv: Vec<(u64, u64)> = stack::program_auxv(kernel.iter().copied(), aux).collect();
     check_auxv(&kernel, &auxv, &aux);
 
@@ -59,15 +60,17 @@ fuzz_target!(|input: Input| {
         gap: u64::from(input.gap) % 8192,
         auxv: auxv.iter().copied(),
     };
-    if spec.check_size(input.stack_limit).is_err() {
+    let strings = argv.iter().chain(&envp).map(Vec::as_slice).chain([execfn.as_slice()]);
+    let pointers = argv.len().max(1) as u64 + envp.len() as u64;
+    if stack::check_args(strings, pointers, input.stack_limit).is_err() {
         return;
     }
     let layout = spec.layout();
     let size = layout.size(top);
-    // Beyond the strings and pointers check_size counts: the top word, the gap and alignments,
+    // Beyond the strings and pointers check_args counts: the top word, the gap and alignments,
     // platform, AT_RANDOM, auxv, argc and two NULLs, and the "" an empty argv gets.
     let fixed = 8 + spec.gap + 15 + platform.as_ref().map_or(0, |p| p.len() as u64 + 1) + 16 + layout.auxv_len + 3 * 8 + 1 + 8 + 15;
-    assert!((size as u64) <= stack::argument_space(input.stack_limit) + fixed, "image of {size} bytes exceeds what check_size accepted");
+    assert!((size as u64) <= stack::argument_space(input.stack_limit) + fixed, "image of {size} bytes exceeds what check_args accepted");
     let mut image = vec![0u8; size];
     spec.write(&layout, &mut image);
     check_image(&image, &layout, top, &argv, &envp, &execfn, platform.as_deref(), &input.random, &auxv);
@@ -83,6 +86,7 @@ fn check_auxv(kernel: &[(u64, u64)], auxv: &[(u64, u64)], aux: &ProgramAux) {
             stack::AT_PHNUM => aux.phnum,
             stack::AT_BASE => aux.base,
             stack::AT_ENTRY => aux.entry,
+            stack::AT_SECURE => aux.secure,
             _ => kernel_value,
         };
         assert_eq!(value, expected, "auxv key {key}");

@@ -149,12 +149,13 @@ fn interp_runs_the_program_through_the_named_interpreter() {
 fn wine_info(scratch: &Scratch, pie: bool) -> PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/wine_info.c");
     let out = scratch.path().join(if pie { "wine_info-pie" } else { "wine_info-nopie" });
-    let status = Command::new(require_tool("gcc"))
-        .args(["-O1", "-Wall", "-Werror", "-rdynamic", if pie { "-pie" } else { "-no-pie" }, "-o"])
-        .arg(&out)
-        .arg(&source)
-        .status()
-        .expect("run gcc");
+    let status = common::output(
+        Command::new(require_tool("gcc"))
+            .args(["-O1", "-Wall", "-Werror", "-rdynamic", if pie { "-pie" } else { "-no-pie" }, "-o"])
+            .arg(&out)
+            .arg(&source),
+    )
+    .status;
     assert!(status.success(), "compiling {} failed", source.display());
     out
 }

@@ -56,13 +56,12 @@ fn with_argument_bytes(dir: &Path, name: &str, total: usize) -> Invocation {
 fn arguments_up_to_the_kernels_limit_run_and_one_byte_more_is_e2big() {
     let scratch = Scratch::new("e2big");
     let dir = long_directory(&scratch);
-    std::fs::copy("/bin/true", dir.join("t")).expect("copy true");
+    let within = dir.strip_prefix(scratch.path()).expect("the long directory is in the scratch directory");
     let mut wrong_machine = Elf::read(Path::new("/bin/true"));
     wrong_machine.set(18, 2, 40);
-    std::fs::write(dir.join("w"), &wrong_machine.bytes).expect("write w");
-    for name in ["t", "w"] {
-        common::set_mode(&dir.join(name), 0o755);
-    }
+    // Through the scratch directory's writers, which no test spawn overlaps (ETXTBSY).
+    scratch.copy(Path::new("/bin/true"), &within.join("t").to_string_lossy(), 0o755);
+    scratch.write(&within.join("w").to_string_lossy(), &wrong_machine.bytes, 0o755);
     // The kernel's boundary, by bisection on the direct execve.
     let fits = |total| match with_argument_bytes(&dir, "t", total).try_run_direct() {
         Ok(output) => {
@@ -95,7 +94,7 @@ fn reads_with_a_segment_of(scratch: &Scratch, name: &str, len: u64) -> (usize, u
     let offset = 64 << 20;
     elf.move_table(&[Phdr::load(4, offset, 0x1000_0000, len, len)], elf.phnum() + 2);
     let program = write(scratch, name, &elf);
-    let truncate = Command::new(require_tool("truncate")).arg("-s").arg((offset + len).to_string()).arg(&program).status().expect("run truncate");
+    let truncate = common::output(Command::new(require_tool("truncate")).arg("-s").arg((offset + len).to_string()).arg(&program)).status;
     assert!(truncate.success(), "truncate {}", program.display());
     Invocation::new(&program).assert_same().expect_exit(0);
 
@@ -261,7 +260,7 @@ fn wine_symbol_lookup_respects_a_later_segment_that_hides_the_tables() {
     let scratch = Scratch::new("wine-hidden");
     let built = scratch.path().join("wine_info");
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/wine_info.c");
-    let gcc = Command::new(require_tool("gcc")).args(["-O1", "-rdynamic", "-pie", "-o"]).arg(&built).arg(&source).status().expect("run gcc");
+    let gcc = common::output(Command::new(require_tool("gcc")).args(["-O1", "-rdynamic", "-pie", "-o"]).arg(&built).arg(&source)).status;
     assert!(gcc.success(), "compiling {}", source.display());
     let mut elf = Elf::read(&built);
     let dynamic = elf.find(PT_DYNAMIC).expect("PT_DYNAMIC");

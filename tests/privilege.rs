@@ -50,9 +50,9 @@ fn admin_tool(name: &str) -> PathBuf {
 /// A copy of the preloader with `cap_checkpoint_restore+ep`, deployed as README says.
 fn capable_preload(scratch: &Scratch) -> PathBuf {
     let copy = scratch.copy(common::preload(), "preload", 0o755);
-    let set = Command::new(admin_tool("setcap")).arg("cap_checkpoint_restore+ep").arg(&copy).output().unwrap();
+    let set = common::output(Command::new(admin_tool("setcap")).arg("cap_checkpoint_restore+ep").arg(&copy));
     assert!(set.status.success(), "setcap on {}: {}", copy.display(), stderr(&set));
-    let get = Command::new(admin_tool("getcap")).arg(&copy).output().unwrap();
+    let get = common::output(Command::new(admin_tool("getcap")).arg(&copy));
     assert!(
         String::from_utf8_lossy(&get.stdout).contains("cap_checkpoint_restore=ep"),
         "scenario check: the file system of {} does not keep file capabilities (getcap: {:?}); \

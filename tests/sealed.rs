@@ -45,7 +45,7 @@ impl Keyed {
     fn new(name: &str) -> Keyed {
         let scratch = Scratch::new(name);
         let key = scratch.path().join("key");
-        succeed(seal_tool().arg("--new-key").arg(&key).output().unwrap(), "preload-seal --new-key");
+        succeed(common::output(seal_tool().arg("--new-key").arg(&key)), "preload-seal --new-key");
         Keyed { scratch, key }
     }
 
@@ -55,7 +55,7 @@ impl Keyed {
         let plain = self.scratch.copy(program, &format!("plain/{name}"), 0o755);
         let sealed = self.scratch.path().join("sealed").join(name);
         fs::create_dir_all(sealed.parent().unwrap()).unwrap();
-        let tool = seal_tool().arg("--key-file").arg(&self.key).arg("-o").arg(&sealed).arg(&plain).output().unwrap();
+        let tool = common::output(seal_tool().arg("--key-file").arg(&self.key).arg("-o").arg(&sealed).arg(&plain));
         succeed(tool, "preload-seal");
         (plain, sealed)
     }

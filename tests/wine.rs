@@ -20,7 +20,7 @@ fn run_wine(scratch: &Scratch, mut command: Command) -> Output {
     command.env("WINEPREFIX", &prefix).env("WINEDEBUG", "-all").env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY");
     command.current_dir(env!("CARGO_MANIFEST_DIR")).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let output = common::run(command, None, "wine");
-    let waited = Command::new(WINESERVER).arg("-w").env("WINEPREFIX", &prefix).status().expect("run wineserver -w");
+    let waited = common::output(Command::new(WINESERVER).arg("-w").env("WINEPREFIX", &prefix)).status;
     assert!(waited.success(), "wineserver -w failed");
     output
 }

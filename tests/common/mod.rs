@@ -239,14 +239,14 @@ pub fn build_c(src: &str, variant: Variant) -> PathBuf {
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c").join(format!("{src}.c"));
         let out = dir.join(format!("{src}-{}", variant.name()));
         let compiler = require_tool(variant.compiler());
-        let result = Command::new(&compiler)
-            .args(["-std=gnu11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pthread"])
-            .args(variant.flags())
-            .arg("-o")
-            .arg(&out)
-            .arg(&source)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", compiler.display()));
+        let result = output(
+            Command::new(&compiler)
+                .args(["-std=gnu11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pthread"])
+                .args(variant.flags())
+                .arg("-o")
+                .arg(&out)
+                .arg(&source),
+        );
         assert!(
             result.status.success(),
             "compiling {} ({}) failed: {}\n{}",
@@ -465,6 +465,14 @@ pub fn run(cmd: Command, stdin: Option<&[u8]>, what: &str) -> Output {
     try_run(cmd, stdin, what).unwrap_or_else(|e| panic!("cannot start {what}: {e}"))
 }
 
+/// `cmd.output()` (stdin null, output collected), spawned under [`SPAWN_LOCK`]: for the tools
+/// the tests run (compilers, mkfifo, setcap...), which must not inherit a write descriptor either.
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = spawn(cmd).unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    child.wait_with_output().unwrap_or_else(|e| panic!("cannot wait for {cmd:?}: {e}"))
+}
+
 /// Spawns `cmd` under [`SPAWN_LOCK`], for tests that wait for the child themselves.
 pub fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
     let _no_write = SPAWN_LOCK.read().unwrap_or_else(|e| e.into_inner());
@@ -485,7 +493,7 @@ fn try_run(mut cmd: Command, stdin: Option<&[u8]>, what: &str) -> std::io::Resul
     let watchdog = thread::spawn(move || {
         let timed_out = finished.recv_timeout(TIMEOUT).is_err();
         if timed_out {
-            let _ = Command::new("/bin/kill").args(["-KILL", &pid]).status();
+            let _ = output(Command::new("/bin/kill").args(["-KILL", &pid]));
         }
         timed_out
     });

@@ -112,6 +112,42 @@ pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
 }
 
 /// # Safety
+/// A private anonymous read-write mapping (zero-filled, whole pages) at an address of the
+/// kernel's choosing, unmapped when dropped: buffers kept out of the launch's stack frame.
+pub struct Mapping {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    /// At least `len` bytes (not 0); `flags` adds to MAP_PRIVATE.
+    pub fn new(len: usize, flags: MapFlags) -> Result<Self, Errno> {
+        let len = preload::page_align(len as u64) as usize;
+        // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing,
+        // owned by the Mapping from here on.
+        let addr = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE | flags) }?;
+        Ok(Self { base: NonNull::new(addr.cast::<u8>()).ok_or(Errno::NOMEM)?, len })
+    }
+
+    /// The first byte, for owners that keep several parts in one mapping.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    /// All of it.
+    pub fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: `len` bytes mapped read-write in `new`; `&mut self` is the only way in.
+        unsafe { core::slice::from_raw_parts_mut(self.base.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`; no borrow of it outlives the Mapping.
+        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
 /// All-zero bytes are a valid value of the type.
 pub unsafe trait Zeroable {}
 

@@ -9,10 +9,10 @@ use preload::search::{self, PATH_MAX};
 use preload::stream::{ByteStream, SCRIPT_WITHOUT_PATH};
 use rustix::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::fs::{Access, AtFlags, CWD, FileType, Mode, OFlags};
-use preload::page_align;
 use rustix::io::Errno;
-use rustix::mm::{MapFlags, ProtFlags};
+use rustix::mm::MapFlags;
 
+use crate::rt::Mapping;
 use crate::streamload::{self, FdStream, Memfd};
 
 /// How much of a file is read up front: the ELF header, the `#!` line, and the program headers
@@ -98,8 +98,7 @@ impl File {
 /// Bytes of a file beyond its head, in a mapping of their own made only when needed: a buffer
 /// on the stack would be touched, page by page, by every launch.
 pub struct Spill {
-    /// (address, length) of the mapping.
-    mapped: Option<(u64, usize)>,
+    mapped: Option<Mapping>,
 }
 
 impl Spill {
@@ -112,31 +111,21 @@ impl Spill {
         if len == 0 {
             return Ok(&mut []);
         }
-        let size = page_align(len as u64) as usize;
-        // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing.
-        let addr = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), size, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }.map_err(|_| "no memory to read the file into")?;
-        self.mapped = Some((addr as u64, size));
-        // SAFETY: the mapping is `size >= len` bytes, readable and writable, and only this buffer
-        // refers to it until `release`, which needs `&mut self` and so outlives every borrow.
-        Ok(unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) })
+        let mapping = Mapping::new(len, MapFlags::empty()).map_err(|_| "no memory to read the file into")?;
+        Ok(&mut self.mapped.insert(mapping).bytes()[..len])
     }
 
     /// Overwrite what it holds (a sealed program's headers are plaintext); `release` unmaps it.
     #[cfg(feature = "sealed")]
     pub fn wipe(&mut self) {
-        if let Some((addr, size)) = self.mapped {
-            // SAFETY: the mapping `storage` made, `size` bytes, read-write; `&mut self` proves
-            // nothing borrows it.
-            preload::sealed::wipe(unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, size) });
+        if let Some(mapping) = &mut self.mapped {
+            preload::sealed::wipe(mapping.bytes());
         }
     }
 
     /// Unmap the mapping, so that nothing of it reaches the program.
     pub fn release(&mut self) {
-        if let Some((addr, size)) = self.mapped.take() {
-            // SAFETY: the mapping `storage` made; `&mut self` proves nothing borrows it.
-            let _ = unsafe { rustix::mm::munmap(addr as *mut core::ffi::c_void, size) };
-        }
+        self.mapped = None;
     }
 }
 

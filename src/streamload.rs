@@ -3,7 +3,6 @@
 //! executable memfds. Nothing is written to any file system. The segments are then copied
 //! from the memfd into anonymous memory (see `load::map`): at most the program and one copy.
 
-use core::ffi::c_void;
 
 use preload::error::Refusal;
 use preload::msg::Msg;
@@ -11,8 +10,9 @@ use preload::stream::{self, ByteStream};
 use rustix::fd::OwnedFd;
 use rustix::fs::{MemfdFlags, OFlags, SealFlags};
 use rustix::io::Errno;
-use rustix::mm::{MapFlags, ProtFlags};
+use rustix::mm::MapFlags;
 
+use crate::rt::Mapping;
 use crate::source::cstr;
 
 /// How much of a stream is in flight at once: a pipe's default capacity.
@@ -58,7 +58,8 @@ impl ByteStream for FdStream {
 /// The stream loader: `stream` to its end into a sealed memfd named after `name`.
 pub fn load(stream: &mut impl ByteStream, name: &[u8]) -> Result<(OwnedFd, u64, Memfd), Refusal> {
     let (memfd, held) = create(name)?;
-    let mut window = Window::new()?;
+    // The bytes in flight, in a mapping of their own (the launch stack stays small).
+    let mut window = Mapping::new(WINDOW, MapFlags::empty()).map_err(failure)?;
     let size = stream::drain(stream, window.bytes(), |chunk| {
         write_all(&memfd, chunk).map_err(failure)
     })?;
@@ -109,32 +110,3 @@ fn failure(errno: Errno) -> Refusal {
     Refusal::failure_errno(errno.raw_os_error())
 }
 
-/// The bytes in flight, in a mapping of their own (the launch stack stays small).
-struct Window(*mut c_void);
-
-impl Window {
-    fn new() -> Result<Self, Refusal> {
-        // SAFETY: a fresh private anonymous mapping, owned by the Window until it is dropped.
-        let start = unsafe {
-            rustix::mm::mmap_anonymous(
-                core::ptr::null_mut(),
-                WINDOW,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE,
-            )
-        };
-        start.map(Self).map_err(failure)
-    }
-
-    fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: WINDOW bytes, mapped read-write, borrowed through `self` alone.
-        unsafe { core::slice::from_raw_parts_mut(self.0 as *mut u8, WINDOW) }
-    }
-}
-
-impl Drop for Window {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`; no borrow of it outlives the Window.
-        let _ = unsafe { rustix::mm::munmap(self.0, WINDOW) };
-    }
-}

@@ -6,7 +6,6 @@
 //! included.
 
 use core::cell::Cell;
-use core::ffi::c_void;
 
 use preload::elf::Aligned;
 use preload::error::Refusal;
@@ -15,8 +14,9 @@ use preload::sealed::{self, HEADER_SIZE, Header, InflateState, Inflating, KEY_SI
 use preload::stream;
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::io::Errno;
-use rustix::mm::{MapFlags, ProtFlags};
+use rustix::mm::MapFlags;
 
+use crate::rt::Mapping;
 use crate::source::{File, HEAD_SIZE};
 
 /// The environment variable that names the key's descriptor.
@@ -59,29 +59,23 @@ fn read_key(fd_var: Option<&[u8]>, own: BorrowedFd, key: &mut Key) -> Result<(),
     sealed::parse_key(&text.0[..len], key).map_err(Refusal::cannot_execute)
 }
 
-/// A private anonymous read-write mapping holding plaintext: wiped and unmapped when dropped.
-struct Plain {
-    base: *mut u8,
-    len: usize,
-}
+/// A private anonymous read-write mapping holding plaintext: wiped, then unmapped, when dropped.
+struct Plain(Mapping);
 
 impl Plain {
     fn new(len: usize) -> Result<Self, Refusal> {
-        let len = page_align(len as u64) as usize;
         // NORESERVE: sizes come from a header whose tag is not checked yet when the body is read.
-        // SAFETY: a fresh private anonymous mapping, used only through the Plain that owns it.
-        let base = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE | MapFlags::NORESERVE) }
-            .map_err(|errno| Refusal::failure_errno(errno.raw_os_error()))?;
-        Ok(Self { base: base.cast::<u8>(), len })
+        Mapping::new(len, MapFlags::NORESERVE).map(Self).map_err(|errno| Refusal::failure_errno(errno.raw_os_error()))
+    }
+
+    fn base(&self) -> *mut u8 {
+        self.0.as_ptr()
     }
 }
 
 impl Drop for Plain {
     fn drop(&mut self) {
-        // SAFETY: the whole mapping, which nothing borrows any more (its owner is being dropped).
-        sealed::wipe(unsafe { core::slice::from_raw_parts_mut(self.base, self.len) });
-        // SAFETY: the mapping made in `new`, unused from here on.
-        let _ = unsafe { rustix::mm::munmap(self.base.cast::<c_void>(), self.len) };
+        sealed::wipe(self.0.bytes());
     }
 }
 
@@ -102,7 +96,7 @@ impl Unsealed {
     /// The first bytes, as [`File::head`] gives them for a file.
     pub fn head(&self) -> &[u8] {
         // SAFETY: the head copy's place in the mapping, written in `unseal` and only read since.
-        unsafe { core::slice::from_raw_parts(self.mapping.base.add(self.head_at), self.head_len) }
+        unsafe { core::slice::from_raw_parts(self.mapping.base().add(self.head_at), self.head_len) }
     }
 
     /// The program's bytes at `offset`, as `pread` on the plain file would give them.
@@ -112,8 +106,8 @@ impl Unsealed {
         // the state is touched by this method alone, which does not recurse: no other reference
         // to it exists while this one lives. `buf` is the caller's, outside the mapping.
         let result = unsafe {
-            let body = core::slice::from_raw_parts(self.mapping.base, self.body_len);
-            let state = &mut *self.mapping.base.add(self.state_at).cast::<InflateState>();
+            let body = core::slice::from_raw_parts(self.mapping.base(), self.body_len);
+            let state = &mut *self.mapping.base().add(self.state_at).cast::<InflateState>();
             inflating.read_exact_at(body, state, offset, buf)
         };
         self.inflating.set(inflating);
@@ -146,7 +140,7 @@ pub fn unseal(container: File, key_fd_var: Option<&[u8]>) -> Result<File, Refusa
     let head_at = state_at + page_align(size_of::<InflateState>() as u64) as usize;
     let mapping = Plain::new(head_at + HEAD_SIZE)?;
     // SAFETY: the body's place at the start of the mapping, which nothing else refers to yet.
-    let body = unsafe { core::slice::from_raw_parts_mut(mapping.base, body_len) };
+    let body = unsafe { core::slice::from_raw_parts_mut(mapping.base(), body_len) };
     let io_error = |errno: Errno| Refusal::from_errno(errno.raw_os_error());
     container.read_exact_at(HEADER_SIZE as u64, body).map_err(io_error)?;
     let mut tag = [0u8; TAG_SIZE];
@@ -154,7 +148,7 @@ pub fn unseal(container: File, key_fd_var: Option<&[u8]>) -> Result<File, Refusa
     sealed::open(&key, &header_bytes, body, &tag)?;
     drop(key);
 
-    let state = mapping.base.wrapping_add(state_at).cast::<InflateState>();
+    let state = mapping.base().wrapping_add(state_at).cast::<InflateState>();
     // SAFETY: the state's place is page-aligned, inside the mapping and disjoint from the body;
     // it is written before it is borrowed, and the borrow ends with this block.
     let inflating = unsafe {
@@ -164,7 +158,7 @@ pub fn unseal(container: File, key_fd_var: Option<&[u8]>) -> Result<File, Refusa
     let head_len = header.program_size.min(HEAD_SIZE as u64) as usize;
     let unsealed = Unsealed { mapping, body_len, state_at, head_at, head_len, inflating: Cell::new(inflating) };
     // SAFETY: the head copy's place, after the state, inside the mapping and disjoint from both.
-    let head = unsafe { core::slice::from_raw_parts_mut(unsealed.mapping.base.add(head_at), head_len) };
+    let head = unsafe { core::slice::from_raw_parts_mut(unsealed.mapping.base().add(head_at), head_len) };
     unsealed.read_exact_at(0, head).map_err(|_| Refusal::cannot_execute("sealed program does not decompress"))?;
     stream::check_start(&head[..head_len.min(64)]).map_err(Refusal::cannot_execute)?;
     // Nothing of the plaintext in the File itself (it is moved about on the stack): its head

@@ -1,7 +1,7 @@
 //! Command-line parsing: `preload [OPTION]... [--] PROGRAM [ARG]...`.
 
 use crate::PAGE_SIZE;
-use crate::ranges::{self, RangeList};
+use crate::plan::reserve::{self, RangeList};
 
 /// What the options ask for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -126,10 +126,10 @@ fn set_valued_option<'a>(options: &mut Options<'a>, name: &[u8], value: &'a [u8]
     match name {
         b"--argv0" => options.argv0 = Some(value),
         b"--interp" => options.interp = Some(value),
-        b"--reserve" => options.reserve.push(ranges::parse_range(value).map_err(bad)?).map_err(bad)?,
+        b"--reserve" => options.reserve.push(reserve::parse_range(value).map_err(bad)?).map_err(bad)?,
         b"--fd" => options.fd = Some(parse_fd(value).ok_or(bad("--fd needs a descriptor number"))?),
         _ => {
-            let base = ranges::parse_address(value).map_err(bad)?;
+            let base = reserve::parse_address(value).map_err(bad)?;
             if base % PAGE_SIZE != 0 || base == 0 {
                 return Err(bad("--base needs a non-zero page-aligned address"));
             }
@@ -186,7 +186,7 @@ mod tests {
     fn layout_options_take_checked_values() {
         let Command::Run { options, program } = parse_strs(&["p", "--reserve", "10000-20000", "--reserve=0x30000-0x40000", "--base", "0x7f0000000000", "--interp=/lib/ld.so", "prog"]).unwrap() else { panic!() };
         assert_eq!(program, 7);
-        assert_eq!(options.reserve.as_slice(), [ranges::Range::new(0x10000, 0x20000), ranges::Range::new(0x30000, 0x40000)]);
+        assert_eq!(options.reserve.as_slice(), [reserve::Range::new(0x10000, 0x20000), reserve::Range::new(0x30000, 0x40000)]);
         assert_eq!(options.base, Some(0x7f00_0000_0000));
         assert_eq!(options.interp, Some(&b"/lib/ld.so"[..]));
         assert_eq!(parse_strs(&["p", "--reserve", "20000-10000", "x"]).unwrap_err(), UsageError::BadValue(b"20000-10000", "END must be above START"));

@@ -7,19 +7,11 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod cli;
-pub mod dynsym;
 pub mod elf;
-pub mod error;
-pub mod msg;
+pub mod exec;
+pub mod input;
 pub mod plan;
-pub mod privilege;
-pub mod ranges;
-pub mod script;
-#[cfg(feature = "sealed")]
-pub mod sealed;
-pub mod search;
-pub mod stack;
-pub mod stream;
+pub mod report;
 
 /// The page size of x86_64 Linux, which the ELF rules below are written against.
 pub const PAGE_SIZE: u64 = 4096;

@@ -1,6 +1,6 @@
 //! The preloader's inputs from argv and the environment: `cli::parse` over arbitrary argv,
 //! PRELOAD_RESERVE and WINEPRELOADRESERVE (`ranges`), PATH (`search`), plus the
-//! /proc/self/maps lines `ranges::find_in_maps` reads and the `msg` formatting of addresses.
+//! /proc/self/maps lines `reserve::find_in_maps` reads and the `msg` formatting of addresses.
 //!
 //! Checks that accepted options are well-formed (program index in argv, page-aligned non-zero
 //! base, a non-negative descriptor, non-empty page-aligned ranges, values taken from argv),
@@ -12,9 +12,9 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use preload::cli::{self, Command, Options, UsageError};
-use preload::msg::Msg;
-use preload::ranges::{self, Range, RangeList};
-use preload::search::{self, PATH_MAX};
+use preload::report::msg::Msg;
+use preload::plan::reserve::{self, Range, RangeList};
+use preload::exec::search::{self, PATH_MAX};
 use preload::PAGE_SIZE;
 
 #[derive(Arbitrary, Debug)]
@@ -127,13 +127,13 @@ fn check_range_list(text: &[u8]) {
 }
 
 fn check_wine_reserve(text: &[u8]) {
-    match ranges::parse_wine_reserve(text) {
+    match reserve::parse_wine_reserve(text) {
         Ok(Some(range)) => {
             assert!(well_formed(&range));
-            assert_eq!(ranges::parse_range(text), Ok(range));
+            assert_eq!(reserve::parse_range(text), Ok(range));
         }
-        Ok(None) => assert_eq!(ranges::parse_range(text), Err("END must be above START")),
-        Err(reason) => assert_eq!(ranges::parse_range(text), Err(reason)),
+        Ok(None) => assert_eq!(reserve::parse_range(text), Err("END must be above START")),
+        Err(reason) => assert_eq!(reserve::parse_range(text), Err(reason)),
     }
 }
 
@@ -156,7 +156,7 @@ fn check_path_search(path: Option<&[u8]>, program: &[u8]) {
 }
 
 fn check_maps(maps: &[u8], query: Range) {
-    if let Some((mapping, name)) = ranges::find_in_maps(maps, &query) {
+    if let Some((mapping, name)) = reserve::find_in_maps(maps, &query) {
         assert!(mapping.overlaps(&query), "{mapping:?} does not overlap {query:?}");
         assert!(maps.as_ptr_range().contains(&name.as_ptr()) || name.is_empty());
         assert!(!name.contains(&b'\n'));

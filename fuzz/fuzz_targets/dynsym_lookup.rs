@@ -8,7 +8,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use preload::dynsym::{Memory, find_object, gnu_hash, sysv_hash};
+use preload::elf::symbols::{Memory, find_object, gnu_hash, sysv_hash};
 
 /// Memory starting at vaddr `base`.
 struct Flat {

@@ -16,7 +16,8 @@ use goblin::elf64::header::{ELFMAG, Header, SIZEOF_EHDR};
 use goblin::elf64::program_header::{PF_W, PT_LOAD, ProgramHeader, SIZEOF_PHDR};
 use libfuzzer_sys::fuzz_target;
 use preload::elf::{self, Aligned, MAX_INTERP_LEN, MAX_PHDR_TABLE, TASK_SIZE};
-use preload::{page_offset, page_start, stream};
+use preload::input::stream;
+use preload::{page_offset, page_start};
 
 fuzz_target!(|file: &[u8]| {
     check_stream_start(file);
@@ -146,7 +147,7 @@ fn check_stream_start(file: &[u8]) {
     }
     if head.starts_with(b"#!") {
         assert_eq!(refused, Some((2, stream::SCRIPT_WITHOUT_PATH)));
-    } else if head.len() == SIZEOF_EHDR && !head.starts_with(&preload::sealed::MAGIC) {
+    } else if head.len() == SIZEOF_EHDR && !head.starts_with(&preload::input::sealed::MAGIC) {
         let whole = elf::header(head).and_then(|header| elf::phdr_table(&header)).map(|_| ());
         assert_eq!(stream::check_start(head), whole);
     }

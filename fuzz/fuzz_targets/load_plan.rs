@@ -17,7 +17,7 @@ use goblin::elf64::header::Header;
 use goblin::elf64::program_header::{PF_W, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_PHDR, ProgramHeader};
 use libfuzzer_sys::fuzz_target;
 use preload::elf::{self, Image, TASK_SIZE};
-use preload::plan::{self, BRK_RND_RANGE, ELF_ET_DYN_BASE, Extent, Segment};
+use preload::plan::load::{self, BRK_RND_RANGE, ELF_ET_DYN_BASE, Extent, Segment};
 use preload::{PAGE_SIZE, page_align, page_offset, page_start};
 
 #[derive(Arbitrary, Debug)]
@@ -169,9 +169,9 @@ fn check_placement(image: &Image, extent: &Extent, input: &Input) {
         (false, _) => 0,
         (true, Some(page)) => page.wrapping_mul(PAGE_SIZE).wrapping_sub(extent.first_start),
         (true, None) if input.has_interp => {
-            let rnd = if input.randomize { plan::mmap_rnd(input.random_mmap) } else { 0 };
+            let rnd = if input.randomize { load::mmap_rnd(input.random_mmap) } else { 0 };
             assert!(rnd < (1 << 40) && rnd % PAGE_SIZE == 0);
-            let bias = plan::pie_bias(extent, rnd);
+            let bias = load::pie_bias(extent, rnd);
             let first = bias.wrapping_add(extent.first_start);
             assert_eq!(first % extent.align, 0, "first page {first:#x} not aligned to {:#x}", extent.align);
             assert!(first <= ELF_ET_DYN_BASE + rnd && ELF_ET_DYN_BASE + rnd - first < extent.align, "{first:#x}");
@@ -184,7 +184,7 @@ fn check_placement(image: &Image, extent: &Extent, input: &Input) {
     // load::map fails unless the biased program is inside the user address space.
     let Some(end) = bias.checked_add(page_align(extent.end_bss)).filter(|&end| end <= TASK_SIZE) else { return };
     let elf_brk = bias + extent.end_bss;
-    let brk = plan::start_brk(elf_brk, static_pie, input.randomize, input.random_brk);
+    let brk = load::start_brk(elf_brk, static_pie, input.randomize, input.random_brk);
     assert_eq!(brk % PAGE_SIZE, 0);
     let low = if static_pie { page_align(ELF_ET_DYN_BASE) } else { page_align(elf_brk) };
     let high = low + if input.randomize { BRK_RND_RANGE } else { 0 };

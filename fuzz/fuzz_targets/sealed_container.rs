@@ -13,7 +13,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use preload::sealed::{self, HEADER_SIZE, Header, InflateState, Inflating, KEY_SIZE, MAX_PROGRAM_SIZE, MAGIC, Secret, TAG_SIZE};
+use preload::input::sealed::{self, HEADER_SIZE, Header, InflateState, Inflating, KEY_SIZE, MAX_PROGRAM_SIZE, MAGIC, Secret, TAG_SIZE};
 
 #[derive(Arbitrary, Debug)]
 struct Input {

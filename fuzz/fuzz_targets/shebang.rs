@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use preload::script::{self, BINPRM_BUF_SIZE};
+use preload::exec::script::{self, BINPRM_BUF_SIZE};
 
 fn is_blank(byte: &u8) -> bool {
     *byte == b' ' || *byte == b'\t'

@@ -12,7 +12,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use preload::elf::TASK_SIZE;
-use preload::stack::{self, AT_EXECFD, AT_EXECFN, AT_NULL, AT_PLATFORM, AT_RANDOM, ProgramAux, StackImage, StackLayout};
+use preload::plan::stack::{self, AT_EXECFD, AT_EXECFN, AT_NULL, AT_PLATFORM, AT_RANDOM, ProgramAux, StackImage, StackLayout};
 use preload::page_start;
 
 #[derive(Arbitrary, Debug)]

@@ -4,7 +4,7 @@
 //!     preload-seal --key-file KEYFILE [-o OUTPUT] PROGRAM
 //!
 //! The program is compressed (zlib), encrypted with ChaCha20-Poly1305 under a fresh random
-//! nonce, and written after a header that the tag also covers (see `preload::sealed`).
+//! nonce, and written after a header that the tag also covers (see `preload::input::sealed`).
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -13,7 +13,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use preload::sealed::{self, Header, KEY_SIZE, Key, NONCE_SIZE, Secret};
+use preload::input::sealed::{self, Header, KEY_SIZE, Key, NONCE_SIZE, Secret};
 
 const USAGE: &str = "\
 Usage: preload-seal --key-file KEYFILE [-o OUTPUT] PROGRAM

@@ -22,7 +22,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
 use miniz_oxide::inflate::TINFLStatus;
 use miniz_oxide::inflate::core::{DecompressorOxide, decompress_with_limit, inflate_flags};
 
-use crate::error::Refusal;
+use crate::report::refusal::Refusal;
 
 /// The first bytes of every container: neither `\x7fELF` nor `#!`, so never mistaken for either.
 pub const MAGIC: [u8; 8] = *b"\x7fPRLSEAL";

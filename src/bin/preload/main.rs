@@ -8,42 +8,39 @@
 
 #[path = "arch/x86_64.rs"]
 mod arch;
-mod creds;
-mod initial;
+mod credentials;
+mod input;
 mod load;
 mod mm;
 mod report;
 mod reserve;
-mod rt;
-mod source;
-mod streamload;
-#[cfg(feature = "sealed")]
-mod unseal;
+mod stack;
+mod sys;
 mod wine;
 
 use core::ffi::{CStr, c_void};
 
 use preload::cli::{self, Command, Options, USAGE};
 use preload::elf::{self, Image};
-use preload::error::Refusal;
-use preload::msg::Msg;
-use preload::plan::{self, Extent};
-use preload::privilege::Ids;
-use preload::ranges::{RangeList, WINE_DEFAULT_RANGES};
-use preload::script::{self, MAX_SCRIPT_DEPTH};
-use preload::search::PATH_MAX;
-use preload::stack::{self, AT_SECURE, ProgramAux, StackImage, TooBig, program_auxv};
+use preload::report::refusal::Refusal;
+use preload::report::msg::Msg;
+use preload::plan::{self, load::Extent};
+use preload::plan::credentials::Ids;
+use preload::plan::reserve::{RangeList, WINE_DEFAULT_RANGES};
+use preload::exec::script::{self, MAX_SCRIPT_DEPTH};
+use preload::exec::search::PATH_MAX;
+use preload::plan::stack::{AT_SECURE, ProgramAux, StackImage, TooBig, program_auxv};
 use preload::{PAGE_SIZE, page_align, page_start};
 use rustix::fd::AsFd;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use rustix::process::{PrctlMmMap, Resource};
 
-use crate::initial::InitialStack;
+use crate::stack::InitialStack;
 use crate::load::Placement;
 use crate::mm::ExeOutcome;
 use crate::report::{Error, Printer};
-use crate::rt::{Lazy, STDERR, STDOUT, Zeroable, write_all};
-use crate::source::{File, Origin, Spill, cstr};
+use crate::sys::rt::{Lazy, STDERR, STDOUT, Zeroable, write_all};
+use crate::input::source::{File, Origin, Spill, cstr};
 
 /// The x86_64 stack top without randomisation (STACK_TOP with 4-level paging). The kernel put the
 /// preloader's own stack exactly there when it did not randomise (personality ADDR_NO_RANDOMIZE,
@@ -147,7 +144,7 @@ fn follow_scripts<'s>(mut file: File, path: &'s [u8], storage: &'s mut Lazy<[She
         chain.levels[chain.depth] = level;
         chain.depth += 1;
         let interpreter = level.interpreter();
-        file = source::open(interpreter).map_err(|refusal| Error::interpreter(current, interpreter.to_bytes(), refusal))?;
+        file = input::source::open(interpreter).map_err(|refusal| Error::interpreter(current, interpreter.to_bytes(), refusal))?;
         current = interpreter.to_bytes();
     }
 }
@@ -185,7 +182,7 @@ fn check_arguments<'a>(stack: &'a InitialStack, program: usize, levels: &[&'a Sh
     let args = stack.args().skip(program + 1).map(|arg| -> &[u8] { arg });
     let pointers = 1 + args.clone().count() as u64 + stack.env().count() as u64;
     let strings = prefix[..prefix_len].iter().copied().chain(args).chain(stack.env().map(|var| -> &[u8] { var })).chain(core::iter::once(execfn));
-    stack::check_args(strings, pointers, stack_limit)
+    plan::stack::check_args(strings, pointers, stack_limit)
 }
 
 /// An interpreter named by PT_INTERP, open and validated.
@@ -221,7 +218,7 @@ fn open_interpreter<'a, 'p>(
             cstr(&bytes[..=len])
         }
     };
-    let interp_file: &File = opened.insert(source::open(path).map_err(|refusal| Error::interpreter(exe_path, path.to_bytes(), refusal))?);
+    let interp_file: &File = opened.insert(input::source::open(path).map_err(|refusal| Error::interpreter(exe_path, path.to_bytes(), refusal))?);
     let interp_image = load::inspect(interp_file, phdrs)
         .and_then(|image| elf::check_has_loads(&image).map(|()| image))
         .map_err(|reason| Error::interpreter(exe_path, path.to_bytes(), Refusal::cannot_execute(reason)))?;
@@ -335,7 +332,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     let name = stack.arg(program);
     // The program's credentials as a plain exec would give them (AT_SECURE goes on its stack).
     let ids = Ids::from_auxv(stack.auxv());
-    let credentials = creds::plan(ids, stack.aux(AT_SECURE) == Some(1)).map_err(|errno| Error::at(name.to_bytes(), Refusal::failure_errno(errno.raw_os_error())))?;
+    let credentials = credentials::plan(ids, stack.aux(AT_SECURE) == Some(1)).map_err(|errno| Error::at(name.to_bytes(), Refusal::failure_errno(errno.raw_os_error())))?;
 
     // args → source: the descriptor given with --fd (NAME is then only a name), or a PATH
     // search, then `#!` lines down to the ELF file.
@@ -344,11 +341,11 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
             let label = label.get().map_err(|errno| Error::at(name.to_bytes(), Refusal::failure_errno(errno.raw_os_error())))?;
             label.bytes(name.to_bytes()).text(" (fd ").dec(fd as u64).text(")");
             let label: &'b [u8] = label.as_bytes();
-            let (file, origin) = source::from_fd(fd, name.to_bytes()).map_err(|refusal| Error::at(label, refusal))?;
+            let (file, origin) = input::source::from_fd(fd, name.to_bytes()).map_err(|refusal| Error::at(label, refusal))?;
             (file, name, Some((origin, label)))
         }
         None => {
-            let (file, path) = source::find(name, stack.getenv(b"PATH"), path).map_err(|refusal| Error::at(name.to_bytes(), refusal))?;
+            let (file, path) = input::source::find(name, stack.getenv(b"PATH"), path).map_err(|refusal| Error::at(name.to_bytes(), refusal))?;
             (file, path, None)
         }
     };
@@ -360,8 +357,8 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     check_arguments(stack, program, &[], execfn, argv0, stack_limit).map_err(too_big)?;
     // A sealed program: authenticated and decrypted, to be inflated as it is loaded.
     #[cfg(feature = "sealed")]
-    let (file, sealed) = match preload::sealed::is_sealed(file.head()) {
-        true => (unseal::unseal(file, stack.getenv(unseal::KEY_FD_VAR)).map_err(|refusal| Error::at(origin.as_ref().map_or(execfn, |(_, label)| label), refusal))?, true),
+    let (file, sealed) = match preload::input::sealed::is_sealed(file.head()) {
+        true => (input::sealed::unseal(file, stack.getenv(input::sealed::KEY_FD_VAR)).map_err(|refusal| Error::at(origin.as_ref().map_or(execfn, |(_, label)| label), refusal))?, true),
         false => (file, false),
     };
     #[cfg(not(feature = "sealed"))]
@@ -378,7 +375,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     // ELF check: the program, then its interpreter.
     let image = load::inspect(file, &mut *phdrs).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
     let extent = Extent::of(&image);
-    let chosen_interp = options.interp.map(initial::argument_tail);
+    let chosen_interp = options.interp.map(stack::argument_tail);
     let interp = open_interpreter(file, &image, chosen_interp, exe_path, interp_path, interp_file, &mut *interp_phdrs)?;
     if interp.is_none() {
         elf::check_has_loads(&image).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
@@ -393,7 +390,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         (false, Some(_), _) => return Err(fail(Refusal::failure("--base needs a position-independent program"))),
         (false, None, _) => Placement::Fixed,
         (true, Some(base), _) => Placement::Bias(base.wrapping_sub(extent.first_start)),
-        (true, None, Some(_)) => Placement::Bias(plan::pie_bias(&extent, if randomize { plan::mmap_rnd(random.mmap) } else { 0 })),
+        (true, None, Some(_)) => Placement::Bias(plan::load::pie_bias(&extent, if randomize { plan::load::mmap_rnd(random.mmap) } else { 0 })),
         (true, None, None) => Placement::Anywhere { align: extent.align },
     };
     let mut reserved = options.reserve;
@@ -433,7 +430,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     for range in reserved.as_slice() {
         reserve::reserve(range, &protected).map_err(|why| Error::reservation(*range, why))?;
     }
-    let mut owned = plan::Owned::default();
+    let mut owned = plan::load::Owned::default();
     let bias = load::map(file, &image, &extent, placement, &mut owned).map_err(|errno| match (errno, options.base) {
         (rustix::io::Errno::EXIST, Some(_)) => fail(Refusal::failure("--base: the program's address range is already in use")),
         _ => fail(map_error(errno)),
@@ -455,7 +452,7 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         }
         None => (0, bias.wrapping_add(image.entry)),
     };
-    let start_brk = plan::start_brk(bias + extent.end_bss, image.relocatable && interp.is_none(), randomize, random.brk);
+    let start_brk = plan::load::start_brk(bias + extent.end_bss, image.relocatable && interp.is_none(), randomize, random.brk);
 
     // Stack: argv, envp and auxv in a scratch buffer, copied onto the real stack at the jump.
     let mut prefix: [&[u8]; 1 + 2 * MAX_SCRIPT_DEPTH] = [&[]; 1 + 2 * MAX_SCRIPT_DEPTH];
@@ -515,10 +512,10 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     };
     let outcome = mm::set(&mut map, file.fd.as_fd());
     // The capabilities of the preloader's file served PR_SET_MM_MAP: the program must not keep them.
-    let dropped = creds::apply(&credentials).map_err(|_| fail(Refusal::failure("cannot drop the capabilities of the preloader's file")))?;
+    let dropped = credentials::apply(&credentials).map_err(|_| fail(Refusal::failure("cannot drop the capabilities of the preloader's file")))?;
     if options.verbose {
         report_outcome(&mut verbose, base, entry, start_brk, layout.sp, outcome);
-        report::credentials(&mut verbose, exe_path, creds::not_honoured(file.fd.as_fd(), ids), dropped);
+        report::credentials(&mut verbose, exe_path, credentials::not_honoured(file.fd.as_fd(), ids), dropped);
     }
 
     // The caller closes the files, releases the buffers and jumps; a sealed program's table
@@ -538,7 +535,7 @@ fn reserve_for_wine(stack: &InitialStack, protected: &reserve::Protected, reserv
         let _ = wanted.push(range);
     }
     if let Some(text) = stack.getenv(b"WINEPRELOADRESERVE") {
-        if let Some(range) = preload::ranges::parse_wine_reserve(text).map_err(|reason| Error::at(b"WINEPRELOADRESERVE", Refusal::failure(reason)))? {
+        if let Some(range) = preload::plan::reserve::parse_wine_reserve(text).map_err(|reason| Error::at(b"WINEPRELOADRESERVE", Refusal::failure(reason)))? {
             let _ = wanted.push(range);
         }
     }
@@ -555,11 +552,11 @@ fn reserve_for_wine(stack: &InitialStack, protected: &reserve::Protected, reserv
     Ok(())
 }
 
-fn report_stream(out: &mut Printer, name: &[u8], size: u64, memfd: &streamload::Memfd) {
+fn report_stream(out: &mut Printer, name: &[u8], size: u64, memfd: &input::stream::Memfd) {
     out.line().bytes(name).text(": a stream of ").dec(size).text(" bytes, held in a sealed memfd; segments copied into anonymous memory");
     out.end();
     if let Some(why) = memfd.exec_refused {
-        out.line().text("executable memfds are refused (").text(preload::error::errno_text(why.raw_os_error())).text(", vm.memfd_noexec): /proc/self/exe cannot show the program");
+        out.line().text("executable memfds are refused (").text(preload::report::refusal::errno_text(why.raw_os_error())).text(", vm.memfd_noexec): /proc/self/exe cannot show the program");
         out.end();
     }
 }
@@ -570,8 +567,8 @@ fn report_outcome(out: &mut Printer, base: u64, entry: u64, brk: u64, sp: u64, o
     match outcome {
         ExeOutcome::Set => out.line().text("/proc/self/exe set to the program"),
         ExeOutcome::SetAfterUnmapping => out.line().text("/proc/self/exe set to the program after replacing the preloader's file mappings"),
-        ExeOutcome::Unchanged(errno) => out.line().text("/proc/self/exe could not be set (").text(preload::error::errno_text(errno.raw_os_error())).text("): it stays the preloader"),
-        ExeOutcome::Failed(errno) => out.line().text("PR_SET_MM_MAP failed (").text(preload::error::errno_text(errno.raw_os_error())).text("): /proc shows the preloader's mm fields"),
+        ExeOutcome::Unchanged(errno) => out.line().text("/proc/self/exe could not be set (").text(preload::report::refusal::errno_text(errno.raw_os_error())).text("): it stays the preloader"),
+        ExeOutcome::Failed(errno) => out.line().text("PR_SET_MM_MAP failed (").text(preload::report::refusal::errno_text(errno.raw_os_error())).text("): /proc shows the preloader's mm fields"),
     };
     out.end();
 }

@@ -3,15 +3,15 @@
 
 use goblin::elf64::program_header::{PF_R, PF_W, PF_X};
 use preload::elf::Image;
-use preload::error::Refusal;
-use preload::msg::Msg;
-use preload::plan::Segment;
-use preload::privilege::{self, Ids};
-use preload::ranges::Range;
+use preload::report::refusal::Refusal;
+use preload::report::msg::Msg;
+use preload::plan::load::Segment;
+use preload::plan::credentials::{self, Ids};
+use preload::plan::reserve::Range;
 
 use crate::reserve::ReserveError;
 
-use crate::rt::{STDERR, write_all};
+use crate::sys::rt::{STDERR, write_all};
 
 /// One line at a time, each starting `preload: `.
 pub struct Printer {
@@ -62,7 +62,7 @@ impl<'a> Error<'a> {
     }
 
     pub fn interpreter(path: &'a [u8], interpreter: &'a [u8], refusal: Refusal) -> Self {
-        Self { context: Some(("interpreter ", interpreter)), ..Self::at(path, Refusal { status: preload::error::Status::CannotExecute, ..refusal }) }
+        Self { context: Some(("interpreter ", interpreter)), ..Self::at(path, Refusal { status: preload::report::refusal::Status::CannotExecute, ..refusal }) }
     }
 
     /// Print the message; returns the exit status.
@@ -78,7 +78,7 @@ impl<'a> Error<'a> {
                 out.line().hex(range.start).text("-").hex(range.end);
                 match why {
                     ReserveError::Overlap { other, name, name_len } => out.line().text(" overlaps ").bytes(&name[..*name_len]).text(" ").hex(other.start).text("-").hex(other.end),
-                    ReserveError::Failed(errno) => out.line().text(": ").text(preload::error::errno_text(errno.raw_os_error())),
+                    ReserveError::Failed(errno) => out.line().text(": ").text(preload::report::refusal::errno_text(errno.raw_os_error())),
                 }
             }
         };
@@ -92,16 +92,16 @@ impl<'a> Error<'a> {
 pub fn setid_refusal(ids: Ids) -> i32 {
     let mut out = Printer::new(STDERR);
     out.line().text("refusing to run set-user-ID or set-group-ID (uid ").dec(ids.uid).text(", euid ").dec(ids.euid).text(", gid ").dec(ids.gid).text(", egid ").dec(ids.egid);
-    out.line().text("): ").text(privilege::SETID_REFUSAL);
+    out.line().text("): ").text(credentials::SETID_REFUSAL);
     out.end();
-    preload::error::Status::Failure as i32
+    preload::report::refusal::Status::Failure as i32
 }
 
 /// For --verbose: what of the program's file was not applied, and whether the capabilities of
 /// the preloader's file were dropped.
 pub fn credentials(out: &mut Printer, path: &[u8], not_honoured: Option<&str>, dropped: bool) {
     if let Some(what) = not_honoured {
-        out.line().bytes(path).text(": ").text(what).text(privilege::NOT_HONOURED);
+        out.line().bytes(path).text(": ").text(what).text(credentials::NOT_HONOURED);
         out.end();
     }
     if dropped {

@@ -1,6 +1,8 @@
 //! ELF validation: every check `fs/binfmt_elf.c` makes before the point of no return, plus the
 //! ones that would kill the process after it (a refusal with a reason is kinder than SIGSEGV).
 
+pub mod symbols;
+
 use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};
 use goblin::elf64::header::{ELFMAG, Header, SIZEOF_EHDR};
 use goblin::elf64::program_header::{PF_W, PF_X, PT_GNU_STACK, PT_INTERP, PT_LOAD, ProgramHeader, SIZEOF_PHDR};

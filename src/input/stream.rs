@@ -8,7 +8,7 @@
 use goblin::elf64::header::{ELFMAG, SIZEOF_EHDR};
 
 use crate::elf;
-use crate::error::Refusal;
+use crate::report::refusal::Refusal;
 
 /// The program's bytes, from offset 0 onwards, each exactly once.
 pub trait ByteStream {
@@ -29,7 +29,7 @@ pub fn check_start(bytes: &[u8]) -> Result<(), &'static str> {
     }
     // A sealed container is judged whole once it has arrived (it is authenticated first).
     #[cfg(feature = "sealed")]
-    if bytes.len() > 1 && crate::sealed::MAGIC.starts_with(&bytes[..bytes.len().min(crate::sealed::MAGIC.len())]) {
+    if bytes.len() > 1 && crate::input::sealed::MAGIC.starts_with(&bytes[..bytes.len().min(crate::input::sealed::MAGIC.len())]) {
         return Ok(());
     }
     let magic = bytes.len().min(ELFMAG.len());
@@ -223,7 +223,7 @@ mod tests {
         #[cfg(feature = "sealed")]
         {
             assert_eq!(check_start(b"\x7fPRL"), Ok(()));
-            assert_eq!(check_start(&[&crate::sealed::MAGIC[..], &[0xff; 60]].concat()), Ok(()));
+            assert_eq!(check_start(&[&crate::input::sealed::MAGIC[..], &[0xff; 60]].concat()), Ok(()));
             assert_eq!(check_start(b"\x7fPRX"), Err("not an ELF file"));
         }
     }

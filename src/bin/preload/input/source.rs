@@ -3,17 +3,17 @@
 use core::ffi::CStr;
 
 use preload::elf::Aligned;
-use preload::error::Refusal;
-use preload::msg::Msg;
-use preload::search::{self, PATH_MAX};
-use preload::stream::{ByteStream, SCRIPT_WITHOUT_PATH};
+use preload::report::refusal::Refusal;
+use preload::report::msg::Msg;
+use preload::exec::search::{self, PATH_MAX};
+use preload::input::stream::{ByteStream, SCRIPT_WITHOUT_PATH};
 use rustix::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::fs::{Access, AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mm::MapFlags;
 
-use crate::rt::Mapping;
-use crate::streamload::{self, FdStream, Memfd};
+use crate::sys::rt::Mapping;
+use crate::input::stream::{self, FdStream, Memfd};
 
 /// How much of a file is read up front: the ELF header, the `#!` line, and the program headers
 /// and PT_INTERP of typical programs (up to 17 entries), used in place; a larger table takes a
@@ -32,7 +32,7 @@ pub struct File {
     /// A sealed program, decrypted in anonymous memory: its head and all reads come from there
     /// (inflated on demand), while `fd` is the container (for /proc/self/exe).
     #[cfg(feature = "sealed")]
-    pub unsealed: Option<crate::unseal::Unsealed>,
+    pub unsealed: Option<crate::input::sealed::Unsealed>,
 }
 
 impl File {
@@ -119,7 +119,7 @@ impl Spill {
     #[cfg(feature = "sealed")]
     pub fn wipe(&mut self) {
         if let Some(mapping) = &mut self.mapped {
-            preload::sealed::wipe(mapping.bytes());
+            preload::input::sealed::wipe(mapping.bytes());
         }
     }
 
@@ -186,7 +186,7 @@ pub fn from_fd(fd: i32, name: &[u8]) -> Result<(File, Origin), Refusal> {
         FileType::RegularFile => {
             descriptor_executable(&own).map_err(refuse)?;
             let file = File::with_head(own, stat.st_size as u64, false)?;
-            match preload::script::parse(file.head()) {
+            match preload::exec::script::parse(file.head()) {
                 Some(_) => Err(Refusal::cannot_execute(SCRIPT_WITHOUT_PATH)),
                 None => Ok((file, Origin::File)),
             }
@@ -199,7 +199,7 @@ pub fn from_fd(fd: i32, name: &[u8]) -> Result<(File, Origin), Refusal> {
 /// Take a program that arrives as `stream` into a sealed memfd named after `name`, to be
 /// loaded from there as anonymous copies of its segments.
 pub fn from_stream(stream: &mut impl ByteStream, name: &[u8]) -> Result<(File, Origin), Refusal> {
-    let (memfd, size, held) = streamload::load(stream, name)?;
+    let (memfd, size, held) = stream::load(stream, name)?;
     Ok((File::with_head(memfd, size, true)?, Origin::Stream(held)))
 }
 

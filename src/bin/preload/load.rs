@@ -4,14 +4,14 @@ use core::ffi::c_void;
 
 use goblin::elf64::program_header::{PF_R, PF_W, PF_X};
 use preload::elf::{self, Image};
-use preload::plan::{Extent, Owned, Segment, foreign_mapping};
-use preload::ranges::Range;
+use preload::plan::load::{Extent, Owned, Segment, foreign_mapping};
+use preload::plan::reserve::Range;
 use preload::{PAGE_SIZE, page_align};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
 use crate::reserve::{MAPS_BUFFER, read_maps};
-use crate::source::{File, Spill};
+use crate::input::source::{File, Spill};
 
 /// Validate `file` as an ELF executable, with its program headers in place in its head or, for
 /// a larger table, read into `spill`.

@@ -5,10 +5,10 @@
 use core::ffi::c_void;
 
 use goblin::elf64::program_header::{PF_R, PF_W, PF_X, PT_DYNAMIC};
-use preload::dynsym::{self, Memory};
+use preload::elf::symbols::{self, Memory};
 use preload::elf::Image;
-use preload::plan::Segment;
-use preload::ranges::Range;
+use preload::plan::load::Segment;
+use preload::plan::reserve::Range;
 use preload::{PAGE_SIZE, page_start};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
@@ -72,7 +72,7 @@ impl Memory for Mapped<'_> {
 pub fn find_symbol(image: &Image, bias: u64, file_size: u64) -> Option<u64> {
     let dynamic = image.phdrs.iter().find(|ph| ph.p_type == PT_DYNAMIC)?;
     let readable = Mapped { image, bias, flags: PF_R, file_size };
-    let symbol = dynsym::find_object(&readable, dynamic.p_vaddr, dynamic.p_memsz, SYMBOL)?;
+    let symbol = symbols::find_object(&readable, dynamic.p_vaddr, dynamic.p_memsz, SYMBOL)?;
     let writable = Mapped { image, bias, flags: PF_R | PF_W, file_size };
     writable.contains(symbol, 8).then_some(bias + symbol)
 }

@@ -2,7 +2,7 @@
 
 use core::ffi::{CStr, c_char};
 
-use preload::stack::{AT_EXECFN, AT_NULL, AT_PLATFORM, MAX_ARG_STRLEN};
+use preload::plan::stack::{AT_EXECFN, AT_NULL, AT_PLATFORM, MAX_ARG_STRLEN};
 
 pub struct InitialStack {
     argv: &'static [*const c_char],

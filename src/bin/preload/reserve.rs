@@ -2,7 +2,7 @@
 
 use core::ffi::c_void;
 
-use preload::ranges::{Range, find_in_maps};
+use preload::plan::reserve::{Range, find_in_maps};
 use preload::{page_align, page_start};
 use rustix::fs::{CWD, Mode, OFlags};
 use rustix::io::Errno;

@@ -8,16 +8,16 @@
 use core::cell::Cell;
 
 use preload::elf::Aligned;
-use preload::error::Refusal;
+use preload::report::refusal::Refusal;
 use preload::page_align;
-use preload::sealed::{self, HEADER_SIZE, Header, InflateState, Inflating, KEY_SIZE, Key, Secret, TAG_SIZE};
-use preload::stream;
+use preload::input::sealed::{self, HEADER_SIZE, Header, InflateState, Inflating, KEY_SIZE, Key, Secret, TAG_SIZE};
+use preload::input::stream;
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::mm::MapFlags;
 
-use crate::rt::Mapping;
-use crate::source::{File, HEAD_SIZE};
+use crate::sys::rt::Mapping;
+use crate::input::source::{File, HEAD_SIZE};
 
 /// The environment variable that names the key's descriptor.
 pub const KEY_FD_VAR: &[u8] = b"PRELOAD_KEY_FD";

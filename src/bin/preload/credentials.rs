@@ -1,7 +1,7 @@
-//! Applying `preload::privilege`: the program runs with the credentials a plain exec by the
+//! Applying `preload::plan::credentials`: the program runs with the credentials a plain exec by the
 //! caller would give it, whatever the preloader's own file granted.
 
-use preload::privilege::{self, AfterExec, Caps, Ids, ProgramCredentials, ProgramFile};
+use preload::plan::credentials::{self, AfterExec, Caps, Ids, ProgramCredentials, ProgramFile};
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
 use rustix::process::DumpableBehavior;
@@ -29,7 +29,7 @@ fn inspect(ids: Ids) -> Result<ProgramCredentials, Errno> {
     }
     let no_root = rustix::thread::capabilities_secure_bits()?.contains(CapabilitiesSecureBits::NO_ROOT);
     let caps = Caps { effective: sets.effective.bits(), permitted, inheritable: sets.inheritable.bits() };
-    Ok(privilege::after_plain_exec(AfterExec { caps, ambient, root: ids.euid == 0 && !no_root, secure: true }))
+    Ok(credentials::after_plain_exec(AfterExec { caps, ambient, root: ids.euid == 0 && !no_root, secure: true }))
 }
 
 /// Install the program's capability sets, and the dumpability a plain exec leaves (SUID_DUMP_USER:
@@ -56,5 +56,5 @@ pub fn apply(credentials: &ProgramCredentials) -> Result<bool, Errno> {
 pub fn not_honoured(program: BorrowedFd<'_>, ids: Ids) -> Option<&'static str> {
     let stat = rustix::fs::fstat(program).ok()?;
     let has_caps = rustix::fs::fgetxattr_query(program, c"security.capability").is_ok();
-    privilege::not_honoured(ProgramFile { mode: stat.st_mode, owner: stat.st_uid, group: stat.st_gid, has_caps }, ids)
+    credentials::not_honoured(ProgramFile { mode: stat.st_mode, owner: stat.st_uid, group: stat.st_gid, has_caps }, ids)
 }

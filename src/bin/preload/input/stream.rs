@@ -4,16 +4,16 @@
 //! from the memfd into anonymous memory (see `load::map`): at most the program and one copy.
 
 
-use preload::error::Refusal;
-use preload::msg::Msg;
-use preload::stream::{self, ByteStream};
+use preload::report::refusal::Refusal;
+use preload::report::msg::Msg;
+use preload::input::stream::{self, ByteStream};
 use rustix::fd::OwnedFd;
 use rustix::fs::{MemfdFlags, OFlags, SealFlags};
 use rustix::io::Errno;
 use rustix::mm::MapFlags;
 
-use crate::rt::Mapping;
-use crate::source::cstr;
+use crate::sys::rt::Mapping;
+use crate::input::source::cstr;
 
 /// How much of a stream is in flight at once: a pipe's default capacity.
 const WINDOW: usize = 64 * 1024;

@@ -4,7 +4,7 @@
 use goblin::elf64::program_header::{PF_W, PF_X, ProgramHeader};
 
 use crate::elf::Image;
-use crate::ranges::{Range, find_in_maps};
+use crate::plan::reserve::{Range, find_in_maps};
 use crate::{PAGE_SIZE, page_align, page_offset, page_start};
 
 /// x86_64 ELF_ET_DYN_BASE: where a PIE with an interpreter is placed, before randomisation.

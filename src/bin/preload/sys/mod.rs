@@ -1,0 +1,3 @@
+//! The runtime a no_std binary provides itself.
+
+pub mod rt;

@@ -119,7 +119,8 @@ fn main() {
     let start = Instant::now();
     run_ok(Command::new(seal).arg("--key-file").arg(&key).arg("-o").arg(&sealed).arg(&program));
     let seal_seconds = start.elapsed().as_secs_f64();
-    let size = |path: &Path| fs::metadata(path).map(|m| m.len()).unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
+    let size =
+        |path: &Path| fs::metadata(path).map(|m| m.len()).unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     println!(
         "program {:.1} MiB, sealed {:.1} MiB ({:.0}%), sealing took {seal_seconds:.2} s",

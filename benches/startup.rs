@@ -162,8 +162,7 @@ fn copy_program(program: &Path, copy: &Path, len: Option<u64>) -> PathBuf {
     fs::copy(program, copy).unwrap_or_else(|e| fail(&format!("{}: {e}", copy.display())));
     if let Some(len) = len {
         let file = fs::OpenOptions::new().write(true).open(copy);
-        file.and_then(|f| f.set_len(len))
-            .unwrap_or_else(|e| fail(&format!("{}: set_len: {e}", copy.display())));
+        file.and_then(|f| f.set_len(len)).unwrap_or_else(|e| fail(&format!("{}: set_len: {e}", copy.display())));
     }
     copy.to_path_buf()
 }
@@ -327,10 +326,7 @@ fn print_table(cases: &[Case]) {
     for group in ["/bin/true", "static C"] {
         let (direct, preload) = (find(group, "direct").unwrap(), find(group, "preload").unwrap());
         let ratio = preload.0 / direct.0;
-        println!(
-            "goal: preload/direct ≤ {GOAL_RATIO} for {group:<10} {ratio:.3}  {}",
-            verdict(ratio <= GOAL_RATIO)
-        );
+        println!("goal: preload/direct ≤ {GOAL_RATIO} for {group:<10} {ratio:.3}  {}", verdict(ratio <= GOAL_RATIO));
     }
     let small = find("static C", "preload").unwrap();
     let big = find("static C, 1 GiB sparse", "preload").unwrap();
@@ -400,11 +396,7 @@ fn print_syscalls(preload: &Path, scratch: &Path) {
         "system calls, entry to jump (preload /bin/true): {count}  {}  (goal ≤ {GOAL_SYSCALLS})",
         verdict(count <= GOAL_SYSCALLS)
     );
-    println!(
-        "  {}; failed: {}",
-        summary.join(", "),
-        if failed.is_empty() { "none".into() } else { failed.join(", ") }
-    );
+    println!("  {}; failed: {}", summary.join(", "), if failed.is_empty() { "none".into() } else { failed.join(", ") });
     if !preloader.last().is_some_and(|line| line.starts_with("munmap(")) {
         println!(
             "  warning: the last call before brk(NULL) is not munmap; the boundary may be off ({})",
@@ -425,11 +417,21 @@ fn print_size(binary: &Binary, preload: &Path, scratch: &Path) {
         binary.bytes
     };
     let features = if cfg!(feature = "sealed") { "with sealed support" } else { "without sealed support" };
-    println!("stripped size ({features}): {bytes} bytes = {:.1} KiB  (goal ≤ {} KiB)", bytes as f64 / 1024.0, GOAL_BYTES / 1024);
+    println!(
+        "stripped size ({features}): {bytes} bytes = {:.1} KiB  (goal ≤ {} KiB)",
+        bytes as f64 / 1024.0,
+        GOAL_BYTES / 1024
+    );
     if cfg!(feature = "sealed") {
         // Issue 5 measures sealed-executable support separately: the same binary without it.
         let target = scratch.join("without-sealed");
-        run_ok(Command::new(env!("CARGO")).args(["build", "--release", "--bin", "preload", "--no-default-features", "--quiet", "--manifest-path"]).arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).arg("--target-dir").arg(&target));
+        run_ok(
+            Command::new(env!("CARGO"))
+                .args(["build", "--release", "--bin", "preload", "--no-default-features", "--quiet", "--manifest-path"])
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target),
+        );
         let core = fs::metadata(target.join("release/preload")).map_or(0, |m| m.len());
         println!(
             "stripped size (without sealed support): {core} bytes = {:.1} KiB  {}  (goal ≤ {} KiB; sealed support adds {:.1} KiB)",
@@ -457,8 +459,7 @@ fn vm_status(program: &Path, through: &[&Path]) -> (u64, u64) {
         let out = String::from_utf8_lossy(&run_ok(&mut cmd).stdout).into_owned();
         let value = |key: &str| -> u64 {
             let line = out.lines().find(|line| line.starts_with(key));
-            let kib =
-                line.and_then(|line| line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok());
+            let kib = line.and_then(|line| line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok());
             kib.unwrap_or_else(|| fail(&format!("{cmd:?}: no {key} in {out:?}")))
         };
         hwm.push(value("VmHWM:"));

@@ -26,7 +26,10 @@ pub struct Options<'a> {
 pub enum Command<'a> {
     /// Run the program found at `args[program]` (an index into the preloader's argv), with
     /// `args[program..]` as its arguments.
-    Run { options: Options<'a>, program: usize },
+    Run {
+        options: Options<'a>,
+        program: usize,
+    },
     Help,
     Version,
 }
@@ -96,7 +99,12 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<Command<'a>
     let mut args = args.into_iter().enumerate().skip(1);
     while let Some((index, arg)) = args.next() {
         match arg {
-            b"--" => return args.next().map(|(program, _)| Command::Run { options, program }).ok_or(UsageError::MissingProgram),
+            b"--" => {
+                return args
+                    .next()
+                    .map(|(program, _)| Command::Run { options, program })
+                    .ok_or(UsageError::MissingProgram);
+            }
             b"--help" | b"-h" => return Ok(Command::Help),
             b"--version" | b"-V" => return Ok(Command::Version),
             b"--verbose" | b"-v" => options.verbose = true,
@@ -177,33 +185,75 @@ mod tests {
     #[test]
     fn argv0_takes_a_value_in_both_spellings() {
         let expected = Options { argv0: Some(&b"name"[..]), dry_run: true, ..Options::default() };
-        assert_eq!(parse_strs(&["p", "--argv0", "name", "-n", "prog"]).unwrap(), Command::Run { options: expected, program: 4 });
-        assert_eq!(parse_strs(&["p", "--argv0=name", "--dry-run", "prog"]).unwrap(), Command::Run { options: expected, program: 3 });
+        assert_eq!(
+            parse_strs(&["p", "--argv0", "name", "-n", "prog"]).unwrap(),
+            Command::Run { options: expected, program: 4 }
+        );
+        assert_eq!(
+            parse_strs(&["p", "--argv0=name", "--dry-run", "prog"]).unwrap(),
+            Command::Run { options: expected, program: 3 }
+        );
         assert_eq!(parse_strs(&["p", "--argv0="]).unwrap_err(), UsageError::MissingProgram);
     }
 
     #[test]
     fn layout_options_take_checked_values() {
-        let Command::Run { options, program } = parse_strs(&["p", "--reserve", "10000-20000", "--reserve=0x30000-0x40000", "--base", "0x7f0000000000", "--interp=/lib/ld.so", "prog"]).unwrap() else { panic!() };
+        let Command::Run { options, program } = parse_strs(&[
+            "p",
+            "--reserve",
+            "10000-20000",
+            "--reserve=0x30000-0x40000",
+            "--base",
+            "0x7f0000000000",
+            "--interp=/lib/ld.so",
+            "prog",
+        ])
+        .unwrap() else {
+            panic!()
+        };
         assert_eq!(program, 7);
-        assert_eq!(options.reserve.as_slice(), [reserve::Range::new(0x10000, 0x20000), reserve::Range::new(0x30000, 0x40000)]);
+        assert_eq!(
+            options.reserve.as_slice(),
+            [reserve::Range::new(0x10000, 0x20000), reserve::Range::new(0x30000, 0x40000)]
+        );
         assert_eq!(options.base, Some(0x7f00_0000_0000));
         assert_eq!(options.interp, Some(&b"/lib/ld.so"[..]));
-        assert_eq!(parse_strs(&["p", "--reserve", "20000-10000", "x"]).unwrap_err(), UsageError::BadValue(b"20000-10000", "END must be above START"));
-        assert_eq!(parse_strs(&["p", "--base", "0x1001", "x"]).unwrap_err(), UsageError::BadValue(b"0x1001", "--base needs a non-zero page-aligned address"));
-        assert_eq!(parse_strs(&["p", "--base=zz", "x"]).unwrap_err(), UsageError::BadValue(b"zz", "not a hexadecimal address"));
+        assert_eq!(
+            parse_strs(&["p", "--reserve", "20000-10000", "x"]).unwrap_err(),
+            UsageError::BadValue(b"20000-10000", "END must be above START")
+        );
+        assert_eq!(
+            parse_strs(&["p", "--base", "0x1001", "x"]).unwrap_err(),
+            UsageError::BadValue(b"0x1001", "--base needs a non-zero page-aligned address")
+        );
+        assert_eq!(
+            parse_strs(&["p", "--base=zz", "x"]).unwrap_err(),
+            UsageError::BadValue(b"zz", "not a hexadecimal address")
+        );
         assert_eq!(parse_strs(&["p", "--interp"]).unwrap_err(), UsageError::MissingValue(b"--interp"));
         assert_eq!(parse_strs(&["p", "--verbose=1", "x"]).unwrap_err(), UsageError::UnknownOption(b"--verbose=1"));
     }
 
     #[test]
     fn fd_takes_a_decimal_descriptor() {
-        let Command::Run { options, program } = parse_strs(&["p", "--fd", "3", "name", "arg"]).unwrap() else { panic!() };
+        let Command::Run { options, program } = parse_strs(&["p", "--fd", "3", "name", "arg"]).unwrap() else {
+            panic!()
+        };
         assert_eq!((options.fd, program), (Some(3), 3));
-        assert_eq!(parse_strs(&["p", "--fd=0", "-v", "x"]).unwrap(), Command::Run { options: Options { fd: Some(0), verbose: true, ..Options::default() }, program: 3 });
-        assert_eq!(parse_strs(&["p", "--fd=2147483647", "x"]).unwrap(), Command::Run { options: Options { fd: Some(i32::MAX), ..Options::default() }, program: 2 });
+        assert_eq!(
+            parse_strs(&["p", "--fd=0", "-v", "x"]).unwrap(),
+            Command::Run { options: Options { fd: Some(0), verbose: true, ..Options::default() }, program: 3 }
+        );
+        assert_eq!(
+            parse_strs(&["p", "--fd=2147483647", "x"]).unwrap(),
+            Command::Run { options: Options { fd: Some(i32::MAX), ..Options::default() }, program: 2 }
+        );
         for bad in ["", "-1", "3x", "0x3", " 3", "2147483648", "99999999999"] {
-            assert_eq!(parse_strs(&["p", "--fd", bad, "x"]).unwrap_err(), UsageError::BadValue(bad.as_bytes(), "--fd needs a descriptor number"), "{bad:?}");
+            assert_eq!(
+                parse_strs(&["p", "--fd", bad, "x"]).unwrap_err(),
+                UsageError::BadValue(bad.as_bytes(), "--fd needs a descriptor number"),
+                "{bad:?}"
+            );
         }
         assert_eq!(parse_strs(&["p", "--fd"]).unwrap_err(), UsageError::MissingValue(b"--fd"));
     }

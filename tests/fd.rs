@@ -122,7 +122,8 @@ fn ls_from_a_socket() {
 /// hello: awkward arguments, an environment, a thread with TLS, stdout and stderr, exit 7.
 fn hello(variant: Variant, delivery: Delivery) {
     let program = build_c("hello", variant);
-    let inv = Invocation::new(&program).args(["", "with space", "ünïcödé", "--exit", "7"]).env_clear().env("HELLO", "world");
+    let inv =
+        Invocation::new(&program).args(["", "with space", "ünïcödé", "--exit", "7"]).env_clear().env("HELLO", "world");
     assert_same(&inv, &program, delivery).expect_exit(7).expect_stdout_contains("thread=42 main_tls=40");
 }
 
@@ -149,7 +150,11 @@ fn hello_musl_and_static_pie_from_a_pipe() {
 
 /// The `filemap.*` values of a report (file mappings in address order), leaving out `path`'s.
 fn file_mappings_except(facts: &BTreeMap<String, String>, path: &str) -> Vec<String> {
-    facts.iter().filter(|(key, value)| key.starts_with("filemap.") && !value.ends_with(&format!(" {path}"))).map(|(_, value)| value.clone()).collect()
+    facts
+        .iter()
+        .filter(|(key, value)| key.starts_with("filemap.") && !value.ends_with(&format!(" {path}")))
+        .map(|(_, value)| value.clone())
+        .collect()
 }
 
 /// Runs the probe directly and through `--fd` and compares what each sees of itself. From a
@@ -160,19 +165,34 @@ fn file_mappings_except(facts: &BTreeMap<String, String>, path: &str) -> Vec<Str
 /// the file mappings (interpreter, libraries) must be the same.
 fn probe_check(inv: &Invocation, program: &Path, delivery: Delivery, exe: &str) -> BTreeMap<String, String> {
     let direct_report = parse(&inv.run_direct(), &format!("`{}` (direct)", inv.describe()));
-    let preloaded_report: Report = parse(&run_fd(inv, program, delivery), &format!("`preload --fd 3 {}` ({delivery:?})", inv.describe()));
+    let preloaded_report: Report =
+        parse(&run_fd(inv, program, delivery), &format!("`preload --fd 3 {}` ({delivery:?})", inv.describe()));
     let (direct, preloaded) = (facts(&direct_report), facts(&preloaded_report));
     assert_relations(&direct, &format!("scenario check, direct run of `{}`", inv.describe()));
     let program_path = program.to_string_lossy().into_owned();
     let streamed = delivery != File;
     let report = differences(&direct, &preloaded, |key, value| {
         let value = value.map(String::as_str);
-        streamed && ((key == "exe" && value == Some(exe)) || (key == "prog_path" && value == Some("")) || key.starts_with("filemap."))
+        streamed
+            && ((key == "exe" && value == Some(exe))
+                || (key == "prog_path" && value == Some(""))
+                || key.starts_with("filemap."))
     });
-    assert!(report.is_empty(), "`preload --fd 3 {}` from a {delivery:?} differs from the direct run:\n{report}", inv.describe());
+    assert!(
+        report.is_empty(),
+        "`preload --fd 3 {}` from a {delivery:?} differs from the direct run:\n{report}",
+        inv.describe()
+    );
     if streamed {
-        assert_eq!(file_mappings_except(&direct, &program_path), file_mappings_except(&preloaded, &program_path), "file mappings other than the program's");
-        assert!(!file_mappings_except(&preloaded, "").iter().any(|m| m.contains(&program_path)), "a streamed program is never mapped from its file");
+        assert_eq!(
+            file_mappings_except(&direct, &program_path),
+            file_mappings_except(&preloaded, &program_path),
+            "file mappings other than the program's"
+        );
+        assert!(
+            !file_mappings_except(&preloaded, "").iter().any(|m| m.contains(&program_path)),
+            "a streamed program is never mapped from its file"
+        );
     }
     assert_eq!(direct["exe"], program_path, "scenario check: exe of the direct run");
     direct
@@ -180,7 +200,11 @@ fn probe_check(inv: &Invocation, program: &Path, delivery: Delivery, exe: &str) 
 
 fn probe(variant: Variant) -> (Invocation, std::path::PathBuf) {
     let program = build_c("probe", variant);
-    let inv = Invocation::new(&program).args(["first", "", "with space", "-x", "--fd", "--"]).env_clear().env("PATH", common::SYSTEM_PATH).env("PROBE_VAR", "value");
+    let inv = Invocation::new(&program)
+        .args(["first", "", "with space", "-x", "--fd", "--"])
+        .env_clear()
+        .env("PATH", common::SYSTEM_PATH)
+        .env("PROBE_VAR", "value");
     (inv, program)
 }
 
@@ -227,15 +251,26 @@ fn probe_from_a_pipe_unprivileged_keeps_exe_on_the_preloader() {
 fn refused_executable_memfds_still_run_and_verbose_says_what_exe_shows() {
     let program = require_tool("readlink");
     let script = r#"echo 2 > /proc/sys/vm/memfd_noexec && exec "$@""#;
-    let inv = Invocation::new(&program)
-        .arg("/proc/self/exe")
-        .preload_option("--verbose")
-        .wrapped_in([require_tool("unshare").to_str().unwrap(), "--pid", "--fork", "--mount-proc", "sh", "-c", script, "sh"]);
+    let inv = Invocation::new(&program).arg("/proc/self/exe").preload_option("--verbose").wrapped_in([
+        require_tool("unshare").to_str().unwrap(),
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ]);
     let output = run_fd(&inv, &program, Pipe);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
     assert_eq!(String::from_utf8_lossy(&output.stdout), format!("{}\n", common::preload().display()));
-    assert!(stderr.contains("executable memfds are refused (Permission denied, vm.memfd_noexec): /proc/self/exe cannot show the program"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "executable memfds are refused (Permission denied, vm.memfd_noexec): /proc/self/exe cannot show the program"
+        ),
+        "{stderr}"
+    );
     assert!(stderr.contains("/proc/self/exe could not be set (Permission denied): it stays the preloader"), "{stderr}");
 }
 
@@ -243,9 +278,16 @@ fn refused_executable_memfds_still_run_and_verbose_says_what_exe_shows() {
 fn assert_refused(output: &Output, code: i32, reason: &str, what: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(code), "{what}: stderr {stderr}");
-    assert!(output.stdout.is_empty(), "{what}: nothing may run, yet stdout is {:?}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        output.stdout.is_empty(),
+        "{what}: nothing may run, yet stdout is {:?}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     assert_eq!(stderr.lines().count(), 1, "{what}: one line: {stderr}");
-    assert!(stderr.starts_with("preload: ") && stderr.contains(" (fd 3): ") && stderr.trim_end().ends_with(reason), "{what}: {stderr}");
+    assert!(
+        stderr.starts_with("preload: ") && stderr.contains(" (fd 3): ") && stderr.trim_end().ends_with(reason),
+        "{what}: {stderr}"
+    );
 }
 
 #[test]
@@ -255,7 +297,11 @@ fn a_truncated_stream_is_126_and_runs_nothing() {
     let program = build_c("hello", Variant::Static);
     let inv = Invocation::new(&program).args(["--touch", marker.to_str().unwrap()]);
     let bytes = fs::read(&program).unwrap();
-    for (cut, reason) in [(bytes.len() * 3 / 5, "segment beyond end of file"), (40, "truncated: the stream ended inside the ELF header"), (0, "the stream ended before any byte arrived")] {
+    for (cut, reason) in [
+        (bytes.len() * 3 / 5, "segment beyond end of file"),
+        (40, "truncated: the stream ended inside the ELF header"),
+        (0, "the stream ended before any byte arrived"),
+    ] {
         for delivery in [Pipe, Socket] {
             let output = run_fd_bytes(&inv, &program, bytes[..cut].to_vec(), delivery);
             assert_refused(&output, 126, reason, &format!("{cut} of {} bytes from a {delivery:?}", bytes.len()));
@@ -273,10 +319,20 @@ fn a_stream_that_is_not_elf_is_126() {
     let text = b"hello, this is not a program\n".repeat(10_000);
     assert_refused(&run_fd_bytes(&inv, &program, text, Pipe), 126, "not an ELF file", "text on a pipe");
     let script = b"#!/bin/sh\necho should not run\n".to_vec();
-    assert_refused(&run_fd_bytes(&inv, &program, script, Socket), 126, "a #! script cannot run from a descriptor (its interpreter needs a path)", "a script on a socket");
+    assert_refused(
+        &run_fd_bytes(&inv, &program, script, Socket),
+        126,
+        "a #! script cannot run from a descriptor (its interpreter needs a path)",
+        "a script on a socket",
+    );
     let mut arm = fs::read(&program).unwrap();
     arm[18] = 40;
-    assert_refused(&run_fd_bytes(&inv, &program, arm, Pipe), 126, "wrong machine: not an x86_64 program", "an ARM header on a pipe");
+    assert_refused(
+        &run_fd_bytes(&inv, &program, arm, Pipe),
+        126,
+        "wrong machine: not an x86_64 program",
+        "an ARM header on a pipe",
+    );
 }
 
 #[test]
@@ -286,9 +342,19 @@ fn descriptor_errors_are_126() {
     let closed = common::run_preload(["--fd", "3", "true"]);
     assert_refused(&closed, 126, "Bad file descriptor", "fd 3 not open");
     let not_executable = scratch.copy(&program, "true-0644", 0o644);
-    assert_refused(&run_fd(&Invocation::new("true"), &not_executable, File), 126, "Permission denied", "a file without execute permission");
+    assert_refused(
+        &run_fd(&Invocation::new("true"), &not_executable, File),
+        126,
+        "Permission denied",
+        "a file without execute permission",
+    );
     let script = scratch.write("script", "#!/bin/sh\necho should not run\n", 0o755);
-    assert_refused(&run_fd(&Invocation::new("script"), &script, File), 126, "a #! script cannot run from a descriptor (its interpreter needs a path)", "a script file");
+    assert_refused(
+        &run_fd(&Invocation::new("script"), &script, File),
+        126,
+        "a #! script cannot run from a descriptor (its interpreter needs a path)",
+        "a script file",
+    );
     assert_refused(&run_fd(&Invocation::new("dir"), scratch.path(), File), 126, "Is a directory", "a directory");
 }
 
@@ -299,7 +365,9 @@ fn descriptor_errors_are_126() {
 fn writes_to_files(log: &str) -> Vec<&str> {
     log.lines()
         .filter(|line| {
-            let Some((call, args)) = line.split_once('(').map(|(head, args)| (head.rsplit(' ').next().unwrap_or(head), args)) else {
+            let Some((call, args)) =
+                line.split_once('(').map(|(head, args)| (head.rsplit(' ').next().unwrap_or(head), args))
+            else {
                 return false;
             };
             // The destination is the first descriptor, but the second for splice and copy_file_range.
@@ -325,7 +393,11 @@ fn the_write_classifier_flags_files_only() {
                read(3</etc/passwd>, \"\", 1) = 0\n";
     let flagged = writes_to_files(log);
     assert_eq!(flagged.len(), 3, "{flagged:?}");
-    assert!(flagged.iter().all(|line| line.contains("/tmp/out.txt") || line.contains("/home/u/copy") || line.contains("/var/tmp/f")));
+    assert!(
+        flagged
+            .iter()
+            .all(|line| line.contains("/tmp/out.txt") || line.contains("/home/u/copy") || line.contains("/var/tmp/f"))
+    );
 }
 
 /// strace of a whole piped run (preloader and program, every thread): the program's bytes go
@@ -337,18 +409,37 @@ fn a_piped_program_is_never_written_to_a_file() {
     for variant in [Variant::Static, Variant::Pie] {
         let program = build_c("hello", variant);
         let calls = "trace=write,pwrite64,writev,pwritev,pwritev2,sendfile,splice,copy_file_range,mmap,mprotect";
-        let inv = Invocation::new(&program).arg("traced").wrapped_in([strace.to_str().unwrap(), "-f", "-y", "-qq", "-s", "8", "-e", calls, "-o", "/dev/stderr"]);
+        let inv = Invocation::new(&program).arg("traced").wrapped_in([
+            strace.to_str().unwrap(),
+            "-f",
+            "-y",
+            "-qq",
+            "-s",
+            "8",
+            "-e",
+            calls,
+            "-o",
+            "/dev/stderr",
+        ]);
         let output = run_fd(&inv, &program, Pipe);
         let log = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "{log}");
-        assert!(String::from_utf8_lossy(&output.stdout).contains("argv[1]=\"traced\""), "scenario check: the program ran");
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("argv[1]=\"traced\""),
+            "scenario check: the program ran"
+        );
         let to_memfd: u64 = log
             .lines()
             .filter(|line| line.contains("write(") && line.contains("</memfd:"))
             .filter_map(|line| line.rsplit(" = ").next()?.trim().parse::<u64>().ok())
             .sum();
-        assert_eq!(to_memfd, fs::metadata(&program).unwrap().len(), "scenario check: strace saw the program go into the memfd\n{log}");
-        let writable_code: Vec<&str> = log.lines().filter(|line| line.contains("PROT_WRITE") && line.contains("PROT_EXEC")).collect();
+        assert_eq!(
+            to_memfd,
+            fs::metadata(&program).unwrap().len(),
+            "scenario check: strace saw the program go into the memfd\n{log}"
+        );
+        let writable_code: Vec<&str> =
+            log.lines().filter(|line| line.contains("PROT_WRITE") && line.contains("PROT_EXEC")).collect();
         assert!(writable_code.is_empty(), "memory writable and executable at once:\n{}", writable_code.join("\n"));
         let flagged = writes_to_files(&log);
         assert!(flagged.is_empty(), "writes to files during a piped run:\n{}", flagged.join("\n"));

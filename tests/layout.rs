@@ -23,13 +23,23 @@ fn parse_maps(text: &str) -> Vec<Mapping> {
             let (start, end) = fields.next()?.split_once('-')?;
             let perms = fields.next()?.to_string();
             let name = fields.nth(3).unwrap_or("").to_string();
-            Some(Mapping { start: u64::from_str_radix(start, 16).ok()?, end: u64::from_str_radix(end, 16).ok()?, perms, name })
+            Some(Mapping {
+                start: u64::from_str_radix(start, 16).ok()?,
+                end: u64::from_str_radix(end, 16).ok()?,
+                perms,
+                name,
+            })
         })
         .collect()
 }
 
 fn stdout_of(output: &Output, what: &str) -> String {
-    assert!(output.status.success(), "{what} failed: {}\nstderr: {}", render_status(output.status), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}\nstderr: {}",
+        render_status(output.status),
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout.clone()).expect("utf-8 output")
 }
 
@@ -48,7 +58,8 @@ fn preloaded_maps(options: &[&str], env: &[(&str, &str)]) -> Vec<Mapping> {
 /// Asserts that exactly [start, end) is one PROT_NONE private mapping with nothing else inside.
 fn assert_reserved(maps: &[Mapping], start: u64, end: u64) {
     let inside: Vec<&Mapping> = maps.iter().filter(|m| m.start < end && start < m.end).collect();
-    let rendered: Vec<String> = inside.iter().map(|m| format!("{:x}-{:x} {} {}", m.start, m.end, m.perms, m.name)).collect();
+    let rendered: Vec<String> =
+        inside.iter().map(|m| format!("{:x}-{:x} {} {}", m.start, m.end, m.perms, m.name)).collect();
     assert!(
         inside.len() == 1 && inside[0].start == start && inside[0].end == end && inside[0].perms == "---p",
         "{start:#x}-{end:#x} is not exactly one ---p reservation: {rendered:?}"
@@ -81,7 +92,12 @@ fn nothing_of_the_program_lands_in_a_reserved_range() {
 fn assert_usage_error(args: &[&str], needles: &[&str]) {
     let output = common::run_preload(args);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(125), "preload {args:?}: {} (stderr: {stderr})", render_status(output.status));
+    assert_eq!(
+        output.status.code(),
+        Some(125),
+        "preload {args:?}: {} (stderr: {stderr})",
+        render_status(output.status)
+    );
     assert!(stderr.starts_with("preload: "), "preload {args:?}: stderr {stderr:?}");
     for needle in needles {
         assert!(stderr.contains(needle), "preload {args:?}: stderr {stderr:?} lacks {needle:?}");
@@ -101,7 +117,10 @@ fn malformed_reservations_are_refused_with_125() {
 #[test]
 fn a_reservation_over_the_stack_is_refused_naming_both_ranges() {
     // The stack lies in the top 16 GiB below 0x7ffffffff000 whatever the randomisation.
-    assert_usage_error(&["--reserve", "0x7ff000000000-0x7ffffffff000", "/bin/true"], &["0x7ff000000000-0x7ffffffff000 overlaps [stack] 0x7ff"]);
+    assert_usage_error(
+        &["--reserve", "0x7ff000000000-0x7ffffffff000", "/bin/true"],
+        &["0x7ff000000000-0x7ffffffff000 overlaps [stack] 0x7ff"],
+    );
 }
 
 #[test]
@@ -113,19 +132,35 @@ fn a_reservation_over_the_vdso_or_the_preloader_is_refused_naming_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(125), "{stderr}");
     assert!(
-        ["[vdso]", "[vvar]", "[vvar_vclock]", "preload itself"].iter().any(|name| stderr.contains(&format!("0x7e0000000000-0x7ffbff000000 overlaps {name} 0x"))),
+        ["[vdso]", "[vvar]", "[vvar_vclock]", "preload itself"]
+            .iter()
+            .any(|name| stderr.contains(&format!("0x7e0000000000-0x7ffbff000000 overlaps {name} 0x"))),
         "{stderr}"
     );
 }
 
 #[test]
 fn base_puts_a_pie_first_mapping_at_the_address() {
-    let output = Invocation::new("/bin/cat").arg("/proc/self/maps").preload_option("--base").preload_option("0x300000000").run_preloaded();
+    let output = Invocation::new("/bin/cat")
+        .arg("/proc/self/maps")
+        .preload_option("--base")
+        .preload_option("0x300000000")
+        .run_preloaded();
     let maps = parse_maps(&stdout_of(&output, "cat through preload --base"));
     let cat = maps.iter().filter(|m| m.name.ends_with("/cat")).map(|m| m.start).min();
     assert_eq!(cat, Some(0x3_0000_0000), "cat's first mapping");
-    let taken = Invocation::new("/bin/true").preload_option("--reserve").preload_option("0x300000000-0x300100000").preload_option("--base").preload_option("0x300000000").run_preloaded();
-    assert_eq!(taken.status.code(), Some(125), "a --base collision is an error: {}", String::from_utf8_lossy(&taken.stderr));
+    let taken = Invocation::new("/bin/true")
+        .preload_option("--reserve")
+        .preload_option("0x300000000-0x300100000")
+        .preload_option("--base")
+        .preload_option("0x300000000")
+        .run_preloaded();
+    assert_eq!(
+        taken.status.code(),
+        Some(125),
+        "a --base collision is an error: {}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
     assert!(String::from_utf8_lossy(&taken.stderr).contains("--base: the program's address range is already in use"));
 }
 
@@ -139,10 +174,17 @@ fn base_is_refused_for_a_fixed_address_program_and_for_a_bad_address() {
 
 #[test]
 fn interp_runs_the_program_through_the_named_interpreter() {
-    Invocation::new("/bin/echo").args(["through", "an explicit ld.so"]).preload_option("--interp").preload_option("/lib64/ld-linux-x86-64.so.2").assert_same();
-    let output = Invocation::new("/bin/true").preload_option("--interp").preload_option("/nonexistent/ld.so").run_preloaded();
+    Invocation::new("/bin/echo")
+        .args(["through", "an explicit ld.so"])
+        .preload_option("--interp")
+        .preload_option("/lib64/ld-linux-x86-64.so.2")
+        .assert_same();
+    let output =
+        Invocation::new("/bin/true").preload_option("--interp").preload_option("/nonexistent/ld.so").run_preloaded();
     assert_eq!(output.status.code(), Some(126));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("interpreter /nonexistent/ld.so: No such file or directory"));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("interpreter /nonexistent/ld.so: No such file or directory")
+    );
 }
 
 /// Builds tests/c/wine_info.c with its symbol exported, as Wine's loader is linked.
@@ -168,11 +210,26 @@ const WINE_TOP_RANGE: &str = "7ffffe000000-7fffffff0000 reserved";
 /// the few pages between its variables and the stack top where either can be right (None).
 fn published(output: &Output) -> (Vec<String>, Option<bool>) {
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "wine_info: {} stdout: {stdout} stderr: {}", render_status(output.status), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "wine_info: {} stdout: {stdout} stderr: {}",
+        render_status(output.status),
+        String::from_utf8_lossy(&output.stderr)
+    );
     let mut lines = stdout.lines();
-    let stack = lines.next().and_then(|line| line.strip_prefix("stack ")).and_then(|hex| u64::from_str_radix(hex, 16).ok()).expect("a `stack ADDR` line first");
+    let stack = lines
+        .next()
+        .and_then(|line| line.strip_prefix("stack "))
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .expect("a `stack ADDR` line first");
     let top_range_start = 0x7fff_fe00_0000;
-    let overlaps = if stack >= top_range_start { Some(true) } else if stack + (1 << 20) < top_range_start { Some(false) } else { None };
+    let overlaps = if stack >= top_range_start {
+        Some(true)
+    } else if stack + (1 << 20) < top_range_start {
+        Some(false)
+    } else {
+        None
+    };
     (lines.map(str::to_string).collect(), overlaps)
 }
 
@@ -195,7 +252,16 @@ fn wine_loader_gets_exactly_the_ranges_reserved_for_it() {
     let direct = Invocation::new(&pie).run_direct();
     assert_eq!(direct.status.code(), Some(2), "run directly, nobody fills the table");
     let output = Invocation::new(&pie).env("WINEPRELOADRESERVE", "140000000-1401a1000").run_preloaded();
-    assert_published(&output, &["10000-110000 reserved", "110000-68000000 reserved", "7ff00000-7fff0000 reserved", WINE_TOP_RANGE, "140000000-1401a1000 reserved"]);
+    assert_published(
+        &output,
+        &[
+            "10000-110000 reserved",
+            "110000-68000000 reserved",
+            "7ff00000-7fff0000 reserved",
+            WINE_TOP_RANGE,
+            "140000000-1401a1000 reserved",
+        ],
+    );
 }
 
 #[test]
@@ -204,22 +270,37 @@ fn wine_table_leaves_out_ranges_that_could_not_be_reserved() {
     // reserved and must not be published; a user reservation is published too.
     let scratch = Scratch::new("wine-info-nopie");
     let nopie = wine_info(&scratch, false);
-    let output = Invocation::new(&nopie).env("WINEPRELOADRESERVE", "0-0").preload_option("--reserve").preload_option("50000000000-50000001000").run_preloaded();
-    assert_published(&output, &["50000000000-50000001000 reserved", "10000-110000 reserved", "7ff00000-7fff0000 reserved", WINE_TOP_RANGE]);
+    let output = Invocation::new(&nopie)
+        .env("WINEPRELOADRESERVE", "0-0")
+        .preload_option("--reserve")
+        .preload_option("50000000000-50000001000")
+        .run_preloaded();
+    assert_published(
+        &output,
+        &["50000000000-50000001000 reserved", "10000-110000 reserved", "7ff00000-7fff0000 reserved", WINE_TOP_RANGE],
+    );
 }
 
 #[test]
 fn dry_run_and_verbose_show_the_reservations() {
     let dry = common::run_preload(["--dry-run", "--reserve", "0x10000000-0x10100000", "/bin/true"]);
     let stdout = String::from_utf8_lossy(&dry.stdout);
-    assert!(dry.status.success() && stdout.contains("preload: reserve 0x10000000-0x10100000\n"), "{}: {stdout}", render_status(dry.status));
+    assert!(
+        dry.status.success() && stdout.contains("preload: reserve 0x10000000-0x10100000\n"),
+        "{}: {stdout}",
+        render_status(dry.status)
+    );
     assert!(stdout.contains("preload: program /bin/true"), "{stdout}");
 
     let scratch = Scratch::new("wine-info-verbose");
     let pie = wine_info(&scratch, true);
     let verbose = Invocation::new(&pie).preload_option("--verbose").run_preloaded();
     let stderr = String::from_utf8_lossy(&verbose.stderr);
-    for line in ["preload: reserve for Wine 0x10000-0x110000\n", "preload: reserve for Wine 0x7ffffe000000-0x7fffffff0000\n", "preload: wine_main_preload_info at 0x"] {
+    for line in [
+        "preload: reserve for Wine 0x10000-0x110000\n",
+        "preload: reserve for Wine 0x7ffffe000000-0x7fffffff0000\n",
+        "preload: wine_main_preload_info at 0x",
+    ] {
         assert!(stderr.contains(line), "--verbose lacks {line:?}:\n{stderr}");
     }
 }

@@ -15,8 +15,16 @@ use std::process::{Command, Output, Stdio};
 /// Asserts a one-line `preload: ` refusal with 126 that mentions `needle`.
 fn assert_refused(output: &Output, needle: &str, what: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(126), "{what}: preload ended with {} ({stderr:?})", render_status(output.status));
-    assert!(stderr.starts_with("preload: ") && stderr.lines().count() == 1, "{what}: one `preload: ` line, got {stderr:?}");
+    assert_eq!(
+        output.status.code(),
+        Some(126),
+        "{what}: preload ended with {} ({stderr:?})",
+        render_status(output.status)
+    );
+    assert!(
+        stderr.starts_with("preload: ") && stderr.lines().count() == 1,
+        "{what}: one `preload: ` line, got {stderr:?}"
+    );
     assert!(stderr.contains(needle), "{what}: stderr must mention {needle:?}, got {stderr:?}");
 }
 
@@ -48,7 +56,8 @@ fn long_directory(scratch: &Scratch) -> PathBuf {
 
 /// `name` from PATH=`dir` with `total` bytes of arguments (in pieces below MAX_ARG_STRLEN).
 fn with_argument_bytes(dir: &Path, name: &str, total: usize) -> Invocation {
-    let args: Vec<String> = (0..total.div_ceil(100_000)).map(|i| "a".repeat((total - i * 100_000).min(100_000))).collect();
+    let args: Vec<String> =
+        (0..total.div_ceil(100_000)).map(|i| "a".repeat((total - i * 100_000).min(100_000))).collect();
     Invocation::new(name).env_clear().env("PATH", dir).args(args)
 }
 
@@ -80,11 +89,28 @@ fn arguments_up_to_the_kernels_limit_run_and_one_byte_more_is_e2big() {
         if fits(mid) { lo = mid } else { hi = mid }
     }
     let at_limit = with_argument_bytes(&dir, "t", lo).run_preloaded();
-    assert!(at_limit.status.success(), "{lo} bytes, the kernel's most: preload {} ({})", render_status(at_limit.status), String::from_utf8_lossy(&at_limit.stderr));
-    assert_refused(&with_argument_bytes(&dir, "t", hi).run_preloaded(), "Argument list too long", &format!("{hi} bytes"));
+    assert!(
+        at_limit.status.success(),
+        "{lo} bytes, the kernel's most: preload {} ({})",
+        render_status(at_limit.status),
+        String::from_utf8_lossy(&at_limit.stderr)
+    );
+    assert_refused(
+        &with_argument_bytes(&dir, "t", hi).run_preloaded(),
+        "Argument list too long",
+        &format!("{hi} bytes"),
+    );
     // execve checks the arguments before it looks at the file, so E2BIG comes first.
-    assert_eq!(with_argument_bytes(&dir, "w", hi).try_run_direct().unwrap_err().raw_os_error(), Some(7), "scenario check");
-    assert_refused(&with_argument_bytes(&dir, "w", hi).run_preloaded(), "Argument list too long", "a malformed program with too many arguments");
+    assert_eq!(
+        with_argument_bytes(&dir, "w", hi).try_run_direct().unwrap_err().raw_os_error(),
+        Some(7),
+        "scenario check"
+    );
+    assert_refused(
+        &with_argument_bytes(&dir, "w", hi).run_preloaded(),
+        "Argument list too long",
+        "a malformed program with too many arguments",
+    );
 }
 
 /// A static program with an extra read-only PT_LOAD of `len` bytes at file offset 64 MiB (a hole
@@ -94,17 +120,26 @@ fn reads_with_a_segment_of(scratch: &Scratch, name: &str, len: u64) -> (usize, u
     let offset = 64 << 20;
     elf.move_table(&[Phdr::load(4, offset, 0x1000_0000, len, len)], elf.phnum() + 2);
     let program = write(scratch, name, &elf);
-    let truncate = common::output(Command::new(require_tool("truncate")).arg("-s").arg((offset + len).to_string()).arg(&program)).status;
+    let truncate =
+        common::output(Command::new(require_tool("truncate")).arg("-s").arg((offset + len).to_string()).arg(&program))
+            .status;
     assert!(truncate.success(), "truncate {}", program.display());
     Invocation::new(&program).assert_same().expect_exit(0);
 
     let log = scratch.path().join(format!("{name}.strace"));
     let mut strace = Command::new(require_tool("strace"));
-    strace.args(["-e", "trace=read,pread64", "-o"]).arg(&log).arg(preload()).arg(&program).stdout(Stdio::piped()).stderr(Stdio::piped());
+    strace
+        .args(["-e", "trace=read,pread64", "-o"])
+        .arg(&log)
+        .arg(preload())
+        .arg(&program)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let output = common::run(strace, None, "strace preload");
     assert!(output.status.success(), "strace preload {name}: {}", render_status(output.status));
     let text = std::fs::read_to_string(&log).expect("read the strace log");
-    let results: Vec<u64> = text.lines().filter_map(|l| l.rsplit_once(" = ")).filter_map(|(_, r)| r.trim().parse().ok()).collect();
+    let results: Vec<u64> =
+        text.lines().filter_map(|l| l.rsplit_once(" = ")).filter_map(|(_, r)| r.trim().parse().ok()).collect();
     (results.len(), results.iter().sum())
 }
 
@@ -144,7 +179,11 @@ fn program_header_tables_up_to_64_kib_run_and_larger_ones_are_refused() {
         Invocation::new(&max).assert_same().expect_exit(0);
         let over = with_table(&scratch, variant, 100, 1171);
         assert_eq!(common::elf::execve_errno(&over), Some(8), "scenario check: ENOEXEC for 1171 entries");
-        assert_refused(&Invocation::new(&over).run_preloaded(), "bad number of program headers", "1171 program headers");
+        assert_refused(
+            &Invocation::new(&over).run_preloaded(),
+            "bad number of program headers",
+            "1171 program headers",
+        );
     }
 }
 
@@ -156,7 +195,11 @@ fn pt_interp_naming_preload_itself_runs_it_as_the_kernel_does() {
     let mut elf = Elf::read(&build_c("hello", Variant::Pie));
     set_interp(&mut elf, preload());
     let program = write(&scratch, "interp-is-preload", &elf);
-    Invocation::new(&program).args([require_tool("echo").to_str().unwrap(), "through", "preload"]).assert_same().expect_exit(0).expect_stdout_contains("through preload");
+    Invocation::new(&program)
+        .args([require_tool("echo").to_str().unwrap(), "through", "preload"])
+        .assert_same()
+        .expect_exit(0)
+        .expect_stdout_contains("through preload");
 }
 
 #[test]
@@ -165,7 +208,10 @@ fn a_first_segment_without_file_bytes_maps_no_file() {
     // anonymous memory and runs the interpreter (preload itself, which wants a PROGRAM: 125).
     let scratch = Scratch::new("first-bss-only");
     let mut elf = Elf::read(&build_c("hello", Variant::Pie));
-    let first = (0..elf.phnum()).map(|i| elf.ph(i)).find(|&ph| elf.get(ph, 4) == u64::from(common::elf::PT_LOAD)).expect("a PT_LOAD");
+    let first = (0..elf.phnum())
+        .map(|i| elf.ph(i))
+        .find(|&ph| elf.get(ph, 4) == u64::from(common::elf::PT_LOAD))
+        .expect("a PT_LOAD");
     elf.set(first + 8, 8, 0x4_0000_0001);
     elf.set(first + 32, 8, 0);
     set_interp(&mut elf, preload());
@@ -231,11 +277,21 @@ fn i386_programs_are_refused_with_a_reason() {
 /// The first address of the preloader's own pages (just above the vDSO), as a program run
 /// through preload without randomisation sees them.
 fn preloader_pages() -> u64 {
-    let cat = Invocation::new(require_tool("cat")).arg("/proc/self/maps").wrapped_in(["setarch", "x86_64", "-R"]).run_preloaded();
+    let cat = Invocation::new(require_tool("cat"))
+        .arg("/proc/self/maps")
+        .wrapped_in(["setarch", "x86_64", "-R"])
+        .run_preloaded();
     let maps = String::from_utf8_lossy(&cat.stdout).into_owned();
-    let after_vdso = maps.lines().skip_while(|l| !l.ends_with("[vdso]")).nth(1).unwrap_or_else(|| panic!("no line after [vdso]:\n{maps}"));
+    let after_vdso = maps
+        .lines()
+        .skip_while(|l| !l.ends_with("[vdso]"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no line after [vdso]:\n{maps}"));
     let start = after_vdso.split('-').next().unwrap();
-    assert!(after_vdso.split_whitespace().nth(5).is_none(), "scenario check: the preloader's pages are anonymous: {after_vdso}");
+    assert!(
+        after_vdso.split_whitespace().nth(5).is_none(),
+        "scenario check: the preloader's pages are anonymous: {after_vdso}"
+    );
     u64::from_str_radix(start, 16).unwrap()
 }
 
@@ -260,22 +316,39 @@ fn wine_symbol_lookup_respects_a_later_segment_that_hides_the_tables() {
     let scratch = Scratch::new("wine-hidden");
     let built = scratch.path().join("wine_info");
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/wine_info.c");
-    let gcc = common::output(Command::new(require_tool("gcc")).args(["-O1", "-rdynamic", "-pie", "-o"]).arg(&built).arg(&source)).status;
+    let gcc = common::output(
+        Command::new(require_tool("gcc")).args(["-O1", "-rdynamic", "-pie", "-o"]).arg(&built).arg(&source),
+    )
+    .status;
     assert!(gcc.success(), "compiling {}", source.display());
     let mut elf = Elf::read(&built);
     let dynamic = elf.find(PT_DYNAMIC).expect("PT_DYNAMIC");
     let page = elf.get(dynamic + 16, 8) & !(PAGE - 1);
     let offset = (0..elf.phnum())
         .map(|i| elf.ph(i))
-        .find(|&ph| elf.get(ph, 4) == 1 && elf.get(ph + 16, 8) & !(PAGE - 1) <= page && page < elf.get(ph + 16, 8) + elf.get(ph + 40, 8))
+        .find(|&ph| {
+            elf.get(ph, 4) == 1
+                && elf.get(ph + 16, 8) & !(PAGE - 1) <= page
+                && page < elf.get(ph + 16, 8) + elf.get(ph + 40, 8)
+        })
         .map(|ph| elf.get(ph + 8, 8) - (elf.get(ph + 16, 8) - page))
-        .expect("the PT_LOAD holding the dynamic section") & !(PAGE - 1);
+        .expect("the PT_LOAD holding the dynamic section")
+        & !(PAGE - 1);
     elf.move_table(&[Phdr::load(0, offset, page, PAGE, PAGE)], elf.phnum() + 2);
     let inv = Invocation::new(write(&scratch, "wine-hidden", &elf)).preload_option("--verbose");
     let both = inv.run_both();
-    assert_eq!(both.direct.status.signal(), Some(11), "scenario check: ld.so crashes under the kernel ({})", render_status(both.direct.status));
+    assert_eq!(
+        both.direct.status.signal(),
+        Some(11),
+        "scenario check: ld.so crashes under the kernel ({})",
+        render_status(both.direct.status)
+    );
     let stderr = String::from_utf8_lossy(&both.preloaded.stderr);
-    assert!(stderr.contains("preload: interpreter base "), "preload must start the program, got {} with {stderr:?}", render_status(both.preloaded.status));
+    assert!(
+        stderr.contains("preload: interpreter base "),
+        "preload must start the program, got {} with {stderr:?}",
+        render_status(both.preloaded.status)
+    );
     assert_eq!(both.preloaded.status.signal(), Some(11), "then ld.so crashes the same way");
 }
 
@@ -315,7 +388,11 @@ fn shebang_edge_cases_as_binfmt_script() {
             }
             Some(errno) => {
                 let output = inv.run_preloaded();
-                assert!(matches!(output.status.code(), Some(126 | 127)), "{name}: the kernel refuses (errno {errno}), preload {}", render_status(output.status));
+                assert!(
+                    matches!(output.status.code(), Some(126 | 127)),
+                    "{name}: the kernel refuses (errno {errno}), preload {}",
+                    render_status(output.status)
+                );
             }
         }
     }
@@ -325,7 +402,12 @@ fn shebang_edge_cases_as_binfmt_script() {
 #[test]
 fn not_a_directory_is_126_as_with_env() {
     let env = require_tool("env");
-    for (path_var, program) in [(common::SYSTEM_PATH, "/etc/passwd/x"), ("/etc/passwd", "x"), ("/nonexistent:/etc/passwd", "x"), ("/etc/passwd:/nonexistent", "x")] {
+    for (path_var, program) in [
+        (common::SYSTEM_PATH, "/etc/passwd/x"),
+        ("/etc/passwd", "x"),
+        ("/nonexistent:/etc/passwd", "x"),
+        ("/etc/passwd:/nonexistent", "x"),
+    ] {
         let run = |preloaded: bool| {
             let mut cmd = Command::new(&env);
             cmd.env("PATH", path_var).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -336,7 +418,10 @@ fn not_a_directory_is_126_as_with_env() {
             common::run(cmd, None, program).status.code()
         };
         let (direct, through) = (run(false), run(true));
-        assert!(matches!(direct, Some(126 | 127)), "scenario check: env {program} with PATH={path_var} fails: {direct:?}");
+        assert!(
+            matches!(direct, Some(126 | 127)),
+            "scenario check: env {program} with PATH={path_var} fails: {direct:?}"
+        );
         assert_eq!(through, direct, "preload {program} with PATH={path_var}");
     }
 }

@@ -104,7 +104,8 @@ fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
 /// [`RUN_TIMEOUT`]. The child calls execve itself: std would use execvp, whose ENOEXEC fallback
 /// to /bin/sh would hide the kernel's verdict.
 fn run(dir: &Path, argv: &[&std::ffi::OsStr], randomize: bool) -> Run {
-    let strings: Vec<CString> = argv.iter().map(|a| CString::new(a.as_encoded_bytes()).expect("no NUL in arguments")).collect();
+    let strings: Vec<CString> =
+        argv.iter().map(|a| CString::new(a.as_encoded_bytes()).expect("no NUL in arguments")).collect();
     let pointers: Vec<usize> = strings.iter().map(|s| s.as_ptr() as usize).chain([0]).collect();
     let mut cmd = Command::new(argv[0]);
     cmd.current_dir(dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -121,7 +122,11 @@ fn run(dir: &Path, argv: &[&std::ffi::OsStr], randomize: bool) -> Run {
     let mut child = match common::spawn(&mut cmd) {
         Ok(child) => child,
         Err(e) => {
-            return Run { ending: Ending::Refused(e.raw_os_error().unwrap_or(-1)), stdout: Vec::new(), stderr: Vec::new() };
+            return Run {
+                ending: Ending::Refused(e.raw_os_error().unwrap_or(-1)),
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            };
         }
     };
     let stdout = drain(child.stdout.take().expect("piped stdout"));
@@ -172,8 +177,14 @@ fn preloaded(run: &Run) -> Preloaded<'_> {
         None => {
             let last = text.strip_suffix(b"\n").unwrap_or(text);
             let line = last.rsplit(|&b| b == b'\n').next().unwrap_or(&[]);
-            let refused = matches!(run.ending, Ending::Exit(126 | 127)) && line.starts_with(b"preload: ") && text.ends_with(b"\n");
-            Preloaded { started: false, refusal: refused.then(|| std::str::from_utf8(line).unwrap_or("(not UTF-8)")), program_stderr: &[] }
+            let refused = matches!(run.ending, Ending::Exit(126 | 127))
+                && line.starts_with(b"preload: ")
+                && text.ends_with(b"\n");
+            Preloaded {
+                started: false,
+                refusal: refused.then(|| std::str::from_utf8(line).unwrap_or("(not UTF-8)")),
+                program_stderr: &[],
+            }
         }
     }
 }
@@ -196,14 +207,25 @@ const LAYOUT_DEPENDENT: &str = "both ran, differently, depending on memory outsi
 /// Whether the entry point, or a segment the run-time uses (dynamic section, notes, TLS, RELRO,
 /// properties, program headers, unwind table), lies outside every PT_LOAD in memory.
 fn uses_memory_outside_its_image(elf: &Elf) -> bool {
-    let entries: Vec<(u64, u64, u64)> = (0..elf.phnum()).map(|i| elf.ph(i)).map(|at| (elf.get(at, 4), elf.get(at + 16, 8), elf.get(at + 40, 8))).collect();
-    let loads: Vec<(u64, u64)> = entries.iter().filter(|e| e.0 == u64::from(PT_LOAD)).map(|&(_, vaddr, memsz)| (vaddr, vaddr.saturating_add(memsz))).collect();
+    let entries: Vec<(u64, u64, u64)> = (0..elf.phnum())
+        .map(|i| elf.ph(i))
+        .map(|at| (elf.get(at, 4), elf.get(at + 16, 8), elf.get(at + 40, 8)))
+        .collect();
+    let loads: Vec<(u64, u64)> = entries
+        .iter()
+        .filter(|e| e.0 == u64::from(PT_LOAD))
+        .map(|&(_, vaddr, memsz)| (vaddr, vaddr.saturating_add(memsz)))
+        .collect();
     let used = [PT_DYNAMIC, PT_NOTE, PT_TLS, PT_PHDR, PT_GNU_RELRO, PT_GNU_PROPERTY, 0x6474_e550].map(u64::from);
     let inside = |vaddr: u64, end: u64| loads.iter().any(|&(start, stop)| start <= vaddr && end <= stop);
     // An entry point outside every PT_LOAD jumps into whatever lies beside the image: nothing
     // under the kernel, the preloader's leftover pages under preload (README: Layout).
     let entry = elf.get(0x18, 8);
-    !inside(entry, entry.saturating_add(1)) || entries.iter().filter(|e| used.contains(&e.0) && e.2 > 0).any(|&(_, vaddr, memsz)| !inside(vaddr, vaddr.saturating_add(memsz)))
+    !inside(entry, entry.saturating_add(1))
+        || entries
+            .iter()
+            .filter(|e| used.contains(&e.0) && e.2 > 0)
+            .any(|&(_, vaddr, memsz)| !inside(vaddr, vaddr.saturating_add(memsz)))
 }
 
 fn same_result(a: &Run, b: &Run) -> bool {
@@ -226,7 +248,9 @@ fn classify(direct: &Run, through: &Run) -> Result<&'static str, String> {
         (Ending::Refused(errno), None) => Err(format!("the kernel refused (errno {errno}) but preload ran it")),
         // After execve's point of no return the kernel kills the process for what preload
         // refuses with a reason (README: malformed segments).
-        (Ending::Signal(SIGSEGV | SIGBUS | SIGKILL), Some(_)) => Ok("kernel killed it, preload refused (deliberate: malformed segments)"),
+        (Ending::Signal(SIGSEGV | SIGBUS | SIGKILL), Some(_)) => {
+            Ok("kernel killed it, preload refused (deliberate: malformed segments)")
+        }
         (_, Some(reason)) => Err(format!("the kernel ran it ({:?}) but preload refused: {reason}", direct.ending)),
         (Ending::Exit(_), None) => {
             if direct.ending == through.ending && direct.stdout == through.stdout && direct.stderr == p.program_stderr {
@@ -269,7 +293,11 @@ fn interesting(rng: &mut Rng, old: u64, pool: &Pool, file_len: u64) -> u64 {
         8 | 9 => {
             let landmark = rng.pick(&pool.landmarks);
             // As is (for ET_EXEC) or relative to the unrandomised PIE base.
-            landmark.wrapping_sub(rng.pick(&[0, 0x5555_5555_4000])).wrapping_add(rng.pick(&[0, PAGE, PAGE.wrapping_neg()]))
+            landmark.wrapping_sub(rng.pick(&[0, 0x5555_5555_4000])).wrapping_add(rng.pick(&[
+                0,
+                PAGE,
+                PAGE.wrapping_neg(),
+            ]))
         }
         10 => file_len.wrapping_add(rng.pick(&[0, 1, u64::MAX, PAGE])),
         11 => rng.below(1 << 20) * PAGE,
@@ -280,7 +308,20 @@ fn interesting(rng: &mut Rng, old: u64, pool: &Pool, file_len: u64) -> u64 {
 
 /// A p_type, biased to the ones loaders act on.
 fn p_type(rng: &mut Rng) -> u64 {
-    u64::from(rng.pick(&[PT_NULL, PT_LOAD, PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_NOTE, PT_PHDR, PT_TLS, PT_GNU_STACK, PT_GNU_RELRO, PT_GNU_PROPERTY, 0x7000_0000]))
+    u64::from(rng.pick(&[
+        PT_NULL,
+        PT_LOAD,
+        PT_LOAD,
+        PT_DYNAMIC,
+        PT_INTERP,
+        PT_NOTE,
+        PT_PHDR,
+        PT_TLS,
+        PT_GNU_STACK,
+        PT_GNU_RELRO,
+        PT_GNU_PROPERTY,
+        0x7000_0000,
+    ]))
 }
 
 /// Apply one mutation; returns its description.
@@ -360,7 +401,9 @@ fn mutate(elf: &mut Elf, rng: &mut Rng, pool: &Pool) -> String {
             let from = rng.pick(&loads);
             let to = rng.below(elf.phnum() as u64) as usize;
             let (src, dst) = (elf.ph(from), elf.ph(to));
-            let Some(entry) = elf.bytes.get(src..src + PHDR_SIZE).map(<[u8]>::to_vec) else { return "duplicate (out of file)".into() };
+            let Some(entry) = elf.bytes.get(src..src + PHDR_SIZE).map(<[u8]>::to_vec) else {
+                return "duplicate (out of file)".into();
+            };
             if let Some(target) = elf.bytes.get_mut(dst..dst + PHDR_SIZE) {
                 target.copy_from_slice(&entry);
             }
@@ -409,7 +452,11 @@ fn grow_table(elf: &mut Elf, rng: &mut Rng) -> String {
     let count = rng.pick(&[elf.phnum() + 2, 40, 64, 73, 74, 200, 1169, 1170, 1171]);
     let extra_loads = rng.below(2) == 0;
     let first = elf.end_of_image() + 16 * PAGE + (count as u64 * PHDR_SIZE as u64).next_multiple_of(PAGE) + PAGE;
-    let extra: Vec<Phdr> = if extra_loads { (0..count as u64).map(|i| Phdr::load(6, 0, first + 2 * PAGE * i, 0, 16)).collect() } else { Vec::new() };
+    let extra: Vec<Phdr> = if extra_loads {
+        (0..count as u64).map(|i| Phdr::load(6, 0, first + 2 * PAGE * i, 0, 16)).collect()
+    } else {
+        Vec::new()
+    };
     let at = elf.move_table(&extra, count);
     format!("table moved to {at:#x} with {count} entries ({})", if extra_loads { "extra PT_LOADs" } else { "PT_NULL" })
 }
@@ -418,7 +465,12 @@ fn grow_table(elf: &mut Elf, rng: &mut Rng) -> String {
 fn landmarks(scratch: &Scratch) -> Vec<u64> {
     let cat = scratch.copy(Path::new("/bin/cat"), "cat", 0o755);
     let maps = run(scratch.path(), &[preload().as_os_str(), cat.as_os_str(), "/proc/self/maps".as_ref()], false);
-    assert_eq!(maps.ending, Ending::Exit(0), "scenario check: preload cat /proc/self/maps: {}", String::from_utf8_lossy(&maps.stderr));
+    assert_eq!(
+        maps.ending,
+        Ending::Exit(0),
+        "scenario check: preload cat /proc/self/maps: {}",
+        String::from_utf8_lossy(&maps.stderr)
+    );
     let text = String::from_utf8_lossy(&maps.stdout);
     let mut found: Vec<u64> = text
         .lines()
@@ -427,7 +479,10 @@ fn landmarks(scratch: &Scratch) -> Vec<u64> {
         .flat_map(|(a, b)| [a, b])
         .filter_map(|hex| u64::from_str_radix(hex, 16).ok())
         .collect();
-    assert!(text.contains("[vdso]") && text.contains("[stack]"), "scenario check: maps name the vDSO and stack:\n{text}");
+    assert!(
+        text.contains("[vdso]") && text.contains("[stack]"),
+        "scenario check: maps name the vDSO and stack:\n{text}"
+    );
     found.sort_unstable();
     found.dedup();
     found
@@ -451,10 +506,14 @@ fn mutants_behave_as_under_the_kernel() {
     let seed = count_from_env("PRELOAD_MUTANTS_SEED", DEFAULT_SEED);
     println!("mutants: {total} with seed {seed} (PRELOAD_MUTANTS, PRELOAD_MUTANTS_SEED)");
     let scratch = Scratch::new("mutants");
-    let variants = [Variant::Static, Variant::Pie, Variant::NoPie, Variant::StaticPie, Variant::MuslStatic, Variant::MuslDynamic];
+    let variants =
+        [Variant::Static, Variant::Pie, Variant::NoPie, Variant::StaticPie, Variant::MuslStatic, Variant::MuslDynamic];
     let mut bases: Vec<Base> = variants
         .iter()
-        .map(|&v| Base { name: v.name().into(), bytes: std::fs::read(build_c("hello", v)).expect("read a test program") })
+        .map(|&v| Base {
+            name: v.name().into(),
+            bytes: std::fs::read(build_c("hello", v)).expect("read a test program"),
+        })
         .collect();
     bases.push(Base { name: "i386".into(), bytes: i386_exit_42() });
     let true_copy = scratch.copy(Path::new("/bin/true"), "true", 0o755);
@@ -496,20 +555,30 @@ fn mutants_behave_as_under_the_kernel() {
                     rng.next();
                     let base = &bases[rng.below(bases.len() as u64) as usize];
                     let mut elf = Elf { bytes: base.bytes.clone() };
-                    let mutations: Vec<String> = (0..1 + rng.below(3)).map(|_| mutate(&mut elf, &mut rng, &pool)).collect();
+                    let mutations: Vec<String> =
+                        (0..1 + rng.below(3)).map(|_| mutate(&mut elf, &mut rng, &pool)).collect();
                     let name = format!("m{index}-{}", base.name);
                     let path = scratch.write(&name, &elf.bytes, 0o755);
                     let direct = run(scratch.path(), &[path.as_os_str()], false);
-                    let through = run(scratch.path(), &[preload().as_os_str(), "--verbose".as_ref(), path.as_os_str()], false);
-                    let layout_dependent = || uses_memory_outside_its_image(&elf) || (0..3).any(|_| !same_result(&direct, &run(scratch.path(), &[path.as_os_str()], true)));
-                    match classify(&direct, &through).or_else(|why| if preloaded(&through).started && layout_dependent() { Ok(LAYOUT_DEPENDENT) } else { Err(why) }) {
+                    let through =
+                        run(scratch.path(), &[preload().as_os_str(), "--verbose".as_ref(), path.as_os_str()], false);
+                    let layout_dependent = || {
+                        uses_memory_outside_its_image(&elf)
+                            || (0..3).any(|_| !same_result(&direct, &run(scratch.path(), &[path.as_os_str()], true)))
+                    };
+                    match classify(&direct, &through).or_else(|why| {
+                        if preloaded(&through).started && layout_dependent() { Ok(LAYOUT_DEPENDENT) } else { Err(why) }
+                    }) {
                         Ok(class) => {
                             *counts.lock().unwrap().entry(class).or_default() += 1;
                             let _ = std::fs::remove_file(&path);
                         }
                         Err(why) => {
                             *counts.lock().unwrap().entry("FAILURE").or_default() += 1;
-                            failures.lock().unwrap().push(describe_failure(index, &base.name, &mutations, &path, &why, &direct, &through));
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(describe_failure(index, &base.name, &mutations, &path, &why, &direct, &through));
                         }
                     }
                     let _ = progress.send(());
@@ -543,7 +612,15 @@ fn mutants_behave_as_under_the_kernel() {
     assert_eq!(counts.values().sum::<usize>(), total, "every mutant is classified");
 }
 
-fn describe_failure(index: usize, base: &str, mutations: &[String], path: &PathBuf, why: &str, direct: &Run, through: &Run) -> String {
+fn describe_failure(
+    index: usize,
+    base: &str,
+    mutations: &[String],
+    path: &PathBuf,
+    why: &str,
+    direct: &Run,
+    through: &Run,
+) -> String {
     let ending = |run: &Run| match &run.ending {
         Ending::Exit(_) | Ending::Signal(_) => render_status(std::process::ExitStatus::from_raw(match run.ending {
             Ending::Exit(c) => c << 8,

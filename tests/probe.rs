@@ -22,7 +22,8 @@ fn check(inv: &Invocation, exe_may_be_preloader: bool) -> BTreeMap<String, Strin
     assert_relations(&direct, &format!("scenario check, direct run of `{}`", both.what));
 
     let preload_path = common::preload().to_string_lossy().into_owned();
-    let report = differences(&direct, &preloaded, |key, p| key == "exe" && exe_may_be_preloader && p == Some(&preload_path));
+    let report =
+        differences(&direct, &preloaded, |key, p| key == "exe" && exe_may_be_preloader && p == Some(&preload_path));
     assert!(report.is_empty(), "`preload {}` differs from the direct run:\n{report}", both.what);
     direct
 }

@@ -53,18 +53,32 @@ fn preload_as_wine64_preloader_runs_every_wine_process() {
     scratch.copy(common::preload(), "root/lib/wine/wine64-preloader", 0o755);
     std::fs::create_dir_all(root.join("lib/x86_64-linux-gnu")).expect("mkdir");
     std::fs::create_dir_all(root.join("share")).expect("mkdir");
-    for (target, link) in [(WINESERVER, "lib/wine/wineserver"), ("/usr/lib/x86_64-linux-gnu/wine", "lib/x86_64-linux-gnu/wine"), ("/usr/share/wine", "share/wine")] {
+    for (target, link) in [
+        (WINESERVER, "lib/wine/wineserver"),
+        ("/usr/lib/x86_64-linux-gnu/wine", "lib/x86_64-linux-gnu/wine"),
+        ("/usr/share/wine", "share/wine"),
+    ] {
         symlink(target, root.join(link)).expect("symlink");
     }
     let trace = scratch.path().join("execs");
     let mut command = Command::new(require_tool("strace"));
-    command.args(["-f", "--seccomp-bpf", "-qq", "-e", "trace=execve", "-o"]).arg(&trace).arg(&bin).args(["cmd", "/c", "echo", "hello"]);
+    command
+        .args(["-f", "--seccomp-bpf", "-qq", "-e", "trace=execve", "-o"])
+        .arg(&trace)
+        .arg(&bin)
+        .args(["cmd", "/c", "echo", "hello"]);
     assert_hello(&run_wine(&scratch, command));
 
     // Every Wine process (the loader, wineboot, start.exe, cmd.exe...) went through preload.
     let execs = std::fs::read_to_string(&trace).expect("strace output");
-    let through_preload = execs.lines().filter(|l| l.contains("execve(\"") && l.contains("/wine64-preloader\"") && l.ends_with("= 0")).count();
-    let direct_wine64 = execs.lines().filter(|l| l.contains("/lib/wine/wine64\", [") && l.ends_with("= 0") && !l.contains("wine64-preloader")).count();
+    let through_preload = execs
+        .lines()
+        .filter(|l| l.contains("execve(\"") && l.contains("/wine64-preloader\"") && l.ends_with("= 0"))
+        .count();
+    let direct_wine64 = execs
+        .lines()
+        .filter(|l| l.contains("/lib/wine/wine64\", [") && l.ends_with("= 0") && !l.contains("wine64-preloader"))
+        .count();
     assert!(through_preload >= 3, "only {through_preload} processes ran through wine64-preloader:\n{execs}");
     assert_eq!(direct_wine64, 1, "only the first wine64 may be exec'd directly:\n{execs}");
 }

@@ -11,11 +11,11 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use preload::cli::{self, Command, Options, UsageError};
-use preload::report::msg::Msg;
-use preload::plan::reserve::{self, Range, RangeList};
-use preload::exec::search::{self, PATH_MAX};
 use preload::PAGE_SIZE;
+use preload::cli::{self, Command, Options, UsageError};
+use preload::exec::search::{self, PATH_MAX};
+use preload::plan::reserve::{self, Range, RangeList};
+use preload::report::msg::Msg;
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -46,7 +46,9 @@ fn print_range(msg: &mut Msg<128>, range: &Range) {
 }
 
 fn is_part_of(value: &[u8], argv: &[Vec<u8>]) -> bool {
-    let inside = |arg: &Vec<u8>| arg.as_ptr_range().contains(&value.as_ptr()) || (value.is_empty() && value.as_ptr() == arg.as_ptr_range().end);
+    let inside = |arg: &Vec<u8>| {
+        arg.as_ptr_range().contains(&value.as_ptr()) || (value.is_empty() && value.as_ptr() == arg.as_ptr_range().end)
+    };
     argv.iter().any(|arg| inside(arg) && value.as_ptr_range().end <= arg.as_ptr_range().end)
 }
 
@@ -55,7 +57,10 @@ fn check_cli(argv: &[Vec<u8>]) {
         Ok(Command::Run { options, program }) => {
             assert!(program >= 1 && program < argv.len());
             let name = &argv[program];
-            assert!(name == b"-" || !name.starts_with(b"-") || argv[program - 1] == b"--", "option {name:?} taken as PROGRAM");
+            assert!(
+                name == b"-" || !name.starts_with(b"-") || argv[program - 1] == b"--",
+                "option {name:?} taken as PROGRAM"
+            );
             if let Some(base) = options.base {
                 assert!(base != 0 && base % PAGE_SIZE == 0, "--base {base:#x}");
             }
@@ -68,7 +73,9 @@ fn check_cli(argv: &[Vec<u8>]) {
         }
         Ok(Command::Help) => assert!(argv.iter().skip(1).any(|a| a == b"--help" || a == b"-h")),
         Ok(Command::Version) => assert!(argv.iter().skip(1).any(|a| a == b"--version" || a == b"-V")),
-        Err(UsageError::UnknownOption(arg) | UsageError::MissingValue(arg)) => assert!(arg.starts_with(b"-") && is_part_of(arg, argv)),
+        Err(UsageError::UnknownOption(arg) | UsageError::MissingValue(arg)) => {
+            assert!(arg.starts_with(b"-") && is_part_of(arg, argv))
+        }
         Err(UsageError::BadValue(value, reason)) => assert!(is_part_of(value, argv) && !reason.is_empty()),
         Err(UsageError::MissingProgram) => {}
     }

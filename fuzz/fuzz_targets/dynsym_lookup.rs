@@ -58,7 +58,10 @@ fuzz_target!(|input: Input| match input {
         if find_object(&mem, dynamic, dynamic_len, &name).is_some() {
             let mut terminated = name.clone();
             terminated.push(0);
-            assert!(mem.bytes.windows(terminated.len()).any(|w| w == terminated), "found {name:?}, which is not in memory");
+            assert!(
+                mem.bytes.windows(terminated.len()).any(|w| w == terminated),
+                "found {name:?}, which is not in memory"
+            );
         }
     }
     Input::Built { gnu, buckets, symbols, query } => check_built(gnu, u32::from(buckets).max(1), symbols, &query),
@@ -85,12 +88,15 @@ fn check_built(gnu: bool, nbuckets: u32, mut symbols: Vec<Symbol>, query: &[u8])
     let mut img = Flat { base: 0, bytes: Vec::new() };
     let strtab = 64;
     let mut names = vec![0u8];
-    let name_offsets: Vec<u32> = symbols.iter().map(|sym| {
-        let offset = names.len() as u32;
-        names.extend_from_slice(&sym.name);
-        names.push(0);
-        offset
-    }).collect();
+    let name_offsets: Vec<u32> = symbols
+        .iter()
+        .map(|sym| {
+            let offset = names.len() as u32;
+            names.extend_from_slice(&sym.name);
+            names.push(0);
+            offset
+        })
+        .collect();
     img.put(strtab, &names);
     let symtab = (strtab + names.len() + 7) & !7;
     for (index, (sym, &name)) in symbols.iter().zip(&name_offsets).enumerate() {
@@ -134,17 +140,26 @@ fn check_built(gnu: bool, nbuckets: u32, mut symbols: Vec<Symbol>, query: &[u8])
             img.put(table + 8 + 4 * bucket, &head.to_le_bytes());
         }
     }
-    let dynamic = [(DT_STRTAB, strtab as u64), (DT_SYMTAB, symtab as u64), (if gnu { DT_GNU_HASH } else { DT_HASH }, table as u64), (DT_NULL, 0)];
+    let dynamic = [
+        (DT_STRTAB, strtab as u64),
+        (DT_SYMTAB, symtab as u64),
+        (if gnu { DT_GNU_HASH } else { DT_HASH }, table as u64),
+        (DT_NULL, 0),
+    ];
     for (index, (tag, value)) in dynamic.iter().enumerate() {
         img.put(16 * index, &[tag.to_le_bytes(), value.to_le_bytes()].concat());
     }
 
-    let defined_object = |sym: &Symbol| sym.shndx != 0 && sym.info & 0xf == 1 && matches!(sym.info >> 4, 1 | 2) && sym.name.len() < 64;
+    let defined_object =
+        |sym: &Symbol| sym.shndx != 0 && sym.info & 0xf == 1 && matches!(sym.info >> 4, 1 | 2) && sym.name.len() < 64;
     for name in symbols.iter().map(|sym| sym.name.as_slice()).chain([query.as_slice()]) {
-        let candidates: Vec<u64> = symbols.iter().filter(|sym| sym.name == name && defined_object(sym)).map(|sym| sym.value).collect();
+        let candidates: Vec<u64> =
+            symbols.iter().filter(|sym| sym.name == name && defined_object(sym)).map(|sym| sym.value).collect();
         let found = find_object(&img, 0, 64, name);
         match found {
-            Some(value) => assert!(candidates.contains(&value), "{name:?} resolved to {value:#x}, not one of {candidates:x?}"),
+            Some(value) => {
+                assert!(candidates.contains(&value), "{name:?} resolved to {value:#x}, not one of {candidates:x?}")
+            }
             None => assert!(candidates.is_empty(), "{name:?} not found, though defined as {candidates:x?}"),
         }
     }

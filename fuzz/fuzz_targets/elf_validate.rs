@@ -31,7 +31,10 @@ fuzz_target!(|file: &[u8]| {
     };
     assert!(len > 0 && len <= MAX_PHDR_TABLE && len % SIZEOF_PHDR == 0);
     assert_eq!(len / SIZEOF_PHDR, usize::from(header.e_phnum));
-    let Some(table_bytes) = usize::try_from(offset).ok().and_then(|start| file.get(start..start.checked_add(len)?)) else { return };
+    let Some(table_bytes) = usize::try_from(offset).ok().and_then(|start| file.get(start..start.checked_add(len)?))
+    else {
+        return;
+    };
     let mut table = Aligned::<MAX_PHDR_TABLE>::zeroed();
     table.0[..len].copy_from_slice(table_bytes);
     let phdrs = elf::program_headers(&table.0[..len]);
@@ -44,8 +47,12 @@ fuzz_target!(|file: &[u8]| {
         Ok(image) => check_accepted(&image, header.e_type, file, file_size),
         Err(reason) => {
             let first_broken = loads().map(|ph| broken_rules(ph, file_size)).find(|rules| !rules.is_empty());
-            let rules = first_broken.unwrap_or_else(|| panic!("refused with {reason:?}, but no PT_LOAD breaks a rule: {phdrs:?}"));
-            assert!(rules.contains(&reason), "refused with {reason:?}, but the first bad PT_LOAD breaks {rules:?}: {phdrs:?}");
+            let rules = first_broken
+                .unwrap_or_else(|| panic!("refused with {reason:?}, but no PT_LOAD breaks a rule: {phdrs:?}"));
+            assert!(
+                rules.contains(&reason),
+                "refused with {reason:?}, but the first bad PT_LOAD breaks {rules:?}: {phdrs:?}"
+            );
         }
     }
 });
@@ -53,12 +60,16 @@ fuzz_target!(|file: &[u8]| {
 /// A refused header breaks the rule the reason names.
 fn check_header_refusal(reason: &str, header: &Header) {
     let broken = match reason {
-        "not an executable or shared object (ELF type is neither EXEC nor DYN)" => header.e_type != ET_EXEC && header.e_type != ET_DYN,
+        "not an executable or shared object (ELF type is neither EXEC nor DYN)" => {
+            header.e_type != ET_EXEC && header.e_type != ET_DYN
+        }
         // EM_386 or EM_486 (6), both of which the kernel's IA32 check accepts.
         "an i386 (32-bit) program: preload runs x86_64 programs only" => matches!(header.e_machine, elf::EM_386 | 6),
         "wrong machine: not an x86_64 program" => header.e_machine != EM_X86_64,
         "bad program header entry size" => usize::from(header.e_phentsize) != SIZEOF_PHDR,
-        "bad number of program headers" => header.e_phnum == 0 || usize::from(header.e_phnum) * SIZEOF_PHDR > MAX_PHDR_TABLE,
+        "bad number of program headers" => {
+            header.e_phnum == 0 || usize::from(header.e_phnum) * SIZEOF_PHDR > MAX_PHDR_TABLE
+        }
         other => panic!("unexpected header refusal {other:?}"),
     };
     assert!(broken, "refused with {reason:?}, but the header does not break that rule: {header:?}");
@@ -83,7 +94,12 @@ fn broken_rules(ph: &ProgramHeader, file_size: u64) -> Vec<&'static str> {
         }
         match ph.p_offset.checked_add(ph.p_filesz) {
             None => rules.push("segment beyond end of file"),
-            Some(file_end) if ph.p_flags & PF_W != 0 && ph.p_memsz > ph.p_filesz && page_offset(file_end) != 0 && page_start(file_end) >= file_size => {
+            Some(file_end)
+                if ph.p_flags & PF_W != 0
+                    && ph.p_memsz > ph.p_filesz
+                    && page_offset(file_end) != 0
+                    && page_start(file_end) >= file_size =>
+            {
                 rules.push("a writable segment's bss starts past the end of the file")
             }
             Some(_) => {}
@@ -106,7 +122,10 @@ fn check_accepted(image: &elf::Image, e_type: u16, file: &[u8], file_size: u64) 
             // preloader zeroes after a writable segment's data must exist in the file.
             let file_end = ph.p_offset + ph.p_filesz;
             if ph.p_flags & PF_W != 0 && ph.p_memsz > ph.p_filesz && page_offset(file_end) != 0 {
-                assert!(page_start(file_end) < file_size, "zeroing would touch a page past the end of the file: {ph:?}");
+                assert!(
+                    page_start(file_end) < file_size,
+                    "zeroing would touch a page past the end of the file: {ph:?}"
+                );
             }
         }
     }

@@ -84,7 +84,12 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     let phdrs: Vec<ProgramHeader> = input.phdrs.iter().map(Phdr::build).collect();
-    let header = Header { e_type: if input.relocatable { ET_DYN } else { ET_EXEC }, e_entry: input.entry, e_phoff: input.phoff, ..Header::default() };
+    let header = Header {
+        e_type: if input.relocatable { ET_DYN } else { ET_EXEC },
+        e_entry: input.entry,
+        e_phoff: input.phoff,
+        ..Header::default()
+    };
     // A file size is an off_t: below 2^63.
     let file_size = input.file_size & i64::MAX as u64;
     let Ok(image) = elf::validate(&header, &phdrs, file_size) else { return };
@@ -115,14 +120,23 @@ fn check_extent(image: &Image, extent: &Extent) {
     assert!(extent.align.is_power_of_two() && extent.align >= PAGE_SIZE, "{extent:?}");
     // total_mapping_size: from the lowest page of any PT_LOAD, wherever it is in the table.
     let lowest = image.loads().map(|ph| page_start(ph.p_vaddr)).min().unwrap();
-    assert_eq!(extent.total_size, image.loads().map(|ph| ph.p_vaddr + ph.p_memsz).max().unwrap() - lowest, "{extent:?}");
+    assert_eq!(
+        extent.total_size,
+        image.loads().map(|ph| ph.p_vaddr + ph.p_memsz).max().unwrap() - lowest,
+        "{extent:?}"
+    );
     assert!(!image.relocatable || lowest + page_align(extent.total_size) <= TASK_SIZE, "{extent:?}");
-    assert!(extent.start_code < extent.end_code && extent.end_code <= TASK_SIZE, "PR_SET_MM_MAP needs start_code < end_code: {extent:?}");
+    assert!(
+        extent.start_code < extent.end_code && extent.end_code <= TASK_SIZE,
+        "PR_SET_MM_MAP needs start_code < end_code: {extent:?}"
+    );
     assert!(extent.start_data <= extent.end_data && extent.end_data <= extent.end_bss, "{extent:?}");
     assert_eq!(extent.end_bss, image.loads().map(|ph| ph.p_vaddr + ph.p_memsz).max().unwrap());
     if extent.phdr != 0 {
         assert!(
-            image.loads().any(|ph| ph.p_vaddr <= extent.phdr && extent.phdr - ph.p_vaddr < ph.p_filesz && ph.p_offset + (extent.phdr - ph.p_vaddr) == image.phoff),
+            image.loads().any(|ph| ph.p_vaddr <= extent.phdr
+                && extent.phdr - ph.p_vaddr < ph.p_filesz
+                && ph.p_offset + (extent.phdr - ph.p_vaddr) == image.phoff),
             "AT_PHDR {:#x} is not e_phoff inside a PT_LOAD's file bytes",
             extent.phdr
         );
@@ -147,9 +161,14 @@ fn check_segment(ph: &ProgramHeader, seg: &Segment, extent: &Extent, relocatable
             assert_eq!((start, stop), (file_end, page_align(file_end)));
             assert!(seg.start < start && stop <= end && ph.p_memsz > ph.p_filesz, "{seg:?}");
             // The page being zeroed is a file page the file holds: touching it cannot SIGBUS.
-            assert!(seg.offset + (page_start(start) - seg.start) < file_size, "zeroes a page past the end of the file: {seg:?}");
+            assert!(
+                seg.offset + (page_start(start) - seg.start) < file_size,
+                "zeroes a page past the end of the file: {seg:?}"
+            );
         }
-        None => assert!(ph.p_flags & PF_W == 0 || ph.p_memsz == ph.p_filesz || page_offset(file_end) == 0 || ph.p_filesz == 0),
+        None => assert!(
+            ph.p_flags & PF_W == 0 || ph.p_memsz == ph.p_filesz || page_offset(file_end) == 0 || ph.p_filesz == 0
+        ),
     }
     if let Some((start, stop)) = seg.anon {
         assert!(start % PAGE_SIZE == 0 && stop % PAGE_SIZE == 0 && start < stop, "{seg:?}");
@@ -160,7 +179,13 @@ fn check_segment(ph: &ProgramHeader, seg: &Segment, extent: &Extent, relocatable
     assert!(end >= mem_end || ph.p_memsz == 0, "memory [{:#x}, {mem_end:#x}) not all mapped: {seg:?}", ph.p_vaddr);
     // An ET_EXEC reserves no span: each segment goes to its own address; so does a segment
     // below the first PT_LOAD (MAP_FIXED_NOREPLACE in the shell).
-    assert!(!relocatable || seg.start < extent.first_start || end <= span_end(extent), "segment {:#x}-{end:#x} outside the reserved span {:#x}-{:#x}", seg.start, extent.first_start, span_end(extent));
+    assert!(
+        !relocatable || seg.start < extent.first_start || end <= span_end(extent),
+        "segment {:#x}-{end:#x} outside the reserved span {:#x}-{:#x}",
+        seg.start,
+        extent.first_start,
+        span_end(extent)
+    );
 }
 
 fn check_placement(image: &Image, extent: &Extent, input: &Input) {

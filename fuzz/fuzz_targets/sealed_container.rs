@@ -13,7 +13,9 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use preload::input::sealed::{self, HEADER_SIZE, Header, InflateState, Inflating, KEY_SIZE, MAX_PROGRAM_SIZE, MAGIC, Secret, TAG_SIZE};
+use preload::input::sealed::{
+    self, HEADER_SIZE, Header, InflateState, Inflating, KEY_SIZE, MAGIC, MAX_PROGRAM_SIZE, Secret, TAG_SIZE,
+};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -51,7 +53,11 @@ fuzz_target!(|input: Input| {
     if sealed::open(&key, &header_bytes, &mut body, &input.tag).is_err() {
         assert_eq!(body, input.body, "a refused body was changed");
     }
-    check_inflate(&input.body, Header::parse(&header_bytes).map_or(input.body.len() as u64, |h| h.program_size.min(1 << 20)), &input.reads);
+    check_inflate(
+        &input.body,
+        Header::parse(&header_bytes).map_or(input.body.len() as u64, |h| h.program_size.min(1 << 20)),
+        &input.reads,
+    );
 
     let program = input.program.repeat(usize::from(input.repeat % 64).max(1));
     if program.is_empty() {
@@ -70,11 +76,19 @@ fn check_header(bytes: &[u8; HEADER_SIZE]) {
             assert!(bytes.starts_with(&MAGIC));
             assert!((1..=MAX_PROGRAM_SIZE).contains(&header.program_size), "{header:?}");
             assert!((2..=sealed::max_body_size(header.program_size)).contains(&header.body_size), "{header:?}");
-            assert!(header.body_size.checked_add((HEADER_SIZE + TAG_SIZE) as u64).is_some_and(|size| size == header.container_size()));
+            assert!(
+                header
+                    .body_size
+                    .checked_add((HEADER_SIZE + TAG_SIZE) as u64)
+                    .is_some_and(|size| size == header.container_size())
+            );
             assert_eq!(&header.encode(), bytes, "parse, encode: other bytes");
         }
         Err(refusal) => {
-            assert!(refusal.reason.starts_with(sealed::AUTHENTICATION_FAILED) || !sealed::is_sealed(bytes), "{refusal:?}");
+            assert!(
+                refusal.reason.starts_with(sealed::AUTHENTICATION_FAILED) || !sealed::is_sealed(bytes),
+                "{refusal:?}"
+            );
         }
     }
 }
@@ -85,9 +99,9 @@ fn check_key(text: &[u8]) -> Option<sealed::Key> {
     let hex = text.strip_suffix(b"\n").unwrap_or(text);
     let expected: Option<Vec<u8>> = match text.len() {
         KEY_SIZE => Some(text.to_vec()),
-        _ if hex.len() == 2 * KEY_SIZE && hex.iter().all(u8::is_ascii_hexdigit) => {
-            Some(hex.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap()).collect())
-        }
+        _ if hex.len() == 2 * KEY_SIZE && hex.iter().all(u8::is_ascii_hexdigit) => Some(
+            hex.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap()).collect(),
+        ),
         _ => None,
     };
     assert_eq!(parsed.is_ok(), expected.is_some(), "{text:?}");
@@ -107,13 +121,19 @@ fn check_inflate(body: &[u8], program_size: u64, reads: &[(u32, u16)]) {
         let (offset, mut buf) = (u64::from(offset) % (program_size + 1), vec![0u8; usize::from(len)]);
         match inflating.read_exact_at(body, &mut state, offset, &mut buf) {
             Ok(()) => assert_eq!(buf, whole[offset as usize..][..buf.len()], "read at {offset}"),
-            Err(_) => assert!(!complete || offset + buf.len() as u64 > program_size, "read at {offset}+{} refused", buf.len()),
+            Err(_) => {
+                assert!(!complete || offset + buf.len() as u64 > program_size, "read at {offset}+{} refused", buf.len())
+            }
         }
     }
 }
 
 fn check_round_trip(key: &sealed::Key, input: &Input, program: &[u8], compressed: Vec<u8>) {
-    let header = Header { nonce: input.header[..12].try_into().unwrap(), program_size: program.len() as u64, body_size: compressed.len() as u64 };
+    let header = Header {
+        nonce: input.header[..12].try_into().unwrap(),
+        program_size: program.len() as u64,
+        body_size: compressed.len() as u64,
+    };
     let header_bytes = header.encode();
     assert_eq!(Header::parse(&header_bytes), Ok(header), "what preload-seal writes must parse");
     let mut body = compressed.clone();
@@ -127,7 +147,11 @@ fn check_round_trip(key: &sealed::Key, input: &Input, program: &[u8], compressed
     let (flipped_header, rest) = container.split_at(HEADER_SIZE);
     let (flipped_body, flipped_tag) = rest.split_at(rest.len() - TAG_SIZE);
     let mut flipped_body = flipped_body.to_vec();
-    assert!(sealed::open(key, flipped_header.try_into().unwrap(), &mut flipped_body, flipped_tag.try_into().unwrap()).is_err(), "bit {bit} flipped, still authentic");
+    assert!(
+        sealed::open(key, flipped_header.try_into().unwrap(), &mut flipped_body, flipped_tag.try_into().unwrap())
+            .is_err(),
+        "bit {bit} flipped, still authentic"
+    );
     assert_eq!(flipped_body, &rest[..rest.len() - TAG_SIZE]);
 
     sealed::open(key, &header_bytes, &mut body, &tag).expect("sealed with this key");
@@ -135,6 +159,8 @@ fn check_round_trip(key: &sealed::Key, input: &Input, program: &[u8], compressed
     check_inflate(&body, header.program_size, &input.reads);
     let mut state = Box::new(InflateState::new());
     let mut out = vec![0u8; program.len()];
-    Inflating::new(header.program_size, &mut state).read_exact_at(&body, &mut state, 0, &mut out).expect("a zlib body inflates");
+    Inflating::new(header.program_size, &mut state)
+        .read_exact_at(&body, &mut state, 0, &mut out)
+        .expect("a zlib body inflates");
     assert_eq!(out, program);
 }

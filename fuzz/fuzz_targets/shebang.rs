@@ -25,9 +25,14 @@ fn load_script(head: &[u8]) -> Option<Result<Line, ()>> {
     if buf[0] != b'#' || buf[1] != b'!' {
         return None;
     }
-    let next_non_spacetab = |buf: &[u8; BINPRM_BUF_SIZE], first: usize, last: usize| (first..=last).find(|&i| !is_blank(&buf[i]));
-    let next_terminator = |buf: &[u8; BINPRM_BUF_SIZE], first: usize, last: usize| (first..=last).find(|&i| is_blank(&buf[i]) || buf[i] == 0);
-    let c_string = |buf: &[u8; BINPRM_BUF_SIZE], at: usize| buf[at..].iter().take_while(|&&b| b != 0).copied().collect::<Vec<u8>>();
+    let next_non_spacetab =
+        |buf: &[u8; BINPRM_BUF_SIZE], first: usize, last: usize| (first..=last).find(|&i| !is_blank(&buf[i]));
+    let next_terminator = |buf: &[u8; BINPRM_BUF_SIZE], first: usize, last: usize| {
+        (first..=last).find(|&i| is_blank(&buf[i]) || buf[i] == 0)
+    };
+    let c_string = |buf: &[u8; BINPRM_BUF_SIZE], at: usize| {
+        buf[at..].iter().take_while(|&&b| b != 0).copied().collect::<Vec<u8>>()
+    };
     Some((|| {
         let buf_end = BINPRM_BUF_SIZE - 1;
         // strnchr: stops at the first NUL.
@@ -56,12 +61,17 @@ fn load_script(head: &[u8]) -> Option<Result<Line, ()>> {
 fuzz_target!(|head: &[u8]| {
     let parsed = script::parse(head);
     assert_eq!(parsed.is_some(), head.starts_with(b"#!"));
-    let owned = parsed.map(|result| result.map(|line| (line.interpreter.to_vec(), line.argument.map(<[u8]>::to_vec))).map_err(|_| ()));
+    let owned = parsed.map(|result| {
+        result.map(|line| (line.interpreter.to_vec(), line.argument.map(<[u8]>::to_vec))).map_err(|_| ())
+    });
     assert_eq!(owned, load_script(head), "differs from load_script");
     let Some(Ok(shebang)) = parsed else { return };
     let within_buffer = |part: &[u8]| {
         let start = (part.as_ptr() as usize).wrapping_sub(head.as_ptr() as usize);
-        assert!(part.is_empty() || start + part.len() <= head.len().min(BINPRM_BUF_SIZE), "taken from beyond the kernel's buffer");
+        assert!(
+            part.is_empty() || start + part.len() <= head.len().min(BINPRM_BUF_SIZE),
+            "taken from beyond the kernel's buffer"
+        );
     };
     for part in [Some(shebang.interpreter), shebang.argument].into_iter().flatten() {
         within_buffer(part);

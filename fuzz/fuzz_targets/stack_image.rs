@@ -12,8 +12,10 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use preload::elf::TASK_SIZE;
-use preload::plan::stack::{self, AT_EXECFD, AT_EXECFN, AT_NULL, AT_PLATFORM, AT_RANDOM, ProgramAux, StackImage, StackLayout};
 use preload::page_start;
+use preload::plan::stack::{
+    self, AT_EXECFD, AT_EXECFN, AT_NULL, AT_PLATFORM, AT_RANDOM, ProgramAux, StackImage, StackLayout,
+};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -69,8 +71,20 @@ fuzz_target!(|input: Input| {
     let size = layout.size(top);
     // Beyond the strings and pointers check_args counts: the top word, the gap and alignments,
     // platform, AT_RANDOM, auxv, argc and two NULLs, and the "" an empty argv gets.
-    let fixed = 8 + spec.gap + 15 + platform.as_ref().map_or(0, |p| p.len() as u64 + 1) + 16 + layout.auxv_len + 3 * 8 + 1 + 8 + 15;
-    assert!((size as u64) <= stack::argument_space(input.stack_limit) + fixed, "image of {size} bytes exceeds what check_args accepted");
+    let fixed = 8
+        + spec.gap
+        + 15
+        + platform.as_ref().map_or(0, |p| p.len() as u64 + 1)
+        + 16
+        + layout.auxv_len
+        + 3 * 8
+        + 1
+        + 8
+        + 15;
+    assert!(
+        (size as u64) <= stack::argument_space(input.stack_limit) + fixed,
+        "image of {size} bytes exceeds what check_args accepted"
+    );
     let mut image = vec![0u8; size];
     spec.write(&layout, &mut image);
     check_image(&image, &layout, top, &argv, &envp, &execfn, platform.as_deref(), &input.random, &auxv);
@@ -121,7 +135,17 @@ fn joined(strings: &[Vec<u8>]) -> Vec<u8> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn check_image(image: &[u8], l: &StackLayout, top: u64, argv: &[Vec<u8>], envp: &[Vec<u8>], execfn: &[u8], platform: Option<&[u8]>, random: &[u8; 16], auxv: &[(u64, u64)]) {
+fn check_image(
+    image: &[u8],
+    l: &StackLayout,
+    top: u64,
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+    execfn: &[u8],
+    platform: Option<&[u8]>,
+    random: &[u8; 16],
+    auxv: &[(u64, u64)],
+) {
     let v = View { image, sp: l.sp };
     assert_eq!(l.sp % 16, 0, "stack pointer not 16-byte aligned");
     assert_eq!(l.sp + image.len() as u64, top);
@@ -147,7 +171,12 @@ fn check_image(image: &[u8], l: &StackLayout, top: u64, argv: &[Vec<u8>], envp: 
     assert_eq!(v.bytes(l.arg_start, l.arg_end), joined(&shown_argv), "/proc/PID/cmdline");
     assert_eq!(v.bytes(l.env_start, l.env_end), joined(envp), "/proc/PID/environ");
     let mut word = l.sp + 8;
-    for (expected, area) in shown_argv.iter().map(|s| (s, (l.arg_start, l.arg_end))).chain([(&Vec::new(), (0, 0))]).chain(envp.iter().map(|s| (s, (l.env_start, l.env_end)))) {
+    for (expected, area) in shown_argv
+        .iter()
+        .map(|s| (s, (l.arg_start, l.arg_end)))
+        .chain([(&Vec::new(), (0, 0))])
+        .chain(envp.iter().map(|s| (s, (l.env_start, l.env_end))))
+    {
         let pointer = v.word(word);
         if area == (0, 0) {
             assert_eq!(pointer, 0, "argv not NULL-terminated");

@@ -42,7 +42,9 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Command>, St
             Some("--key-file") => key_file = Some(value("--key-file")?),
             Some("-o" | "--output") => output = Some(value("-o")?),
             Some("--new-key") => new_key = Some(value("--new-key")?),
-            Some(option) if option.starts_with('-') && option.len() > 1 => return Err(format!("unknown option {option}")),
+            Some(option) if option.starts_with('-') && option.len() > 1 => {
+                return Err(format!("unknown option {option}"));
+            }
             _ if program.is_none() => program = Some(PathBuf::from(arg)),
             _ => return Err("more than one PROGRAM".into()),
         }
@@ -117,8 +119,12 @@ fn seal(key_file: &Path, output: &Path, program_path: &Path) -> Result<(), Strin
     random(&mut header.nonce)?;
     let tag = sealed::seal(&key, &header, &mut body);
     let mode = fs::metadata(program_path).map_err(at(program_path))?.permissions().mode() & 0o7777;
-    let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(output).map_err(at(output))?;
-    file.write_all(&header.encode()).and_then(|()| file.write_all(&body)).and_then(|()| file.write_all(&tag)).map_err(at(output))?;
+    let mut file =
+        OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(output).map_err(at(output))?;
+    file.write_all(&header.encode())
+        .and_then(|()| file.write_all(&body))
+        .and_then(|()| file.write_all(&tag))
+        .map_err(at(output))?;
     // An existing OUTPUT keeps its mode through open: give it PROGRAM's, as a fresh one gets.
     file.set_permissions(fs::Permissions::from_mode(mode)).map_err(at(output))
 }

@@ -171,7 +171,16 @@ pub(crate) mod tests {
     use goblin::elf64::program_header::{PF_R, PF_W};
 
     pub fn load(vaddr: u64, offset: u64, filesz: u64, memsz: u64, flags: u32) -> ProgramHeader {
-        ProgramHeader { p_type: PT_LOAD, p_flags: flags, p_offset: offset, p_vaddr: vaddr, p_paddr: vaddr, p_filesz: filesz, p_memsz: memsz, p_align: PAGE_SIZE }
+        ProgramHeader {
+            p_type: PT_LOAD,
+            p_flags: flags,
+            p_offset: offset,
+            p_vaddr: vaddr,
+            p_paddr: vaddr,
+            p_filesz: filesz,
+            p_memsz: memsz,
+            p_align: PAGE_SIZE,
+        }
     }
 
     pub fn header_bytes(e_type: u16, machine: u16, phnum: u16) -> [u8; 64] {
@@ -229,9 +238,18 @@ pub(crate) mod tests {
             (load(0x1010, 0x1000, 0x10, 0x10, PF_R), "segment offset and address differ modulo the page size"),
             (load(0x1000, 0x2000, 0x10, 0x20, PF_R | PF_W), "a writable segment's bss starts past the end of the file"),
         ];
-        assert!(validate(&h, &[load(0x1000, 0x1000, 0x5001, 0x5001, PF_R)], 0x2000).is_ok(), "file pages past the end, as the kernel maps them");
-        assert!(validate(&h, &[load(0x1000, 0x1000, 0x5001, 0x6000, PF_R)], 0x2000).is_ok(), "a read-only segment's last page is not zeroed");
-        assert_eq!(check_segments_in_file(&[load(0x1000, 0x1000, 0x1001, 0x1001, PF_R)], 0x2000), Err("segment beyond end of file"));
+        assert!(
+            validate(&h, &[load(0x1000, 0x1000, 0x5001, 0x5001, PF_R)], 0x2000).is_ok(),
+            "file pages past the end, as the kernel maps them"
+        );
+        assert!(
+            validate(&h, &[load(0x1000, 0x1000, 0x5001, 0x6000, PF_R)], 0x2000).is_ok(),
+            "a read-only segment's last page is not zeroed"
+        );
+        assert_eq!(
+            check_segments_in_file(&[load(0x1000, 0x1000, 0x1001, 0x1001, PF_R)], 0x2000),
+            Err("segment beyond end of file")
+        );
         assert_eq!(check_segments_in_file(&[load(0x1000, 0x1000, 0x1000, 0x1001, PF_R)], 0x2000), Ok(()));
         for (ph, reason) in cases {
             assert_eq!(validate(&h, &[ph], 0x2000).unwrap_err(), reason, "{ph:?}");
@@ -261,7 +279,10 @@ pub(crate) mod tests {
         let phdrs = program_headers(&table.0[..len]);
         assert!(validate(&h, phdrs, file.len() as u64).is_ok(), "a position-independent image's segments in any order");
         let fixed = header(&header_bytes(ET_EXEC, EM_X86_64, 2)).unwrap();
-        assert!(validate(&fixed, phdrs, file.len() as u64).is_ok(), "an ET_EXEC's segments go to their own addresses in any order");
+        assert!(
+            validate(&fixed, phdrs, file.len() as u64).is_ok(),
+            "an ET_EXEC's segments go to their own addresses in any order"
+        );
     }
 
     #[test]
@@ -274,7 +295,11 @@ pub(crate) mod tests {
         assert_eq!(check_interp(&interp(0x101), 0x200).unwrap_err(), "PT_INTERP beyond end of file");
         assert_eq!(check_interp(&interp(0x100), 0x200), Ok(()));
         let phdrs = [interp(1), seg];
-        assert_eq!(validate(&h, &phdrs, 0x2000).unwrap().interp().unwrap().p_filesz, 1, "an interpreter's own PT_INTERP is not checked");
+        assert_eq!(
+            validate(&h, &phdrs, 0x2000).unwrap().interp().unwrap().p_filesz,
+            1,
+            "an interpreter's own PT_INTERP is not checked"
+        );
         assert_eq!(interp_path(b"/lib/ld.so\0"), Ok(&b"/lib/ld.so"[..]));
         assert_eq!(interp_path(b"/a\0junk\0"), Ok(&b"/a"[..]));
         assert_eq!(interp_path(b"/lib/ld.so"), Err("PT_INTERP not NUL-terminated"));

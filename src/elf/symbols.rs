@@ -161,7 +161,11 @@ mod tests {
 
     impl Memory for Flat {
         fn read(&self, vaddr: u64, buf: &mut [u8]) -> bool {
-            let Some(src) = usize::try_from(vaddr).ok().and_then(|start| self.0.get(start..start.checked_add(buf.len())?)) else { return false };
+            let Some(src) =
+                usize::try_from(vaddr).ok().and_then(|start| self.0.get(start..start.checked_add(buf.len())?))
+            else {
+                return false;
+            };
             buf.copy_from_slice(src);
             true
         }
@@ -201,7 +205,12 @@ mod tests {
             img.put_u64(sym + 8, 0x1000 * (i as u64 + 1));
             offset += name.len() + 1;
         }
-        let entries: [(u64, u64); 4] = [(DT_STRTAB, STRTAB as u64), (DT_SYMTAB, SYMTAB as u64), (if gnu { DT_GNU_HASH } else { DT_HASH }, HASH as u64), (DT_NULL, 0)];
+        let entries: [(u64, u64); 4] = [
+            (DT_STRTAB, STRTAB as u64),
+            (DT_SYMTAB, SYMTAB as u64),
+            (if gnu { DT_GNU_HASH } else { DT_HASH }, HASH as u64),
+            (DT_NULL, 0),
+        ];
         for (i, (tag, value)) in entries.iter().enumerate() {
             img.put_u64(DYN + 16 * i, *tag);
             img.put_u64(DYN + 16 * i + 8, *value);

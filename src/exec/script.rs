@@ -64,7 +64,10 @@ fn parse_line(buf: &[u8]) -> Result<Shebang<'_>, &'static str> {
     let i_name = next_non_blank(buf, 2, i_end).filter(|&name| name != i_end).ok_or("no interpreter on the #! line")?;
     let i_sep = next_terminator(buf, i_name, i_end);
     let i_arg = i_sep.filter(|&sep| at(buf, sep) != 0).and_then(|sep| next_non_blank(buf, sep, i_end));
-    Ok(Shebang { interpreter: c_string(buf, i_name, i_sep.unwrap_or(i_end)), argument: i_arg.map(|arg| c_string(buf, arg, i_end)) })
+    Ok(Shebang {
+        interpreter: c_string(buf, i_name, i_sep.unwrap_or(i_end)),
+        argument: i_arg.map(|arg| c_string(buf, arg, i_end)),
+    })
 }
 
 #[cfg(test)]
@@ -85,9 +88,16 @@ mod tests {
     #[test]
     fn interpreter_and_one_argument_with_spaces() {
         assert_eq!(ok(b"#!/bin/sh\necho"), Shebang { interpreter: b"/bin/sh", argument: None });
-        assert_eq!(ok(b"#! \t/usr/bin/env  python3 -u \t\nx"), Shebang { interpreter: b"/usr/bin/env", argument: Some(b"python3 -u") });
+        assert_eq!(
+            ok(b"#! \t/usr/bin/env  python3 -u \t\nx"),
+            Shebang { interpreter: b"/usr/bin/env", argument: Some(b"python3 -u") }
+        );
         assert_eq!(ok(b"#!/bin/sh -e"), Shebang { interpreter: b"/bin/sh", argument: Some(b"-e") });
-        assert_eq!(ok(b"#!/bin/sh\r\n"), Shebang { interpreter: b"/bin/sh\r", argument: None }, "CR is part of the name, as in the kernel");
+        assert_eq!(
+            ok(b"#!/bin/sh\r\n"),
+            Shebang { interpreter: b"/bin/sh\r", argument: None },
+            "CR is part of the name, as in the kernel"
+        );
         assert_eq!(ok(b"#!/bin/sh -x\0junk\n"), Shebang { interpreter: b"/bin/sh", argument: Some(b"-x") });
     }
 
@@ -95,7 +105,11 @@ mod tests {
     fn refuses_empty_and_truncated_lines() {
         assert_eq!(parse(b"#!\n"), Some(Err("no interpreter on the #! line")));
         assert_eq!(parse(b"#!   \t\n/bin/sh"), Some(Err("no interpreter on the #! line")));
-        assert_eq!(ok(b"#!  "), Shebang { interpreter: b"", argument: None }, "the NUL padding names an empty interpreter (ENOENT)");
+        assert_eq!(
+            ok(b"#!  "),
+            Shebang { interpreter: b"", argument: None },
+            "the NUL padding names an empty interpreter (ENOENT)"
+        );
         let mut blanks = [b' '; BINPRM_BUF_SIZE];
         blanks[..2].copy_from_slice(b"#!");
         assert_eq!(parse(&blanks), Some(Err("empty #! line")));
@@ -111,10 +125,26 @@ mod tests {
         let mut last_byte = [b'a'; BINPRM_BUF_SIZE];
         last_byte[..3].copy_from_slice(b"#!/");
         last_byte[BINPRM_BUF_SIZE - 1] = b' ';
-        assert_eq!(ok(&last_byte), Shebang { interpreter: &last_byte[2..255], argument: None }, "a terminator in the last byte");
-        assert_eq!(ok(b"#!/bin/echo arg  \0junk\n"), Shebang { interpreter: b"/bin/echo", argument: Some(b"arg  ") }, "blanks before a NUL stay");
-        assert_eq!(ok(b"#!/bin/echo \0\n"), Shebang { interpreter: b"/bin/echo", argument: Some(b"") }, "a blank then a NUL: an empty argument");
+        assert_eq!(
+            ok(&last_byte),
+            Shebang { interpreter: &last_byte[2..255], argument: None },
+            "a terminator in the last byte"
+        );
+        assert_eq!(
+            ok(b"#!/bin/echo arg  \0junk\n"),
+            Shebang { interpreter: b"/bin/echo", argument: Some(b"arg  ") },
+            "blanks before a NUL stay"
+        );
+        assert_eq!(
+            ok(b"#!/bin/echo \0\n"),
+            Shebang { interpreter: b"/bin/echo", argument: Some(b"") },
+            "a blank then a NUL: an empty argument"
+        );
         assert_eq!(ok(b"#!/bin/echo\0 arg\n"), Shebang { interpreter: b"/bin/echo", argument: None });
-        assert_eq!(ok(b"#!/bin/sh\0\n"), Shebang { interpreter: b"/bin/sh", argument: None }, "the newline search stops at a NUL");
+        assert_eq!(
+            ok(b"#!/bin/sh\0\n"),
+            Shebang { interpreter: b"/bin/sh", argument: None },
+            "the newline search stops at a NUL"
+        );
     }
 }

@@ -79,7 +79,18 @@ impl Header {
     /// is allocated from an absurd size before the tag has been checked.
     pub fn parse(bytes: &[u8; HEADER_SIZE]) -> Result<Self, Refusal> {
         let refuse = |reason| Err(Refusal::cannot_execute(reason));
-        let u64_at = |at: usize| u64::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3], bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+        let u64_at = |at: usize| {
+            u64::from_le_bytes([
+                bytes[at],
+                bytes[at + 1],
+                bytes[at + 2],
+                bytes[at + 3],
+                bytes[at + 4],
+                bytes[at + 5],
+                bytes[at + 6],
+                bytes[at + 7],
+            ])
+        };
         if !is_sealed(bytes) {
             return refuse("not a sealed container");
         }
@@ -95,7 +106,11 @@ impl Header {
         let mut nonce = [0u8; NONCE_SIZE];
         nonce.copy_from_slice(&bytes[12..24]);
         let header = Self { nonce, program_size: u64_at(24), body_size: u64_at(32) };
-        if header.program_size == 0 || header.program_size > MAX_PROGRAM_SIZE || header.body_size < 2 || header.body_size > max_body_size(header.program_size) {
+        if header.program_size == 0
+            || header.program_size > MAX_PROGRAM_SIZE
+            || header.body_size < 2
+            || header.body_size > max_body_size(header.program_size)
+        {
             return refuse(BAD_SIZES);
         }
         Ok(header)
@@ -195,7 +210,9 @@ pub fn open(key: &Key, header_bytes: &[u8; HEADER_SIZE], body: &mut [u8], tag: &
     // The key is borrowed, never copied to a temporary; the cipher's own copy is wiped on drop
     // (the crate's zeroize feature).
     let cipher = ChaCha20Poly1305::new((&key.0).into());
-    cipher.decrypt_inout_detached(&Nonce::from(header.nonce), header_bytes, body.into(), &Tag::from(*tag)).map_err(|_| Refusal::cannot_execute(AUTHENTICATION_FAILED))
+    cipher
+        .decrypt_inout_detached(&Nonce::from(header.nonce), header_bytes, body.into(), &Tag::from(*tag))
+        .map_err(|_| Refusal::cannot_execute(AUTHENTICATION_FAILED))
 }
 
 /// How much inflated output stays readable behind the newest byte: twice deflate's 32 KiB
@@ -242,8 +259,17 @@ impl Inflating {
     }
 
     /// The program's bytes at `offset`, as `pread` on the plain file would give them.
-    pub fn read_exact_at(&mut self, body: &[u8], state: &mut InflateState, offset: u64, buf: &mut [u8]) -> Result<(), Refusal> {
-        let end = offset.checked_add(buf.len() as u64).filter(|&end| end <= self.size).ok_or(Refusal::cannot_execute(WRONG_SIZE))?;
+    pub fn read_exact_at(
+        &mut self,
+        body: &[u8],
+        state: &mut InflateState,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), Refusal> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&end| end <= self.size)
+            .ok_or(Refusal::cannot_execute(WRONG_SIZE))?;
         if offset < self.produced.saturating_sub(RING_SIZE as u64) {
             *self = Self::new(self.size, state);
         }
@@ -269,7 +295,14 @@ impl Inflating {
         }
         let pos = (self.produced % RING_SIZE as u64) as usize;
         let flags = inflate_flags::TINFL_FLAG_PARSE_ZLIB_HEADER;
-        let (status, read, written) = decompress_with_limit(&mut state.decompressor, &body[self.consumed..], &mut state.ring, pos, RING_SIZE - pos, flags);
+        let (status, read, written) = decompress_with_limit(
+            &mut state.decompressor,
+            &body[self.consumed..],
+            &mut state.ring,
+            pos,
+            RING_SIZE - pos,
+            flags,
+        );
         self.consumed += read;
         self.produced += written as u64;
         match status {
@@ -298,7 +331,8 @@ mod tests {
         let (compressed, rc) = zlib_rs::compress_slice(&mut body, program, zlib_rs::DeflateConfig::default());
         assert_eq!(rc, zlib_rs::ReturnCode::Ok);
         let mut body = compressed.to_vec();
-        let header = Header { nonce: [3; NONCE_SIZE], program_size: program.len() as u64, body_size: body.len() as u64 };
+        let header =
+            Header { nonce: [3; NONCE_SIZE], program_size: program.len() as u64, body_size: body.len() as u64 };
         let tag = seal(&Secret(*key), &header, &mut body);
         [&header.encode()[..], &body, &tag].concat()
     }
@@ -356,7 +390,9 @@ mod tests {
         assert_eq!(with(9, 1), Err((126, BAD_VERSION)));
         assert_eq!(with(10, 2), Err((126, BAD_AEAD)));
         assert_eq!(with(11, 0), Err((126, BAD_COMPRESSOR)));
-        let sizes = |program_size, body_size| Header::parse(&Header { nonce: [0; NONCE_SIZE], program_size, body_size }.encode()).map(|_| ());
+        let sizes = |program_size, body_size| {
+            Header::parse(&Header { nonce: [0; NONCE_SIZE], program_size, body_size }.encode()).map(|_| ())
+        };
         assert_eq!(sizes(0, 10), Err(Refusal::cannot_execute(BAD_SIZES)));
         assert_eq!(sizes(MAX_PROGRAM_SIZE + 1, 10), Err(Refusal::cannot_execute(BAD_SIZES)));
         assert_eq!(sizes(MAX_PROGRAM_SIZE, 10), Ok(()));
@@ -415,7 +451,15 @@ mod tests {
         let mut body = container[HEADER_SIZE..container.len() - TAG_SIZE].to_vec();
         let before = body.clone();
         let header: &[u8; HEADER_SIZE] = container[..HEADER_SIZE].try_into().unwrap();
-        assert!(open(&Secret([0; KEY_SIZE]), header, &mut body, container[container.len() - TAG_SIZE..].try_into().unwrap()).is_err());
+        assert!(
+            open(
+                &Secret([0; KEY_SIZE]),
+                header,
+                &mut body,
+                container[container.len() - TAG_SIZE..].try_into().unwrap()
+            )
+            .is_err()
+        );
         assert_eq!(body, before);
     }
 
@@ -428,7 +472,11 @@ mod tests {
             Inflating::new(declared, &mut state).read_exact_at(body, &mut state, 0, &mut vec![0u8; declared as usize])
         };
         for declared in [4999, 5001] {
-            assert_eq!(read_all(&compressed, declared), Err(Refusal::cannot_execute(WRONG_SIZE)), "declared {declared}");
+            assert_eq!(
+                read_all(&compressed, declared),
+                Err(Refusal::cannot_execute(WRONG_SIZE)),
+                "declared {declared}"
+            );
         }
         let trailing = [&compressed[..], b"x"].concat();
         assert_eq!(read_all(&trailing, 5000), Err(Refusal::cannot_execute(CORRUPT)));
@@ -449,12 +497,24 @@ mod tests {
         let mut state = Box::new(InflateState::new());
         let mut inflating = Inflating::new(program.len() as u64, &mut state);
         // Headers, then segments in file order sharing pages, then far back, then the end.
-        for (offset, len) in [(0, 64), (64, 504), (0, 4096), (4000, 100_000), (100_000, 200_000), (299_000, 1), (10, 20), (250_000, 250_000)] {
+        for (offset, len) in [
+            (0, 64),
+            (64, 504),
+            (0, 4096),
+            (4000, 100_000),
+            (100_000, 200_000),
+            (299_000, 1),
+            (10, 20),
+            (250_000, 250_000),
+        ] {
             let mut buf = vec![0u8; len];
             inflating.read_exact_at(&body, &mut state, offset as u64, &mut buf).unwrap();
             assert!(buf == program[offset..offset + len], "{len} bytes at {offset}");
         }
-        assert_eq!(inflating.read_exact_at(&body, &mut state, 499_999, &mut [0; 2]), Err(Refusal::cannot_execute(WRONG_SIZE)));
+        assert_eq!(
+            inflating.read_exact_at(&body, &mut state, 499_999, &mut [0; 2]),
+            Err(Refusal::cannot_execute(WRONG_SIZE))
+        );
     }
 
     #[test]

@@ -18,8 +18,7 @@ pub trait ByteStream {
 }
 
 /// Why a `#!` script is refused from a descriptor: its interpreter would need a path to it.
-pub const SCRIPT_WITHOUT_PATH: &str =
-    "a #! script cannot run from a descriptor (its interpreter needs a path)";
+pub const SCRIPT_WITHOUT_PATH: &str = "a #! script cannot run from a descriptor (its interpreter needs a path)";
 
 /// Judge the first bytes of a program (up to an ELF header's worth): an error as soon as they
 /// cannot start an x86_64 executable; the complete header gets the kernel's header checks.
@@ -29,7 +28,9 @@ pub fn check_start(bytes: &[u8]) -> Result<(), &'static str> {
     }
     // A sealed container is judged whole once it has arrived (it is authenticated first).
     #[cfg(feature = "sealed")]
-    if bytes.len() > 1 && crate::input::sealed::MAGIC.starts_with(&bytes[..bytes.len().min(crate::input::sealed::MAGIC.len())]) {
+    if bytes.len() > 1
+        && crate::input::sealed::MAGIC.starts_with(&bytes[..bytes.len().min(crate::input::sealed::MAGIC.len())])
+    {
         return Ok(());
     }
     let magic = bytes.len().min(ELFMAG.len());
@@ -57,10 +58,7 @@ pub fn drain(
             break;
         }
         let chunk = &window[..len];
-        if let Some(start) = usize::try_from(total)
-            .ok()
-            .filter(|&start| start < SIZEOF_EHDR)
-        {
+        if let Some(start) = usize::try_from(total).ok().filter(|&start| start < SIZEOF_EHDR) {
             let take = len.min(SIZEOF_EHDR - start);
             header[start..start + take].copy_from_slice(&chunk[..take]);
             check_start(&header[..start + take]).map_err(Refusal::cannot_execute)?;
@@ -69,12 +67,10 @@ pub fn drain(
         total += len as u64;
     }
     match total {
-        0 => Err(Refusal::cannot_execute(
-            "the stream ended before any byte arrived",
-        )),
-        _ if total < SIZEOF_EHDR as u64 => Err(Refusal::cannot_execute(
-            "truncated: the stream ended inside the ELF header",
-        )),
+        0 => Err(Refusal::cannot_execute("the stream ended before any byte arrived")),
+        _ if total < SIZEOF_EHDR as u64 => {
+            Err(Refusal::cannot_execute("truncated: the stream ended inside the ELF header"))
+        }
         _ => Ok(total),
     }
 }
@@ -94,9 +90,7 @@ mod tests {
 
     impl ByteStream for Chunked<'_> {
         fn read(&mut self, buf: &mut [u8]) -> Result<usize, Refusal> {
-            let size = self.sizes[self.calls % self.sizes.len()]
-                .min(buf.len())
-                .min(self.data.len());
+            let size = self.sizes[self.calls % self.sizes.len()].min(buf.len()).min(self.data.len());
             self.calls += 1;
             buf[..size].copy_from_slice(&self.data[..size]);
             self.data = &self.data[size..];
@@ -111,16 +105,8 @@ mod tests {
         bytes
     }
 
-    fn drain_all(
-        data: &[u8],
-        sizes: &[usize],
-        window: usize,
-    ) -> (Result<u64, Refusal>, Vec<u8>, usize) {
-        let mut stream = Chunked {
-            data,
-            sizes,
-            calls: 0,
-        };
+    fn drain_all(data: &[u8], sizes: &[usize], window: usize) -> (Result<u64, Refusal>, Vec<u8>, usize) {
+        let mut stream = Chunked { data, sizes, calls: 0 };
         let mut out = Vec::new();
         let mut window = vec![0u8; window];
         let result = drain(&mut stream, &mut window, |chunk| {
@@ -133,12 +119,9 @@ mod tests {
     #[test]
     fn passes_every_byte_once_in_order_whatever_the_chunks() {
         let data = program(100_000);
-        for (sizes, window) in [
-            (&[1usize][..], 7),
-            (&[3, 64, 1000][..], 4096),
-            (&[usize::MAX][..], 65536),
-            (&[63, 1, 2][..], 64),
-        ] {
+        for (sizes, window) in
+            [(&[1usize][..], 7), (&[3, 64, 1000][..], 4096), (&[usize::MAX][..], 65536), (&[63, 1, 2][..], 64)]
+        {
             let (result, out, _) = drain_all(&data, sizes, window);
             assert_eq!(result, Ok(100_000), "{sizes:?}");
             assert!(out == data, "bytes differ with chunks {sizes:?}");
@@ -151,23 +134,13 @@ mod tests {
         text[..5].copy_from_slice(b"hello");
         let (result, out, calls) = drain_all(&text, &[16], 4096);
         assert_eq!(result, Err(Refusal::cannot_execute("not an ELF file")));
-        assert!(
-            out.is_empty() && calls == 1,
-            "nothing passed on, one read only"
-        );
+        assert!(out.is_empty() && calls == 1, "nothing passed on, one read only");
 
         let mut arm = program(4096);
         arm[18] = 40;
         let (result, out, calls) = drain_all(&arm, &[32], 4096);
-        assert_eq!(
-            result.unwrap_err().reason,
-            "wrong machine: not an x86_64 program"
-        );
-        assert_eq!(
-            (out.len(), calls),
-            (32, 2),
-            "refused as soon as the header is complete"
-        );
+        assert_eq!(result.unwrap_err().reason, "wrong machine: not an x86_64 program");
+        assert_eq!((out.len(), calls), (32, 2), "refused as soon as the header is complete");
 
         let (result, _, _) = drain_all(b"#!/bin/sh\necho hi\n", &[1], 16);
         assert_eq!(result.unwrap_err().reason, SCRIPT_WITHOUT_PATH);
@@ -175,15 +148,9 @@ mod tests {
 
     #[test]
     fn a_stream_that_ends_early_is_refused() {
-        assert_eq!(
-            drain_all(b"", &[1], 16).0.unwrap_err().reason,
-            "the stream ended before any byte arrived"
-        );
+        assert_eq!(drain_all(b"", &[1], 16).0.unwrap_err().reason, "the stream ended before any byte arrived");
         let (result, _, _) = drain_all(&program(63), &[10], 16);
-        assert_eq!(
-            result.unwrap_err(),
-            Refusal::cannot_execute("truncated: the stream ended inside the ELF header")
-        );
+        assert_eq!(result.unwrap_err(), Refusal::cannot_execute("truncated: the stream ended inside the ELF header"));
         assert_eq!(drain_all(&program(64), &[10], 16).0, Ok(64));
     }
 
@@ -195,18 +162,9 @@ mod tests {
                 Err(Refusal::cannot_execute("Input/output error"))
             }
         }
-        assert_eq!(
-            drain(&mut Failing, &mut [0; 8], |_| Ok(()))
-                .unwrap_err()
-                .reason,
-            "Input/output error"
-        );
+        assert_eq!(drain(&mut Failing, &mut [0; 8], |_| Ok(())).unwrap_err().reason, "Input/output error");
         let data = program(1000);
-        let mut stream = Chunked {
-            data: &data,
-            sizes: &[100],
-            calls: 0,
-        };
+        let mut stream = Chunked { data: &data, sizes: &[100], calls: 0 };
         let full = Refusal::failure("No space left on device");
         assert_eq!(drain(&mut stream, &mut [0; 100], |_| Err(full)), Err(full));
     }

@@ -162,7 +162,11 @@ mod tests {
     fn ambient_capabilities_stay_permitted_and_effective() {
         // Reachable only when the kernel kept the ambient set, i.e. without file capabilities,
         // but the rule holds whatever the source of the extra permitted bits.
-        let caps = Caps { effective: CHECKPOINT_RESTORE | NET_RAW, permitted: CHECKPOINT_RESTORE | NET_RAW, inheritable: NET_RAW };
+        let caps = Caps {
+            effective: CHECKPOINT_RESTORE | NET_RAW,
+            permitted: CHECKPOINT_RESTORE | NET_RAW,
+            inheritable: NET_RAW,
+        };
         let state = AfterExec { caps, ambient: NET_RAW, root: false, secure: true };
         let expected = Caps { effective: NET_RAW, permitted: NET_RAW, inheritable: NET_RAW };
         assert_eq!(after_plain_exec(state).caps, Some(expected));
@@ -170,12 +174,25 @@ mod tests {
 
     #[test]
     fn nothing_changes_without_a_gain() {
-        let plain = AfterExec { caps: Caps { effective: NET_RAW, permitted: NET_RAW, inheritable: NET_RAW }, ambient: NET_RAW, root: false, secure: false };
+        let plain = AfterExec {
+            caps: Caps { effective: NET_RAW, permitted: NET_RAW, inheritable: NET_RAW },
+            ambient: NET_RAW,
+            root: false,
+            secure: false,
+        };
         assert_eq!(after_plain_exec(plain), ProgramCredentials { caps: None, secure: false });
         // AT_SECURE from an LSM, nothing beyond the ambient set: kept as it is.
-        assert_eq!(after_plain_exec(AfterExec { secure: true, ..plain }), ProgramCredentials { caps: None, secure: true });
+        assert_eq!(
+            after_plain_exec(AfterExec { secure: true, ..plain }),
+            ProgramCredentials { caps: None, secure: true }
+        );
         // Root: the kernel gave it bounding | inheritable, as it would for the program.
-        let root = AfterExec { caps: Caps { effective: !0 >> 23, permitted: !0 >> 23, inheritable: 0 }, ambient: 0, root: true, secure: true };
+        let root = AfterExec {
+            caps: Caps { effective: !0 >> 23, permitted: !0 >> 23, inheritable: 0 },
+            ambient: 0,
+            root: true,
+            secure: true,
+        };
         assert_eq!(after_plain_exec(root), ProgramCredentials { caps: None, secure: true });
     }
 
@@ -186,10 +203,18 @@ mod tests {
         assert_eq!(not_honoured(file(0o4755, false), caller), Some("set-user-ID bit"));
         assert_eq!(not_honoured(file(0o2755, false), caller), Some("set-group-ID bit"));
         assert_eq!(not_honoured(file(0o6755, false), caller), Some("set-user-ID and set-group-ID bits"));
-        assert_eq!(not_honoured(file(0o2745, false), caller), None, "set-group-ID without group execute is mandatory locking, not set-ID");
+        assert_eq!(
+            not_honoured(file(0o2745, false), caller),
+            None,
+            "set-group-ID without group execute is mandatory locking, not set-ID"
+        );
         assert_eq!(not_honoured(file(0o0755, false), caller), None);
         assert_eq!(not_honoured(file(0o0755, true), caller), Some("file capabilities"));
-        assert_eq!(not_honoured(file(0o6755, true), nobody(0)), None, "root running a set-ID-root program gains nothing");
+        assert_eq!(
+            not_honoured(file(0o6755, true), nobody(0)),
+            None,
+            "root running a set-ID-root program gains nothing"
+        );
         assert_eq!(not_honoured(ProgramFile { owner: 65534, group: 65534, ..file(0o6755, false) }, caller), None);
     }
 }

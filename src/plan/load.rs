@@ -37,11 +37,8 @@ impl Segment {
         let start = page_start(ph.p_vaddr);
         let file_end = ph.p_vaddr + ph.p_filesz;
         let mem_end = ph.p_vaddr + ph.p_memsz;
-        let (file_len, anon_start) = if ph.p_filesz > 0 {
-            (page_align(file_end) - start, page_align(file_end))
-        } else {
-            (0, start)
-        };
+        let (file_len, anon_start) =
+            if ph.p_filesz > 0 { (page_align(file_end) - start, page_align(file_end)) } else { (0, start) };
         let writable = ph.p_flags & PF_W != 0;
         Self {
             start,
@@ -51,7 +48,8 @@ impl Segment {
             // padzero clears to the end of the page, even past memsz.
             zero: (ph.p_filesz > 0 && ph.p_memsz > ph.p_filesz && writable && page_offset(file_end) != 0)
                 .then_some((file_end, page_align(file_end))),
-            anon: (page_align(mem_end) > anon_start && ph.p_memsz > ph.p_filesz).then_some((anon_start, page_align(mem_end))),
+            anon: (page_align(mem_end) > anon_start && ph.p_memsz > ph.p_filesz)
+                .then_some((anon_start, page_align(mem_end))),
         }
     }
 }
@@ -78,7 +76,17 @@ pub struct Extent {
 impl Extent {
     pub fn of(image: &Image) -> Self {
         let first = image.loads().next().map_or(0, |ph| page_start(ph.p_vaddr));
-        let mut extent = Self { first_start: first, total_size: 0, align: PAGE_SIZE, phdr: 0, start_code: u64::MAX, end_code: 0, start_data: 0, end_data: 0, end_bss: 0 };
+        let mut extent = Self {
+            first_start: first,
+            total_size: 0,
+            align: PAGE_SIZE,
+            phdr: 0,
+            start_code: u64::MAX,
+            end_code: 0,
+            start_data: 0,
+            end_data: 0,
+            end_bss: 0,
+        };
         let mut lowest = u64::MAX;
         for ph in image.loads() {
             lowest = lowest.min(page_start(ph.p_vaddr));
@@ -274,7 +282,8 @@ mod tests {
 
     #[test]
     fn only_mappings_outside_the_owned_ranges_are_foreign() {
-        let maps = b"00400000-00402000 r-xp 00000000 08:01 12 /prog\n7ffff7fc0000-7ffff7fc4000 r--p 00000000 00:00 0 [vvar]\n";
+        let maps =
+            b"00400000-00402000 r-xp 00000000 08:01 12 /prog\n7ffff7fc0000-7ffff7fc4000 r--p 00000000 00:00 0 [vvar]\n";
         let owned = [Range::new(0x400000, 0x401000), Range::new(0x401000, 0x402000)];
         assert_eq!(foreign_mapping(maps, Range::new(0x400000, 0x403000), &owned), None);
         assert_eq!(foreign_mapping(maps, Range::new(0x400000, 0x403000), &owned[..1]).unwrap().1, b"/prog");
@@ -284,7 +293,11 @@ mod tests {
         for page in 0..100 {
             recorded.push(page * PAGE_SIZE, PAGE_SIZE);
         }
-        assert_eq!(recorded.as_slice().len(), 64, "beyond its capacity nothing is recorded, so nothing more may be replaced");
+        assert_eq!(
+            recorded.as_slice().len(),
+            64,
+            "beyond its capacity nothing is recorded, so nothing more may be replaced"
+        );
     }
 
     #[test]

@@ -131,8 +131,14 @@ mod tests {
         let maps = b"555555554000-555555556000 r--p 00000000 fe:00 12 /usr/bin/my prog\n\
 7ffff7fc1000-7ffff7fc5000 r--p 00000000 00:00 0                          [vvar]\n\
 7ffff7ff0000-7ffff7ff1000 rw-p 00000000 00:00 0 \n";
-        assert_eq!(find_in_maps(maps, &Range::new(0x5555_5555_5000, 0x5555_5555_7000)), Some((Range::new(0x5555_5555_4000, 0x5555_5555_6000), &b"/usr/bin/my prog"[..])));
-        assert_eq!(find_in_maps(maps, &Range::new(0x7fff_f7fc_0000, 0x7fff_f7fc_2000)).map(|m| m.1), Some(&b"[vvar]"[..]));
+        assert_eq!(
+            find_in_maps(maps, &Range::new(0x5555_5555_5000, 0x5555_5555_7000)),
+            Some((Range::new(0x5555_5555_4000, 0x5555_5555_6000), &b"/usr/bin/my prog"[..]))
+        );
+        assert_eq!(
+            find_in_maps(maps, &Range::new(0x7fff_f7fc_0000, 0x7fff_f7fc_2000)).map(|m| m.1),
+            Some(&b"[vvar]"[..])
+        );
         assert_eq!(find_in_maps(maps, &Range::new(0x7fff_f7ff_0000, 0x7fff_f7ff_1000)).map(|m| m.1), Some(&b""[..]));
         assert_eq!(find_in_maps(maps, &Range::new(0x1000, 0x2000)), None);
         assert_eq!(find_in_maps(b"garbage\n\n", &Range::new(0, u64::MAX)), None);

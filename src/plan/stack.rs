@@ -32,7 +32,11 @@ pub fn argument_space(stack_limit: u64) -> u64 {
 /// The kernel's E2BIG rules (bprm_stack_limits, copy_strings): every string (argv, environment
 /// and execfn) shorter than MAX_ARG_STRLEN, and all of them with their NULs plus one pointer for
 /// each of the execve's `pointers` (its argc, at least 1, plus envc) within the argument space.
-pub fn check_args<'s>(strings: impl Iterator<Item = &'s [u8]> + Clone, pointers: u64, stack_limit: u64) -> Result<(), TooBig> {
+pub fn check_args<'s>(
+    strings: impl Iterator<Item = &'s [u8]> + Clone,
+    pointers: u64,
+    stack_limit: u64,
+) -> Result<(), TooBig> {
     if strings.clone().any(|s| s.len() >= MAX_ARG_STRLEN) {
         return Err(TooBig);
     }
@@ -60,7 +64,10 @@ pub struct ProgramAux {
 /// (so it follows whatever this kernel emits), the program's values substituted, AT_EXECFD
 /// dropped, stopping before AT_NULL. AT_RANDOM, AT_EXECFN and AT_PLATFORM are pointers that
 /// [`StackImage::write`] fills in.
-pub fn program_auxv(kernel: impl Iterator<Item = (u64, u64)> + Clone, aux: ProgramAux) -> impl Iterator<Item = (u64, u64)> + Clone {
+pub fn program_auxv(
+    kernel: impl Iterator<Item = (u64, u64)> + Clone,
+    aux: ProgramAux,
+) -> impl Iterator<Item = (u64, u64)> + Clone {
     kernel.take_while(|&(key, _)| key != AT_NULL).filter(|&(key, _)| key != AT_EXECFD).map(move |(key, value)| {
         let value = match key {
             AT_PHDR => aux.phdr,
@@ -263,7 +270,22 @@ mod tests {
     }
 
     fn kernel_auxv() -> Vec<(u64, u64)> {
-        vec![(AT_SYSINFO_EHDR, 0x7fff_1000), (AT_PAGESZ, 4096), (AT_PHDR, 0x7f00_0040), (AT_PHENT, 56), (AT_PHNUM, 4), (AT_BASE, 0), (AT_EXECFD, 3), (AT_ENTRY, 0x7f00_1000), (AT_SECURE, 1), (AT_RANDOM, 0xdead), (AT_EXECFN, 0xbeef), (AT_PLATFORM, 0xf00d), (AT_NULL, 0), (99, 99)]
+        vec![
+            (AT_SYSINFO_EHDR, 0x7fff_1000),
+            (AT_PAGESZ, 4096),
+            (AT_PHDR, 0x7f00_0040),
+            (AT_PHENT, 56),
+            (AT_PHNUM, 4),
+            (AT_BASE, 0),
+            (AT_EXECFD, 3),
+            (AT_ENTRY, 0x7f00_1000),
+            (AT_SECURE, 1),
+            (AT_RANDOM, 0xdead),
+            (AT_EXECFN, 0xbeef),
+            (AT_PLATFORM, 0xf00d),
+            (AT_NULL, 0),
+            (99, 99),
+        ]
     }
 
     fn read_word(image: &[u8], layout: &StackLayout, addr: u64) -> u64 {
@@ -281,7 +303,16 @@ mod tests {
         let aux = ProgramAux { phdr: 0x5555_0040, phnum: 13, base: 0x7f77_0000, entry: 0x5555_1040, secure: 0 };
         let kernel = kernel_auxv();
         let auxv: Vec<_> = program_auxv(kernel.iter().copied(), aux).collect();
-        let spec = StackImage { top: TOP, argv: strs(argv), envp: strs(envp), execfn: b"/bin/prog", platform: Some(b"x86_64"), random: [7; 16], gap, auxv: auxv.iter().copied() };
+        let spec = StackImage {
+            top: TOP,
+            argv: strs(argv),
+            envp: strs(envp),
+            execfn: b"/bin/prog",
+            platform: Some(b"x86_64"),
+            random: [7; 16],
+            gap,
+            auxv: auxv.iter().copied(),
+        };
         let layout = spec.layout();
         let mut image = vec![0u8; layout.size(TOP)];
         spec.write(&layout, &mut image);
@@ -292,8 +323,26 @@ mod tests {
     fn auxv_keeps_the_kernel_order_with_program_values() {
         let (_, _, auxv) = build(&["a"], &[], 0);
         let keys: Vec<u64> = auxv.iter().map(|p| p.0).collect();
-        assert_eq!(keys, [AT_SYSINFO_EHDR, AT_PAGESZ, AT_PHDR, AT_PHENT, AT_PHNUM, AT_BASE, AT_ENTRY, AT_SECURE, AT_RANDOM, AT_EXECFN, AT_PLATFORM]);
-        assert_eq!(auxv[2..7], [(AT_PHDR, 0x5555_0040), (AT_PHENT, 56), (AT_PHNUM, 13), (AT_BASE, 0x7f77_0000), (AT_ENTRY, 0x5555_1040)]);
+        assert_eq!(
+            keys,
+            [
+                AT_SYSINFO_EHDR,
+                AT_PAGESZ,
+                AT_PHDR,
+                AT_PHENT,
+                AT_PHNUM,
+                AT_BASE,
+                AT_ENTRY,
+                AT_SECURE,
+                AT_RANDOM,
+                AT_EXECFN,
+                AT_PLATFORM
+            ]
+        );
+        assert_eq!(
+            auxv[2..7],
+            [(AT_PHDR, 0x5555_0040), (AT_PHENT, 56), (AT_PHNUM, 13), (AT_BASE, 0x7f77_0000), (AT_ENTRY, 0x5555_1040)]
+        );
         assert_eq!(auxv[7], (AT_SECURE, 0), "the program's AT_SECURE, not the preloader's");
     }
 
@@ -318,7 +367,12 @@ mod tests {
         assert_eq!(read_word(&image, &l, l.sp + 56), 0);
         assert_eq!(l.auxv, l.sp + 64);
         assert_eq!(l.auxv_len, 12 * 16);
-        let aux_value = |key| (0..12).map(|i| l.auxv + 16 * i).find(|&a| read_word(&image, &l, a) == key).map(|a| read_word(&image, &l, a + 8));
+        let aux_value = |key| {
+            (0..12)
+                .map(|i| l.auxv + 16 * i)
+                .find(|&a| read_word(&image, &l, a) == key)
+                .map(|a| read_word(&image, &l, a + 8))
+        };
         assert_eq!(aux_value(AT_RANDOM), Some(l.random));
         assert_eq!(aux_value(AT_EXECFN), Some(l.execfn));
         assert_eq!(aux_value(AT_PLATFORM), Some(l.platform));
@@ -356,7 +410,11 @@ mod tests {
         let (long, longer): (&'static [u8], &'static [u8]) = (long.leak(), longer.leak());
         assert_eq!(check_args(strings(&[long, b"/p"]), 1, 8 << 20), Ok(()));
         assert_eq!(check_args(strings(&[longer, b"/p"]), 1, 8 << 20), Err(TooBig));
-        assert_eq!(check_args(strings(&[long, long]), 1, 0), Err(TooBig), "128 KiB floor is less than two 128 KiB strings");
+        assert_eq!(
+            check_args(strings(&[long, long]), 1, 0),
+            Err(TooBig),
+            "128 KiB floor is less than two 128 KiB strings"
+        );
         // Exactly at the limit: the strings with their NULs plus one pointer per argv and envp
         // entry (execfn has none) fill the argument space.
         let space = argument_space(8 << 20);

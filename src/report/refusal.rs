@@ -102,7 +102,9 @@ mod tests {
     fn not_found_errnos_map_to_127_and_the_rest_to_126() {
         assert_eq!(Refusal::from_errno(ENOENT).status as u8, 127);
         assert_eq!(Refusal::from_errno(ENOTDIR).status as u8, 126, "as env(1) reports it");
-        assert!(Refusal::from_errno(ENOTDIR).path_search_goes_on() && !Refusal::from_errno(EACCES).path_search_goes_on());
+        assert!(
+            Refusal::from_errno(ENOTDIR).path_search_goes_on() && !Refusal::from_errno(EACCES).path_search_goes_on()
+        );
         assert_eq!(Refusal::from_errno(EACCES).status as u8, 126);
         assert_eq!(Refusal::from_errno(EACCES).reason, "Permission denied");
         assert_eq!(Refusal::from_errno(9999).reason, "Unknown error");

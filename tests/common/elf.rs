@@ -28,7 +28,15 @@ pub struct Phdr {
 
 impl Phdr {
     pub fn load(flags: u32, offset: u64, vaddr: u64, filesz: u64, memsz: u64) -> Phdr {
-        Phdr { p_type: PT_LOAD, p_flags: flags, p_offset: offset, p_vaddr: vaddr, p_filesz: filesz, p_memsz: memsz, p_align: PAGE }
+        Phdr {
+            p_type: PT_LOAD,
+            p_flags: flags,
+            p_offset: offset,
+            p_vaddr: vaddr,
+            p_filesz: filesz,
+            p_memsz: memsz,
+            p_align: PAGE,
+        }
     }
 
     fn bytes(&self) -> Vec<u8> {
@@ -109,13 +117,25 @@ impl Elf {
     /// is cut at `count`). Returns the address the table is mapped at.
     pub fn move_table(&mut self, extra: &[Phdr], count: usize) -> u64 {
         let (old_off, old_num) = (self.phoff(), self.phnum());
-        let mut table = self.bytes.get(old_off..old_off.saturating_add(old_num * PHDR_SIZE)).map(<[u8]>::to_vec).unwrap_or_default();
+        let mut table = self
+            .bytes
+            .get(old_off..old_off.saturating_add(old_num * PHDR_SIZE))
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
         let vaddr = self.end_of_image() + 16 * PAGE;
         let table_len = (count * PHDR_SIZE) as u64;
         let offset = self.append(&vec![0; count * PHDR_SIZE], PAGE as usize) as u64;
         for entry in table.chunks_exact_mut(PHDR_SIZE).take(count) {
             if u32::from_le_bytes(entry[..4].try_into().unwrap()) == PT_PHDR {
-                let moved = Phdr { p_type: PT_PHDR, p_flags: 4, p_offset: offset, p_vaddr: vaddr, p_filesz: table_len, p_memsz: table_len, p_align: 8 };
+                let moved = Phdr {
+                    p_type: PT_PHDR,
+                    p_flags: 4,
+                    p_offset: offset,
+                    p_vaddr: vaddr,
+                    p_filesz: table_len,
+                    p_memsz: table_len,
+                    p_align: 8,
+                };
                 entry.copy_from_slice(&moved.bytes());
             }
         }

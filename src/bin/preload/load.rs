@@ -10,8 +10,8 @@ use preload::{PAGE_SIZE, page_align};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 
-use crate::reserve::{MAPS_BUFFER, read_maps};
 use crate::input::source::{File, Spill};
+use crate::reserve::{MAPS_BUFFER, read_maps};
 
 /// Validate `file` as an ELF executable, with its program headers in place in its head or, for
 /// a larger table, read into `spill`.
@@ -75,7 +75,14 @@ pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement, ow
                 // anything): the span is then reserved with anonymous memory.
                 let mapped = match seg.file_len {
                     // SAFETY: the kernel chooses the address, or refuses an occupied one.
-                    0 => unsafe { rustix::mm::mmap_anonymous(addr as *mut c_void, total as usize, ProtFlags::empty(), flags | MapFlags::PRIVATE | MapFlags::NORESERVE) }? as u64,
+                    0 => unsafe {
+                        rustix::mm::mmap_anonymous(
+                            addr as *mut c_void,
+                            total as usize,
+                            ProtFlags::empty(),
+                            flags | MapFlags::PRIVATE | MapFlags::NORESERVE,
+                        )
+                    }? as u64,
                     // SAFETY: as above.
                     _ => unsafe { map_file(file, addr, total, &seg, flags) }?,
                 };
@@ -110,7 +117,9 @@ fn place(addr: u64, len: u64, owned: &mut Owned, map: impl Fn(MapFlags) -> Resul
         return Ok(());
     }
     match map(MapFlags::FIXED_NOREPLACE) {
-        Err(Errno::EXIST) if !held_by_others(Range::new(addr, addr.saturating_add(len)), owned) => map(MapFlags::FIXED)?,
+        Err(Errno::EXIST) if !held_by_others(Range::new(addr, addr.saturating_add(len)), owned) => {
+            map(MapFlags::FIXED)?
+        }
         result => result?,
     };
     owned.push(addr, len);
@@ -138,7 +147,12 @@ fn aligned_hole(len: u64, align: u64) -> Result<(u64, MapFlags), Errno> {
     // SAFETY: a fresh PROT_NONE reservation at an address of the kernel's choosing, released
     // again at once; nothing else refers to it.
     unsafe {
-        let start = rustix::mm::mmap_anonymous(core::ptr::null_mut(), span as usize, ProtFlags::empty(), MapFlags::PRIVATE | MapFlags::NORESERVE)? as u64;
+        let start = rustix::mm::mmap_anonymous(
+            core::ptr::null_mut(),
+            span as usize,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE,
+        )? as u64;
         rustix::mm::munmap(start as *mut c_void, span as usize)?;
         Ok(((start + align - 1) & !(align - 1), MapFlags::FIXED_NOREPLACE))
     }
@@ -151,7 +165,16 @@ unsafe fn map_file(file: &File, addr: u64, len: u64, seg: &Segment, flags: MapFl
         return copy_segment(file, addr, len, seg, flags);
     }
     // SAFETY: as the caller guarantees; otherwise the kernel chooses or refuses the address.
-    let mapped = unsafe { rustix::mm::mmap(addr as *mut c_void, len as usize, prot(seg.flags), flags | MapFlags::PRIVATE, &file.fd, seg.offset) }?;
+    let mapped = unsafe {
+        rustix::mm::mmap(
+            addr as *mut c_void,
+            len as usize,
+            prot(seg.flags),
+            flags | MapFlags::PRIVATE,
+            &file.fd,
+            seg.offset,
+        )
+    }?;
     Ok(mapped as u64)
 }
 
@@ -161,12 +184,21 @@ unsafe fn map_file(file: &File, addr: u64, len: u64, seg: &Segment, flags: MapFl
 /// itself asks for it.
 fn copy_segment(file: &File, addr: u64, len: u64, seg: &Segment, flags: MapFlags) -> Result<u64, Errno> {
     // SAFETY: the same placement as `map_file`'s (the first segment reserves `len`).
-    let mapped = unsafe { rustix::mm::mmap_anonymous(addr as *mut c_void, len as usize, ProtFlags::READ | ProtFlags::WRITE, flags | MapFlags::PRIVATE) }?;
+    let mapped = unsafe {
+        rustix::mm::mmap_anonymous(
+            addr as *mut c_void,
+            len as usize,
+            ProtFlags::READ | ProtFlags::WRITE,
+            flags | MapFlags::PRIVATE,
+        )
+    }?;
     let bytes = seg.file_len.min(file.size.saturating_sub(seg.offset));
     // SAFETY: the first `bytes` <= len bytes of the read-write mapping just made.
     file.read_exact_at(seg.offset, unsafe { core::slice::from_raw_parts_mut(mapped as *mut u8, bytes as usize) })?;
     // SAFETY: the segment's own pages, which hold nothing else.
-    unsafe { rustix::mm::mprotect(mapped, seg.file_len as usize, MprotectFlags::from_bits_retain(prot(seg.flags).bits())) }?;
+    unsafe {
+        rustix::mm::mprotect(mapped, seg.file_len as usize, MprotectFlags::from_bits_retain(prot(seg.flags).bits()))
+    }?;
     Ok(mapped as u64)
 }
 
@@ -185,7 +217,14 @@ fn fill_bss(seg: &Segment, bias: u64, owned: &mut Owned) -> Result<(), Errno> {
         let (addr, len) = (bias + start, end - start);
         place(addr, len, owned, |flags| {
             // SAFETY: `place` maps over nothing but this launch's own mappings.
-            let mapped = unsafe { rustix::mm::mmap_anonymous(addr as *mut c_void, len as usize, ProtFlags::READ | ProtFlags::WRITE | exec, MapFlags::PRIVATE | flags) }?;
+            let mapped = unsafe {
+                rustix::mm::mmap_anonymous(
+                    addr as *mut c_void,
+                    len as usize,
+                    ProtFlags::READ | ProtFlags::WRITE | exec,
+                    MapFlags::PRIVATE | flags,
+                )
+            }?;
             Ok(mapped as u64)
         })?;
     }

@@ -22,25 +22,25 @@ use core::ffi::{CStr, c_void};
 
 use preload::cli::{self, Command, Options, USAGE};
 use preload::elf::{self, Image};
-use preload::report::refusal::Refusal;
-use preload::report::msg::Msg;
-use preload::plan::{self, load::Extent};
-use preload::plan::credentials::Ids;
-use preload::plan::reserve::{RangeList, WINE_DEFAULT_RANGES};
 use preload::exec::script::{self, MAX_SCRIPT_DEPTH};
 use preload::exec::search::PATH_MAX;
+use preload::plan::credentials::Ids;
+use preload::plan::reserve::{RangeList, WINE_DEFAULT_RANGES};
 use preload::plan::stack::{AT_SECURE, ProgramAux, StackImage, TooBig, program_auxv};
+use preload::plan::{self, load::Extent};
+use preload::report::msg::Msg;
+use preload::report::refusal::Refusal;
 use preload::{PAGE_SIZE, page_align, page_start};
 use rustix::fd::AsFd;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use rustix::process::{PrctlMmMap, Resource};
 
-use crate::stack::InitialStack;
+use crate::input::source::{File, Origin, Spill, cstr};
 use crate::load::Placement;
 use crate::mm::ExeOutcome;
 use crate::report::{Error, Printer};
+use crate::stack::InitialStack;
 use crate::sys::rt::{Lazy, STDERR, STDOUT, Zeroable, write_all};
-use crate::input::source::{File, Origin, Spill, cstr};
 
 /// The x86_64 stack top without randomisation (STACK_TOP with 4-level paging). The kernel put the
 /// preloader's own stack exactly there when it did not randomise (personality ADDR_NO_RANDOMIZE,
@@ -94,7 +94,12 @@ unsafe impl Zeroable for [Shebang; MAX_SCRIPT_DEPTH] {}
 unsafe impl<const N: usize> Zeroable for Msg<N> {}
 
 impl Shebang {
-    const EMPTY: Self = Self { interpreter: [0; script::BINPRM_BUF_SIZE], argument: [0; script::BINPRM_BUF_SIZE], has_argument: false, argument_len: 0 };
+    const EMPTY: Self = Self {
+        interpreter: [0; script::BINPRM_BUF_SIZE],
+        argument: [0; script::BINPRM_BUF_SIZE],
+        has_argument: false,
+        argument_len: 0,
+    };
 
     fn interpreter(&self) -> &CStr {
         cstr(&self.interpreter)
@@ -115,7 +120,11 @@ static NO_SHEBANG: Shebang = Shebang::EMPTY;
 
 /// Follow `#!` lines from `file` (at `path`) to the ELF file that will really be loaded, as
 /// binfmt_script does; each line is kept in `storage`.
-fn follow_scripts<'s>(mut file: File, path: &'s [u8], storage: &'s mut Lazy<[Shebang; MAX_SCRIPT_DEPTH]>) -> Result<(File, Chain<'s>), Error<'s>> {
+fn follow_scripts<'s>(
+    mut file: File,
+    path: &'s [u8],
+    storage: &'s mut Lazy<[Shebang; MAX_SCRIPT_DEPTH]>,
+) -> Result<(File, Chain<'s>), Error<'s>> {
     let mut chain = Chain { levels: [&NO_SHEBANG; MAX_SCRIPT_DEPTH], depth: 0 };
     let mut storage = Some(storage);
     let mut free: &'s mut [Shebang] = &mut [];
@@ -144,7 +153,8 @@ fn follow_scripts<'s>(mut file: File, path: &'s [u8], storage: &'s mut Lazy<[She
         chain.levels[chain.depth] = level;
         chain.depth += 1;
         let interpreter = level.interpreter();
-        file = input::source::open(interpreter).map_err(|refusal| Error::interpreter(current, interpreter.to_bytes(), refusal))?;
+        file = input::source::open(interpreter)
+            .map_err(|refusal| Error::interpreter(current, interpreter.to_bytes(), refusal))?;
         current = interpreter.to_bytes();
     }
 }
@@ -152,7 +162,12 @@ fn follow_scripts<'s>(mut file: File, path: &'s [u8], storage: &'s mut Lazy<[She
 /// argv for the program: without scripts, argv[0] (or --argv0) and the arguments; with them,
 /// what binfmt_script builds: the innermost interpreter, its argument, the script it runs, and
 /// so on outwards, then the original arguments without argv[0].
-fn argv_prefix<'a>(levels: &[&'a Shebang], path: &'a [u8], argv0: &'a [u8], prefix: &mut [&'a [u8]; 1 + 2 * MAX_SCRIPT_DEPTH]) -> usize {
+fn argv_prefix<'a>(
+    levels: &[&'a Shebang],
+    path: &'a [u8],
+    argv0: &'a [u8],
+    prefix: &mut [&'a [u8]; 1 + 2 * MAX_SCRIPT_DEPTH],
+) -> usize {
     let mut len = 0;
     let mut push = |arg: &'a [u8]| {
         prefix[len] = arg;
@@ -176,12 +191,24 @@ fn argv_prefix<'a>(levels: &[&'a Shebang], path: &'a [u8], argv0: &'a [u8], pref
 
 /// The kernel's E2BIG check of the program's argv (after the `#!` `levels` followed so far),
 /// environment and execfn; the pointers are counted for the execve as made.
-fn check_arguments<'a>(stack: &'a InitialStack, program: usize, levels: &[&'a Shebang], execfn: &'a [u8], argv0: &'a [u8], stack_limit: u64) -> Result<(), TooBig> {
+fn check_arguments<'a>(
+    stack: &'a InitialStack,
+    program: usize,
+    levels: &[&'a Shebang],
+    execfn: &'a [u8],
+    argv0: &'a [u8],
+    stack_limit: u64,
+) -> Result<(), TooBig> {
     let mut prefix: [&[u8]; 1 + 2 * MAX_SCRIPT_DEPTH] = [&[]; 1 + 2 * MAX_SCRIPT_DEPTH];
     let prefix_len = argv_prefix(levels, execfn, argv0, &mut prefix);
     let args = stack.args().skip(program + 1).map(|arg| -> &[u8] { arg });
     let pointers = 1 + args.clone().count() as u64 + stack.env().count() as u64;
-    let strings = prefix[..prefix_len].iter().copied().chain(args).chain(stack.env().map(|var| -> &[u8] { var })).chain(core::iter::once(execfn));
+    let strings = prefix[..prefix_len]
+        .iter()
+        .copied()
+        .chain(args)
+        .chain(stack.env().map(|var| -> &[u8] { var }))
+        .chain(core::iter::once(execfn));
     plan::stack::check_args(strings, pointers, stack_limit)
 }
 
@@ -213,12 +240,15 @@ fn open_interpreter<'a, 'p>(
         Some(path) => path,
         None => {
             elf::check_interp(ph, file.size).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
-            let bytes = file.bytes(ph.p_offset, ph.p_filesz as usize, path_spill).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
+            let bytes = file
+                .bytes(ph.p_offset, ph.p_filesz as usize, path_spill)
+                .map_err(|reason| Error::cannot_execute(exe_path, reason))?;
             let len = elf::interp_path(bytes).map_err(|reason| Error::cannot_execute(exe_path, reason))?.len();
             cstr(&bytes[..=len])
         }
     };
-    let interp_file: &File = opened.insert(input::source::open(path).map_err(|refusal| Error::interpreter(exe_path, path.to_bytes(), refusal))?);
+    let interp_file: &File = opened
+        .insert(input::source::open(path).map_err(|refusal| Error::interpreter(exe_path, path.to_bytes(), refusal))?);
     let interp_image = load::inspect(interp_file, phdrs)
         .and_then(|image| elf::check_has_loads(&image).map(|()| image))
         .map_err(|reason| Error::interpreter(exe_path, path.to_bytes(), Refusal::cannot_execute(reason)))?;
@@ -227,7 +257,8 @@ fn open_interpreter<'a, 'p>(
 
 /// Where the kernel would map a segment over its fresh address space, this address space still
 /// holds the preloader (a documented difference).
-const SEGMENT_OVER_PRELOADER: &str = "a segment overlaps memory the preloader holds (its own pages, the stack, the vDSO or a reservation)";
+const SEGMENT_OVER_PRELOADER: &str =
+    "a segment overlaps memory the preloader holds (its own pages, the stack, the vDSO or a reservation)";
 
 fn map_error(errno: rustix::io::Errno) -> Refusal {
     match errno {
@@ -326,26 +357,37 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
     }
 }
 
-fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, buffers: &'b mut Buffers, opened: &'b mut Opened) -> Result<Option<Jump>, Error<'b>> {
+fn launch<'b>(
+    stack: &InitialStack,
+    options: &Options<'static>,
+    program: usize,
+    buffers: &'b mut Buffers,
+    opened: &'b mut Opened,
+) -> Result<Option<Jump>, Error<'b>> {
     let Buffers { path, levels, phdrs, interp_path, interp_phdrs, label } = buffers;
     let Opened { program: program_file, interpreter: interp_file } = opened;
     let name = stack.arg(program);
     // The program's credentials as a plain exec would give them (AT_SECURE goes on its stack).
     let ids = Ids::from_auxv(stack.auxv());
-    let credentials = credentials::plan(ids, stack.aux(AT_SECURE) == Some(1)).map_err(|errno| Error::at(name.to_bytes(), Refusal::failure_errno(errno.raw_os_error())))?;
+    let credentials = credentials::plan(ids, stack.aux(AT_SECURE) == Some(1))
+        .map_err(|errno| Error::at(name.to_bytes(), Refusal::failure_errno(errno.raw_os_error())))?;
 
     // args → source: the descriptor given with --fd (NAME is then only a name), or a PATH
     // search, then `#!` lines down to the ELF file.
     let (file, path, origin) = match options.fd {
         Some(fd) => {
-            let label = label.get().map_err(|errno| Error::at(name.to_bytes(), Refusal::failure_errno(errno.raw_os_error())))?;
+            let label = label
+                .get()
+                .map_err(|errno| Error::at(name.to_bytes(), Refusal::failure_errno(errno.raw_os_error())))?;
             label.bytes(name.to_bytes()).text(" (fd ").dec(fd as u64).text(")");
             let label: &'b [u8] = label.as_bytes();
-            let (file, origin) = input::source::from_fd(fd, name.to_bytes()).map_err(|refusal| Error::at(label, refusal))?;
+            let (file, origin) =
+                input::source::from_fd(fd, name.to_bytes()).map_err(|refusal| Error::at(label, refusal))?;
             (file, name, Some((origin, label)))
         }
         None => {
-            let (file, path) = input::source::find(name, stack.getenv(b"PATH"), path).map_err(|refusal| Error::at(name.to_bytes(), refusal))?;
+            let (file, path) = input::source::find(name, stack.getenv(b"PATH"), path)
+                .map_err(|refusal| Error::at(name.to_bytes(), refusal))?;
             (file, path, None)
         }
     };
@@ -358,7 +400,11 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     // A sealed program: authenticated and decrypted, to be inflated as it is loaded.
     #[cfg(feature = "sealed")]
     let (file, sealed) = match preload::input::sealed::is_sealed(file.head()) {
-        true => (input::sealed::unseal(file, stack.getenv(input::sealed::KEY_FD_VAR)).map_err(|refusal| Error::at(origin.as_ref().map_or(execfn, |(_, label)| label), refusal))?, true),
+        true => (
+            input::sealed::unseal(file, stack.getenv(input::sealed::KEY_FD_VAR))
+                .map_err(|refusal| Error::at(origin.as_ref().map_or(execfn, |(_, label)| label), refusal))?,
+            true,
+        ),
         false => (file, false),
     };
     #[cfg(not(feature = "sealed"))]
@@ -390,7 +436,10 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         (false, Some(_), _) => return Err(fail(Refusal::failure("--base needs a position-independent program"))),
         (false, None, _) => Placement::Fixed,
         (true, Some(base), _) => Placement::Bias(base.wrapping_sub(extent.first_start)),
-        (true, None, Some(_)) => Placement::Bias(plan::load::pie_bias(&extent, if randomize { plan::load::mmap_rnd(random.mmap) } else { 0 })),
+        (true, None, Some(_)) => Placement::Bias(plan::load::pie_bias(
+            &extent,
+            if randomize { plan::load::mmap_rnd(random.mmap) } else { 0 },
+        )),
         (true, None, None) => Placement::Anywhere { align: extent.align },
     };
     let mut reserved = options.reserve;
@@ -413,12 +462,23 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
             report_stream(&mut verbose, exe_path, file.size, memfd);
         }
         if sealed {
-            verbose.line().bytes(exe_path).text(": sealed, authenticated; ").dec(file.size).text(" bytes inflated into anonymous memory, segments copied; its container stands for it as exe");
+            verbose
+                .line()
+                .bytes(exe_path)
+                .text(": sealed, authenticated; ")
+                .dec(file.size)
+                .text(" bytes inflated into anonymous memory, segments copied; its container stands for it as exe");
             verbose.end();
         }
         report::image(&mut verbose, "program", exe_path, &image, planned);
         if let Some(interp) = &interp {
-            report::image(&mut verbose, "interpreter", interp.path, &interp.image, if interp.image.relocatable { None } else { Some(0) });
+            report::image(
+                &mut verbose,
+                "interpreter",
+                interp.path,
+                &interp.image,
+                if interp.image.relocatable { None } else { Some(0) },
+            );
         }
     }
     if options.dry_run {
@@ -431,33 +491,54 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
         reserve::reserve(range, &protected).map_err(|why| Error::reservation(*range, why))?;
     }
     let mut owned = plan::load::Owned::default();
-    let bias = load::map(file, &image, &extent, placement, &mut owned).map_err(|errno| match (errno, options.base) {
-        (rustix::io::Errno::EXIST, Some(_)) => fail(Refusal::failure("--base: the program's address range is already in use")),
-        _ => fail(map_error(errno)),
-    })?;
+    let bias =
+        load::map(file, &image, &extent, placement, &mut owned).map_err(|errno| match (errno, options.base) {
+            (rustix::io::Errno::EXIST, Some(_)) => {
+                fail(Refusal::failure("--base: the program's address range is already in use"))
+            }
+            _ => fail(map_error(errno)),
+        })?;
     if let Some(symbol) = wine::find_symbol(&image, bias, file.size) {
         reserve_for_wine(stack, &protected, &mut reserved, options.verbose.then_some(&mut verbose))?;
-        let table = wine::publish(reserved.as_slice(), symbol).map_err(|errno| fail(Refusal::failure_errno(errno.raw_os_error())))?;
+        let table = wine::publish(reserved.as_slice(), symbol)
+            .map_err(|errno| fail(Refusal::failure_errno(errno.raw_os_error())))?;
         if options.verbose {
-            verbose.line().text("wine_main_preload_info at ").hex(symbol).text(" -> table at ").hex(table).text(", ").dec(reserved.as_slice().len() as u64).text(" ranges");
+            verbose
+                .line()
+                .text("wine_main_preload_info at ")
+                .hex(symbol)
+                .text(" -> table at ")
+                .hex(table)
+                .text(", ")
+                .dec(reserved.as_slice().len() as u64)
+                .text(" ranges");
             verbose.end();
         }
     }
     let (base, entry) = match &interp {
         Some(interp) => {
             let interp_extent = Extent::of(&interp.image);
-            let placement = if interp.image.relocatable { Placement::Anywhere { align: PAGE_SIZE } } else { Placement::Fixed };
-            let interp_bias = load::map(interp.file, &interp.image, &interp_extent, placement, &mut owned).map_err(|errno| Error::interpreter(exe_path, interp.path, map_error(errno)))?;
+            let placement =
+                if interp.image.relocatable { Placement::Anywhere { align: PAGE_SIZE } } else { Placement::Fixed };
+            let interp_bias = load::map(interp.file, &interp.image, &interp_extent, placement, &mut owned)
+                .map_err(|errno| Error::interpreter(exe_path, interp.path, map_error(errno)))?;
             (interp_bias, interp_bias.wrapping_add(interp.image.entry))
         }
         None => (0, bias.wrapping_add(image.entry)),
     };
-    let start_brk = plan::load::start_brk(bias + extent.end_bss, image.relocatable && interp.is_none(), randomize, random.brk);
+    let start_brk =
+        plan::load::start_brk(bias + extent.end_bss, image.relocatable && interp.is_none(), randomize, random.brk);
 
     // Stack: argv, envp and auxv in a scratch buffer, copied onto the real stack at the jump.
     let mut prefix: [&[u8]; 1 + 2 * MAX_SCRIPT_DEPTH] = [&[]; 1 + 2 * MAX_SCRIPT_DEPTH];
     let prefix_len = argv_prefix(levels, execfn, argv0, &mut prefix);
-    let aux = ProgramAux { phdr: bias + extent.phdr, phnum: image.phdrs.len() as u64, base, entry: bias.wrapping_add(image.entry), secure: u64::from(credentials.secure) };
+    let aux = ProgramAux {
+        phdr: bias + extent.phdr,
+        phnum: image.phdrs.len() as u64,
+        base,
+        entry: bias.wrapping_add(image.entry),
+        secure: u64::from(credentials.secure),
+    };
     let spec = StackImage {
         top,
         argv: prefix[..prefix_len].iter().copied().chain(stack.args().skip(program + 1).map(|arg| -> &[u8] { arg })),
@@ -474,20 +555,32 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     let scratch_len = page_align(size as u64) as usize;
     // SAFETY: a fresh private anonymous mapping that only this function uses. POPULATE: all of
     // it is written, and allocating the pages in the mmap costs less than a fault for each.
-    let scratch = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), scratch_len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE | MapFlags::POPULATE) }
-        .map_err(|errno| fail(Refusal::failure_errno(errno.raw_os_error())))?;
+    let scratch = unsafe {
+        rustix::mm::mmap_anonymous(
+            core::ptr::null_mut(),
+            scratch_len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE | MapFlags::POPULATE,
+        )
+    }
+    .map_err(|errno| fail(Refusal::failure_errno(errno.raw_os_error())))?;
     // SAFETY: the mapping is scratch_len >= size bytes, zeroed, and exclusively ours.
     let image_bytes = unsafe { core::slice::from_raw_parts_mut(scratch as *mut u8, size) };
     spec.write(&layout, image_bytes);
 
     // mm fields: comm, an executable stack if asked for, then one PR_SET_MM_MAP.
-    let comm = execfn.iter().rposition(|&b| b == b'/').map_or(path, |slash| cstr(&path.to_bytes_with_nul()[slash + 1..]));
+    let comm =
+        execfn.iter().rposition(|&b| b == b'/').map_or(path, |slash| cstr(&path.to_bytes_with_nul()[slash + 1..]));
     let _ = rustix::thread::set_name(comm);
     if image.executable_stack() {
         // SAFETY: PROT_GROWSDOWN extends the change over the whole [stack] mapping, which holds
         // nothing but the stack; adding PROT_EXEC removes no access.
         let exec_stack = unsafe {
-            rustix::mm::mprotect(page_start(top - 1) as *mut c_void, PAGE_SIZE as usize, MprotectFlags::READ | MprotectFlags::WRITE | MprotectFlags::EXEC | MprotectFlags::GROWSDOWN)
+            rustix::mm::mprotect(
+                page_start(top - 1) as *mut c_void,
+                PAGE_SIZE as usize,
+                MprotectFlags::READ | MprotectFlags::WRITE | MprotectFlags::EXEC | MprotectFlags::GROWSDOWN,
+            )
         };
         if exec_stack.is_err() && options.verbose {
             verbose.line().text("could not make the stack executable");
@@ -512,7 +605,8 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
     };
     let outcome = mm::set(&mut map, file.fd.as_fd());
     // The capabilities of the preloader's file served PR_SET_MM_MAP: the program must not keep them.
-    let dropped = credentials::apply(&credentials).map_err(|_| fail(Refusal::failure("cannot drop the capabilities of the preloader's file")))?;
+    let dropped = credentials::apply(&credentials)
+        .map_err(|_| fail(Refusal::failure("cannot drop the capabilities of the preloader's file")))?;
     if options.verbose {
         report_outcome(&mut verbose, base, entry, start_brk, layout.sp, outcome);
         report::credentials(&mut verbose, exe_path, credentials::not_honoured(file.fd.as_fd(), ids), dropped);
@@ -529,20 +623,31 @@ fn launch<'b>(stack: &InitialStack, options: &Options<'static>, program: usize, 
 
 /// Wine's default ranges and WINEPRELOADRESERVE, added to `reserved` where they could be
 /// reserved; one that cannot is left out (and so never published), as Wine's preloader does.
-fn reserve_for_wine(stack: &InitialStack, protected: &reserve::Protected, reserved: &mut RangeList, mut verbose: Option<&mut Printer>) -> Result<(), Error<'static>> {
+fn reserve_for_wine(
+    stack: &InitialStack,
+    protected: &reserve::Protected,
+    reserved: &mut RangeList,
+    mut verbose: Option<&mut Printer>,
+) -> Result<(), Error<'static>> {
     let mut wanted = RangeList::default();
     for range in WINE_DEFAULT_RANGES {
         let _ = wanted.push(range);
     }
     if let Some(text) = stack.getenv(b"WINEPRELOADRESERVE") {
-        if let Some(range) = preload::plan::reserve::parse_wine_reserve(text).map_err(|reason| Error::at(b"WINEPRELOADRESERVE", Refusal::failure(reason)))? {
+        if let Some(range) = preload::plan::reserve::parse_wine_reserve(text)
+            .map_err(|reason| Error::at(b"WINEPRELOADRESERVE", Refusal::failure(reason)))?
+        {
             let _ = wanted.push(range);
         }
     }
     for range in wanted.as_slice() {
         let outcome = reserve::reserve(range, protected);
         if let Some(out) = verbose.as_deref_mut() {
-            out.line().text(if outcome.is_ok() { "reserve for Wine " } else { "could not reserve for Wine " }).hex(range.start).text("-").hex(range.end);
+            out.line()
+                .text(if outcome.is_ok() { "reserve for Wine " } else { "could not reserve for Wine " })
+                .hex(range.start)
+                .text("-")
+                .hex(range.end);
             out.end();
         }
         if outcome.is_ok() {
@@ -553,22 +658,47 @@ fn reserve_for_wine(stack: &InitialStack, protected: &reserve::Protected, reserv
 }
 
 fn report_stream(out: &mut Printer, name: &[u8], size: u64, memfd: &input::stream::Memfd) {
-    out.line().bytes(name).text(": a stream of ").dec(size).text(" bytes, held in a sealed memfd; segments copied into anonymous memory");
+    out.line()
+        .bytes(name)
+        .text(": a stream of ")
+        .dec(size)
+        .text(" bytes, held in a sealed memfd; segments copied into anonymous memory");
     out.end();
     if let Some(why) = memfd.exec_refused {
-        out.line().text("executable memfds are refused (").text(preload::report::refusal::errno_text(why.raw_os_error())).text(", vm.memfd_noexec): /proc/self/exe cannot show the program");
+        out.line()
+            .text("executable memfds are refused (")
+            .text(preload::report::refusal::errno_text(why.raw_os_error()))
+            .text(", vm.memfd_noexec): /proc/self/exe cannot show the program");
         out.end();
     }
 }
 
 fn report_outcome(out: &mut Printer, base: u64, entry: u64, brk: u64, sp: u64, outcome: ExeOutcome) {
-    out.line().text("interpreter base ").hex(base).text(", entry ").hex(entry).text(", brk ").hex(brk).text(", stack ").hex(sp);
+    out.line()
+        .text("interpreter base ")
+        .hex(base)
+        .text(", entry ")
+        .hex(entry)
+        .text(", brk ")
+        .hex(brk)
+        .text(", stack ")
+        .hex(sp);
     out.end();
     match outcome {
         ExeOutcome::Set => out.line().text("/proc/self/exe set to the program"),
-        ExeOutcome::SetAfterUnmapping => out.line().text("/proc/self/exe set to the program after replacing the preloader's file mappings"),
-        ExeOutcome::Unchanged(errno) => out.line().text("/proc/self/exe could not be set (").text(preload::report::refusal::errno_text(errno.raw_os_error())).text("): it stays the preloader"),
-        ExeOutcome::Failed(errno) => out.line().text("PR_SET_MM_MAP failed (").text(preload::report::refusal::errno_text(errno.raw_os_error())).text("): /proc shows the preloader's mm fields"),
+        ExeOutcome::SetAfterUnmapping => {
+            out.line().text("/proc/self/exe set to the program after replacing the preloader's file mappings")
+        }
+        ExeOutcome::Unchanged(errno) => out
+            .line()
+            .text("/proc/self/exe could not be set (")
+            .text(preload::report::refusal::errno_text(errno.raw_os_error()))
+            .text("): it stays the preloader"),
+        ExeOutcome::Failed(errno) => out
+            .line()
+            .text("PR_SET_MM_MAP failed (")
+            .text(preload::report::refusal::errno_text(errno.raw_os_error()))
+            .text("): /proc shows the preloader's mm fields"),
     };
     out.end();
 }

@@ -73,7 +73,8 @@ fn replace_own_file_mappings() -> Result<(), Errno> {
     let (base, phdrs) = unsafe {
         let ehdr = &raw const __ehdr_start;
         let base = ehdr as u64;
-        let phdrs = core::slice::from_raw_parts((base + (*ehdr).e_phoff) as *const ProgramHeader, usize::from((*ehdr).e_phnum));
+        let phdrs =
+            core::slice::from_raw_parts((base + (*ehdr).e_phoff) as *const ProgramHeader, usize::from((*ehdr).e_phnum));
         (base, phdrs)
     };
     for ph in phdrs.iter().filter(|ph| ph.p_type == PT_LOAD && ph.p_filesz > 0) {
@@ -86,7 +87,12 @@ fn replace_own_file_mappings() -> Result<(), Errno> {
         // POPULATE: every page is written at once, and allocating them in the mmap costs less
         // than a page fault for each.
         unsafe {
-            let copy = rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE | MapFlags::POPULATE)?;
+            let copy = rustix::mm::mmap_anonymous(
+                core::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::POPULATE,
+            )?;
             core::ptr::copy_nonoverlapping(start as *const u8, copy as *mut u8, len);
             let prot = crate::load::prot(ph.p_flags);
             if prot != ProtFlags::READ | ProtFlags::WRITE {

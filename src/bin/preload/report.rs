@@ -3,11 +3,11 @@
 
 use goblin::elf64::program_header::{PF_R, PF_W, PF_X};
 use preload::elf::Image;
-use preload::report::refusal::Refusal;
-use preload::report::msg::Msg;
-use preload::plan::load::Segment;
 use preload::plan::credentials::{self, Ids};
+use preload::plan::load::Segment;
 use preload::plan::reserve::Range;
+use preload::report::msg::Msg;
+use preload::report::refusal::Refusal;
 
 use crate::reserve::ReserveError;
 
@@ -62,7 +62,10 @@ impl<'a> Error<'a> {
     }
 
     pub fn interpreter(path: &'a [u8], interpreter: &'a [u8], refusal: Refusal) -> Self {
-        Self { context: Some(("interpreter ", interpreter)), ..Self::at(path, Refusal { status: preload::report::refusal::Status::CannotExecute, ..refusal }) }
+        Self {
+            context: Some(("interpreter ", interpreter)),
+            ..Self::at(path, Refusal { status: preload::report::refusal::Status::CannotExecute, ..refusal })
+        }
     }
 
     /// Print the message; returns the exit status.
@@ -77,8 +80,17 @@ impl<'a> Error<'a> {
             Some((range, why)) => {
                 out.line().hex(range.start).text("-").hex(range.end);
                 match why {
-                    ReserveError::Overlap { other, name, name_len } => out.line().text(" overlaps ").bytes(&name[..*name_len]).text(" ").hex(other.start).text("-").hex(other.end),
-                    ReserveError::Failed(errno) => out.line().text(": ").text(preload::report::refusal::errno_text(errno.raw_os_error())),
+                    ReserveError::Overlap { other, name, name_len } => out
+                        .line()
+                        .text(" overlaps ")
+                        .bytes(&name[..*name_len])
+                        .text(" ")
+                        .hex(other.start)
+                        .text("-")
+                        .hex(other.end),
+                    ReserveError::Failed(errno) => {
+                        out.line().text(": ").text(preload::report::refusal::errno_text(errno.raw_os_error()))
+                    }
                 }
             }
         };
@@ -91,7 +103,15 @@ impl<'a> Error<'a> {
 #[cold]
 pub fn setid_refusal(ids: Ids) -> i32 {
     let mut out = Printer::new(STDERR);
-    out.line().text("refusing to run set-user-ID or set-group-ID (uid ").dec(ids.uid).text(", euid ").dec(ids.euid).text(", gid ").dec(ids.gid).text(", egid ").dec(ids.egid);
+    out.line()
+        .text("refusing to run set-user-ID or set-group-ID (uid ")
+        .dec(ids.uid)
+        .text(", euid ")
+        .dec(ids.euid)
+        .text(", gid ")
+        .dec(ids.gid)
+        .text(", egid ")
+        .dec(ids.egid);
     out.line().text("): ").text(credentials::SETID_REFUSAL);
     out.end();
     preload::report::refusal::Status::Failure as i32
@@ -127,7 +147,15 @@ pub fn image(out: &mut Printer, role: &str, path: &[u8], image: &Image, bias: Op
     for ph in image.loads() {
         let seg = Segment::of(ph);
         let end = seg.start + seg.file_len;
-        out.line().text("  map ").hex(bias.wrapping_add(seg.start)).text("-").hex(bias.wrapping_add(end)).text(" ").text(flags_text(seg.flags)).text(" file offset ").hex(seg.offset);
+        out.line()
+            .text("  map ")
+            .hex(bias.wrapping_add(seg.start))
+            .text("-")
+            .hex(bias.wrapping_add(end))
+            .text(" ")
+            .text(flags_text(seg.flags))
+            .text(" file offset ")
+            .hex(seg.offset);
         if let Some((start, end)) = seg.anon {
             out.line().text(", bss ").hex(bias.wrapping_add(start)).text("-").hex(bias.wrapping_add(end));
         }

@@ -11,7 +11,11 @@ use rustix::mm::{MapFlags, ProtFlags};
 /// Why a range could not be reserved.
 pub enum ReserveError {
     /// It overlaps `other`, named `name` (the stack, the preloader, or a line of /proc/self/maps).
-    Overlap { other: Range, name: [u8; 64], name_len: usize },
+    Overlap {
+        other: Range,
+        name: [u8; 64],
+        name_len: usize,
+    },
     Failed(Errno),
 }
 
@@ -41,7 +45,10 @@ impl Protected {
         let room = stack_limit.clamp(128 << 10, 1 << 32);
         // Only the addresses of the linker-defined symbols are taken, which needs no unsafe.
         let (start, end) = (&raw const __ehdr_start as u64, &raw const _end as u64);
-        Self { stack: Range::new(page_start(stack_top - room), stack_top), preloader: Range::new(page_start(start), page_align(end)) }
+        Self {
+            stack: Range::new(page_start(stack_top - room), stack_top),
+            preloader: Range::new(page_start(start), page_align(end)),
+        }
     }
 }
 
@@ -55,7 +62,12 @@ pub fn reserve(range: &Range, protected: &Protected) -> Result<(), ReserveError>
     }
     // SAFETY: FIXED_NOREPLACE never replaces an existing mapping; the new one is inaccessible.
     let mapped = unsafe {
-        rustix::mm::mmap_anonymous(range.start as *mut c_void, range.len() as usize, ProtFlags::empty(), MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE | MapFlags::NORESERVE)
+        rustix::mm::mmap_anonymous(
+            range.start as *mut c_void,
+            range.len() as usize,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE | MapFlags::NORESERVE,
+        )
     };
     match mapped {
         Ok(_) => Ok(()),
@@ -72,7 +84,9 @@ fn existing_mapping(range: &Range) -> ReserveError {
     let mut maps = [0u8; MAPS_BUFFER];
     let len = read_maps(&mut maps);
     match find_in_maps(&maps[..len], range) {
-        Some((other, name)) => ReserveError::overlap(other, if name.is_empty() { b"an anonymous mapping" } else { name }),
+        Some((other, name)) => {
+            ReserveError::overlap(other, if name.is_empty() { b"an anonymous mapping" } else { name })
+        }
         None => ReserveError::Failed(Errno::EXIST),
     }
 }

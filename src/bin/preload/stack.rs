@@ -58,7 +58,10 @@ impl InitialStack {
                 auxc += 1;
             }
             let auxv = core::slice::from_raw_parts(auxv, auxc);
-            let execfn = auxv.iter().find(|pair| pair[0] == AT_EXECFN).map_or(core::ptr::null(), |pair| pair[1] as *const c_char);
+            let execfn = auxv
+                .iter()
+                .find(|pair| pair[0] == AT_EXECFN)
+                .map_or(core::ptr::null(), |pair| pair[1] as *const c_char);
             Self {
                 argv: core::slice::from_raw_parts(argv, argc),
                 envp: core::slice::from_raw_parts(envp, envc),
@@ -71,7 +74,9 @@ impl InitialStack {
     /// The strings of `list`, each measured against the string that follows it, the last against
     /// `after`.
     fn strings(list: &'static [*const c_char], after: *const c_char) -> impl Iterator<Item = &'static [u8]> + Clone {
-        list.iter().zip(list.iter().skip(1).copied().chain(core::iter::once(after))).map(|(&ptr, next)| packed_bytes(ptr, next))
+        list.iter()
+            .zip(list.iter().skip(1).copied().chain(core::iter::once(after)))
+            .map(|(&ptr, next)| packed_bytes(ptr, next))
     }
 
     pub fn args(&self) -> impl Iterator<Item = &'static [u8]> + Clone {

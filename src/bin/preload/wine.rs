@@ -5,8 +5,8 @@
 use core::ffi::c_void;
 
 use goblin::elf64::program_header::{PF_R, PF_W, PF_X, PT_DYNAMIC};
-use preload::elf::symbols::{self, Memory};
 use preload::elf::Image;
+use preload::elf::symbols::{self, Memory};
 use preload::plan::load::Segment;
 use preload::plan::reserve::Range;
 use preload::{PAGE_SIZE, page_start};
@@ -83,7 +83,14 @@ pub fn publish(reserved: &[Range], symbol: u64) -> Result<u64, Errno> {
     let bytes = (reserved.len() + 1) * 16;
     // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing, which
     // cannot be inside a reservation; it is only written here and then left to the program.
-    let table = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut::<c_void>(), bytes, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }? as *mut u64;
+    let table = unsafe {
+        rustix::mm::mmap_anonymous(
+            core::ptr::null_mut::<c_void>(),
+            bytes,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE,
+        )
+    }? as *mut u64;
     for (index, range) in reserved.iter().enumerate() {
         // SAFETY: index < reserved.len(), inside the table; the terminator stays zero.
         unsafe {

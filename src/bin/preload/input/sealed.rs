@@ -8,16 +8,16 @@
 use core::cell::Cell;
 
 use preload::elf::Aligned;
-use preload::report::refusal::Refusal;
-use preload::page_align;
 use preload::input::sealed::{self, HEADER_SIZE, Header, InflateState, Inflating, KEY_SIZE, Key, Secret, TAG_SIZE};
 use preload::input::stream;
+use preload::page_align;
+use preload::report::refusal::Refusal;
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::mm::MapFlags;
 
-use crate::sys::rt::Mapping;
 use crate::input::source::{File, HEAD_SIZE};
+use crate::sys::rt::Mapping;
 
 /// The environment variable that names the key's descriptor.
 pub const KEY_FD_VAR: &[u8] = b"PRELOAD_KEY_FD";
@@ -39,7 +39,9 @@ fn key_fd(value: &[u8]) -> Option<i32> {
 /// Read the key, to the end of its descriptor, into `key`, and close the descriptor. `own` is
 /// the one descriptor the preloader has opened itself by now (the container's): never the key's.
 fn read_key(fd_var: Option<&[u8]>, own: BorrowedFd, key: &mut Key) -> Result<(), Refusal> {
-    let fd = key_fd(fd_var.ok_or(Refusal::cannot_execute(NO_KEY))?).filter(|&fd| fd != own.as_raw_fd()).ok_or(Refusal::cannot_execute(BAD_KEY_FD))?;
+    let fd = key_fd(fd_var.ok_or(Refusal::cannot_execute(NO_KEY))?)
+        .filter(|&fd| fd != own.as_raw_fd())
+        .ok_or(Refusal::cannot_execute(BAD_KEY_FD))?;
     // SAFETY: only probed, while the number is not otherwise in use by the preloader.
     rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(fd) }).map_err(|_| Refusal::cannot_execute(BAD_KEY_FD))?;
     // SAFETY: the descriptor is open (checked above) and was handed over for the key alone;
@@ -163,5 +165,12 @@ pub fn unseal(container: File, key_fd_var: Option<&[u8]>) -> Result<File, Refusa
     stream::check_start(&head[..head_len.min(64)]).map_err(Refusal::cannot_execute)?;
     // Nothing of the plaintext in the File itself (it is moved about on the stack): its head
     // and every read come from the mapping.
-    Ok(File { fd: container.fd, size: header.program_size, head: Aligned::zeroed(), head_len: 0, copy_segments: true, unsealed: Some(unsealed) })
+    Ok(File {
+        fd: container.fd,
+        size: header.program_size,
+        head: Aligned::zeroed(),
+        head_len: 0,
+        copy_segments: true,
+        unsealed: Some(unsealed),
+    })
 }

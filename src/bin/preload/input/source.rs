@@ -3,17 +3,17 @@
 use core::ffi::CStr;
 
 use preload::elf::Aligned;
-use preload::report::refusal::Refusal;
-use preload::report::msg::Msg;
 use preload::exec::search::{self, PATH_MAX};
 use preload::input::stream::{ByteStream, SCRIPT_WITHOUT_PATH};
+use preload::report::msg::Msg;
+use preload::report::refusal::Refusal;
 use rustix::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::fs::{Access, AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mm::MapFlags;
 
-use crate::sys::rt::Mapping;
 use crate::input::stream::{self, FdStream, Memfd};
+use crate::sys::rt::Mapping;
 
 /// How much of a file is read up front: the ELF header, the `#!` line, and the program headers
 /// and PT_INTERP of typical programs (up to 17 entries), used in place; a larger table takes a
@@ -89,7 +89,15 @@ impl File {
 
     /// A file open as `fd`, with its first bytes read.
     fn with_head(fd: OwnedFd, size: u64, copy_segments: bool) -> Result<File, Refusal> {
-        let mut file = File { fd, size, head: Aligned::zeroed(), head_len: 0, copy_segments, #[cfg(feature = "sealed")] unsealed: None };
+        let mut file = File {
+            fd,
+            size,
+            head: Aligned::zeroed(),
+            head_len: 0,
+            copy_segments,
+            #[cfg(feature = "sealed")]
+            unsealed: None,
+        };
         file.head_len = rustix::io::pread(&file.fd, &mut file.head.0[..], 0).map_err(refuse)?;
         Ok(file)
     }
@@ -145,11 +153,15 @@ pub const EXECUTE_ONLY: &str = "Permission denied: executable but not readable, 
 /// permission for the effective credentials. Unlike the kernel, it must also be readable.
 pub fn open(path: &CStr) -> Result<File, Refusal> {
     // NONBLOCK: a FIFO must be refused below, not waited on (it changes nothing for files).
-    let fd = rustix::fs::openat(CWD, path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY, Mode::empty()).map_err(|errno| {
-        match errno {
-            Errno::ACCESS if executable(path).is_ok() => Refusal::cannot_execute(EXECUTE_ONLY),
-            _ => refuse(errno),
-        }
+    let fd = rustix::fs::openat(
+        CWD,
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|errno| match errno {
+        Errno::ACCESS if executable(path).is_ok() => Refusal::cannot_execute(EXECUTE_ONLY),
+        _ => refuse(errno),
     })?;
     let stat = rustix::fs::fstat(&fd).map_err(refuse)?;
     match FileType::from_raw_mode(stat.st_mode) {
@@ -217,7 +229,11 @@ fn descriptor_executable(fd: &OwnedFd) -> Result<(), Errno> {
 /// Find `name` as execvp does: as a path if it has a slash, else in each PATH directory, where
 /// a candidate that exists but cannot be executed is skipped and reported only if nothing else
 /// is found. The path that was opened is left NUL-terminated in `found`.
-pub fn find<'b>(name: &CStr, path_var: Option<&[u8]>, found: &'b mut [u8; PATH_MAX]) -> Result<(File, &'b CStr), Refusal> {
+pub fn find<'b>(
+    name: &CStr,
+    path_var: Option<&[u8]>,
+    found: &'b mut [u8; PATH_MAX],
+) -> Result<(File, &'b CStr), Refusal> {
     let bytes = name.to_bytes();
     if search::is_path(bytes) || bytes.is_empty() {
         let len = name.to_bytes_with_nul().len();

@@ -3,17 +3,16 @@
 //! executable memfds. Nothing is written to any file system. The segments are then copied
 //! from the memfd into anonymous memory (see `load::map`): at most the program and one copy.
 
-
-use preload::report::refusal::Refusal;
-use preload::report::msg::Msg;
 use preload::input::stream::{self, ByteStream};
+use preload::report::msg::Msg;
+use preload::report::refusal::Refusal;
 use rustix::fd::OwnedFd;
 use rustix::fs::{MemfdFlags, OFlags, SealFlags};
 use rustix::io::Errno;
 use rustix::mm::MapFlags;
 
-use crate::sys::rt::Mapping;
 use crate::input::source::cstr;
+use crate::sys::rt::Mapping;
 
 /// How much of a stream is in flight at once: a pipe's default capacity.
 const WINDOW: usize = 64 * 1024;
@@ -60,9 +59,7 @@ pub fn load(stream: &mut impl ByteStream, name: &[u8]) -> Result<(OwnedFd, u64, 
     let (memfd, held) = create(name)?;
     // The bytes in flight, in a mapping of their own (the launch stack stays small).
     let mut window = Mapping::new(WINDOW, MapFlags::empty()).map_err(failure)?;
-    let size = stream::drain(stream, window.bytes(), |chunk| {
-        write_all(&memfd, chunk).map_err(failure)
-    })?;
+    let size = stream::drain(stream, window.bytes(), |chunk| write_all(&memfd, chunk).map_err(failure))?;
     drop(window);
     let seals = SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE;
     rustix::fs::fcntl_add_seals(&memfd, seals).map_err(failure)?;
@@ -73,24 +70,19 @@ pub fn load(stream: &mut impl ByteStream, name: &[u8]) -> Result<(OwnedFd, u64, 
 fn create(name: &[u8]) -> Result<(OwnedFd, Memfd), Refusal> {
     let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
     let mut memfd_name = Msg::<{ MEMFD_NAME_MAX + 1 }>::new();
-    memfd_name
-        .bytes(&base[..base.len().min(MEMFD_NAME_MAX)])
-        .text("\0");
+    memfd_name.bytes(&base[..base.len().min(MEMFD_NAME_MAX)]).text("\0");
     let name = cstr(memfd_name.as_bytes());
     let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
     match rustix::fs::memfd_create(name, flags | MemfdFlags::EXEC) {
         Ok(fd) => Ok((fd, Memfd { exec_refused: None })),
         // Before Linux 6.3 there is no MFD_EXEC, and every memfd is executable.
-        Err(Errno::INVAL) => Ok((
-            rustix::fs::memfd_create(name, flags).map_err(failure)?,
-            Memfd { exec_refused: None },
-        )),
+        Err(Errno::INVAL) => {
+            Ok((rustix::fs::memfd_create(name, flags).map_err(failure)?, Memfd { exec_refused: None }))
+        }
         // vm.memfd_noexec=2 refuses executable memfds (EACCES): hold the program all the same.
         Err(why) => Ok((
             rustix::fs::memfd_create(name, flags | MemfdFlags::NOEXEC_SEAL).map_err(failure)?,
-            Memfd {
-                exec_refused: Some(why),
-            },
+            Memfd { exec_refused: Some(why) },
         )),
     }
 }
@@ -109,4 +101,3 @@ fn write_all(fd: &OwnedFd, mut bytes: &[u8]) -> Result<(), Errno> {
 fn failure(errno: Errno) -> Refusal {
     Refusal::failure_errno(errno.raw_os_error())
 }
-

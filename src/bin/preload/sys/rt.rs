@@ -43,7 +43,9 @@ extern "C" fn rust_eh_personality() {}
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     // SAFETY: the caller's contract.
-    unsafe { asm!("rep movsb", inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _, options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("rep movsb", inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _, options(nostack, preserves_flags))
+    };
     dest
 }
 
@@ -68,7 +70,9 @@ pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mu
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memset(dest: *mut u8, byte: i32, n: usize) -> *mut u8 {
     // SAFETY: the caller's contract.
-    unsafe { asm!("rep stosb", inout("rcx") n => _, inout("rdi") dest => _, in("al") byte as u8, options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dest => _, in("al") byte as u8, options(nostack, preserves_flags))
+    };
     dest
 }
 
@@ -125,7 +129,14 @@ impl Mapping {
         let len = preload::page_align(len as u64) as usize;
         // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing,
         // owned by the Mapping from here on.
-        let addr = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE | flags) }?;
+        let addr = unsafe {
+            rustix::mm::mmap_anonymous(
+                core::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | flags,
+            )
+        }?;
         Ok(Self { base: NonNull::new(addr.cast::<u8>()).ok_or(Errno::NOMEM)?, len })
     }
 
@@ -168,7 +179,14 @@ impl<T: Zeroable> Lazy<T> {
             Some(ptr) => ptr,
             None => {
                 // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing.
-                let addr = unsafe { rustix::mm::mmap_anonymous(core::ptr::null_mut(), size_of::<T>(), ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE) }?;
+                let addr = unsafe {
+                    rustix::mm::mmap_anonymous(
+                        core::ptr::null_mut(),
+                        size_of::<T>(),
+                        ProtFlags::READ | ProtFlags::WRITE,
+                        MapFlags::PRIVATE,
+                    )
+                }?;
                 let ptr = NonNull::new(addr.cast::<T>()).ok_or(Errno::NOMEM)?;
                 self.mapped = Some(ptr);
                 ptr

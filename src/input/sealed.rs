@@ -33,8 +33,6 @@
 //! [`open`] authenticates the whole container, then decrypts the body in place, and
 //! [`Chunks`] or [`Inflating`] decode it on demand, as the loader reads the program.
 
-use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
 use miniz_oxide::inflate::TINFLStatus;
 use miniz_oxide::inflate::core::{DecompressorOxide, decompress_with_limit, inflate_flags};
 
@@ -248,10 +246,8 @@ fn hex_digit(digit: u8) -> Option<u8> {
 
 /// Encrypt a compressed program in place and return the tag (the sealing side of [`open`]).
 pub fn seal(key: &Key, header: &Header, body: &mut [u8]) -> [u8; TAG_SIZE] {
-    let cipher = ChaCha20Poly1305::new((&key.0).into());
-    let nonce = Nonce::from(header.nonce);
-    // The only error is a body over 256 GiB, far above MAX_PROGRAM_SIZE.
-    cipher.encrypt_inout_detached(&nonce, &header.encode(), body.into()).map_or([0; TAG_SIZE], Into::into)
+    // The only failure is a body over 256 GiB, far above MAX_PROGRAM_SIZE.
+    preload_aead::seal(&key.0, &header.nonce, &header.encode(), body).unwrap_or([0; TAG_SIZE])
 }
 
 /// Check the tag over `header_bytes` and `body`, then decrypt `body` in place. On failure the
@@ -261,12 +257,11 @@ pub fn open(key: &Key, header_bytes: &[u8; HEADER_SIZE], body: &mut [u8], tag: &
     if header.body_size != body.len() as u64 {
         return Err(Refusal::cannot_execute(TRUNCATED));
     }
-    // The key is borrowed, never copied to a temporary; the cipher's own copy is wiped on drop
-    // (the crate's zeroize feature).
-    let cipher = ChaCha20Poly1305::new((&key.0).into());
-    cipher
-        .decrypt_inout_detached(&Nonce::from(header.nonce), header_bytes, body.into(), &Tag::from(*tag))
-        .map_err(|_| Refusal::cannot_execute(AUTHENTICATION_FAILED))
+    // The key is borrowed, never copied to a temporary; the cipher's own copy is wiped on drop.
+    match preload_aead::open(&key.0, &header.nonce, header_bytes, body, tag) {
+        true => Ok(()),
+        false => Err(Refusal::cannot_execute(AUTHENTICATION_FAILED)),
+    }
 }
 
 /// How much inflated output stays readable behind the newest byte: twice deflate's 32 KiB

@@ -163,6 +163,10 @@ pub fn unseal(container: File, key_fd_var: Option<&[u8]>) -> Result<File, Refusa
     };
     let head_at = state_at + page_align(workspace as u64) as usize;
     let mapping = Plain::new(head_at + HEAD_SIZE)?;
+    // Huge pages where the kernel has them for the asking (THP "madvise"): a 100 MB body read
+    // in takes 50 faults instead of 25,600. Only a hint: an error changes nothing.
+    // SAFETY: advice on the body's pages of the mapping just made, which nothing refers to yet.
+    let _ = unsafe { rustix::mm::madvise(mapping.base().cast(), body_len, rustix::mm::Advice::LinuxHugepage) };
     // SAFETY: the body's place at the start of the mapping, which nothing else refers to yet.
     let body = unsafe { core::slice::from_raw_parts_mut(mapping.base(), body_len) };
     let io_error = |errno: Errno| Refusal::from_errno(errno.raw_os_error());

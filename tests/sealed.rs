@@ -479,3 +479,110 @@ fn strace_shows_no_plaintext_written_to_any_file() {
         }
     }
 }
+
+/// `preload-seal --key-file KEY -o OUTPUT PROGRAM`, which must succeed.
+fn seal_to(keyed: &Keyed, program: &Path, output: &Path) {
+    let tool = common::output(seal_tool().arg("--key-file").arg(&keyed.key).arg("-o").arg(output).arg(program));
+    succeed(tool, "preload-seal");
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode()
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// `./<name> one` run through preload from its directory prints its argument: the container works.
+fn assert_container_runs(container: &Path, key: &Path) {
+    let output = run_sealed(container, key, &["one"]);
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains(r#"argv[1]="one""#),
+        "{} does not run: {}\n{}",
+        container.display(),
+        common::render_status(output.status),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A symbolic link at OUTPUT is replaced by the container, never written through: neither the
+/// file it points at (content and mode) nor, for a dangling link, the path it names is touched.
+#[test]
+fn preload_seal_replaces_a_symlink_at_output_without_following_it() {
+    let keyed = Keyed::new("seal-output-symlink");
+    let program = keyed.scratch.copy(&build_c("hello", Variant::Pie), "hello", 0o755);
+    let victim = keyed.scratch.write("victim", "precious\n", 0o640);
+    let output = keyed.scratch.path().join("hello.sealed");
+    std::os::unix::fs::symlink(&victim, &output).unwrap();
+    let nowhere = keyed.scratch.path().join("nowhere");
+    let dangling = keyed.scratch.path().join("dangling.sealed");
+    std::os::unix::fs::symlink(&nowhere, &dangling).unwrap();
+
+    seal_to(&keyed, &program, &output);
+    seal_to(&keyed, &program, &dangling);
+
+    let victim_bytes = fs::read(&victim).unwrap();
+    assert!(
+        victim_bytes == b"precious\n",
+        "the file OUTPUT's link pointed at was written through it ({} bytes now)",
+        victim_bytes.len()
+    );
+    assert_eq!(mode_of(&victim) & 0o7777, 0o640, "the file OUTPUT's link pointed at was chmod'ed through it");
+    assert!(!nowhere.exists(), "a dangling link at OUTPUT was followed: its target was created");
+    for container in [&output, &dangling] {
+        assert!(
+            fs::symlink_metadata(container).unwrap().file_type().is_file(),
+            "{} is not a regular file now",
+            container.display()
+        );
+        assert_eq!(mode_of(container) & 0o7777, 0o755, "{}: PROGRAM's mode", container.display());
+        assert_container_runs(container, &keyed.key);
+    }
+    assert_eq!(
+        names_in(keyed.scratch.path()),
+        ["dangling.sealed", "hello", "hello.sealed", "key", "victim"],
+        "no temporary file is left behind"
+    );
+}
+
+/// A set-user-ID, set-group-ID or sticky bit of PROGRAM is not copied onto the container
+/// (preload never honours them); the permission bits are.
+#[test]
+fn preload_seal_clears_set_id_and_sticky_bits() {
+    let keyed = Keyed::new("seal-set-id");
+    let hello = build_c("hello", Variant::Pie);
+    for (mode, expected) in [(0o4755, 0o755), (0o2750, 0o750), (0o7711, 0o711), (0o6700, 0o700)] {
+        let program = keyed.scratch.copy(&hello, &format!("hello-{mode:o}"), mode);
+        assert_eq!(mode_of(&program) & 0o7777, mode, "scenario check: PROGRAM has mode {mode:o}");
+        let output = keyed.scratch.path().join(format!("hello-{mode:o}.sealed"));
+        seal_to(&keyed, &program, &output);
+        assert_eq!(mode_of(&output) & 0o7777, expected, "container of a mode {mode:o} PROGRAM");
+        // An existing container is replaced with the new mode too.
+        seal_to(&keyed, &program, &output);
+        assert_eq!(mode_of(&output) & 0o7777, expected, "container of a mode {mode:o} PROGRAM, sealed again");
+    }
+    assert_container_runs(&keyed.scratch.path().join("hello-4755.sealed"), &keyed.key);
+}
+
+/// When OUTPUT cannot be replaced (here it is a directory), preload-seal fails and removes its
+/// temporary file.
+#[test]
+fn preload_seal_removes_its_temporary_file_on_failure() {
+    let keyed = Keyed::new("seal-temp-cleanup");
+    let program = keyed.scratch.copy(Path::new("/bin/true"), "true", 0o755);
+    let output = keyed.scratch.path().join("true.sealed");
+    fs::create_dir(&output).unwrap();
+    fs::write(output.join("inside"), "x").unwrap();
+    let tool = common::output(seal_tool().arg("--key-file").arg(&keyed.key).arg("-o").arg(&output).arg(&program));
+    let stderr = String::from_utf8_lossy(&tool.stderr);
+    assert_eq!(tool.status.code(), Some(1), "sealing onto a directory: {stderr}");
+    assert!(stderr.starts_with("preload-seal: ") && stderr.lines().count() == 1, "one line of error: {stderr:?}");
+    assert_eq!(names_in(keyed.scratch.path()), ["key", "true", "true.sealed"], "no temporary file is left behind");
+    assert_eq!(names_in(&output), ["inside"], "the directory at OUTPUT is untouched");
+}

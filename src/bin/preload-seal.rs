@@ -21,8 +21,10 @@ Usage: preload-seal --key-file KEYFILE [-o OUTPUT] PROGRAM
 
 Seal PROGRAM (an ELF executable) for `preload`: compressed, encrypted and authenticated with
 the key in KEYFILE (32 raw bytes, or 64 hex digits and an optional newline). OUTPUT defaults
-to PROGRAM.sealed and gets PROGRAM's permission bits. --new-key writes a new random key to
-KEYFILE (mode 0600), which must not exist yet.
+to PROGRAM.sealed and gets PROGRAM's permission bits, set-user-ID, set-group-ID and sticky
+cleared; it is written to a new file and renamed into place, so a symbolic link at OUTPUT is
+replaced, never followed. --new-key writes a new random key to KEYFILE (mode 0600), which must
+not exist yet.
 
 Run a sealed program with its key on a descriptor, never in an argument or the environment:
     PRELOAD_KEY_FD=3 preload OUTPUT [ARG]... 3<KEYFILE
@@ -116,11 +118,54 @@ fn seal(key_file: &Path, output: &Path, program_path: &Path) -> Result<(), Strin
     let mut header = Header { nonce: [0; NONCE_SIZE], program_size: program.len() as u64, body_size: body_len as u64 };
     random(&mut header.nonce)?;
     let tag = sealed::seal(&key, &header, &mut body);
-    let mode = fs::metadata(program_path).map_err(at(program_path))?.permissions().mode() & 0o7777;
-    let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(output).map_err(at(output))?;
-    file.write_all(&header.encode()).and_then(|()| file.write_all(&body)).and_then(|()| file.write_all(&tag)).map_err(at(output))?;
-    // An existing OUTPUT keeps its mode through open: give it PROGRAM's, as a fresh one gets.
-    file.set_permissions(fs::Permissions::from_mode(mode)).map_err(at(output))
+    // PROGRAM's permission bits without set-user-ID, set-group-ID and sticky: a container is run
+    // by preload, which never honours them, and a set-ID file that is not what it seems is a trap.
+    let mode = fs::metadata(program_path).map_err(at(program_path))?.permissions().mode() & 0o777;
+    replace(output, &[&header.encode(), &body, &tag], mode)
+}
+
+/// Puts `parts`, one after the other, at `path` with permission bits `mode`, atomically: written
+/// to a new temporary file in the same directory (`O_EXCL | O_NOFOLLOW`, mode 0600 while it is
+/// written), given `mode`, synced, then renamed over `path`. Nothing at `path` is ever opened or
+/// followed: a symbolic link there is replaced, not written through, and a reader sees either
+/// the old file or the whole new one. The temporary file is removed if anything fails.
+fn replace(path: &Path, parts: &[&[u8]], mode: u32) -> Result<(), String> {
+    let name = path.file_name().ok_or_else(|| format!("{}: not a file name", path.display()))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut nonce = [0u8; 8];
+    random(&mut nonce)?;
+    let mut temp_name = OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".{:016x}.tmp", u64::from_le_bytes(nonce)));
+    let temp = dir.join(temp_name);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&temp)
+        .map_err(at(&temp))?;
+    let written = parts
+        .iter()
+        .try_for_each(|part| file.write_all(part))
+        .and_then(|()| file.set_permissions(fs::Permissions::from_mode(mode)))
+        .and_then(|()| file.sync_all())
+        .map_err(at(&temp))
+        .and_then(|()| fs::rename(&temp, path).map_err(at(path)));
+    drop(file);
+    if let Err(message) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(message);
+    }
+    // The rename itself is durable once the directory is synced: best effort, as a directory
+    // one may write but not read cannot be opened for it, and OUTPUT is in place either way.
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

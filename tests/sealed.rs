@@ -586,3 +586,96 @@ fn preload_seal_removes_its_temporary_file_on_failure() {
     assert_eq!(names_in(keyed.scratch.path()), ["key", "true", "true.sealed"], "no temporary file is left behind");
     assert_eq!(names_in(&output), ["inside"], "the directory at OUTPUT is untouched");
 }
+
+/// `preload-seal --binfmt[=PRELOAD]` standard output, which must succeed.
+fn binfmt_line(args: &[&str]) -> String {
+    let output = succeed(common::output(seal_tool().arg("--binfmt").args(args)), "preload-seal --binfmt");
+    String::from_utf8(output.stdout).expect("the binfmt line is text")
+}
+
+#[test]
+fn binfmt_line_format() {
+    assert_eq!(binfmt_line(&[]), ":preload-sealed:M::\\x7fPRLSEAL::/usr/bin/preload:F\n");
+    let other = ":preload-sealed:M::\\x7fPRLSEAL::/opt/preload/bin/preload:F\n";
+    assert_eq!(binfmt_line(&["/opt/preload/bin/preload"]), other, "--binfmt PRELOAD");
+    let inline = succeed(common::output(seal_tool().arg("--binfmt=/opt/preload/bin/preload")), "--binfmt=PRELOAD");
+    assert_eq!(String::from_utf8_lossy(&inline.stdout), other, "--binfmt=PRELOAD");
+    // binfmt_misc splits at ':' and needs an absolute path; binfmt.d trims blanks.
+    for bad in ["preload", "/a:b", "/a b", "/a\nb", ""] {
+        let output = common::output(seal_tool().arg(format!("--binfmt={bad}")));
+        assert_eq!(output.status.code(), Some(1), "--binfmt={bad:?} is refused");
+        assert!(output.stdout.is_empty(), "--binfmt={bad:?} prints nothing on stdout");
+    }
+}
+
+/// The binfmt.d file the Debian package installs is what `preload-seal --binfmt` prints.
+#[test]
+fn debian_binfmt_conf_is_the_binfmt_line() {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("debian/preload-sealed.conf");
+    let text = fs::read_to_string(&conf).unwrap_or_else(|e| panic!("{}: {e}", conf.display()));
+    assert_eq!(text, binfmt_line(&[]), "{} differs from `preload-seal --binfmt`", conf.display());
+}
+
+/// The binfmt line registers in a private binfmt_misc instance (unshare -Urm: binfmt_misc can
+/// be mounted in a user namespace since Linux 6.7) as the magic, offset and flags it means, and
+/// an executable container then runs by itself, `PRELOAD_KEY_FD=3 ./hello ARGS 3<KEY`, exactly
+/// as `PRELOAD_KEY_FD=3 preload ./hello ARGS 3<KEY` runs it in the same namespace.
+#[test]
+fn binfmt_registration_runs_sealed_containers_by_themselves() {
+    let unshare = require_tool("unshare");
+    let keyed = Keyed::new("sealed-binfmt");
+    let (_, sealed) = keyed.seal(&build_c("hello", Variant::Pie), "hello");
+    let preload = common::preload();
+    let line = binfmt_line(&[&preload.to_string_lossy()]);
+    let dir = keyed.scratch.path();
+    fs::create_dir(dir.join("binfmt_misc")).unwrap();
+    // $1 scratch dir, $2 the line, $3 preload; the program's argv follows.
+    let script = r#"
+        dir=$1 line=$2 preload=$3; shift 3
+        mount -t binfmt_misc binfmt_misc "$dir/binfmt_misc" || exit 90
+        printf '%s' "$line" > "$dir/binfmt_misc/register" || exit 91
+        cat "$dir/binfmt_misc/preload-sealed" > "$dir/entry" || exit 92
+        cd "$dir/sealed" || exit 93
+        PRELOAD_KEY_FD=3 ./hello "$@" 3<"$dir/key" > "$dir/binfmt.out" 2> "$dir/binfmt.err"
+        echo $? > "$dir/binfmt.status"
+        PRELOAD_KEY_FD=3 "$preload" ./hello "$@" 3<"$dir/key" > "$dir/preload.out" 2> "$dir/preload.err"
+        echo $? > "$dir/preload.status"
+    "#;
+    let mut command = Command::new(&unshare);
+    command
+        .args(["-Urm", "/bin/sh", "-c", script, "sh"])
+        .arg(dir)
+        .arg(&line)
+        .arg(preload)
+        .args(["one", "two words", "--exit", "3"])
+        .env_clear()
+        .env("PATH", common::SYSTEM_PATH)
+        .env("LANG", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let output = common::run(command, None, "unshare -Urm sh (binfmt_misc)");
+    assert!(
+        output.status.success(),
+        "registering in a private binfmt_misc failed ({}; 90 mount, 91 register, 92 entry): {}",
+        common::render_status(output.status),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let entry = fs::read_to_string(dir.join("entry")).unwrap();
+    let expected = format!("enabled\ninterpreter {}\nflags: F\noffset 0\nmagic 7f50524c5345414c\n", preload.display());
+    assert_eq!(entry, expected, "the registered entry");
+    let read = |name: &str| fs::read(dir.join(name)).unwrap();
+    let status = |name: &str| String::from_utf8(read(name)).unwrap().trim().parse::<i32>().unwrap();
+    assert_eq!(status("preload.status"), 3, "scenario check: through preload: {}", String::from_utf8_lossy(&read("preload.err")));
+    assert!(
+        String::from_utf8_lossy(&read("preload.out")).contains(r#"argv[2]="two words""#),
+        "scenario check: hello printed its arguments"
+    );
+    assert_eq!(status("binfmt.status"), 3, "run by itself: {}", String::from_utf8_lossy(&read("binfmt.err")));
+    for stream in ["out", "err"] {
+        let (by_itself, through) = (read(&format!("binfmt.{stream}")), read(&format!("preload.{stream}")));
+        if let Some(diff) = common::diff_text(&through, &by_itself) {
+            panic!("std{stream} of the container run by itself differs (- through preload, + by itself):\n{diff}");
+        }
+    }
+}

@@ -2,13 +2,15 @@
 //!
 //!     preload-seal --new-key KEYFILE
 //!     preload-seal --key-file KEYFILE [-o OUTPUT] PROGRAM
+//!     preload-seal --binfmt[=PRELOAD]
 //!
 //! The program is compressed (zlib), encrypted with ChaCha20-Poly1305 under a fresh random
 //! nonce, and written after a header that the tag also covers (see `preload::sealed`).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,6 +20,7 @@ use preload::sealed::{self, Header, KEY_SIZE, Key, NONCE_SIZE, Secret};
 const USAGE: &str = "\
 Usage: preload-seal --key-file KEYFILE [-o OUTPUT] PROGRAM
        preload-seal --new-key KEYFILE
+       preload-seal --binfmt[=PRELOAD]
 
 Seal PROGRAM (an ELF executable) for `preload`: compressed, encrypted and authenticated with
 the key in KEYFILE (32 raw bytes, or 64 hex digits and an optional newline). OUTPUT defaults
@@ -28,15 +31,33 @@ not exist yet.
 
 Run a sealed program with its key on a descriptor, never in an argument or the environment:
     PRELOAD_KEY_FD=3 preload OUTPUT [ARG]... 3<KEYFILE
+
+--binfmt prints the binfmt_misc registration of sealed containers (magic \\x7fPRLSEAL at
+offset 0, interpreter PRELOAD, flag F), for /proc/sys/fs/binfmt_misc/register or a binfmt.d
+file; once registered, an executable container runs by itself:
+    PRELOAD_KEY_FD=3 ./OUTPUT [ARG]... 3<KEYFILE
+PRELOAD is the absolute path of preload (default /usr/bin/preload; also --binfmt PRELOAD).
 ";
+
+/// The interpreter `--binfmt` names when not told otherwise: where the Debian package puts it.
+const DEFAULT_PRELOAD: &str = "/usr/bin/preload";
+
+/// The binfmt_misc entry's name (/proc/sys/fs/binfmt_misc/preload-sealed).
+const BINFMT_NAME: &str = "preload-sealed";
+
+/// The longest registration string binfmt_misc accepts (MAX_REGISTER_LENGTH in
+/// fs/binfmt_misc.c).
+const MAX_REGISTER_LENGTH: usize = 1920;
 
 enum Command {
     NewKey(PathBuf),
     Seal { key_file: PathBuf, output: PathBuf, program: PathBuf },
+    /// Print the binfmt_misc registration with this interpreter.
+    Binfmt(PathBuf),
 }
 
 fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Command>, String> {
-    let (mut key_file, mut output, mut program, mut new_key) = (None, None, None, None);
+    let (mut key_file, mut output, mut program, mut new_key, mut binfmt) = (None, None, None, None, None);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().map(PathBuf::from).ok_or(format!("{name} needs a value"));
         match arg.to_str() {
@@ -44,10 +65,23 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Command>, St
             Some("--key-file") => key_file = Some(value("--key-file")?),
             Some("-o" | "--output") => output = Some(value("-o")?),
             Some("--new-key") => new_key = Some(value("--new-key")?),
+            Some("--binfmt") => binfmt = Some(None),
+            _ if arg.as_bytes().starts_with(b"--binfmt=") => {
+                binfmt = Some(Some(PathBuf::from(OsStr::from_bytes(&arg.as_bytes()[b"--binfmt=".len()..]))))
+            }
             Some(option) if option.starts_with('-') && option.len() > 1 => return Err(format!("unknown option {option}")),
             _ if program.is_none() => program = Some(PathBuf::from(arg)),
             _ => return Err("more than one PROGRAM".into()),
         }
+    }
+    if let Some(inline) = binfmt {
+        if new_key.is_some() || key_file.is_some() || output.is_some() {
+            return Err("--binfmt takes no other option".into());
+        }
+        return match (inline, program) {
+            (Some(_), Some(_)) => Err("--binfmt takes one PRELOAD".into()),
+            (inline, program) => Ok(Some(Command::Binfmt(inline.or(program).unwrap_or_else(|| DEFAULT_PRELOAD.into())))),
+        };
     }
     match (new_key, key_file, program) {
         (Some(path), None, None) if output.is_none() => Ok(Some(Command::NewKey(path))),
@@ -59,7 +93,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Command>, St
             });
             Ok(Some(Command::Seal { key_file, output, program }))
         }
-        _ => Err("give either --new-key KEYFILE, or --key-file KEYFILE and PROGRAM".into()),
+        _ => Err("give --new-key KEYFILE, or --key-file KEYFILE and PROGRAM, or --binfmt".into()),
     }
 }
 
@@ -168,6 +202,37 @@ fn replace(path: &Path, parts: &[&[u8]], mode: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// The binfmt_misc registration string (`:name:type:offset:magic:mask:interpreter:flags`, see
+/// the kernel's Documentation/admin-guide/binfmt-misc.rst) for sealed containers, one line:
+/// recognised by magic (`M`) at offset 0 (left empty), the magic's bytes that are not printable
+/// written `\xHH` as binfmt_misc unescapes them, no mask, and flag `F`: the kernel opens the
+/// interpreter when the line is registered, so it works in mount namespaces and chroots that do
+/// not have it. Without `P` the interpreter gets the container's path as typed, as
+/// `preload ./app.sealed ARG...` would, and argv[0] of the container's caller is dropped.
+fn binfmt_line(preload: &Path) -> Result<Vec<u8>, String> {
+    let path = preload.as_os_str().as_bytes();
+    if !path.starts_with(b"/") || path.iter().any(|&b| b == b':' || b.is_ascii_whitespace() || b.is_ascii_control()) {
+        return Err(format!(
+            "{}: PRELOAD must be an absolute path without ':', blanks or control characters",
+            preload.display()
+        ));
+    }
+    let mut line = format!(":{BINFMT_NAME}:M::").into_bytes();
+    for byte in sealed::MAGIC {
+        match byte {
+            b'!'..=b'~' if byte != b'\\' && byte != b':' => line.push(byte),
+            _ => line.extend_from_slice(format!("\\x{byte:02x}").as_bytes()),
+        }
+    }
+    line.extend_from_slice(b"::");
+    line.extend_from_slice(path);
+    line.extend_from_slice(b":F\n");
+    if line.len() > MAX_REGISTER_LENGTH {
+        return Err(format!("{}: longer than binfmt_misc accepts", preload.display()));
+    }
+    Ok(line)
+}
+
 fn main() -> ExitCode {
     let outcome = match parse(std::env::args_os().skip(1)) {
         Ok(None) => {
@@ -176,6 +241,8 @@ fn main() -> ExitCode {
         }
         Ok(Some(Command::NewKey(path))) => new_key(&path),
         Ok(Some(Command::Seal { key_file, output, program })) => seal(&key_file, &output, &program),
+        Ok(Some(Command::Binfmt(preload))) => binfmt_line(&preload)
+            .and_then(|line| std::io::stdout().write_all(&line).map_err(|err| format!("standard output: {err}"))),
         Err(usage) => {
             eprintln!("preload-seal: {usage} (try 'preload-seal --help')");
             return ExitCode::from(2);

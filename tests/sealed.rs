@@ -629,13 +629,13 @@ fn binfmt_registration_runs_sealed_containers_by_themselves() {
     let line = binfmt_line(&[&preload.to_string_lossy()]);
     let dir = keyed.scratch.path();
     fs::create_dir(dir.join("binfmt_misc")).unwrap();
-    // $1 scratch dir, $2 the line, $3 preload; the program's argv follows.
+    // $1 scratch dir, $2 the line, $3 preload, $4 the container's directory; then its argv.
     let script = r#"
-        dir=$1 line=$2 preload=$3; shift 3
+        dir=$1 line=$2 preload=$3 sealed=$4; shift 4
         mount -t binfmt_misc binfmt_misc "$dir/binfmt_misc" || exit 90
         printf '%s' "$line" > "$dir/binfmt_misc/register" || exit 91
         cat "$dir/binfmt_misc/preload-sealed" > "$dir/entry" || exit 92
-        cd "$dir/sealed" || exit 93
+        cd "$sealed" || exit 93
         PRELOAD_KEY_FD=3 ./hello "$@" 3<"$dir/key" > "$dir/binfmt.out" 2> "$dir/binfmt.err"
         echo $? > "$dir/binfmt.status"
         PRELOAD_KEY_FD=3 "$preload" ./hello "$@" 3<"$dir/key" > "$dir/preload.out" 2> "$dir/preload.err"
@@ -647,6 +647,7 @@ fn binfmt_registration_runs_sealed_containers_by_themselves() {
         .arg(dir)
         .arg(&line)
         .arg(preload)
+        .arg(sealed.parent().unwrap())
         .args(["one", "two words", "--exit", "3"])
         .env_clear()
         .env("PATH", common::SYSTEM_PATH)

@@ -109,14 +109,20 @@ pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement, ow
 /// Whether no two PT_LOADs share a page (file pages or bss): then the order in which their
 /// bytes are copied makes no difference to the result.
 fn spans_disjoint(image: &Image) -> bool {
-    let span = |seg: &Segment| (seg.start, seg.anon.map_or(seg.start + seg.file_len, |(_, end)| end));
-    image.loads().enumerate().all(|(index, a)| {
-        let (a_start, a_end) = span(&Segment::of(a));
-        image.loads().skip(index + 1).all(|b| {
-            let (b_start, b_end) = span(&Segment::of(b));
-            a_end <= b_start || b_end <= a_start
-        })
-    })
+    let span = |ph| {
+        let seg = Segment::of(ph);
+        (seg.start, seg.anon.map_or(seg.start + seg.file_len, |(_, end)| end))
+    };
+    for (index, a) in image.loads().enumerate() {
+        let (a_start, a_end) = span(a);
+        for b in image.loads().skip(index + 1) {
+            let (b_start, b_end) = span(b);
+            if a_end > b_start && b_end > a_start {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Copy the bytes of every segment that `map_segment` mapped without them, in file order
@@ -124,18 +130,19 @@ fn spans_disjoint(image: &Image) -> bool {
 /// body inflates again from its start for a read behind its window), then give each segment
 /// its protection.
 fn copy_in_file_order(file: &File, image: &Image, bias: u64) -> Result<(), Errno> {
-    let mut last: Option<(u64, usize)> = None;
-    while let Some((key, seg)) = image
-        .loads()
-        .enumerate()
-        .map(|(index, ph)| {
-            let seg = Segment::of(ph);
-            ((seg.offset, index), seg)
-        })
-        .filter(|(key, _)| last.is_none_or(|last| *key > last))
-        .min_by_key(|(key, _)| *key)
-    {
+    // Each step takes the next segment by (offset, index): a handful of PT_LOADs, no sorting.
+    let mut last = None;
+    loop {
+        let mut next = None;
+        for (index, ph) in image.loads().enumerate() {
+            let key = (ph.p_offset, index);
+            if last.is_none_or(|last| key > last) && next.is_none_or(|(next, _)| key < next) {
+                next = Some((key, ph));
+            }
+        }
+        let Some((key, ph)) = next else { break };
         last = Some(key);
+        let seg = Segment::of(ph);
         let (addr, bytes) = (bias + seg.start, seg.file_len.min(file.size.saturating_sub(seg.offset)));
         // Huge pages for large segments where the kernel gives them for the asking (THP
         // "madvise"): far fewer faults while the bytes go in. Only a hint.

@@ -129,7 +129,9 @@ fn main() {
         100.0 * size(&sealed) as f64 / size(&program) as f64
     );
 
-    let cases: [(&str, Vec<&Path>, Vec<(&str, &str)>); 3] = [
+    // (label, command line, extra environment)
+    type Case<'a> = (&'a str, Vec<&'a Path>, Vec<(&'a str, &'a str)>);
+    let cases: [Case; 3] = [
         ("direct", vec![program.as_path()], vec![]),
         ("preload (plain)", vec![preload, program.as_path()], vec![]),
         ("preload (sealed)", vec![preload, sealed.as_path()], vec![("PRELOAD_KEY_FD", "3")]),

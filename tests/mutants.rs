@@ -24,7 +24,7 @@ use std::ffi::CString;
 use std::fmt::Write as _;
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
@@ -238,10 +238,10 @@ fn classify(direct: &Run, through: &Run) -> Result<&'static str, String> {
     if !p.started && p.refusal.is_none() {
         return Err(format!("preload ended with {:?} before the program started", through.ending));
     }
-    if let (Some(reason), false) = (p.refusal, matches!(direct.ending, Ending::Refused(_))) {
-        if let Some((_, class)) = DELIBERATE.iter().find(|(needle, _)| reason.contains(needle)) {
-            return Ok(class);
-        }
+    if let (Some(reason), false) = (p.refusal, matches!(direct.ending, Ending::Refused(_)))
+        && let Some((_, class)) = DELIBERATE.iter().find(|(needle, _)| reason.contains(needle))
+    {
+        return Ok(class);
     }
     match (&direct.ending, p.refusal) {
         (Ending::Refused(_), Some(_)) => Ok("both refused"),
@@ -616,7 +616,7 @@ fn describe_failure(
     index: usize,
     base: &str,
     mutations: &[String],
-    path: &PathBuf,
+    path: &Path,
     why: &str,
     direct: &Run,
     through: &Run,

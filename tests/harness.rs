@@ -85,14 +85,7 @@ fn writes_name_their_destination_and_bytes() {
     assert_eq!(paths(strace::Write::to_file), ["/tmp/out.txt", "/home/u/copy", "/home/u/v", "/var/tmp/f"]);
     assert_eq!(
         paths(strace::Write::to_file_or_memfd),
-        [
-            "/tmp/out.txt",
-            "/memfd:hello",
-            "/home/u/copy",
-            "/home/u/v",
-            "/var/tmp/f",
-            "/memfd:m"
-        ]
+        ["/tmp/out.txt", "/memfd:hello", "/home/u/copy", "/home/u/v", "/var/tmp/f", "/memfd:m"]
     );
     assert_eq!(writes[1].data.as_deref(), Some(&b"\x7fELF"[..]));
     assert_eq!(writes[4].data.as_deref(), Some(&b"ab"[..]));

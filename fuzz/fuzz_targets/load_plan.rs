@@ -9,6 +9,11 @@
 //! writable last file page, which the file holds; the mm fields are ordered as PR_SET_MM_MAP
 //! demands; the PIE bias honours the largest p_align; the heap starts above the program. A
 //! program with an interpreter may have no PT_LOAD at all.
+//!
+//! Also the check before a fixed-address segment is mapped, `load::foreign_mapping` over the
+//! ranges recorded in `load::Owned`: against a model that subtracts every recorded range from the
+//! target, it finds a mapping of /proc/self/maps exactly when one overlaps what is left, and the
+//! mapping it names (range and name) is one of those; `Owned` keeps the first 64 ranges.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -17,7 +22,8 @@ use goblin::elf64::header::Header;
 use goblin::elf64::program_header::{PF_W, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_PHDR, ProgramHeader};
 use libfuzzer_sys::fuzz_target;
 use preload::elf::{self, Image, TASK_SIZE};
-use preload::plan::load::{self, BRK_RND_RANGE, ELF_ET_DYN_BASE, Extent, Segment};
+use preload::plan::load::{self, BRK_RND_RANGE, ELF_ET_DYN_BASE, Extent, Owned, Segment};
+use preload::plan::reserve::Range;
 use preload::{PAGE_SIZE, page_align, page_offset, page_start};
 
 #[derive(Arbitrary, Debug)]
@@ -80,9 +86,20 @@ struct Input {
     base_page: Option<u64>,
     random_mmap: u64,
     random_brk: u64,
+    maps: Maps,
+}
+
+/// /proc/self/maps as pairs of addresses (made into start < end), the ranges a launch mapped,
+/// and the range a segment is about to take.
+#[derive(Arbitrary, Debug)]
+struct Maps {
+    mappings: Vec<(u64, u64, bool)>,
+    owned: Vec<(u64, u64)>,
+    target: (u64, u64),
 }
 
 fuzz_target!(|input: Input| {
+    check_foreign_mapping(&input.maps);
     let phdrs: Vec<ProgramHeader> = input.phdrs.iter().map(Phdr::build).collect();
     let header = Header {
         e_type: if input.relocatable { ET_DYN } else { ET_EXEC },
@@ -219,5 +236,67 @@ fn check_placement(image: &Image, extent: &Extent, input: &Input) {
         if input.randomize {
             assert!(brk > end, "no guard page between the program and the randomised heap");
         }
+    }
+}
+
+fn check_foreign_mapping(input: &Maps) {
+    // The kernel's text: "start-end perms offset dev inode name", lower-case hex; a name for
+    // some (with a space in it, as paths may have), none for anonymous memory.
+    let mappings: Vec<(Range, Vec<u8>)> = input
+        .mappings
+        .iter()
+        .enumerate()
+        .filter(|(_, (a, b, _))| a != b)
+        .map(|(index, &(a, b, named))| {
+            let name = if named { format!("/lib/m {index}").into_bytes() } else { Vec::new() };
+            (Range::new(a.min(b), a.max(b)), name)
+        })
+        .collect();
+    let mut maps = Vec::new();
+    for (range, name) in &mappings {
+        maps.extend_from_slice(format!("{:x}-{:x} r--p 00000000 00:00 0 ", range.start, range.end).as_bytes());
+        maps.extend_from_slice(name);
+        maps.push(b'\n');
+    }
+    let mut owned = Owned::default();
+    for &(start, len) in &input.owned {
+        owned.push(start, len);
+    }
+    let recorded = owned.as_slice();
+    assert_eq!(recorded.len(), input.owned.len().min(64), "Owned keeps the first 64 ranges");
+    for (range, &(start, len)) in recorded.iter().zip(&input.owned) {
+        assert_eq!(*range, Range::new(start, start.saturating_add(len)));
+    }
+    let target = Range::new(input.target.0, input.target.1);
+
+    // The model: what is left of the target once every recorded range is taken out.
+    let mut left = if target.is_empty() { Vec::new() } else { vec![target] };
+    for own in recorded.iter().filter(|own| !own.is_empty()) {
+        left = left
+            .into_iter()
+            .flat_map(|piece| {
+                if !piece.overlaps(own) {
+                    return vec![piece];
+                }
+                [Range::new(piece.start, own.start), Range::new(own.end, piece.end)]
+                    .into_iter()
+                    .filter(|part| !part.is_empty())
+                    .collect()
+            })
+            .collect();
+    }
+    let foreign = |range: &Range| left.iter().any(|piece| piece.overlaps(range));
+    match load::foreign_mapping(&maps, target, recorded) {
+        Some((range, name)) => {
+            assert!(
+                mappings.iter().any(|(r, n)| *r == range && n.as_slice() == name),
+                "{range:x?} {name:?} is not a mapping of the text"
+            );
+            assert!(foreign(&range), "{range:x?} lies inside the recorded ranges or outside {target:x?}");
+        }
+        None => assert!(
+            !mappings.iter().any(|(range, _)| foreign(range)),
+            "a mapping overlaps {target:x?} outside the recorded ranges {recorded:x?}, and was not found"
+        ),
     }
 }

@@ -22,6 +22,7 @@ declare -A package_of=(
   [strace]=strace
   [setcap]=libcap2-bin
   [unshare]=util-linux
+  [groff]=groff-base
 )
 missing=()
 for cmd in "${!package_of[@]}"; do

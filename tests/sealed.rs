@@ -448,3 +448,209 @@ fn strace_shows_no_plaintext_written_to_any_file() {
         }
     }
 }
+
+/// `preload-seal --key-file KEY -o OUTPUT PROGRAM`, which must succeed.
+fn seal_to(keyed: &Keyed, program: &Path, output: &Path) {
+    let tool = common::output(seal_tool().arg("--key-file").arg(&keyed.key).arg("-o").arg(output).arg(program));
+    succeed(tool, "preload-seal");
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode()
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// `./<name> one` run through preload from its directory prints its argument: the container works.
+fn assert_container_runs(container: &Path, key: &Path) {
+    let output = run_sealed(container, key, &["one"]);
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains(r#"argv[1]="one""#),
+        "{} does not run: {}\n{}",
+        container.display(),
+        common::render_status(output.status),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A symbolic link at OUTPUT is replaced by the container, never written through: neither the
+/// file it points at (content and mode) nor, for a dangling link, the path it names is touched.
+#[test]
+fn preload_seal_replaces_a_symlink_at_output_without_following_it() {
+    let keyed = Keyed::new("seal-output-symlink");
+    let program = keyed.scratch.copy(&build_c("hello", Variant::Pie), "hello", 0o755);
+    let victim = keyed.scratch.write("victim", "precious\n", 0o640);
+    let output = keyed.scratch.path().join("hello.sealed");
+    std::os::unix::fs::symlink(&victim, &output).unwrap();
+    let nowhere = keyed.scratch.path().join("nowhere");
+    let dangling = keyed.scratch.path().join("dangling.sealed");
+    std::os::unix::fs::symlink(&nowhere, &dangling).unwrap();
+
+    seal_to(&keyed, &program, &output);
+    seal_to(&keyed, &program, &dangling);
+
+    let victim_bytes = fs::read(&victim).unwrap();
+    assert!(
+        victim_bytes == b"precious\n",
+        "the file OUTPUT's link pointed at was written through it ({} bytes now)",
+        victim_bytes.len()
+    );
+    assert_eq!(mode_of(&victim) & 0o7777, 0o640, "the file OUTPUT's link pointed at was chmod'ed through it");
+    assert!(!nowhere.exists(), "a dangling link at OUTPUT was followed: its target was created");
+    for container in [&output, &dangling] {
+        assert!(
+            fs::symlink_metadata(container).unwrap().file_type().is_file(),
+            "{} is not a regular file now",
+            container.display()
+        );
+        assert_eq!(mode_of(container) & 0o7777, 0o755, "{}: PROGRAM's mode", container.display());
+        assert_container_runs(container, &keyed.key);
+    }
+    assert_eq!(
+        names_in(keyed.scratch.path()),
+        ["dangling.sealed", "hello", "hello.sealed", "key", "victim"],
+        "no temporary file is left behind"
+    );
+}
+
+/// A set-user-ID, set-group-ID or sticky bit of PROGRAM is not copied onto the container
+/// (preload never honours them); the permission bits are.
+#[test]
+fn preload_seal_clears_set_id_and_sticky_bits() {
+    let keyed = Keyed::new("seal-set-id");
+    let hello = build_c("hello", Variant::Pie);
+    for (mode, expected) in [(0o4755, 0o755), (0o2750, 0o750), (0o7711, 0o711), (0o6700, 0o700)] {
+        let program = keyed.scratch.copy(&hello, &format!("hello-{mode:o}"), mode);
+        assert_eq!(mode_of(&program) & 0o7777, mode, "scenario check: PROGRAM has mode {mode:o}");
+        let output = keyed.scratch.path().join(format!("hello-{mode:o}.sealed"));
+        seal_to(&keyed, &program, &output);
+        assert_eq!(mode_of(&output) & 0o7777, expected, "container of a mode {mode:o} PROGRAM");
+        // An existing container is replaced with the new mode too.
+        seal_to(&keyed, &program, &output);
+        assert_eq!(mode_of(&output) & 0o7777, expected, "container of a mode {mode:o} PROGRAM, sealed again");
+    }
+    assert_container_runs(&keyed.scratch.path().join("hello-4755.sealed"), &keyed.key);
+}
+
+/// When OUTPUT cannot be replaced (here it is a directory), preload-seal fails and removes its
+/// temporary file.
+#[test]
+fn preload_seal_removes_its_temporary_file_on_failure() {
+    let keyed = Keyed::new("seal-temp-cleanup");
+    let program = keyed.scratch.copy(Path::new("/bin/true"), "true", 0o755);
+    let output = keyed.scratch.path().join("true.sealed");
+    fs::create_dir(&output).unwrap();
+    fs::write(output.join("inside"), "x").unwrap();
+    let tool = common::output(seal_tool().arg("--key-file").arg(&keyed.key).arg("-o").arg(&output).arg(&program));
+    let stderr = String::from_utf8_lossy(&tool.stderr);
+    assert_eq!(tool.status.code(), Some(1), "sealing onto a directory: {stderr}");
+    assert!(stderr.starts_with("preload-seal: ") && stderr.lines().count() == 1, "one line of error: {stderr:?}");
+    assert_eq!(names_in(keyed.scratch.path()), ["key", "true", "true.sealed"], "no temporary file is left behind");
+    assert_eq!(names_in(&output), ["inside"], "the directory at OUTPUT is untouched");
+}
+
+/// `preload-seal --binfmt[=PRELOAD]` standard output, which must succeed.
+fn binfmt_line(args: &[&str]) -> String {
+    let output = succeed(common::output(seal_tool().arg("--binfmt").args(args)), "preload-seal --binfmt");
+    String::from_utf8(output.stdout).expect("the binfmt line is text")
+}
+
+#[test]
+fn binfmt_line_format() {
+    assert_eq!(binfmt_line(&[]), ":preload-sealed:M::\\x7fPRLSEAL::/usr/bin/preload:F\n");
+    let other = ":preload-sealed:M::\\x7fPRLSEAL::/opt/preload/bin/preload:F\n";
+    assert_eq!(binfmt_line(&["/opt/preload/bin/preload"]), other, "--binfmt PRELOAD");
+    let inline = succeed(common::output(seal_tool().arg("--binfmt=/opt/preload/bin/preload")), "--binfmt=PRELOAD");
+    assert_eq!(String::from_utf8_lossy(&inline.stdout), other, "--binfmt=PRELOAD");
+    // binfmt_misc splits at ':' and needs an absolute path; binfmt.d trims blanks.
+    for bad in ["preload", "/a:b", "/a b", "/a\nb", ""] {
+        let output = common::output(seal_tool().arg(format!("--binfmt={bad}")));
+        assert_eq!(output.status.code(), Some(1), "--binfmt={bad:?} is refused");
+        assert!(output.stdout.is_empty(), "--binfmt={bad:?} prints nothing on stdout");
+    }
+}
+
+/// The binfmt.d file the Debian package installs is what `preload-seal --binfmt` prints.
+#[test]
+fn debian_binfmt_conf_is_the_binfmt_line() {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("debian/preload-sealed.conf");
+    let text = fs::read_to_string(&conf).unwrap_or_else(|e| panic!("{}: {e}", conf.display()));
+    assert_eq!(text, binfmt_line(&[]), "{} differs from `preload-seal --binfmt`", conf.display());
+}
+
+/// The binfmt line registers in a private binfmt_misc instance (unshare -Urm: binfmt_misc can
+/// be mounted in a user namespace since Linux 6.7) as the magic, offset and flags it means, and
+/// an executable container then runs by itself, `PRELOAD_KEY_FD=3 ./hello ARGS 3<KEY`, exactly
+/// as `PRELOAD_KEY_FD=3 preload ./hello ARGS 3<KEY` runs it in the same namespace.
+#[test]
+fn binfmt_registration_runs_sealed_containers_by_themselves() {
+    let unshare = require_tool("unshare");
+    let keyed = Keyed::new("sealed-binfmt");
+    let (_, sealed) = keyed.seal(&build_c("hello", Variant::Pie), "hello");
+    let preload = common::preload();
+    let line = binfmt_line(&[&preload.to_string_lossy()]);
+    let dir = keyed.scratch.path();
+    fs::create_dir(dir.join("binfmt_misc")).unwrap();
+    // $1 scratch dir, $2 the line, $3 preload, $4 the container's directory; then its argv.
+    let script = r#"
+        dir=$1 line=$2 preload=$3 sealed=$4; shift 4
+        mount -t binfmt_misc binfmt_misc "$dir/binfmt_misc" || exit 90
+        printf '%s' "$line" > "$dir/binfmt_misc/register" || exit 91
+        cat "$dir/binfmt_misc/preload-sealed" > "$dir/entry" || exit 92
+        cd "$sealed" || exit 93
+        PRELOAD_KEY_FD=3 ./hello "$@" 3<"$dir/key" > "$dir/binfmt.out" 2> "$dir/binfmt.err"
+        echo $? > "$dir/binfmt.status"
+        PRELOAD_KEY_FD=3 "$preload" ./hello "$@" 3<"$dir/key" > "$dir/preload.out" 2> "$dir/preload.err"
+        echo $? > "$dir/preload.status"
+    "#;
+    let mut command = Command::new(&unshare);
+    command
+        .args(["-Urm", "/bin/sh", "-c", script, "sh"])
+        .arg(dir)
+        .arg(&line)
+        .arg(preload)
+        .arg(sealed.parent().unwrap())
+        .args(["one", "two words", "--exit", "3"])
+        .env_clear()
+        .env("PATH", common::SYSTEM_PATH)
+        .env("LANG", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let output = common::run(command, None, "unshare -Urm sh (binfmt_misc)");
+    assert!(
+        output.status.success(),
+        "registering in a private binfmt_misc failed ({}; 90 mount, 91 register, 92 entry): {}",
+        common::render_status(output.status),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let entry = fs::read_to_string(dir.join("entry")).unwrap();
+    let expected = format!("enabled\ninterpreter {}\nflags: F\noffset 0\nmagic 7f50524c5345414c\n", preload.display());
+    assert_eq!(entry, expected, "the registered entry");
+    let read = |name: &str| fs::read(dir.join(name)).unwrap();
+    let status = |name: &str| String::from_utf8(read(name)).unwrap().trim().parse::<i32>().unwrap();
+    assert_eq!(
+        status("preload.status"),
+        3,
+        "scenario check: through preload: {}",
+        String::from_utf8_lossy(&read("preload.err"))
+    );
+    assert!(
+        String::from_utf8_lossy(&read("preload.out")).contains(r#"argv[2]="two words""#),
+        "scenario check: hello printed its arguments"
+    );
+    assert_eq!(status("binfmt.status"), 3, "run by itself: {}", String::from_utf8_lossy(&read("binfmt.err")));
+    for stream in ["out", "err"] {
+        let (by_itself, through) = (read(&format!("binfmt.{stream}")), read(&format!("preload.{stream}")));
+        if let Some(diff) = common::diff_text(&through, &by_itself) {
+            panic!("std{stream} of the container run by itself differs (- through preload, + by itself):\n{diff}");
+        }
+    }
+}

@@ -2,13 +2,15 @@
 //!
 //!     preload-seal --new-key KEYFILE
 //!     preload-seal --key-file KEYFILE [-o OUTPUT] PROGRAM
+//!     preload-seal --binfmt[=PRELOAD]
 //!
 //! The program is compressed (zlib), encrypted with ChaCha20-Poly1305 under a fresh random
 //! nonce, and written after a header that the tag also covers (see `preload::input::sealed`).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,23 +20,48 @@ use preload::input::sealed::{self, Header, KEY_SIZE, Key, NONCE_SIZE, Secret};
 const USAGE: &str = "\
 Usage: preload-seal --key-file KEYFILE [-o OUTPUT] PROGRAM
        preload-seal --new-key KEYFILE
+       preload-seal --binfmt[=PRELOAD]
 
 Seal PROGRAM (an ELF executable) for `preload`: compressed, encrypted and authenticated with
 the key in KEYFILE (32 raw bytes, or 64 hex digits and an optional newline). OUTPUT defaults
-to PROGRAM.sealed and gets PROGRAM's permission bits. --new-key writes a new random key to
-KEYFILE (mode 0600), which must not exist yet.
+to PROGRAM.sealed and gets PROGRAM's permission bits, set-user-ID, set-group-ID and sticky
+cleared; it is written to a new file and renamed into place, so a symbolic link at OUTPUT is
+replaced, never followed. --new-key writes a new random key to KEYFILE (mode 0600), which must
+not exist yet.
 
 Run a sealed program with its key on a descriptor, never in an argument or the environment:
     PRELOAD_KEY_FD=3 preload OUTPUT [ARG]... 3<KEYFILE
+
+--binfmt prints the binfmt_misc registration of sealed containers (magic \\x7fPRLSEAL at
+offset 0, interpreter PRELOAD, flag F), for /proc/sys/fs/binfmt_misc/register or a binfmt.d
+file; once registered, an executable container runs by itself:
+    PRELOAD_KEY_FD=3 ./OUTPUT [ARG]... 3<KEYFILE
+PRELOAD is the absolute path of preload (default /usr/bin/preload; also --binfmt PRELOAD).
 ";
+
+/// The interpreter `--binfmt` names when not told otherwise: where the Debian package puts it.
+const DEFAULT_PRELOAD: &str = "/usr/bin/preload";
+
+/// The binfmt_misc entry's name (/proc/sys/fs/binfmt_misc/preload-sealed).
+const BINFMT_NAME: &str = "preload-sealed";
+
+/// The longest registration string binfmt_misc accepts (MAX_REGISTER_LENGTH in
+/// fs/binfmt_misc.c).
+const MAX_REGISTER_LENGTH: usize = 1920;
 
 enum Command {
     NewKey(PathBuf),
-    Seal { key_file: PathBuf, output: PathBuf, program: PathBuf },
+    Seal {
+        key_file: PathBuf,
+        output: PathBuf,
+        program: PathBuf,
+    },
+    /// Print the binfmt_misc registration with this interpreter.
+    Binfmt(PathBuf),
 }
 
 fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Command>, String> {
-    let (mut key_file, mut output, mut program, mut new_key) = (None, None, None, None);
+    let (mut key_file, mut output, mut program, mut new_key, mut binfmt) = (None, None, None, None, None);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().map(PathBuf::from).ok_or(format!("{name} needs a value"));
         match arg.to_str() {
@@ -42,12 +69,27 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Command>, St
             Some("--key-file") => key_file = Some(value("--key-file")?),
             Some("-o" | "--output") => output = Some(value("-o")?),
             Some("--new-key") => new_key = Some(value("--new-key")?),
+            Some("--binfmt") => binfmt = Some(None),
+            _ if arg.as_bytes().starts_with(b"--binfmt=") => {
+                binfmt = Some(Some(PathBuf::from(OsStr::from_bytes(&arg.as_bytes()[b"--binfmt=".len()..]))))
+            }
             Some(option) if option.starts_with('-') && option.len() > 1 => {
                 return Err(format!("unknown option {option}"));
             }
             _ if program.is_none() => program = Some(PathBuf::from(arg)),
             _ => return Err("more than one PROGRAM".into()),
         }
+    }
+    if let Some(inline) = binfmt {
+        if new_key.is_some() || key_file.is_some() || output.is_some() {
+            return Err("--binfmt takes no other option".into());
+        }
+        return match (inline, program) {
+            (Some(_), Some(_)) => Err("--binfmt takes one PRELOAD".into()),
+            (inline, program) => {
+                Ok(Some(Command::Binfmt(inline.or(program).unwrap_or_else(|| DEFAULT_PRELOAD.into()))))
+            }
+        };
     }
     match (new_key, key_file, program) {
         (Some(path), None, None) if output.is_none() => Ok(Some(Command::NewKey(path))),
@@ -59,7 +101,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Command>, St
             });
             Ok(Some(Command::Seal { key_file, output, program }))
         }
-        _ => Err("give either --new-key KEYFILE, or --key-file KEYFILE and PROGRAM".into()),
+        _ => Err("give --new-key KEYFILE, or --key-file KEYFILE and PROGRAM, or --binfmt".into()),
     }
 }
 
@@ -118,15 +160,85 @@ fn seal(key_file: &Path, output: &Path, program_path: &Path) -> Result<(), Strin
     let mut header = Header { nonce: [0; NONCE_SIZE], program_size: program.len() as u64, body_size: body_len as u64 };
     random(&mut header.nonce)?;
     let tag = sealed::seal(&key, &header, &mut body);
-    let mode = fs::metadata(program_path).map_err(at(program_path))?.permissions().mode() & 0o7777;
-    let mut file =
-        OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(output).map_err(at(output))?;
-    file.write_all(&header.encode())
-        .and_then(|()| file.write_all(&body))
-        .and_then(|()| file.write_all(&tag))
-        .map_err(at(output))?;
-    // An existing OUTPUT keeps its mode through open: give it PROGRAM's, as a fresh one gets.
-    file.set_permissions(fs::Permissions::from_mode(mode)).map_err(at(output))
+    // PROGRAM's permission bits without set-user-ID, set-group-ID and sticky: a container is run
+    // by preload, which never honours them, and a set-ID file that is not what it seems is a trap.
+    let mode = fs::metadata(program_path).map_err(at(program_path))?.permissions().mode() & 0o777;
+    replace(output, &[&header.encode(), &body, &tag], mode)
+}
+
+/// Puts `parts`, one after the other, at `path` with permission bits `mode`, atomically: written
+/// to a new temporary file in the same directory (`O_EXCL | O_NOFOLLOW`, mode 0600 while it is
+/// written), given `mode`, synced, then renamed over `path`. Nothing at `path` is ever opened or
+/// followed: a symbolic link there is replaced, not written through, and a reader sees either
+/// the old file or the whole new one. The temporary file is removed if anything fails.
+fn replace(path: &Path, parts: &[&[u8]], mode: u32) -> Result<(), String> {
+    let name = path.file_name().ok_or_else(|| format!("{}: not a file name", path.display()))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut nonce = [0u8; 8];
+    random(&mut nonce)?;
+    let mut temp_name = OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".{:016x}.tmp", u64::from_le_bytes(nonce)));
+    let temp = dir.join(temp_name);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&temp)
+        .map_err(at(&temp))?;
+    let written = parts
+        .iter()
+        .try_for_each(|part| file.write_all(part))
+        .and_then(|()| file.set_permissions(fs::Permissions::from_mode(mode)))
+        .and_then(|()| file.sync_all())
+        .map_err(at(&temp))
+        .and_then(|()| fs::rename(&temp, path).map_err(at(path)));
+    drop(file);
+    if let Err(message) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(message);
+    }
+    // The rename itself is durable once the directory is synced: best effort, as a directory
+    // one may write but not read cannot be opened for it, and OUTPUT is in place either way.
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// The binfmt_misc registration string (`:name:type:offset:magic:mask:interpreter:flags`, see
+/// the kernel's Documentation/admin-guide/binfmt-misc.rst) for sealed containers, one line:
+/// recognised by magic (`M`) at offset 0 (left empty), the magic's bytes that are not printable
+/// written `\xHH` as binfmt_misc unescapes them, no mask, and flag `F`: the kernel opens the
+/// interpreter when the line is registered, so it works in mount namespaces and chroots that do
+/// not have it. Without `P` the interpreter gets the container's path as typed, as
+/// `preload ./app.sealed ARG...` would, and argv[0] of the container's caller is dropped.
+fn binfmt_line(preload: &Path) -> Result<Vec<u8>, String> {
+    let path = preload.as_os_str().as_bytes();
+    if !path.starts_with(b"/") || path.iter().any(|&b| b == b':' || b.is_ascii_whitespace() || b.is_ascii_control()) {
+        return Err(format!(
+            "{}: PRELOAD must be an absolute path without ':', blanks or control characters",
+            preload.display()
+        ));
+    }
+    let mut line = format!(":{BINFMT_NAME}:M::").into_bytes();
+    for byte in sealed::MAGIC {
+        match byte {
+            b'!'..=b'~' if byte != b'\\' && byte != b':' => line.push(byte),
+            _ => line.extend_from_slice(format!("\\x{byte:02x}").as_bytes()),
+        }
+    }
+    line.extend_from_slice(b"::");
+    line.extend_from_slice(path);
+    line.extend_from_slice(b":F\n");
+    if line.len() > MAX_REGISTER_LENGTH {
+        return Err(format!("{}: longer than binfmt_misc accepts", preload.display()));
+    }
+    Ok(line)
 }
 
 fn main() -> ExitCode {
@@ -137,6 +249,8 @@ fn main() -> ExitCode {
         }
         Ok(Some(Command::NewKey(path))) => new_key(&path),
         Ok(Some(Command::Seal { key_file, output, program })) => seal(&key_file, &output, &program),
+        Ok(Some(Command::Binfmt(preload))) => binfmt_line(&preload)
+            .and_then(|line| std::io::stdout().write_all(&line).map_err(|err| format!("standard output: {err}"))),
         Err(usage) => {
             eprintln!("preload-seal: {usage} (try 'preload-seal --help')");
             return ExitCode::from(2);

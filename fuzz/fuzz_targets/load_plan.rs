@@ -10,6 +10,11 @@
 //! demands; the PIE bias honours the largest p_align; the heap starts above the program. A
 //! program with an interpreter may have no PT_LOAD at all.
 //!
+//! The placement the shell takes (`load::Placement::of_program`) is the bias checked here, and
+//! `page_flags` / `has_flags` (what the stack and Wine's table checks rely on) agree with a model
+//! over the program headers' own fields: the last PT_LOAD over a page decides, file pages past
+//! the end of the file have no access, bss pages are read-write.
+//!
 //! Also the check before a fixed-address segment is mapped, `load::foreign_mapping` over the
 //! ranges recorded in `load::Owned`: against a model that subtracts every recorded range from the
 //! target, it finds a mapping of /proc/self/maps exactly when one overlaps what is left, and the
@@ -19,10 +24,10 @@
 use arbitrary::Arbitrary;
 use goblin::elf::header::{ET_DYN, ET_EXEC};
 use goblin::elf64::header::Header;
-use goblin::elf64::program_header::{PF_W, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_PHDR, ProgramHeader};
+use goblin::elf64::program_header::{PF_R, PF_W, PF_X, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_PHDR, ProgramHeader};
 use libfuzzer_sys::fuzz_target;
 use preload::elf::{self, Image, TASK_SIZE};
-use preload::plan::load::{self, BRK_RND_RANGE, ELF_ET_DYN_BASE, Extent, Owned, Segment};
+use preload::plan::load::{self, BRK_RND_RANGE, ELF_ET_DYN_BASE, Extent, Owned, Placement, Segment};
 use preload::plan::reserve::Range;
 use preload::{PAGE_SIZE, page_align, page_offset, page_start};
 
@@ -86,6 +91,9 @@ struct Input {
     base_page: Option<u64>,
     random_mmap: u64,
     random_brk: u64,
+    /// A range whose pages' flags are asked for: its start, and its length in pages and bytes.
+    probe: (u64, u8, u16),
+    probe_flags: u8,
     maps: Maps,
 }
 
@@ -120,6 +128,7 @@ fuzz_target!(|input: Input| {
         check_segment(ph, &Segment::of(ph), &extent, image.relocatable, file_size);
     }
     check_placement(&image, &extent, &input);
+    check_page_flags(&image, file_size, &input);
 });
 
 fn span_end(extent: &Extent) -> u64 {
@@ -207,20 +216,38 @@ fn check_segment(ph: &ProgramHeader, seg: &Segment, extent: &Extent, relocatable
 
 fn check_placement(image: &Image, extent: &Extent, input: &Input) {
     let static_pie = image.relocatable && !input.has_interp;
+    let rnd = if input.randomize { load::mmap_rnd(input.random_mmap) } else { 0 };
+    let base = input.base_page.map(|page| page.wrapping_mul(PAGE_SIZE));
+    let placement = Placement::of_program(image.relocatable, input.has_interp, base, extent, rnd);
     let bias = match (image.relocatable, input.base_page) {
-        (false, _) => 0,
-        (true, Some(page)) => page.wrapping_mul(PAGE_SIZE).wrapping_sub(extent.first_start),
+        // The shell refuses --base for an ET_EXEC; the rest holds for the program without it.
+        (false, Some(_)) => {
+            assert!(placement.is_err(), "--base accepted for an ET_EXEC: {placement:?}");
+            0
+        }
+        (false, None) => {
+            assert_eq!(placement, Ok(Placement::Fixed));
+            0
+        }
+        (true, Some(page)) => {
+            let bias = page.wrapping_mul(PAGE_SIZE).wrapping_sub(extent.first_start);
+            assert_eq!(placement, Ok(Placement::Bias(bias)));
+            bias
+        }
         (true, None) if input.has_interp => {
-            let rnd = if input.randomize { load::mmap_rnd(input.random_mmap) } else { 0 };
             assert!(rnd < (1 << 40) && rnd % PAGE_SIZE == 0);
             let bias = load::pie_bias(extent, rnd);
             let first = bias.wrapping_add(extent.first_start);
             assert_eq!(first % extent.align, 0, "first page {first:#x} not aligned to {:#x}", extent.align);
             assert!(first <= ELF_ET_DYN_BASE + rnd && ELF_ET_DYN_BASE + rnd - first < extent.align, "{first:#x}");
+            assert_eq!(placement, Ok(Placement::Bias(bias)));
             bias
         }
         // Anywhere: mmap picks an address aligned to extent.align; take the lowest.
-        (true, None) => extent.align.wrapping_sub(extent.first_start),
+        (true, None) => {
+            assert_eq!(placement, Ok(Placement::Anywhere { align: extent.align }));
+            extent.align.wrapping_sub(extent.first_start)
+        }
     };
     assert_eq!(bias % PAGE_SIZE, 0);
     // load::map fails unless the biased program is inside the user address space.
@@ -299,4 +326,50 @@ fn check_foreign_mapping(input: &Maps) {
             "a mapping overlaps {target:x?} outside the recorded ranges {recorded:x?}, and was not found"
         ),
     }
+}
+
+/// What a page of the image allows, from the program headers' own fields: the last PT_LOAD over
+/// the page decides; its file pages (past the end of the file: none) have its flags, the whole
+/// pages of its bss are read-write (and executable with PF_X).
+fn model_flags(image: &Image, page: u64, file_size: u64) -> Option<u32> {
+    image.loads().rev().find_map(|ph| {
+        let start = page_start(ph.p_vaddr);
+        let file_end = if ph.p_filesz == 0 { start } else { page_align(ph.p_vaddr + ph.p_filesz) };
+        // A segment without bss (memsz == filesz; both 0 maps nothing) gets no anonymous pages.
+        let mem_end = if ph.p_memsz > ph.p_filesz { page_align(ph.p_vaddr + ph.p_memsz) } else { file_end };
+        if (start..file_end).contains(&page) {
+            let offset = page_start(ph.p_offset) + (page - start);
+            Some(if offset < file_size { ph.p_flags } else { 0 })
+        } else if (file_end..mem_end).contains(&page) {
+            Some(PF_R | PF_W | (ph.p_flags & PF_X))
+        } else {
+            None
+        }
+    })
+}
+
+fn check_page_flags(image: &Image, file_size: u64, input: &Input) {
+    let (vaddr, pages, extra) = input.probe;
+    let len = u64::from(pages) * PAGE_SIZE + u64::from(extra);
+    let flags = u32::from(input.probe_flags & 7);
+    // Each PT_LOAD's first and last pages and the pages around them, and the probe's pages.
+    let mut pages: Vec<u64> = image
+        .loads()
+        .flat_map(|ph| {
+            let (first, last) = (page_start(ph.p_vaddr), page_start(ph.p_vaddr + ph.p_memsz.max(1) - 1));
+            [first.wrapping_sub(PAGE_SIZE), first, last, last.wrapping_add(PAGE_SIZE)]
+        })
+        .collect();
+    if let Some(end) = vaddr.checked_add(len) {
+        pages.extend((page_start(vaddr)..end).step_by(PAGE_SIZE as usize));
+    }
+    for &page in &pages {
+        assert_eq!(load::page_flags(image, page, file_size), model_flags(image, page, file_size), "page {page:#x}");
+    }
+    let expected = vaddr.checked_add(len).is_some_and(|end| {
+        (page_start(vaddr)..end)
+            .step_by(PAGE_SIZE as usize)
+            .all(|page| model_flags(image, page, file_size).is_some_and(|have| have & flags == flags))
+    });
+    assert_eq!(load::has_flags(image, vaddr, len, flags, file_size), expected, "{vaddr:#x}+{len:#x} {flags:#o}");
 }

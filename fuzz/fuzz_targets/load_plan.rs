@@ -1,5 +1,6 @@
 //! The load plan over validated images and arbitrary placement inputs: `plan::Extent`,
-//! `plan::Segment`, `pie_bias` and `start_brk`, as `load::map` and `main.rs` use them.
+//! `plan::Segment`, `Placement::of_program`, `pie_bias`, `start_brk`, `page_flags` and `has_flags`, as the
+//! shell's `load.rs`, `plan.rs` and `wine.rs` use them.
 //!
 //! Checks what the mapping code relies on: every segment's pages are page-aligned, cover its
 //! memory, stay inside TASK_SIZE and (position-independent images) inside the span the first
@@ -7,13 +8,10 @@
 //! their own as the kernel does); file pages map whole pages at the segment's offset (past the
 //! end of the file too, as the kernel maps them); zeroing touches only the segment's own
 //! writable last file page, which the file holds; the mm fields are ordered as PR_SET_MM_MAP
-//! demands; the PIE bias honours the largest p_align; the heap starts above the program. A
-//! program with an interpreter may have no PT_LOAD at all.
-//!
-//! The placement the shell takes (`load::Placement::of_program`) is the bias checked here, and
-//! `page_flags` / `has_flags` (what the stack and Wine's table checks rely on) agree with a model
-//! over the program headers' own fields: the last PT_LOAD over a page decides, file pages past
-//! the end of the file have no access, bss pages are read-write.
+//! demands; the placement is the kernel's choice for the image's type; the PIE bias honours the
+//! largest p_align; the heap starts above the program; a page's flags are those of the last
+//! PT_LOAD that maps it (an independent model), and `has_flags` holds exactly when every page of
+//! the range has the flags. A program with an interpreter may have no PT_LOAD at all.
 //!
 //! Also the check before a fixed-address segment is mapped, `load::foreign_mapping` over the
 //! ranges recorded in `load::Owned`: against a model that subtracts every recorded range from the
@@ -128,7 +126,8 @@ fuzz_target!(|input: Input| {
         check_segment(ph, &Segment::of(ph), &extent, image.relocatable, file_size);
     }
     check_placement(&image, &extent, &input);
-    check_page_flags(&image, file_size, &input);
+    check_page_flags(&image, file_size);
+    check_has_flags(&image, file_size, &input);
 });
 
 fn span_end(extent: &Extent) -> u64 {
@@ -217,37 +216,36 @@ fn check_segment(ph: &ProgramHeader, seg: &Segment, extent: &Extent, relocatable
 fn check_placement(image: &Image, extent: &Extent, input: &Input) {
     let static_pie = image.relocatable && !input.has_interp;
     let rnd = if input.randomize { load::mmap_rnd(input.random_mmap) } else { 0 };
+    assert!(rnd < (1 << 40) && rnd % PAGE_SIZE == 0);
     let base = input.base_page.map(|page| page.wrapping_mul(PAGE_SIZE));
-    let placement = Placement::of_program(image.relocatable, input.has_interp, base, extent, rnd);
+    match Placement::of_program(image.relocatable, input.has_interp, base, extent, rnd) {
+        Err(_) => assert!(!image.relocatable && base.is_some(), "refused a placement the kernel makes"),
+        Ok(Placement::Fixed) => assert!(!image.relocatable && base.is_none()),
+        Ok(Placement::Bias(bias)) => {
+            assert!(image.relocatable && (base.is_some() || input.has_interp));
+            let expected = match base {
+                Some(base) => base.wrapping_sub(extent.first_start),
+                None => load::pie_bias(extent, rnd),
+            };
+            assert_eq!(bias, expected);
+        }
+        Ok(Placement::Anywhere { align }) => {
+            assert!(static_pie && base.is_none());
+            assert_eq!(align, extent.align);
+        }
+    }
     let bias = match (image.relocatable, input.base_page) {
-        // The shell refuses --base for an ET_EXEC; the rest holds for the program without it.
-        (false, Some(_)) => {
-            assert!(placement.is_err(), "--base accepted for an ET_EXEC: {placement:?}");
-            0
-        }
-        (false, None) => {
-            assert_eq!(placement, Ok(Placement::Fixed));
-            0
-        }
-        (true, Some(page)) => {
-            let bias = page.wrapping_mul(PAGE_SIZE).wrapping_sub(extent.first_start);
-            assert_eq!(placement, Ok(Placement::Bias(bias)));
-            bias
-        }
+        (false, _) => 0,
+        (true, Some(page)) => page.wrapping_mul(PAGE_SIZE).wrapping_sub(extent.first_start),
         (true, None) if input.has_interp => {
-            assert!(rnd < (1 << 40) && rnd % PAGE_SIZE == 0);
             let bias = load::pie_bias(extent, rnd);
             let first = bias.wrapping_add(extent.first_start);
             assert_eq!(first % extent.align, 0, "first page {first:#x} not aligned to {:#x}", extent.align);
             assert!(first <= ELF_ET_DYN_BASE + rnd && ELF_ET_DYN_BASE + rnd - first < extent.align, "{first:#x}");
-            assert_eq!(placement, Ok(Placement::Bias(bias)));
             bias
         }
         // Anywhere: mmap picks an address aligned to extent.align; take the lowest.
-        (true, None) => {
-            assert_eq!(placement, Ok(Placement::Anywhere { align: extent.align }));
-            extent.align.wrapping_sub(extent.first_start)
-        }
+        (true, None) => extent.align.wrapping_sub(extent.first_start),
     };
     assert_eq!(bias % PAGE_SIZE, 0);
     // load::map fails unless the biased program is inside the user address space.
@@ -264,6 +262,41 @@ fn check_placement(image: &Image, extent: &Extent, input: &Input) {
             assert!(brk > end, "no guard page between the program and the randomised heap");
         }
     }
+}
+
+/// `page_flags` against a model that maps the PT_LOADs in order, each over the ones before.
+fn check_page_flags(image: &Image, file_size: u64) {
+    let pages = image.loads().flat_map(|ph| {
+        let seg = Segment::of(ph);
+        [seg.start, seg.start.wrapping_add(PAGE_SIZE), page_start(ph.p_vaddr.wrapping_add(ph.p_memsz))]
+    });
+    for page in pages.take(64) {
+        let mut model = None;
+        for ph in image.loads() {
+            let seg = Segment::of(ph);
+            if seg.start <= page && page - seg.start < seg.file_len {
+                let past_eof = seg.offset.saturating_add(page - seg.start) >= file_size;
+                model = Some(if past_eof { 0 } else { ph.p_flags });
+            } else if seg.anon.is_some_and(|(start, end)| start <= page && page < end) {
+                model = Some(PF_R | PF_W | (ph.p_flags & PF_X));
+            }
+        }
+        assert_eq!(load::page_flags(image, page, file_size), model, "page {page:#x}");
+    }
+}
+
+/// `has_flags` over the probe range: true exactly when every page of it has the flags, as
+/// `page_flags` (checked above) says.
+fn check_has_flags(image: &Image, file_size: u64, input: &Input) {
+    let (vaddr, pages, extra) = input.probe;
+    let len = u64::from(pages) * PAGE_SIZE + u64::from(extra);
+    let flags = u32::from(input.probe_flags & 7);
+    let expected = vaddr.checked_add(len).is_some_and(|end| {
+        (page_start(vaddr)..end)
+            .step_by(PAGE_SIZE as usize)
+            .all(|page| load::page_flags(image, page, file_size).is_some_and(|have| have & flags == flags))
+    });
+    assert_eq!(load::has_flags(image, vaddr, len, flags, file_size), expected, "{vaddr:#x}+{len:#x} {flags:#o}");
 }
 
 fn check_foreign_mapping(input: &Maps) {
@@ -326,50 +359,4 @@ fn check_foreign_mapping(input: &Maps) {
             "a mapping overlaps {target:x?} outside the recorded ranges {recorded:x?}, and was not found"
         ),
     }
-}
-
-/// What a page of the image allows, from the program headers' own fields: the last PT_LOAD over
-/// the page decides; its file pages (past the end of the file: none) have its flags, the whole
-/// pages of its bss are read-write (and executable with PF_X).
-fn model_flags(image: &Image, page: u64, file_size: u64) -> Option<u32> {
-    image.loads().rev().find_map(|ph| {
-        let start = page_start(ph.p_vaddr);
-        let file_end = if ph.p_filesz == 0 { start } else { page_align(ph.p_vaddr + ph.p_filesz) };
-        // A segment without bss (memsz == filesz; both 0 maps nothing) gets no anonymous pages.
-        let mem_end = if ph.p_memsz > ph.p_filesz { page_align(ph.p_vaddr + ph.p_memsz) } else { file_end };
-        if (start..file_end).contains(&page) {
-            let offset = page_start(ph.p_offset) + (page - start);
-            Some(if offset < file_size { ph.p_flags } else { 0 })
-        } else if (file_end..mem_end).contains(&page) {
-            Some(PF_R | PF_W | (ph.p_flags & PF_X))
-        } else {
-            None
-        }
-    })
-}
-
-fn check_page_flags(image: &Image, file_size: u64, input: &Input) {
-    let (vaddr, pages, extra) = input.probe;
-    let len = u64::from(pages) * PAGE_SIZE + u64::from(extra);
-    let flags = u32::from(input.probe_flags & 7);
-    // Each PT_LOAD's first and last pages and the pages around them, and the probe's pages.
-    let mut pages: Vec<u64> = image
-        .loads()
-        .flat_map(|ph| {
-            let (first, last) = (page_start(ph.p_vaddr), page_start(ph.p_vaddr + ph.p_memsz.max(1) - 1));
-            [first.wrapping_sub(PAGE_SIZE), first, last, last.wrapping_add(PAGE_SIZE)]
-        })
-        .collect();
-    if let Some(end) = vaddr.checked_add(len) {
-        pages.extend((page_start(vaddr)..end).step_by(PAGE_SIZE as usize));
-    }
-    for &page in &pages {
-        assert_eq!(load::page_flags(image, page, file_size), model_flags(image, page, file_size), "page {page:#x}");
-    }
-    let expected = vaddr.checked_add(len).is_some_and(|end| {
-        (page_start(vaddr)..end)
-            .step_by(PAGE_SIZE as usize)
-            .all(|page| model_flags(image, page, file_size).is_some_and(|have| have & flags == flags))
-    });
-    assert_eq!(load::has_flags(image, vaddr, len, flags, file_size), expected, "{vaddr:#x}+{len:#x} {flags:#o}");
 }

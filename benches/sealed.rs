@@ -1,4 +1,4 @@
-//! Sealed-executable benchmark (issues 6 and 16): for a 100 MB and a 10 MB program, the time
+//! Sealed-executable benchmark: for a 100 MB and a 10 MB program, the time
 //! and peak memory to launch it sealed (LZ4 chunks, the default; and zlib), next to the same
 //! program run directly and through preload unsealed, and the throughput of the steps the
 //! preloader takes (authentication, decryption, decoding).
@@ -7,7 +7,7 @@
 //!     PRELOAD_BENCH_MB=100,10 PRELOAD_BENCH_RUNS=7 cargo bench --bench sealed
 //!     PRELOAD_BENCH_PRELOAD=old/preload PRELOAD_BENCH_SEAL=old/preload-seal cargo bench --bench sealed
 //!
-//! The programs are generated here, as in the issue's measurement: a C program whose .rodata
+//! The programs are generated here, as startup was first measured: a C program whose .rodata
 //! holds N MB of base64 text (of pseudo-random bytes: zlib takes it to about 75%, LZ4 not at
 //! all, so its chunks are stored), which reads one byte of every 64 (so that every launch ends
 //! with the whole program resident) and prints its own VmHWM. Through preload there is no exec
@@ -26,6 +26,11 @@
 //! Std only, on purpose: dev-dependencies that enable `std` on rustix or goblin would break the
 //! no_std preloader's build.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a bench runs on one thread, so no write descriptor can leak into a child: the tests' spawn lock has nothing to guard here"
+)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -37,7 +42,7 @@ use preload::input::sealed::{
 
 const DEFAULT_SIZES: &str = "100,10";
 const DEFAULT_RUNS: usize = 7;
-/// The goals of issue 16, in milliseconds, by program size in MB.
+/// The goals, in milliseconds, by program size in MB.
 const GOALS: [(usize, f64); 2] = [(100, 200.0), (10, 25.0)];
 
 const PROGRAM_C: &str = r#"#include <stdio.h>
@@ -203,7 +208,8 @@ fn bench_size(megabytes: usize, runs: usize, preload: &Path, seal: &Path) {
     for (name, options) in [("lz4", &["--compress", "lz4"][..]), ("zlib", &["--compress", "zlib"][..])] {
         let sealed = dir.join(format!("big.{name}"));
         let start = Instant::now();
-        let output = Command::new(seal).arg("--key-file").arg(&key).args(options).arg("-o").arg(&sealed).arg(&program).output();
+        let output =
+            Command::new(seal).arg("--key-file").arg(&key).args(options).arg("-o").arg(&sealed).arg(&program).output();
         if !output.is_ok_and(|output| output.status.success()) {
             // An older preload-seal knows no --compress: its default (zlib) then, as the line says.
             run_ok(Command::new(seal).arg("--key-file").arg(&key).arg("-o").arg(&sealed).arg(&program));
@@ -221,7 +227,9 @@ fn bench_size(megabytes: usize, runs: usize, preload: &Path, seal: &Path) {
     }
 
     let key_env = [("PRELOAD_KEY_FD", "3")];
-    let mut cases: Vec<(String, Vec<&Path>, &[(&str, &str)])> = vec![
+    // (label, command line, extra environment)
+    type Case<'a> = (String, Vec<&'a Path>, &'a [(&'a str, &'a str)]);
+    let mut cases: Vec<Case> = vec![
         ("direct".into(), vec![program.as_path()], &[]),
         ("preload (plain)".into(), vec![preload, program.as_path()], &[]),
     ];

@@ -217,7 +217,8 @@ fn check_round_trip(key: &sealed::Key, input: &Input, compressor: Compressor, pr
     assert_eq!(body, compressed);
     check_decode(compressor, &body, header.program_size, &input.reads);
     let mut out = vec![0u8; program.len()];
-    let mut decoder = Decoder::new(compressor, &body, header.program_size).expect("a sealed body's structure is accepted");
+    let mut decoder =
+        Decoder::new(compressor, &body, header.program_size).expect("a sealed body's structure is accepted");
     assert!(decoder.read(&body, 0, &mut out), "{compressor:?}: a sealed body decodes");
     assert_eq!(out, program);
 }

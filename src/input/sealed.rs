@@ -58,8 +58,8 @@ pub const KEY_SIZE: usize = 32;
 /// The largest program a container may declare (64 GiB): checked before anything is allocated.
 pub const MAX_PROGRAM_SIZE: u64 = 1 << 36;
 
-/// Why a container is refused before or during authentication (the wording for every
-/// way a container can fail to prove itself authentic).
+/// Why a container is refused before or during authentication (one wording for every way a
+/// container can fail to prove itself authentic).
 pub const AUTHENTICATION_FAILED: &str = "authentication failed";
 pub const TRUNCATED: &str = "authentication failed: container truncated";
 pub const TRAILING: &str = "authentication failed: bytes after the container's tag";
@@ -626,7 +626,9 @@ mod tests {
             for &(at, value) in edits {
                 bytes[at] = value;
             }
-            Header::parse(&bytes).map(|header| header.compressor).map_err(|refusal| (refusal.status as u8, refusal.reason))
+            Header::parse(&bytes)
+                .map(|header| header.compressor)
+                .map_err(|refusal| (refusal.status as u8, refusal.reason))
         };
         assert_eq!(with(&[]), Ok(Compressor::Lz4Chunks));
         assert_eq!(with(&[(8, 1), (11, 1)]), Ok(Compressor::Zlib));
@@ -668,7 +670,10 @@ mod tests {
                 let container = seal_with(compressor, &program, &KEY);
                 assert_eq!(unseal(&container, &KEY).unwrap(), program, "{compressor:?}, {len} bytes");
             }
-            assert!(seal_with(compressor, &sample(300_000), &KEY).len() < 200_000, "{compressor:?}: the sample compresses");
+            assert!(
+                seal_with(compressor, &sample(300_000), &KEY).len() < 200_000,
+                "{compressor:?}: the sample compresses"
+            );
         }
     }
 

@@ -58,8 +58,9 @@ pub fn prot(flags: u32) -> ProtFlags {
 /// the stack, the vDSO, a reservation) the result is EEXIST.
 pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement, owned: &mut Owned) -> Result<u64, Errno> {
     let total = page_align(extent.total_size);
-    // Copied segments get their bytes after all are mapped, in file order (copy_in_file_order).
-    let deferred = file.copy_segments() && spans_disjoint(image);
+    // Copied segments get their bytes after all are mapped, in file order (copy_in_file_order):
+    // it matters for a sealed program only (a streamed one is read from its memfd in any order).
+    let deferred = cfg!(feature = "sealed") && file.copy_segments() && spans_disjoint(image);
     // Without any PT_LOAD the kernel's load bias stays 0 (it is set at the first one).
     let mut bias = 0;
     for (index, ph) in image.loads().enumerate() {

@@ -220,9 +220,10 @@ pub fn outcome(out: &mut Printer, mapped: &Mapped, stack: &Built, set: &MmOutcom
             .text("): it stays the preloader"),
         ExeOutcome::Failed(errno) => out
             .line()
-            .text("PR_SET_MM_MAP failed (")
+            .text("PR_SET_MM_MAP refused (")
             .text(errno_text(errno.raw_os_error()))
-            .text("): /proc shows the preloader's mm fields"),
+            .text("): /proc/self/cmdline shows preload's own command line and environ the environment it was given")
+            .text(" (its strings are kept in place); exe, auxv, the stat fields and brk stay the preloader's"),
     };
     out.end();
 }

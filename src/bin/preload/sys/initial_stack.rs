@@ -114,6 +114,13 @@ impl InitialStack {
         self.aux_string(AT_PLATFORM)
     }
 
+    /// The strings the kernel copied for this exec, from argv[0] up to the top of the stack:
+    /// what /proc/self/cmdline and environ read while the mm fields are the kernel's.
+    pub fn string_area(&self) -> Option<(u64, u64)> {
+        let first = self.argv.first().or(self.envp.first()).map_or(self.execfn, |&ptr| ptr);
+        Some((first as u64, self.stack_top()?))
+    }
+
     /// The end of the [stack] mapping: the kernel's execfn string is followed by 8 zero bytes
     /// that end it.
     pub fn stack_top(&self) -> Option<u64> {

@@ -14,7 +14,7 @@ use crate::exec::Resolved;
 use crate::input::source::Held;
 use crate::load::{Inspected, Mapped};
 use crate::mm::{ExeOutcome, MmOutcome};
-use crate::plan::Plan;
+use crate::plan::{Plan, RandomSource};
 use crate::reserve::ReserveError;
 use crate::stack::Built;
 use crate::sys::io::{STDERR, print};
@@ -184,6 +184,12 @@ pub fn plan(out: &mut Printer, resolved: &Resolved, inspected: &Inspected, plan:
                 .text(" bytes inflated into anonymous memory, segments copied; its container stands for it as exe");
             out.end();
         }
+    }
+    if let RandomSource::Fallback(why) = plan.random_source {
+        out.line().text("getrandom refused (").text(errno_text(why.raw_os_error()));
+        out.line().text("): AT_RANDOM is the kernel's own for preload's exec");
+        out.line().text(if plan.randomize { ", the offsets from /dev/urandom" } else { "" });
+        out.end();
     }
     image(out, "program", name, &inspected.image, plan.placement.planned_bias());
     if let Some(interp) = &inspected.interpreter {

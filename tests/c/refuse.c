@@ -1,8 +1,9 @@
 /* A sandbox that refuses more, for tests/refusals.rs: installs a seccomp filter that makes the
  * named system calls fail with the given errno (optionally only when their first argument has a
- * given value), optionally sets securebits, then execs the rest of its arguments:
+ * given value), optionally a Landlock ruleset that allows executing files only beneath the given
+ * paths, then execs the rest of its arguments:
  *
- *   refuse [--securebits N] [SYSCALL[:ARG0]=ERRNO]... -- PROGRAM [ARG]...
+ *   refuse [--exec-only-beneath PATH]... [SYSCALL[:ARG0]=ERRNO]... -- PROGRAM [ARG]...
  *
  * SYSCALL is a name from the table below or a number; ERRNO a name (EPERM, ENOSYS, EACCES,
  * EINVAL) or a number. Everything else is allowed. Any failure to set up exits 99 with a message,
@@ -11,7 +12,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/audit.h>
+#include <fcntl.h>
 #include <linux/filter.h>
+#include <linux/landlock.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -55,12 +58,25 @@ int main(int argc, char **argv)
     code[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
     code[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
     code[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
-    long securebits = -1;
+    int ruleset = -1;
     int rules = 0;
     int i = 1;
     for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
-        if (strcmp(argv[i], "--securebits") == 0 && i + 1 < argc) {
-            securebits = number(argv[++i], "bad securebits");
+        if (strcmp(argv[i], "--exec-only-beneath") == 0 && i + 1 < argc) {
+            if (ruleset < 0) {
+                struct landlock_ruleset_attr attr = {.handled_access_fs = LANDLOCK_ACCESS_FS_EXECUTE};
+                ruleset = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
+                if (ruleset < 0)
+                    die("landlock_create_ruleset", strerror(errno));
+            }
+            const char *path = argv[++i];
+            struct landlock_path_beneath_attr beneath = {.allowed_access = LANDLOCK_ACCESS_FS_EXECUTE};
+            beneath.parent_fd = open(path, O_PATH | O_CLOEXEC);
+            if (beneath.parent_fd < 0)
+                die(path, strerror(errno));
+            if (syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &beneath, 0) != 0)
+                die("landlock_add_rule", strerror(errno));
+            close(beneath.parent_fd);
             continue;
         }
         char rule[256];
@@ -98,11 +114,14 @@ int main(int argc, char **argv)
         }
     }
     if (i + 1 >= argc)
-        die("usage", "refuse [--securebits N] [SYSCALL[:ARG0]=ERRNO]... -- PROGRAM [ARG]...");
+        die("usage", "refuse [--exec-only-beneath PATH]... [SYSCALL[:ARG0]=ERRNO]... -- PROGRAM [ARG]...");
     code[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
 
-    if (securebits >= 0 && prctl(PR_SET_SECUREBITS, (unsigned long)securebits, 0, 0, 0) != 0)
-        die("PR_SET_SECUREBITS", strerror(errno));
+    if (ruleset >= 0 && syscall(SYS_landlock_restrict_self, ruleset, 0) != 0) {
+        if (errno != EPERM || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+            syscall(SYS_landlock_restrict_self, ruleset, 0) != 0)
+            die("landlock_restrict_self", strerror(errno));
+    }
     struct sock_fprog prog = {.len = (unsigned short)n, .filter = code};
     /* Root may install a filter without no_new_privs; anyone else needs it. */
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {

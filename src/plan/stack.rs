@@ -455,7 +455,10 @@ mod tests {
         // The preloader's own strings, as the kernel laid them out: argv, envp, execfn, 8 zeros.
         let area: &'static [u8] = b"preload\0--verbose\0prog\0arg\0A=1\0B=2\0/usr/bin/preload\0\0\0\0\0\0\0\0\0";
         let at = |needle: &str| {
-            let start = area.windows(needle.len() + 1).position(|w| &w[..needle.len()] == needle.as_bytes() && w[needle.len()] == 0).unwrap();
+            let start = area
+                .windows(needle.len() + 1)
+                .position(|w| &w[..needle.len()] == needle.as_bytes() && w[needle.len()] == 0)
+                .unwrap();
             &area[start..start + needle.len()]
         };
         let kept = (area.as_ptr() as u64, area.as_ptr() as u64 + area.len() as u64);

@@ -17,8 +17,8 @@ use rustix::mm::MapFlags;
 #[cfg(feature = "sealed")]
 use crate::input::sealed::Unsealed;
 use crate::input::stream::{self, FdStream, Memfd};
-use crate::sys::{io, proc};
 use crate::sys::mem::Mapping;
+use crate::sys::{io, proc};
 
 /// How the program's bytes are held.
 pub enum Held {

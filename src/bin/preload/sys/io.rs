@@ -50,7 +50,12 @@ pub fn read_to_fill(fd: impl AsFd, buf: &mut [u8]) -> Result<usize, Errno> {
 
 /// Fill `buf` from the start of the file at `path` (EIO if it is shorter).
 pub fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<(), Errno> {
-    let fd = rustix::fs::openat(rustix::fs::CWD, path, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())?;
+    let fd = rustix::fs::openat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
     match read_to_fill(&fd, buf)? {
         n if n == buf.len() => Ok(()),
         _ => Err(Errno::IO),

@@ -126,6 +126,24 @@ fn whole_pr_set_mm_map_refused_runs_a_script_and_argv0() {
     assert!(stdout(&output).contains("argv[0]=\"renamed\"\nargv[1]=\"x\"\n"), "{}", stdout(&output));
 }
 
+#[test]
+fn all_of_prctl_refused_still_runs_the_program() {
+    // PR_SET_NAME is refused too: comm stays the preloader's, and --verbose says so.
+    let program = build_c("probe", Variant::Pie);
+    let output = preload_in(&["prctl=EPERM"], &["--verbose".as_ref(), program.as_os_str()]);
+    let verbose = stderr(&output);
+    let report = probe::parse(&Output { stderr: Vec::new(), ..output.clone() }, "through preload under prctl=EPERM");
+    let own_name = common::preload().file_name().unwrap().to_string_lossy().chars().take(15).collect::<String>();
+    assert_eq!(report["comm"], own_name, "comm");
+    for line in [
+        "preload: comm could not be set (Operation not permitted): it stays the preloader's\n",
+        "preload: PR_SET_MM_MAP refused (Operation not permitted)",
+    ] {
+        assert!(verbose.contains(line), "--verbose must say {line:?}:\n{verbose}");
+    }
+    assert_eq!(report["argc"], "1");
+}
+
 // ---------------------------------------------------------------------------------------------
 // memfd_create refused (ENOSYS before 3.17, or a filter).
 

@@ -214,6 +214,13 @@ pub fn outcome(out: &mut Printer, mapped: &Mapped, stack: &Built, set: &MmOutcom
         .text(", stack ")
         .hex(stack.layout.sp);
     out.end();
+    if let Some(why) = set.comm_refused {
+        out.line()
+            .text("comm could not be set (")
+            .text(errno_text(why.raw_os_error()))
+            .text("): it stays the preloader's");
+        out.end();
+    }
     match set.exe {
         ExeOutcome::Set => out.line().text("/proc/self/exe set to the program"),
         ExeOutcome::SetAfterUnmapping => {

@@ -164,6 +164,7 @@ where
         match string_bytes(self.argv.clone()) {
             // An empty argv gets "" as argv[0].
             (0, _) => (1, 1),
+            counted if kept.is_none() => counted,
             (argc, _) => (argc, string_bytes(self.argv.clone().filter(|s| kept_at(kept, s).is_none())).1),
         }
     }
@@ -192,8 +193,8 @@ where
             None => end - if kept.is_some() { 0 } else { WORD } - (self.execfn.len() as u64 + 1),
         };
         let below_execfn = if kept_at(kept, self.execfn).is_some() { end } else { execfn };
-        let envc = self.envp.clone().count() as u64;
-        let (_, env_bytes) = string_bytes(self.envp.clone().filter(|s| kept_at(kept, s).is_none()));
+        let (envc, env_bytes) = string_bytes(self.envp.clone().filter(|s| kept_at(kept, s).is_none()));
+        let envc = if kept.is_some() { self.envp.clone().count() as u64 } else { envc };
         let (argc, arg_bytes) = self.argc_and_arg_bytes(kept);
         let env_start = below_execfn - env_bytes;
         let arg_start = env_start - arg_bytes;

@@ -319,6 +319,25 @@ fn a_file_landlock_forbids_executing_is_refused_as_exec_refuses_it() {
     assert_refused(&output, 126, "denied (fd 0): Permission denied", "--fd of a file Landlock forbids");
 }
 
+/// The calls `refuse RULES -- preload /bin/true` makes, by name, counted from `strace -f`.
+fn count_calls(rules: &[&str], names: &[&str]) -> Vec<usize> {
+    let scratch = Scratch::new("check-calls");
+    let log = scratch.path().join("strace.log");
+    let mut cmd = Command::new(common::require_tool("strace"));
+    cmd.args(["-f", "-o"]).arg(&log).arg(refuse()).args(rules).arg("--").arg(common::preload()).arg("/bin/true");
+    assert_ran(&common::output(&mut cmd), "strace preload /bin/true");
+    let calls = common::strace::parse(&std::fs::read_to_string(&log).expect("the strace log"));
+    names.iter().map(|name| calls.iter().filter(|call| call.name == *name).count()).collect()
+}
+
+#[test]
+fn the_kernels_check_replaces_the_permission_check_and_is_asked_once_where_missing() {
+    // 6.14 and later: one check per file (the program and ld.so), no faccessat2.
+    assert_eq!(count_calls(&[], &["execveat", "faccessat2"]), [2, 0]);
+    // Older kernels (EINVAL): asked once, then faccessat2 for each file.
+    assert_eq!(count_calls(&["execveat=EINVAL"], &["execveat", "faccessat2"]), [1, 2]);
+}
+
 #[test]
 fn a_file_open_for_writing_is_refused_as_exec_refuses_it() {
     let scratch = Scratch::new("txtbsy");

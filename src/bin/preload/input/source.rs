@@ -1,6 +1,7 @@
 //! Finding and opening what to run, with the checks the kernel's open_exec makes.
 
 use core::ffi::CStr;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use preload::cstr;
 use preload::elf::Aligned;
@@ -160,9 +161,28 @@ fn executable(path: &CStr) -> Result<(), Errno> {
 /// open for writing, LSM and IMA exec policy); where the kernel does not know the flag (EINVAL) or
 /// execveat is refused (ENOSYS), the permission check of `path`.
 fn may_execute(fd: &OwnedFd, path: &CStr) -> Result<(), Errno> {
-    match proc::execve_check(fd.as_fd(), path) {
-        Err(Errno::INVAL | Errno::NOSYS) => executable(path),
-        other => other,
+    match kernel_check(fd, path) {
+        None => executable(path),
+        Some(result) => result,
+    }
+}
+
+/// Set once the kernel has answered that it has no AT_EXECVE_CHECK: the other files of this
+/// launch skip the call (one extra system call per launch on older kernels, not one per file).
+static NO_EXECVE_CHECK: AtomicBool = AtomicBool::new(false);
+
+/// The kernel's own exec check of `fd`, or None where it has none (EINVAL: the flag is unknown,
+/// before Linux 6.14; ENOSYS: execveat is missing or refused by a filter).
+fn kernel_check(fd: &OwnedFd, name: &CStr) -> Option<Result<(), Errno>> {
+    if NO_EXECVE_CHECK.load(Ordering::Relaxed) {
+        return None;
+    }
+    match proc::execve_check(fd.as_fd(), name) {
+        Err(Errno::INVAL | Errno::NOSYS) => {
+            NO_EXECVE_CHECK.store(true, Ordering::Relaxed);
+            None
+        }
+        other => Some(other),
     }
 }
 
@@ -228,9 +248,8 @@ pub fn from_stream(stream: &mut impl ByteStream, name: &[u8]) -> Result<File, Re
 fn descriptor_executable(fd: &OwnedFd, name: &[u8]) -> Result<(), Errno> {
     let mut label = Msg::<256>::new();
     label.bytes(&name[..name.len().min(255)]).text("\0");
-    match proc::execve_check(fd.as_fd(), CStr::from_bytes_until_nul(label.as_bytes()).unwrap_or(c"")) {
-        Err(Errno::INVAL | Errno::NOSYS) => {}
-        other => return other,
+    if let Some(result) = kernel_check(fd, CStr::from_bytes_until_nul(label.as_bytes()).unwrap_or(c"")) {
+        return result;
     }
     let mut link = Msg::<32>::new();
     link.text("/proc/self/fd/").dec(fd.as_raw_fd() as u64).text("\0");

@@ -9,12 +9,15 @@
 #[path = "arch/x86_64.rs"]
 mod arch;
 mod credentials;
+mod finish;
 mod input;
 mod load;
 mod mm;
 mod report;
 mod reserve;
 mod stack;
+#[path = "arch/stage2.rs"]
+mod stage2;
 mod sys;
 mod wine;
 

@@ -1,9 +1,11 @@
 //! The pure core of `preload`: everything that can be decided without touching the process.
 //!
-//! Data flows one way: [`cli`] parses the options, [`script`] and [`search`] find what to run,
-//! [`elf`] validates it as the kernel's `binfmt_elf` does, [`plan`] computes where every segment
-//! goes and the mm fields, and [`stack`] lays out the initial stack image (strings, argv, envp,
-//! auxv). The binary (`src/main.rs`) applies the result with system calls.
+//! Data flows one way: [`cli`] parses the options; [`exec`] finds what to run (PATH, `#!`
+//! scripts, the argv they make); [`input`] takes in programs that are streams or sealed;
+//! [`elf`] validates them as the kernel's `binfmt_elf` does; [`plan`] computes where every
+//! segment goes, the mm fields, the initial stack image, the reservations and the credentials;
+//! [`report`] words every refusal. The binary (`src/bin/preload/`) applies the result with
+//! system calls, through the same names.
 #![cfg_attr(not(test), no_std)]
 
 pub mod cli;
@@ -24,6 +26,11 @@ pub const fn page_start(value: u64) -> u64 {
 /// The offset of `value` within its page.
 pub const fn page_offset(value: u64) -> u64 {
     value & (PAGE_SIZE - 1)
+}
+
+/// The C string at the start of `bytes`, which were built with their NUL (empty without one).
+pub fn cstr(bytes: &[u8]) -> &core::ffi::CStr {
+    core::ffi::CStr::from_bytes_until_nul(bytes).unwrap_or(c"")
 }
 
 /// Round `value` up to a page boundary (saturating at the last page).

@@ -1,5 +1,6 @@
-//! What to run: PROGRAM found as execvp(3) finds it, and `#!` scripts followed as the kernel
-//! follows them.
+//! What to run: PROGRAM found as execvp(3) finds it, `#!` scripts followed as the kernel
+//! follows them, and the argv and E2BIG check that result.
 
+pub mod args;
 pub mod script;
 pub mod search;

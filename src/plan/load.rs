@@ -1,7 +1,7 @@
 //! The load plan: where each segment of a validated image goes, and the mm fields the kernel
 //! derives from it (`load_elf_binary` and `elf_load` in fs/binfmt_elf.c).
 
-use goblin::elf64::program_header::{PF_W, PF_X, ProgramHeader};
+use goblin::elf64::program_header::{PF_R, PF_W, PF_X, ProgramHeader};
 
 use crate::elf::Image;
 use crate::plan::reserve::{Range, find_in_maps};
@@ -117,6 +117,82 @@ impl Extent {
     }
 }
 
+/// Where the first segment of an image goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// ET_EXEC: at its own addresses, never over an existing mapping.
+    Fixed,
+    /// At this load bias, never over an existing mapping (a PIE with an interpreter, or --base).
+    Bias(u64),
+    /// Wherever the kernel's mmap puts it (an interpreter, a static-pie), aligned to `align`.
+    Anywhere { align: u64 },
+}
+
+impl Placement {
+    /// The main program's, as load_elf_binary chooses it: ET_EXEC at its addresses, a PIE with
+    /// an interpreter at ELF_ET_DYN_BASE plus `rnd` (see [`mmap_rnd`]), a static-pie in the mmap
+    /// area; `base` (--base) puts a position-independent program's first page there instead.
+    pub fn of_program(
+        relocatable: bool,
+        has_interpreter: bool,
+        base: Option<u64>,
+        extent: &Extent,
+        rnd: u64,
+    ) -> Result<Self, &'static str> {
+        Ok(match (relocatable, base, has_interpreter) {
+            (false, Some(_), _) => return Err("--base needs a position-independent program"),
+            (false, None, _) => Self::Fixed,
+            (true, Some(base), _) => Self::Bias(base.wrapping_sub(extent.first_start)),
+            (true, None, true) => Self::Bias(pie_bias(extent, rnd)),
+            (true, None, false) => Self::Anywhere { align: extent.align },
+        })
+    }
+
+    /// The interpreter's, as load_elf_interp chooses it: p_align is not honoured.
+    pub fn of_interpreter(relocatable: bool) -> Self {
+        if relocatable { Self::Anywhere { align: PAGE_SIZE } } else { Self::Fixed }
+    }
+
+    /// The load bias, when it is known before anything is mapped.
+    pub fn planned_bias(self) -> Option<u64> {
+        match self {
+            Self::Fixed => Some(0),
+            Self::Bias(bias) => Some(bias),
+            Self::Anywhere { .. } => None,
+        }
+    }
+}
+
+/// The PF_ flags the page at unbiased `page` of a mapped `image` has: the last PT_LOAD that maps
+/// it decides, as it was mapped last; bss pages are read-write (plus exec for PF_X); file pages
+/// past the end of the file (`file_size`) are mapped but fault, so they count as none.
+pub fn page_flags(image: &Image, page: u64, file_size: u64) -> Option<u32> {
+    image.loads().rev().find_map(|ph| {
+        let seg = Segment::of(ph);
+        let in_file = seg.start <= page && page - seg.start < seg.file_len;
+        let in_bss = seg.anon.is_some_and(|(start, end)| start <= page && page < end);
+        let past_eof = in_file && seg.offset.saturating_add(page - seg.start) >= file_size;
+        (in_file || in_bss).then(|| match (in_file, past_eof) {
+            (true, false) => ph.p_flags,
+            (true, true) => 0,
+            (false, _) => PF_R | PF_W | (ph.p_flags & PF_X),
+        })
+    })
+}
+
+/// Whether every page of the `len` bytes at unbiased `vaddr` has all of `flags`.
+pub fn has_flags(image: &Image, vaddr: u64, len: u64, flags: u32, file_size: u64) -> bool {
+    let Some(end) = vaddr.checked_add(len) else { return false };
+    let mut page = page_start(vaddr);
+    while page < end {
+        if page_flags(image, page, file_size).is_none_or(|have| have & flags != flags) {
+            return false;
+        }
+        page += PAGE_SIZE;
+    }
+    true
+}
+
 /// The ranges this launch mapped for the program and its interpreter: a later segment may
 /// replace them (MAP_FIXED, as the kernel does), but nothing else.
 pub struct Owned {
@@ -193,7 +269,6 @@ pub fn start_brk(elf_brk: u64, static_pie: bool, randomize: bool, random: u64) -
 mod tests {
     use super::*;
     use crate::elf::tests::load;
-    use goblin::elf64::program_header::PF_R;
 
     fn image(phdrs: &[ProgramHeader]) -> Image<'_> {
         Image { relocatable: true, entry: 0x1040, phoff: 64, phdrs }
@@ -207,6 +282,49 @@ mod tests {
             load(0x2000, 0x2000, 0x104, 0x104, PF_R),
             load(0x3de8, 0x2de8, 0x248, 0x258, PF_R | PF_W),
         ]
+    }
+
+    #[test]
+    fn placement_follows_load_elf_binary() {
+        let phdrs = pie();
+        let extent = Extent::of(&image(&phdrs));
+        let rnd = mmap_rnd(0x1234);
+        assert_eq!(Placement::of_program(false, true, None, &extent, rnd), Ok(Placement::Fixed));
+        assert_eq!(Placement::of_program(true, true, None, &extent, rnd), Ok(Placement::Bias(pie_bias(&extent, rnd))));
+        assert_eq!(
+            Placement::of_program(true, false, None, &extent, rnd),
+            Ok(Placement::Anywhere { align: PAGE_SIZE })
+        );
+        assert_eq!(
+            Placement::of_program(true, true, Some(0x7000_0000), &extent, rnd),
+            Ok(Placement::Bias(0x7000_0000))
+        );
+        assert!(Placement::of_program(false, false, Some(0x7000_0000), &extent, rnd).is_err());
+        assert_eq!(Placement::of_interpreter(true), Placement::Anywhere { align: PAGE_SIZE });
+        assert_eq!(Placement::of_interpreter(false).planned_bias(), Some(0));
+        assert_eq!(Placement::Anywhere { align: PAGE_SIZE }.planned_bias(), None);
+    }
+
+    #[test]
+    fn page_flags_take_the_last_segment_over_a_page_and_bss_is_read_write() {
+        let phdrs = [
+            load(0, 0, 0x800, 0x800, PF_R),
+            load(0x1000, 0x1000, 0x100, 0x3000, PF_R | PF_X),
+            // Overlaps the first page of the code's bss, mapped after it.
+            load(0x2000, 0x2000, 0x10, 0x10, PF_R),
+        ];
+        let image = image(&phdrs);
+        assert_eq!(page_flags(&image, 0, 0x10000), Some(PF_R));
+        assert_eq!(page_flags(&image, 0x1000, 0x10000), Some(PF_R | PF_X));
+        assert_eq!(page_flags(&image, 0x2000, 0x10000), Some(PF_R));
+        assert_eq!(page_flags(&image, 0x3000, 0x10000), Some(PF_R | PF_W | PF_X));
+        assert_eq!(page_flags(&image, 0x4000, 0x10000), None);
+        // File pages past the end of the file fault.
+        assert_eq!(page_flags(&image, 0x1000, 0x1000), Some(0));
+        assert!(has_flags(&image, 0x800, 0x1000, PF_R, 0x10000));
+        assert!(!has_flags(&image, 0x800, 0x1000, PF_R | PF_W, 0x10000));
+        assert!(!has_flags(&image, 0x3ff0, 0x20, PF_R, 0x10000), "the page after the bss is not mapped");
+        assert!(!has_flags(&image, u64::MAX - 4, 8, PF_R, 0x10000));
     }
 
     #[test]

@@ -50,6 +50,13 @@ impl Refusal {
     }
 }
 
+/// A system call of the preloader's own failed.
+impl From<rustix::io::Errno> for Refusal {
+    fn from(errno: rustix::io::Errno) -> Self {
+        Self::failure_errno(errno.raw_os_error())
+    }
+}
+
 const EPERM: i32 = 1;
 const ENOENT: i32 = 2;
 const EIO: i32 = 5;

@@ -1,17 +1,25 @@
 //! Mapping an ELF image as `load_elf_binary` and `load_elf_interp` do.
 
-use core::ffi::c_void;
+use core::ffi::CStr;
 
 use goblin::elf64::program_header::{PF_R, PF_W, PF_X};
+use preload::cstr;
 use preload::elf::{self, Image};
-use preload::plan::load::{Extent, Owned, Segment, foreign_mapping};
+use preload::plan::load::{Extent, Owned, Placement, Segment, foreign_mapping, start_brk};
 use preload::plan::reserve::Range;
+use preload::report::refusal::Refusal;
 use preload::{PAGE_SIZE, page_align};
+use rustix::fd::AsFd;
 use rustix::io::Errno;
-use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
+use rustix::mm::ProtFlags;
 
-use crate::input::source::{File, Spill};
-use crate::reserve::{MAPS_BUFFER, read_maps};
+use crate::exec::{Request, Resolved};
+use crate::input::source::{self, File, Spill};
+use crate::plan::Plan;
+use crate::report::{Error, Printer};
+use crate::sys::mem::{self, Place};
+use crate::sys::proc::{MAPS_BUFFER, read_maps};
+use crate::{reserve, wine};
 
 /// Validate `file` as an ELF executable, with its program headers in place in its head or, for
 /// a larger table, read into `spill`.
@@ -20,21 +28,10 @@ pub fn inspect<'p>(file: &'p File, spill: &'p mut Spill) -> Result<Image<'p>, &'
     let (offset, len) = elf::phdr_table(&header)?;
     let table = file.bytes(offset, len, spill).map_err(|_| "program headers beyond end of file")?;
     let phdrs = elf::program_headers(table);
-    if file.copy_segments {
+    if file.copy_segments() {
         elf::check_segments_in_file(phdrs, file.size)?;
     }
     elf::validate(&header, phdrs, file.size)
-}
-
-/// Where the first segment goes.
-#[derive(Clone, Copy, Debug)]
-pub enum Placement {
-    /// ET_EXEC: at its own addresses, never over an existing mapping.
-    Fixed,
-    /// At this load bias, never over an existing mapping (a PIE with an interpreter).
-    Bias(u64),
-    /// Wherever the kernel's mmap puts it (an interpreter, a static-pie), aligned to `align`.
-    Anywhere { align: u64 },
 }
 
 /// The mmap protection for a segment's PF_R/PF_W/PF_X.
@@ -65,37 +62,35 @@ pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement, ow
     let mut bias = 0;
     for (index, ph) in image.loads().enumerate() {
         let seg = Segment::of(ph);
-        match placement {
-            Placement::Bias(_) | Placement::Anywhere { .. } if index == 0 => {
-                let (addr, flags) = match placement {
-                    Placement::Anywhere { align } => aligned_hole(total, align)?,
-                    _ => (bias_of(placement).wrapping_add(seg.start), MapFlags::FIXED_NOREPLACE),
+        match (placement, index) {
+            (Placement::Bias(_) | Placement::Anywhere { .. }, 0) => {
+                let place = match placement {
+                    Placement::Anywhere { align } if align > PAGE_SIZE => {
+                        Place::Exactly(mem::aligned_hole(total, align)?)
+                    }
+                    Placement::Anywhere { .. } => Place::Anywhere,
+                    _ => Place::Exactly(placement.planned_bias().unwrap_or(0).wrapping_add(seg.start)),
                 };
                 // A segment without file bytes maps no file, as in the kernel (its p_offset may be
                 // anything): the span is then reserved with anonymous memory.
                 let mapped = match seg.file_len {
-                    // SAFETY: the kernel chooses the address, or refuses an occupied one.
-                    0 => unsafe {
-                        rustix::mm::mmap_anonymous(
-                            addr as *mut c_void,
-                            total as usize,
-                            ProtFlags::empty(),
-                            flags | MapFlags::PRIVATE | MapFlags::NORESERVE,
-                        )
-                    }? as u64,
-                    // SAFETY: as above.
-                    _ => unsafe { map_file(file, addr, total, &seg, flags) }?,
+                    0 => mem::map_anonymous(place, total, ProtFlags::empty(), true)?,
+                    _ => map_segment(file, place, total, &seg)?,
                 };
                 bias = mapped.wrapping_sub(seg.start);
                 if total > seg.file_len {
-                    unmap(mapped + seg.file_len, total - seg.file_len)?;
+                    // SAFETY: the unused tail of the reservation just made, which nothing refers to.
+                    unsafe { mem::unmap(mapped + seg.file_len, total - seg.file_len) }?;
                 }
                 owned.push(mapped, seg.file_len);
             }
             _ => {
                 let addr = bias.wrapping_add(seg.start);
-                // SAFETY: `place` maps over nothing but this launch's own mappings.
-                place(addr, seg.file_len, owned, |flags| unsafe { map_file(file, addr, seg.file_len, &seg, flags) })?;
+                place(addr, seg.file_len, owned, |over| match over {
+                    false => map_segment(file, Place::Exactly(addr), seg.file_len, &seg),
+                    // SAFETY: `place` asks for this only over this launch's own mappings.
+                    true => unsafe { map_segment_over(file, addr, seg.file_len, &seg) },
+                })?;
             }
         }
         fill_bss(&seg, bias, owned)?;
@@ -103,23 +98,15 @@ pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement, ow
     Ok(bias)
 }
 
-fn bias_of(placement: Placement) -> u64 {
-    match placement {
-        Placement::Bias(bias) => bias,
-        _ => 0,
-    }
-}
-
-/// Map `len` bytes at `addr` with `map`: with MAP_FIXED_NOREPLACE, then, if something is in the
-/// way and all of it is `owned`, with MAP_FIXED as the kernel would; otherwise EEXIST.
-fn place(addr: u64, len: u64, owned: &mut Owned, map: impl Fn(MapFlags) -> Result<u64, Errno>) -> Result<(), Errno> {
+/// Map `len` bytes at `addr` with `map`: first where nothing is mapped (`map(false)`), then, if
+/// something is in the way and all of it is `owned`, over it (`map(true)`), as the kernel's
+/// MAP_FIXED would; otherwise EEXIST.
+fn place(addr: u64, len: u64, owned: &mut Owned, map: impl Fn(bool) -> Result<u64, Errno>) -> Result<(), Errno> {
     if len == 0 {
         return Ok(());
     }
-    match map(MapFlags::FIXED_NOREPLACE) {
-        Err(Errno::EXIST) if !held_by_others(Range::new(addr, addr.saturating_add(len)), owned) => {
-            map(MapFlags::FIXED)?
-        }
+    match map(false) {
+        Err(Errno::EXIST) if !held_by_others(Range::new(addr, addr.saturating_add(len)), owned) => map(true)?,
         result => result?,
     };
     owned.push(addr, len);
@@ -136,97 +123,200 @@ fn held_by_others(target: Range, owned: &Owned) -> bool {
     len == 0 || len == maps.len() || foreign_mapping(&maps[..len], target, owned.as_slice()).is_some()
 }
 
-/// Where to map `len` bytes at `align`: for an alignment beyond a page, an aligned hole found in
-/// the mmap area (the kernel maps, unmaps and remaps likewise), taken with MAP_FIXED_NOREPLACE;
-/// otherwise a hint of 0, and mmap chooses.
-fn aligned_hole(len: u64, align: u64) -> Result<(u64, MapFlags), Errno> {
-    if align <= PAGE_SIZE {
-        return Ok((0, MapFlags::empty()));
-    }
-    let span = len + align;
-    // SAFETY: a fresh PROT_NONE reservation at an address of the kernel's choosing, released
-    // again at once; nothing else refers to it.
-    unsafe {
-        let start = rustix::mm::mmap_anonymous(
-            core::ptr::null_mut(),
-            span as usize,
-            ProtFlags::empty(),
-            MapFlags::PRIVATE | MapFlags::NORESERVE,
-        )? as u64;
-        rustix::mm::munmap(start as *mut c_void, span as usize)?;
-        Ok(((start + align - 1) & !(align - 1), MapFlags::FIXED_NOREPLACE))
+/// One segment's file pages at `place`: mapped from the file, or copied for a program that is
+/// not a plain file.
+fn map_segment(file: &File, place: Place, len: u64, seg: &Segment) -> Result<u64, Errno> {
+    match file.copy_segments() {
+        false => mem::map_file(place, len, prot(seg.flags), file.fd.as_fd(), seg.offset),
+        true => {
+            let mapped = mem::map_anonymous(place, len, ProtFlags::READ | ProtFlags::WRITE, false)?;
+            // SAFETY: the fresh mapping just made, which nothing else refers to.
+            unsafe { fill_copy(file, mapped, seg) }?;
+            Ok(mapped)
+        }
     }
 }
 
+/// `map_segment` over this launch's own mappings at `addr`.
+///
 /// # Safety
-/// With MAP_FIXED, `addr..addr + len` must hold nothing but this launch's own mappings.
-unsafe fn map_file(file: &File, addr: u64, len: u64, seg: &Segment, flags: MapFlags) -> Result<u64, Errno> {
-    if file.copy_segments {
-        return copy_segment(file, addr, len, seg, flags);
+/// `[addr, addr + len)` holds nothing but mappings this launch made for the program.
+unsafe fn map_segment_over(file: &File, addr: u64, len: u64, seg: &Segment) -> Result<u64, Errno> {
+    match file.copy_segments() {
+        // SAFETY: the caller's contract.
+        false => unsafe { mem::map_file_over(addr, len, prot(seg.flags), file.fd.as_fd(), seg.offset) },
+        // SAFETY: the caller's contract; then the fresh mapping, which nothing else refers to.
+        true => unsafe {
+            let mapped = mem::map_anonymous_over(addr, len, ProtFlags::READ | ProtFlags::WRITE)?;
+            fill_copy(file, mapped, seg)?;
+            Ok(mapped)
+        },
     }
-    // SAFETY: as the caller guarantees; otherwise the kernel chooses or refuses the address.
-    let mapped = unsafe {
-        rustix::mm::mmap(
-            addr as *mut c_void,
-            len as usize,
-            prot(seg.flags),
-            flags | MapFlags::PRIVATE,
-            &file.fd,
-            seg.offset,
-        )
-    }?;
-    Ok(mapped as u64)
 }
 
-/// `map_file` for a streamed program: anonymous read-write pages at the same place, the file
-/// pages' bytes read in (up to the end of the file, as a file mapping shows them), then the
-/// segment's own protection. Nothing is writable and executable at once unless the segment
-/// itself asks for it.
-fn copy_segment(file: &File, addr: u64, len: u64, seg: &Segment, flags: MapFlags) -> Result<u64, Errno> {
-    // SAFETY: the same placement as `map_file`'s (the first segment reserves `len`).
-    let mapped = unsafe {
-        rustix::mm::mmap_anonymous(
-            addr as *mut c_void,
-            len as usize,
-            ProtFlags::READ | ProtFlags::WRITE,
-            flags | MapFlags::PRIVATE,
-        )
-    }?;
+/// For a program that is not a plain file: read the segment's file pages into the read-write
+/// anonymous pages at `mapped` (up to the end of the file, as a file mapping shows them), then
+/// give them the segment's own protection. Nothing is writable and executable at once unless
+/// the segment itself asks for it.
+///
+/// # Safety
+/// `seg.file_len` bytes at `mapped` are a read-write mapping that nothing else refers to.
+unsafe fn fill_copy(file: &File, mapped: u64, seg: &Segment) -> Result<(), Errno> {
     let bytes = seg.file_len.min(file.size.saturating_sub(seg.offset));
-    // SAFETY: the first `bytes` <= len bytes of the read-write mapping just made.
-    file.read_exact_at(seg.offset, unsafe { core::slice::from_raw_parts_mut(mapped as *mut u8, bytes as usize) })?;
+    // SAFETY: the first `bytes` <= file_len bytes of the caller's mapping.
+    file.read_exact_at(seg.offset, unsafe { mem::bytes_mut(mapped, bytes) })?;
     // SAFETY: the segment's own pages, which hold nothing else.
-    unsafe {
-        rustix::mm::mprotect(mapped, seg.file_len as usize, MprotectFlags::from_bits_retain(prot(seg.flags).bits()))
-    }?;
-    Ok(mapped as u64)
-}
-
-fn unmap(addr: u64, len: u64) -> Result<(), Errno> {
-    // SAFETY: the range is the unused tail of this image's own reservation.
-    unsafe { rustix::mm::munmap(addr as *mut c_void, len as usize) }
+    unsafe { mem::protect(mapped, seg.file_len, prot(seg.flags)) }
 }
 
 fn fill_bss(seg: &Segment, bias: u64, owned: &mut Owned) -> Result<(), Errno> {
     if let Some((start, end)) = seg.zero {
         // SAFETY: the rest of the segment's last file page, mapped writable just above.
-        unsafe { core::ptr::write_bytes((bias + start) as *mut u8, 0, (end - start) as usize) };
+        unsafe { mem::bytes_mut(bias + start, end - start) }.fill(0);
     }
     if let Some((start, end)) = seg.anon {
         let exec = if seg.flags & PF_X != 0 { ProtFlags::EXEC } else { ProtFlags::empty() };
-        let (addr, len) = (bias + start, end - start);
-        place(addr, len, owned, |flags| {
-            // SAFETY: `place` maps over nothing but this launch's own mappings.
-            let mapped = unsafe {
-                rustix::mm::mmap_anonymous(
-                    addr as *mut c_void,
-                    len as usize,
-                    ProtFlags::READ | ProtFlags::WRITE | exec,
-                    MapFlags::PRIVATE | flags,
-                )
-            }?;
-            Ok(mapped as u64)
+        let (addr, len, prot) = (bias + start, end - start, ProtFlags::READ | ProtFlags::WRITE | exec);
+        place(addr, len, owned, |over| match over {
+            false => mem::map_anonymous(Place::Exactly(addr), len, prot, false),
+            // SAFETY: `place` asks for this only over this launch's own mappings.
+            true => unsafe { mem::map_anonymous_over(addr, len, prot) },
         })?;
     }
     Ok(())
+}
+
+/// The second step, inspect: the program and its interpreter, validated.
+pub struct Inspected<'b> {
+    pub image: Image<'b>,
+    pub extent: Extent,
+    pub interpreter: Option<Interpreter<'b>>,
+}
+
+/// An interpreter named by PT_INTERP (or --interp), open and validated.
+pub struct Interpreter<'b> {
+    pub path: &'b [u8],
+    pub file: &'b File,
+    pub image: Image<'b>,
+}
+
+/// Storage the inspected images refer to until the jump.
+pub struct Storage<'b> {
+    pub phdrs: &'b mut Spill,
+    /// PT_INTERP when it is not in the program's head.
+    pub interp_path: &'b mut Spill,
+    pub interp_phdrs: &'b mut Spill,
+    pub interp_file: &'b mut Option<File>,
+}
+
+/// Validate the program, then its interpreter: the one PT_INTERP names, or `chosen` (--interp)
+/// in its place.
+pub fn inspect_all<'b>(
+    resolved: &Resolved<'b>,
+    chosen: Option<&'static CStr>,
+    storage: Storage<'b>,
+) -> Result<Inspected<'b>, Error<'b>> {
+    let Storage { phdrs, interp_path, interp_phdrs, interp_file } = storage;
+    let (file, exe_path) = (resolved.file, resolved.exe_path);
+    let image = inspect(file, phdrs).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
+    let extent = Extent::of(&image);
+    let Some(ph) = image.interp() else {
+        if chosen.is_some() {
+            return Err(Error::at(exe_path, Refusal::failure("--interp given, but the program has no PT_INTERP")));
+        }
+        elf::check_has_loads(&image).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
+        return Ok(Inspected { image, extent, interpreter: None });
+    };
+    let path = match chosen {
+        Some(path) => path,
+        None => {
+            let refuse = |reason| Error::cannot_execute(exe_path, reason);
+            elf::check_interp(ph, file.size).map_err(refuse)?;
+            let bytes = file.bytes(ph.p_offset, ph.p_filesz as usize, interp_path).map_err(refuse)?;
+            let len = elf::interp_path(bytes).map_err(refuse)?.len();
+            cstr(&bytes[..=len])
+        }
+    };
+    let interpreter_error = |refusal| Error::Interpreter { path: exe_path, interpreter: path.to_bytes(), refusal };
+    let interp: &File = interp_file.insert(source::open(path).map_err(interpreter_error)?);
+    let interp_image = inspect(interp, interp_phdrs)
+        .and_then(|image| elf::check_has_loads(&image).map(|()| image))
+        .map_err(|reason| interpreter_error(Refusal::cannot_execute(reason)))?;
+    Ok(Inspected {
+        image,
+        extent,
+        interpreter: Some(Interpreter { path: path.to_bytes(), file: interp, image: interp_image }),
+    })
+}
+
+/// Where the fifth step, map, put everything.
+pub struct Mapped {
+    /// The program's load bias.
+    pub bias: u64,
+    /// The interpreter's load address (AT_BASE), or 0.
+    pub base: u64,
+    /// Where the jump goes: the interpreter's entry, or the program's.
+    pub entry: u64,
+    pub start_brk: u64,
+}
+
+/// Where the kernel would map a segment over its fresh address space, this address space still
+/// holds the preloader (a documented difference).
+const SEGMENT_OVER_PRELOADER: &str =
+    "a segment overlaps memory the preloader holds (its own pages, the stack, the vDSO or a reservation)";
+
+fn map_error(errno: Errno) -> Refusal {
+    match errno {
+        Errno::EXIST => Refusal::cannot_execute(SEGMENT_OVER_PRELOADER),
+        other => Refusal::from_errno(other.raw_os_error()),
+    }
+}
+
+/// Reserve the ranges to keep free, map the program, give a Wine loader Wine's ranges, then map
+/// the interpreter.
+pub fn map_all<'b>(
+    request: &Request,
+    resolved: &Resolved<'b>,
+    inspected: &Inspected<'b>,
+    plan: &mut Plan,
+    mut verbose: Option<&mut Printer>,
+) -> Result<Mapped, Error<'b>> {
+    let (file, image, exe_path) = (resolved.file, &inspected.image, resolved.exe_path);
+    let fail = |refusal| Error::at(exe_path, refusal);
+    let protected = reserve::Protected::new(plan.top, request.stack_limit);
+    for range in plan.reserved.as_slice() {
+        reserve::reserve(range, &protected).map_err(|why| Error::Reservation { range: *range, why })?;
+    }
+    let mut owned = Owned::default();
+    let bias = map(file, image, &inspected.extent, plan.placement, &mut owned).map_err(|errno| match errno {
+        Errno::EXIST if request.options.base.is_some() => {
+            fail(Refusal::failure("--base: the program's address range is already in use"))
+        }
+        _ => fail(map_error(errno)),
+    })?;
+    if let Some(symbol) = wine::find_symbol(image, bias, file.size) {
+        wine::reserve(request.stack, &protected, &mut plan.reserved, verbose.as_deref_mut())?;
+        let reserved = plan.reserved.as_slice();
+        // SAFETY: the symbol was found in the program just mapped.
+        let table = unsafe { wine::publish(reserved, symbol) }.map_err(|errno| Error::failure(exe_path, errno))?;
+        if let Some(out) = verbose {
+            out.line().text("wine_main_preload_info at ").hex(symbol).text(" -> table at ").hex(table);
+            out.line().text(", ").dec(reserved.len() as u64).text(" ranges");
+            out.end();
+        }
+    }
+    let (base, entry) = match &inspected.interpreter {
+        Some(interp) => {
+            let placement = Placement::of_interpreter(interp.image.relocatable);
+            let interp_bias =
+                map(interp.file, &interp.image, &Extent::of(&interp.image), placement, &mut owned).map_err(
+                    |errno| Error::Interpreter { path: exe_path, interpreter: interp.path, refusal: map_error(errno) },
+                )?;
+            (interp_bias, interp_bias.wrapping_add(interp.image.entry))
+        }
+        None => (0, bias.wrapping_add(image.entry)),
+    };
+    let static_pie = image.relocatable && inspected.interpreter.is_none();
+    let start_brk = start_brk(bias + inspected.extent.end_bss, static_pie, plan.randomize, plan.random.brk);
+    Ok(Mapped { bias, base, entry, start_brk })
 }

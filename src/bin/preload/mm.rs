@@ -1,14 +1,68 @@
-//! Pointing the mm fields, the saved auxv and /proc/self/exe at the program with one
-//! PR_SET_MM_MAP.
+//! The seventh step, set the mm fields: comm, an executable stack if the program asks for one,
+//! then the mm fields, the saved auxv and /proc/self/exe with one PR_SET_MM_MAP; the
+//! capabilities that served it are dropped after it.
 
-use core::ffi::c_void;
-
-use goblin::elf64::program_header::{PT_LOAD, ProgramHeader};
-use preload::{page_align, page_start};
-use rustix::fd::{AsRawFd, BorrowedFd};
+use preload::cstr;
+use preload::plan::credentials::ProgramCredentials;
+use preload::report::refusal::Refusal;
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd};
 use rustix::io::Errno;
-use rustix::mm::{MapFlags, MprotectFlags, MremapFlags, ProtFlags};
 use rustix::process::PrctlMmMap;
+
+use crate::credentials;
+use crate::exec::Resolved;
+use crate::load::{Inspected, Mapped};
+use crate::report::Error;
+use crate::stack::Built;
+use crate::sys::image::replace_own_file_mappings;
+use crate::sys::proc;
+
+/// What the seventh step did, for --verbose.
+pub struct MmOutcome {
+    pub exe: ExeOutcome,
+    /// The capabilities of the preloader's file were dropped.
+    pub dropped: bool,
+}
+
+/// Point the process at the program.
+pub fn point_at_program<'b>(
+    resolved: &Resolved<'b>,
+    inspected: &Inspected,
+    mapped: &Mapped,
+    stack: &Built,
+    credentials: &ProgramCredentials,
+) -> Result<MmOutcome, Error<'b>> {
+    let path = resolved.path;
+    let comm = match resolved.execfn().iter().rposition(|&b| b == b'/') {
+        Some(slash) => cstr(&path.to_bytes_with_nul()[slash + 1..]),
+        None => path,
+    };
+    let _ = rustix::thread::set_name(comm);
+    let (bias, extent, layout) = (mapped.bias, &inspected.extent, &stack.layout);
+    let mut map = PrctlMmMap {
+        start_code: bias + extent.start_code,
+        end_code: bias + extent.end_code,
+        start_data: bias + extent.start_data,
+        end_data: bias + extent.end_data,
+        start_brk: mapped.start_brk,
+        brk: mapped.start_brk,
+        start_stack: layout.sp,
+        arg_start: layout.arg_start,
+        arg_end: layout.arg_end,
+        env_start: layout.env_start,
+        env_end: layout.env_end,
+        auxv: stack.auxv(),
+        auxv_size: layout.auxv_len as u32,
+        exe_fd: -1,
+    };
+    let file = resolved.file;
+    let exe = set(&mut map, file.fd.as_fd());
+    // The capabilities of the preloader's file served PR_SET_MM_MAP: the program must not keep them.
+    let dropped = credentials::apply(credentials).map_err(|_| {
+        Error::at(resolved.exe_path, Refusal::failure("cannot drop the capabilities of the preloader's file"))
+    })?;
+    Ok(MmOutcome { exe, dropped })
+}
 
 /// What became of /proc/self/exe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,54 +106,5 @@ fn without_exe(map: &mut PrctlMmMap, why: Errno) -> ExeOutcome {
 }
 
 fn apply(map: &PrctlMmMap) -> Result<(), Errno> {
-    // SAFETY: the fields describe the program's memory; the kernel copies the auxv from the
-    // pointer before returning and changes no mapping.
-    unsafe { rustix::process::configure_virtual_memory_map(map) }
-}
-
-unsafe extern "C" {
-    /// The preloader's own ELF header, placed by the linker at the start of its image.
-    static __ehdr_start: goblin::elf64::header::Header;
-}
-
-/// The kernel refuses a new exe while any mapping of the old one exists (EBUSY). Swap each of
-/// the preloader's file-backed segments for an anonymous copy at the same address: map, copy,
-/// protect, then mremap over the original in one step, so the code running here survives.
-/// Only the pages with file contents are copied: linker.ld keeps the writable load free of file
-/// bytes, so the kernel mapped it anonymous and it stays as it is.
-fn replace_own_file_mappings() -> Result<(), Errno> {
-    // SAFETY: the linker defines __ehdr_start; the program headers it points to are part of the
-    // preloader's first segment and stay mapped (the copy keeps their contents).
-    let (base, phdrs) = unsafe {
-        let ehdr = &raw const __ehdr_start;
-        let base = ehdr as u64;
-        let phdrs =
-            core::slice::from_raw_parts((base + (*ehdr).e_phoff) as *const ProgramHeader, usize::from((*ehdr).e_phnum));
-        (base, phdrs)
-    };
-    for ph in phdrs.iter().filter(|ph| ph.p_type == PT_LOAD && ph.p_filesz > 0) {
-        let start = page_start(base + ph.p_vaddr);
-        let len = (page_align(base + ph.p_vaddr + ph.p_filesz) - start) as usize;
-        // SAFETY: [start, start+len) are the file-backed pages of one of the preloader's own
-        // segments, mapped and readable (every segment has PF_R). The copy gets the same bytes
-        // and protection before it atomically replaces the original, so no code or data changes
-        // under the running code.
-        // POPULATE: every page is written at once, and allocating them in the mmap costs less
-        // than a page fault for each.
-        unsafe {
-            let copy = rustix::mm::mmap_anonymous(
-                core::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE | MapFlags::POPULATE,
-            )?;
-            core::ptr::copy_nonoverlapping(start as *const u8, copy as *mut u8, len);
-            let prot = crate::load::prot(ph.p_flags);
-            if prot != ProtFlags::READ | ProtFlags::WRITE {
-                rustix::mm::mprotect(copy, len, MprotectFlags::from_bits_retain(prot.bits()))?;
-            }
-            rustix::mm::mremap_fixed(copy, len, len, MremapFlags::MAYMOVE, start as *mut c_void)?;
-        }
-    }
-    Ok(())
+    proc::set_mm_map(map)
 }

@@ -4,14 +4,20 @@
 use goblin::elf64::program_header::{PF_R, PF_W, PF_X};
 use preload::elf::Image;
 use preload::plan::credentials::{self, Ids};
-use preload::plan::load::Segment;
+use preload::plan::load::{Placement, Segment};
 use preload::plan::reserve::Range;
 use preload::report::msg::Msg;
-use preload::report::refusal::Refusal;
+use preload::report::refusal::{Refusal, Status, errno_text};
+use rustix::io::Errno;
 
+use crate::exec::Resolved;
+use crate::input::source::Held;
+use crate::load::{Inspected, Mapped};
+use crate::mm::{ExeOutcome, MmOutcome};
+use crate::plan::Plan;
 use crate::reserve::ReserveError;
-
-use crate::sys::rt::{STDERR, write_all};
+use crate::stack::Built;
+use crate::sys::io::{STDERR, print};
 
 /// One line at a time, each starting `preload: `.
 pub struct Printer {
@@ -32,70 +38,66 @@ impl Printer {
 
     pub fn end(&mut self) {
         self.line.text("\n");
-        write_all(self.fd, self.line.as_bytes());
+        print(self.fd, self.line.as_bytes());
         self.line.clear();
         self.line.text("preload: ");
     }
 }
 
 /// Why a run stopped before the program started.
-pub struct Error<'a> {
-    pub path: &'a [u8],
-    /// What, within `path`, failed: ("interpreter ", its path).
-    pub context: Option<(&'static str, &'a [u8])>,
-    pub refusal: Refusal,
-    /// For a range that could not be reserved: the range and why.
-    pub reservation: Option<(Range, ReserveError)>,
+pub enum Error<'a> {
+    /// `path`: the refusal's reason.
+    At { path: &'a [u8], refusal: Refusal },
+    /// `path`: interpreter `interpreter`: the reason; the program cannot be executed.
+    Interpreter { path: &'a [u8], interpreter: &'a [u8], refusal: Refusal },
+    /// A range given to keep free could not be reserved.
+    Reservation { range: Range, why: ReserveError },
 }
 
 impl<'a> Error<'a> {
     pub fn at(path: &'a [u8], refusal: Refusal) -> Self {
-        Self { path, context: None, refusal, reservation: None }
-    }
-
-    pub fn reservation(range: Range, why: ReserveError) -> Self {
-        Self { reservation: Some((range, why)), ..Self::at(b"reserve", Refusal::failure("")) }
+        Self::At { path, refusal }
     }
 
     pub fn cannot_execute(path: &'a [u8], reason: &'static str) -> Self {
         Self::at(path, Refusal::cannot_execute(reason))
     }
 
-    pub fn interpreter(path: &'a [u8], interpreter: &'a [u8], refusal: Refusal) -> Self {
-        Self {
-            context: Some(("interpreter ", interpreter)),
-            ..Self::at(path, Refusal { status: preload::report::refusal::Status::CannotExecute, ..refusal })
-        }
+    /// A failure of the preloader itself while working on `path`.
+    pub fn failure(path: &'a [u8], errno: Errno) -> Self {
+        Self::at(path, Refusal::from(errno))
     }
 
     /// Print the message; returns the exit status.
     pub fn report(&self) -> i32 {
         let mut out = Printer::new(STDERR);
-        out.line().bytes(self.path).text(": ");
-        if let Some((what, path)) = self.context {
-            out.line().text(what).bytes(path).text(": ");
-        }
-        match &self.reservation {
-            None => out.line().text(self.refusal.reason),
-            Some((range, why)) => {
-                out.line().hex(range.start).text("-").hex(range.end);
+        let status = match self {
+            Self::At { path, refusal } => {
+                out.line().bytes(path).text(": ").text(refusal.reason);
+                refusal.status
+            }
+            Self::Interpreter { path, interpreter, refusal } => {
+                out.line().bytes(path).text(": interpreter ").bytes(interpreter).text(": ").text(refusal.reason);
+                Status::CannotExecute
+            }
+            Self::Reservation { range, why } => {
+                out.line().text("reserve: ").hex(range.start).text("-").hex(range.end);
                 match why {
                     ReserveError::Overlap { other, name, name_len } => out
                         .line()
                         .text(" overlaps ")
-                        .bytes(&name[..*name_len])
+                        .bytes(&name[..usize::from(*name_len)])
                         .text(" ")
                         .hex(other.start)
                         .text("-")
                         .hex(other.end),
-                    ReserveError::Failed(errno) => {
-                        out.line().text(": ").text(preload::report::refusal::errno_text(errno.raw_os_error()))
-                    }
-                }
+                    ReserveError::Failed(errno) => out.line().text(": ").text(errno_text(errno.raw_os_error())),
+                };
+                Status::Failure
             }
         };
         out.end();
-        self.refusal.status as i32
+        status as i32
     }
 }
 
@@ -114,20 +116,7 @@ pub fn setid_refusal(ids: Ids) -> i32 {
         .dec(ids.egid);
     out.line().text("): ").text(credentials::SETID_REFUSAL);
     out.end();
-    preload::report::refusal::Status::Failure as i32
-}
-
-/// For --verbose: what of the program's file was not applied, and whether the capabilities of
-/// the preloader's file were dropped.
-pub fn credentials(out: &mut Printer, path: &[u8], not_honoured: Option<&str>, dropped: bool) {
-    if let Some(what) = not_honoured {
-        out.line().bytes(path).text(": ").text(what).text(credentials::NOT_HONOURED);
-        out.end();
-    }
-    if dropped {
-        out.line().text("capabilities of the preloader's file dropped: the program runs with the caller's");
-        out.end();
-    }
+    Status::Failure as i32
 }
 
 fn flags_text(flags: u32) -> &'static str {
@@ -136,7 +125,7 @@ fn flags_text(flags: u32) -> &'static str {
 }
 
 /// The segments of `image`, at `bias` when known.
-pub fn image(out: &mut Printer, role: &str, path: &[u8], image: &Image, bias: Option<u64>) {
+fn image(out: &mut Printer, role: &str, path: &[u8], image: &Image, bias: Option<u64>) {
     out.line().text(role).text(" ").bytes(path).text(if image.relocatable { ": ET_DYN" } else { ": ET_EXEC" });
     match bias {
         Some(bias) => out.line().text(", load bias ").hex(bias).text(", entry ").hex(bias.wrapping_add(image.entry)),
@@ -159,6 +148,94 @@ pub fn image(out: &mut Printer, role: &str, path: &[u8], image: &Image, bias: Op
         if let Some((start, end)) = seg.anon {
             out.line().text(", bss ").hex(bias.wrapping_add(start)).text("-").hex(bias.wrapping_add(end));
         }
+        out.end();
+    }
+}
+
+/// The fourth step, report (--verbose, --dry-run): the ranges to keep free, how the program is
+/// held, and where its segments and its interpreter's go.
+pub fn plan(out: &mut Printer, resolved: &Resolved, inspected: &Inspected, plan: &Plan) {
+    for range in plan.reserved.as_slice() {
+        out.line().text("reserve ").hex(range.start).text("-").hex(range.end);
+        out.end();
+    }
+    let (name, file) = (resolved.exe_path, resolved.file);
+    match &file.held {
+        Held::File => {}
+        Held::Stream(memfd) => {
+            out.line()
+                .bytes(name)
+                .text(": a stream of ")
+                .dec(file.size)
+                .text(" bytes, held in a sealed memfd; segments copied into anonymous memory");
+            out.end();
+            if let Some(why) = memfd.exec_refused {
+                out.line()
+                    .text("executable memfds are refused (")
+                    .text(errno_text(why.raw_os_error()))
+                    .text(", vm.memfd_noexec): /proc/self/exe cannot show the program");
+                out.end();
+            }
+        }
+        #[cfg(feature = "sealed")]
+        Held::Sealed(_) => {
+            out.line().bytes(name).text(": sealed, authenticated; ").dec(file.size);
+            out.line()
+                .text(" bytes inflated into anonymous memory, segments copied; its container stands for it as exe");
+            out.end();
+        }
+    }
+    image(out, "program", name, &inspected.image, plan.placement.planned_bias());
+    if let Some(interp) = &inspected.interpreter {
+        let bias = Placement::of_interpreter(interp.image.relocatable).planned_bias();
+        image(out, "interpreter", interp.path, &interp.image, bias);
+    }
+}
+
+/// After the seventh step (--verbose): where everything went, and what became of exe.
+pub fn outcome(out: &mut Printer, mapped: &Mapped, stack: &Built, set: &MmOutcome) {
+    if stack.exec_refused {
+        out.line().text("could not make the stack executable");
+        out.end();
+    }
+    out.line()
+        .text("interpreter base ")
+        .hex(mapped.base)
+        .text(", entry ")
+        .hex(mapped.entry)
+        .text(", brk ")
+        .hex(mapped.start_brk)
+        .text(", stack ")
+        .hex(stack.layout.sp);
+    out.end();
+    match set.exe {
+        ExeOutcome::Set => out.line().text("/proc/self/exe set to the program"),
+        ExeOutcome::SetAfterUnmapping => {
+            out.line().text("/proc/self/exe set to the program after replacing the preloader's file mappings")
+        }
+        ExeOutcome::Unchanged(errno) => out
+            .line()
+            .text("/proc/self/exe could not be set (")
+            .text(errno_text(errno.raw_os_error()))
+            .text("): it stays the preloader"),
+        ExeOutcome::Failed(errno) => out
+            .line()
+            .text("PR_SET_MM_MAP failed (")
+            .text(errno_text(errno.raw_os_error()))
+            .text("): /proc shows the preloader's mm fields"),
+    };
+    out.end();
+}
+
+/// For --verbose: what of the program's file was not applied, and whether the capabilities of
+/// the preloader's file were dropped.
+pub fn credentials(out: &mut Printer, path: &[u8], not_honoured: Option<&str>, dropped: bool) {
+    if let Some(what) = not_honoured {
+        out.line().bytes(path).text(": ").text(what).text(credentials::NOT_HONOURED);
+        out.end();
+    }
+    if dropped {
+        out.line().text("capabilities of the preloader's file dropped: the program runs with the caller's");
         out.end();
     }
 }

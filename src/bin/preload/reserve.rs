@@ -1,12 +1,13 @@
 //! Keeping address ranges free: PROT_NONE reservations that never replace an existing mapping.
 
-use core::ffi::c_void;
-
+use preload::page_start;
 use preload::plan::reserve::{Range, find_in_maps};
-use preload::{page_align, page_start};
-use rustix::fs::{CWD, Mode, OFlags};
 use rustix::io::Errno;
-use rustix::mm::{MapFlags, ProtFlags};
+use rustix::mm::ProtFlags;
+
+use crate::sys::image;
+use crate::sys::mem::{self, Place};
+use crate::sys::proc::{MAPS_BUFFER, read_maps};
 
 /// Why a range could not be reserved.
 pub enum ReserveError {
@@ -14,7 +15,7 @@ pub enum ReserveError {
     Overlap {
         other: Range,
         name: [u8; 64],
-        name_len: usize,
+        name_len: u8,
     },
     Failed(Errno),
 }
@@ -24,7 +25,7 @@ impl ReserveError {
         let mut stored = [0u8; 64];
         let name_len = name.len().min(stored.len());
         stored[..name_len].copy_from_slice(&name[..name_len]);
-        Self::Overlap { other, name: stored, name_len }
+        Self::Overlap { other, name: stored, name_len: name_len as u8 }
     }
 }
 
@@ -35,20 +36,10 @@ pub struct Protected {
     preloader: Range,
 }
 
-unsafe extern "C" {
-    static __ehdr_start: u8;
-    static _end: u8;
-}
-
 impl Protected {
     pub fn new(stack_top: u64, stack_limit: u64) -> Self {
         let room = stack_limit.clamp(128 << 10, 1 << 32);
-        // Only the addresses of the linker-defined symbols are taken, which needs no unsafe.
-        let (start, end) = (&raw const __ehdr_start as u64, &raw const _end as u64);
-        Self {
-            stack: Range::new(page_start(stack_top - room), stack_top),
-            preloader: Range::new(page_start(start), page_align(end)),
-        }
+        Self { stack: Range::new(page_start(stack_top - room), stack_top), preloader: image::span() }
     }
 }
 
@@ -60,16 +51,7 @@ pub fn reserve(range: &Range, protected: &Protected) -> Result<(), ReserveError>
     if range.overlaps(&protected.preloader) {
         return Err(ReserveError::overlap(protected.preloader, b"preload itself"));
     }
-    // SAFETY: FIXED_NOREPLACE never replaces an existing mapping; the new one is inaccessible.
-    let mapped = unsafe {
-        rustix::mm::mmap_anonymous(
-            range.start as *mut c_void,
-            range.len() as usize,
-            ProtFlags::empty(),
-            MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE | MapFlags::NORESERVE,
-        )
-    };
-    match mapped {
+    match mem::map_anonymous(Place::Exactly(range.start), range.len(), ProtFlags::empty(), true) {
         Ok(_) => Ok(()),
         Err(Errno::EXIST) => Err(existing_mapping(range)),
         Err(errno) => Err(ReserveError::Failed(errno)),
@@ -89,18 +71,4 @@ fn existing_mapping(range: &Range) -> ReserveError {
         }
         None => ReserveError::Failed(Errno::EXIST),
     }
-}
-
-/// Room for /proc/self/maps at launch time (a few dozen lines).
-pub const MAPS_BUFFER: usize = 16384;
-
-/// Read /proc/self/maps into `buf`; returns the length, or `buf.len()` if it may not all fit.
-pub fn read_maps(buf: &mut [u8]) -> usize {
-    let mut len = 0;
-    if let Ok(fd) = rustix::fs::openat(CWD, c"/proc/self/maps", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
-        while let Ok(n @ 1..) = rustix::io::read(&fd, &mut buf[len..]) {
-            len += n;
-        }
-    }
-    len
 }

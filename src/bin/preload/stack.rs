@@ -1,130 +1,73 @@
-//! The stack the kernel gave the preloader: argc, argv, envp and auxv.
+//! The sixth step, build the stack: argv, envp and auxv laid out as `create_elf_tables` does, in
+//! a scratch mapping that the final jump copies onto the real [stack].
 
-use core::ffi::{CStr, c_char};
+use preload::exec::args::Prefix;
+use preload::plan::stack::{ProgramAux, StackImage, StackLayout, program_auxv};
+use rustix::mm::MapFlags;
 
-use preload::plan::stack::{AT_EXECFN, AT_NULL, AT_PLATFORM, MAX_ARG_STRLEN};
+use crate::exec::{Request, Resolved};
+use crate::load::{Inspected, Mapped};
+use crate::plan::Plan;
+use crate::report::Error;
+use crate::sys::mem::{self, Mapping};
 
-pub struct InitialStack {
-    argv: &'static [*const c_char],
-    envp: &'static [*const c_char],
-    auxv: &'static [[u64; 2]],
-    /// The execfn string, which the kernel placed right after the last environment string.
-    execfn: *const c_char,
+/// The environment variable that names a sealed program's key descriptor, which is closed: the
+/// program's environment does not name it either.
+const KEY_FD_ASSIGNMENT: &[u8] = b"PRELOAD_KEY_FD=";
+
+/// The program's initial stack, built.
+pub struct Built {
+    /// The image, at the start of its own mapping.
+    pub scratch: Mapping,
+    pub layout: StackLayout,
+    /// Its size in bytes, from the stack pointer to the top.
+    pub size: usize,
+    /// PT_GNU_STACK asked for an executable stack and the kernel refused it (under MDWE, say).
+    pub exec_refused: bool,
 }
 
-/// A C string from the initial stack as bytes, without its NUL.
-fn bytes(ptr: *const c_char) -> &'static [u8] {
-    // SAFETY: every pointer in argv and envp is a NUL-terminated string the kernel placed on the
-    // stack, which the preloader never overwrites before it stops reading them.
-    unsafe { CStr::from_ptr(ptr) }.to_bytes()
-}
-
-/// The string at `ptr` when the string at `next` follows it: the kernel copies the argument,
-/// environment and execfn strings back to back (mm->arg_start..env_end), so the length is the
-/// distance, found without scanning — launches with many arguments would otherwise read every
-/// byte once per pass. Anything but that packing falls back to scanning.
-fn packed_bytes(ptr: *const c_char, next: *const c_char) -> &'static [u8] {
-    let len = (next as usize).wrapping_sub(ptr as usize).wrapping_sub(1);
-    if len < MAX_ARG_STRLEN {
-        // SAFETY: [ptr, next) lies inside the kernel's string area (both point into it, and
-        // next - ptr <= MAX_ARG_STRLEN); the byte before `next` ends the string at `ptr` when it
-        // is the NUL, and then no NUL lies before it, since the kernel copies each string with
-        // exactly one NUL, its last byte.
-        let slice = unsafe { core::slice::from_raw_parts(ptr as *const u8, len + 1) };
-        if let Some((0, string)) = slice.split_last() {
-            return string;
-        }
-    }
-    bytes(ptr)
-}
-
-impl InitialStack {
-    /// # Safety
-    /// `sp` is the stack pointer the kernel entered `_start` with.
-    pub unsafe fn from_sp(sp: *const u64) -> Self {
-        // SAFETY: the kernel's layout: argc, argc pointers, NULL, pointers, NULL, auxv pairs
-        // ending with AT_NULL; all of it stays in place while the preloader runs.
-        unsafe {
-            let argc = *sp as usize;
-            let argv = sp.add(1) as *const *const c_char;
-            let envp = argv.add(argc + 1);
-            let mut envc = 0;
-            while !(*envp.add(envc)).is_null() {
-                envc += 1;
-            }
-            let auxv = envp.add(envc + 1) as *const [u64; 2];
-            let mut auxc = 0;
-            while (*auxv.add(auxc))[0] != AT_NULL {
-                auxc += 1;
-            }
-            let auxv = core::slice::from_raw_parts(auxv, auxc);
-            let execfn = auxv
-                .iter()
-                .find(|pair| pair[0] == AT_EXECFN)
-                .map_or(core::ptr::null(), |pair| pair[1] as *const c_char);
-            Self {
-                argv: core::slice::from_raw_parts(argv, argc),
-                envp: core::slice::from_raw_parts(envp, envc),
-                auxv,
-                execfn,
-            }
-        }
-    }
-
-    /// The strings of `list`, each measured against the string that follows it, the last against
-    /// `after`.
-    fn strings(list: &'static [*const c_char], after: *const c_char) -> impl Iterator<Item = &'static [u8]> + Clone {
-        list.iter()
-            .zip(list.iter().skip(1).copied().chain(core::iter::once(after)))
-            .map(|(&ptr, next)| packed_bytes(ptr, next))
-    }
-
-    pub fn args(&self) -> impl Iterator<Item = &'static [u8]> + Clone {
-        Self::strings(self.argv, self.envp.first().copied().unwrap_or(self.execfn))
-    }
-
-    pub fn arg(&self, index: usize) -> &'static CStr {
-        // SAFETY: as in `bytes`.
-        unsafe { CStr::from_ptr(self.argv[index]) }
-    }
-
-    pub fn env(&self) -> impl Iterator<Item = &'static [u8]> + Clone {
-        Self::strings(self.envp, self.execfn)
-    }
-
-    pub fn getenv(&self, name: &[u8]) -> Option<&'static [u8]> {
-        self.env().find_map(|var| var.strip_prefix(name)?.strip_prefix(b"="))
-    }
-
-    /// The auxv pairs, without AT_NULL.
-    pub fn auxv(&self) -> impl Iterator<Item = (u64, u64)> + Clone {
-        self.auxv.iter().map(|pair| (pair[0], pair[1]))
-    }
-
-    pub fn aux(&self, key: u64) -> Option<u64> {
-        self.auxv().find(|&(k, _)| k == key).map(|(_, v)| v)
-    }
-
-    fn aux_string(&self, key: u64) -> Option<&'static [u8]> {
-        self.aux(key).filter(|&p| p != 0).map(|p| bytes(p as *const c_char))
-    }
-
-    /// The platform string the kernel put on the stack ("x86_64").
-    pub fn platform(&self) -> Option<&'static [u8]> {
-        self.aux_string(AT_PLATFORM)
-    }
-
-    /// The end of the [stack] mapping: the kernel's execfn string is followed by 8 zero bytes
-    /// that end it.
-    pub fn stack_top(&self) -> Option<u64> {
-        let execfn = self.aux(AT_EXECFN)?;
-        Some(execfn + self.aux_string(AT_EXECFN)?.len() as u64 + 1 + 8)
+impl Built {
+    /// Where the image's auxv is in the scratch mapping (PR_SET_MM_MAP copies it from there).
+    pub fn auxv(&self) -> *mut u64 {
+        self.scratch.as_ptr().wrapping_add((self.layout.auxv - self.layout.sp) as usize).cast()
     }
 }
 
-/// An option value as a C string: every value the CLI returns is an argv string or the tail of
-/// one after `=`, so its NUL follows it in memory.
-pub fn argument_tail(value: &'static [u8]) -> &'static CStr {
-    // SAFETY: as above; the string ends at the argv string's own NUL.
-    unsafe { CStr::from_ptr(value.as_ptr() as *const c_char) }
+pub fn build<'b>(
+    request: &Request,
+    resolved: &Resolved<'b>,
+    inspected: &Inspected,
+    plan: &Plan,
+    mapped: &Mapped,
+    secure: bool,
+) -> Result<Built, Error<'b>> {
+    let (image, extent, stack) = (&inspected.image, &inspected.extent, request.stack);
+    let prefix = Prefix::new(resolved.levels(), resolved.execfn(), request.argv0());
+    let aux = ProgramAux {
+        phdr: mapped.bias + extent.phdr,
+        phnum: image.phdrs.len() as u64,
+        base: mapped.base,
+        entry: mapped.bias.wrapping_add(image.entry),
+        secure: u64::from(secure),
+    };
+    let sealed = resolved.is_sealed();
+    let spec = StackImage {
+        top: plan.top,
+        argv: prefix.as_slice().iter().copied().chain(request.rest().map(|arg| -> &[u8] { arg })),
+        envp: stack.env().filter(move |var| !(sealed && var.starts_with(KEY_FD_ASSIGNMENT))),
+        execfn: resolved.execfn(),
+        platform: stack.platform(),
+        random: plan.random.at_random,
+        gap: if plan.randomize { plan.random.gap % 8192 } else { 0 },
+        auxv: program_auxv(stack.auxv(), aux),
+    };
+    let layout = spec.layout();
+    let size = layout.size(plan.top);
+    // POPULATE: all of it is written, and allocating the pages in the mmap costs less than a
+    // fault for each.
+    let mut scratch =
+        Mapping::new(size, MapFlags::POPULATE).map_err(|errno| Error::failure(resolved.exe_path, errno))?;
+    spec.write(&layout, &mut scratch.bytes()[..size]);
+    let exec_refused = image.executable_stack() && mem::make_stack_executable(plan.top - 1).is_err();
+    Ok(Built { scratch, layout, size, exec_refused })
 }

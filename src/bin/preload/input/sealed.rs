@@ -7,17 +7,16 @@
 
 use core::cell::Cell;
 
-use preload::elf::Aligned;
 use preload::input::sealed::{self, HEADER_SIZE, Header, InflateState, Inflating, KEY_SIZE, Key, Secret, TAG_SIZE};
-use preload::input::stream;
+use preload::input::{HEAD_SIZE, stream};
 use preload::page_align;
 use preload::report::refusal::Refusal;
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use rustix::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::mm::MapFlags;
 
-use crate::input::source::{File, HEAD_SIZE};
-use crate::sys::rt::Mapping;
+use crate::sys::io;
+use crate::sys::mem::Mapping;
 
 /// The environment variable that names the key's descriptor.
 pub const KEY_FD_VAR: &[u8] = b"PRELOAD_KEY_FD";
@@ -49,15 +48,7 @@ fn read_key(fd_var: Option<&[u8]>, own: BorrowedFd, key: &mut Key) -> Result<(),
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // One byte more than the longest key form, to tell a longer text apart.
     let mut text = Secret::<{ 2 * KEY_SIZE + 2 }>::zeroed();
-    let mut len = 0;
-    while len < text.0.len() {
-        match rustix::io::read(&fd, &mut text.0[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(Errno::INTR) => {}
-            Err(_) => return Err(Refusal::cannot_execute(KEY_UNREADABLE)),
-        }
-    }
+    let len = io::read_to_fill(&fd, &mut text.0).map_err(|_| Refusal::cannot_execute(KEY_UNREADABLE))?;
     sealed::parse_key(&text.0[..len], key).map_err(Refusal::cannot_execute)
 }
 
@@ -91,11 +82,17 @@ pub struct Unsealed {
     state_at: usize,
     head_at: usize,
     head_len: usize,
+    program_size: u64,
     inflating: Cell<Inflating>,
 }
 
 impl Unsealed {
-    /// The first bytes, as [`File::head`] gives them for a file.
+    /// The plain program's size.
+    pub fn size(&self) -> u64 {
+        self.program_size
+    }
+
+    /// The first bytes, as `File::head` gives them for a file.
     pub fn head(&self) -> &[u8] {
         // SAFETY: the head copy's place in the mapping, written in `unseal` and only read since.
         unsafe { core::slice::from_raw_parts(self.mapping.base().add(self.head_at), self.head_len) }
@@ -117,22 +114,23 @@ impl Unsealed {
     }
 }
 
-/// Authenticate and decrypt `container` with the key from `key_fd_var`. The result reads like
-/// the plain program's file (inflating on demand), keeps the container's descriptor (so
-/// /proc/self/exe shows the container: there is no plain file) and has its segments copied.
+/// Authenticate and decrypt the container open as `container` (`container_size` bytes) with the
+/// key from `key_fd_var`. The result reads like the plain program's file (inflating on demand);
+/// the caller keeps the container's descriptor, so /proc/self/exe shows the container: there is
+/// no plain file.
 // Out of line: its frame (the inflater state is built before it is moved into the mapping) is
 // large, and must not be probed on every launch.
 #[inline(never)]
-pub fn unseal(container: File, key_fd_var: Option<&[u8]>) -> Result<File, Refusal> {
+pub fn unseal(container: BorrowedFd<'_>, container_size: u64, key_fd_var: Option<&[u8]>) -> Result<Unsealed, Refusal> {
     let mut key = Key::zeroed();
-    read_key(key_fd_var, container.fd.as_fd(), &mut key)?;
+    read_key(key_fd_var, container, &mut key)?;
     let mut header_bytes = [0u8; HEADER_SIZE];
-    container.read_at(0, &mut header_bytes).map_err(|_| Refusal::cannot_execute(sealed::TRUNCATED))?;
+    io::pread_exact(container, 0, &mut header_bytes).map_err(|_| Refusal::cannot_execute(sealed::TRUNCATED))?;
     let header = Header::parse(&header_bytes)?;
-    if container.size < header.container_size() {
+    if container_size < header.container_size() {
         return Err(Refusal::cannot_execute(sealed::TRUNCATED));
     }
-    if container.size > header.container_size() {
+    if container_size > header.container_size() {
         return Err(Refusal::cannot_execute(sealed::TRAILING));
     }
 
@@ -144,9 +142,9 @@ pub fn unseal(container: File, key_fd_var: Option<&[u8]>) -> Result<File, Refusa
     // SAFETY: the body's place at the start of the mapping, which nothing else refers to yet.
     let body = unsafe { core::slice::from_raw_parts_mut(mapping.base(), body_len) };
     let io_error = |errno: Errno| Refusal::from_errno(errno.raw_os_error());
-    container.read_exact_at(HEADER_SIZE as u64, body).map_err(io_error)?;
+    io::pread_exact(container, HEADER_SIZE as u64, body).map_err(io_error)?;
     let mut tag = [0u8; TAG_SIZE];
-    container.read_exact_at((HEADER_SIZE + body_len) as u64, &mut tag).map_err(io_error)?;
+    io::pread_exact(container, (HEADER_SIZE + body_len) as u64, &mut tag).map_err(io_error)?;
     sealed::open(&key, &header_bytes, body, &tag)?;
     drop(key);
 
@@ -158,19 +156,18 @@ pub fn unseal(container: File, key_fd_var: Option<&[u8]>) -> Result<File, Refusa
         Inflating::new(header.program_size, &mut *state)
     };
     let head_len = header.program_size.min(HEAD_SIZE as u64) as usize;
-    let unsealed = Unsealed { mapping, body_len, state_at, head_at, head_len, inflating: Cell::new(inflating) };
+    let unsealed = Unsealed {
+        mapping,
+        body_len,
+        state_at,
+        head_at,
+        head_len,
+        program_size: header.program_size,
+        inflating: Cell::new(inflating),
+    };
     // SAFETY: the head copy's place, after the state, inside the mapping and disjoint from both.
     let head = unsafe { core::slice::from_raw_parts_mut(unsealed.mapping.base().add(head_at), head_len) };
     unsealed.read_exact_at(0, head).map_err(|_| Refusal::cannot_execute("sealed program does not decompress"))?;
     stream::check_start(&head[..head_len.min(64)]).map_err(Refusal::cannot_execute)?;
-    // Nothing of the plaintext in the File itself (it is moved about on the stack): its head
-    // and every read come from the mapping.
-    Ok(File {
-        fd: container.fd,
-        size: header.program_size,
-        head: Aligned::zeroed(),
-        head_len: 0,
-        copy_segments: true,
-        unsealed: Some(unsealed),
-    })
+    Ok(unsealed)
 }

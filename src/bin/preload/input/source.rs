@@ -2,46 +2,67 @@
 
 use core::ffi::CStr;
 
+use preload::cstr;
 use preload::elf::Aligned;
 use preload::exec::search::{self, PATH_MAX};
+use preload::input::HEAD_SIZE;
 use preload::input::stream::{ByteStream, SCRIPT_WITHOUT_PATH};
 use preload::report::msg::Msg;
 use preload::report::refusal::Refusal;
-use rustix::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use rustix::fd::{AsRawFd, OwnedFd};
 use rustix::fs::{Access, AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mm::MapFlags;
 
+#[cfg(feature = "sealed")]
+use crate::input::sealed::Unsealed;
 use crate::input::stream::{self, FdStream, Memfd};
-use crate::sys::rt::Mapping;
+use crate::sys::io;
+use crate::sys::mem::Mapping;
 
-/// How much of a file is read up front: the ELF header, the `#!` line, and the program headers
-/// and PT_INTERP of typical programs (up to 17 entries), used in place; a larger table takes a
-/// mapping and one more read.
-pub const HEAD_SIZE: usize = 1024;
+/// How the program's bytes are held.
+pub enum Held {
+    /// In a file (or a memfd given with --fd), mapped like a file.
+    File,
+    /// In the sealed memfd a stream was taken into: the segments are loaded as anonymous
+    /// copies, not mapped from it.
+    Stream(Memfd),
+    /// Decrypted in anonymous memory, inflated on demand; the descriptor is the container's
+    /// (for /proc/self/exe), and the segments are copied.
+    #[cfg(feature = "sealed")]
+    Sealed(Unsealed),
+}
 
 /// An executable file, open for reading.
 pub struct File {
     pub fd: OwnedFd,
+    /// The program's size (for a sealed program, the plain program's).
     pub size: u64,
-    pub head: Aligned<HEAD_SIZE>,
-    pub head_len: usize,
-    /// The program arrived as a stream and `fd` is the memfd holding it: its segments are
-    /// loaded as anonymous copies, not mapped from `fd`.
-    pub copy_segments: bool,
-    /// A sealed program, decrypted in anonymous memory: its head and all reads come from there
-    /// (inflated on demand), while `fd` is the container (for /proc/self/exe).
-    #[cfg(feature = "sealed")]
-    pub unsealed: Option<crate::input::sealed::Unsealed>,
+    head: Aligned<HEAD_SIZE>,
+    head_len: usize,
+    pub held: Held,
 }
 
 impl File {
     pub fn head(&self) -> &[u8] {
         #[cfg(feature = "sealed")]
-        if let Some(program) = &self.unsealed {
+        if let Held::Sealed(program) = &self.held {
             return program.head();
         }
         &self.head.0[..self.head_len]
+    }
+
+    /// Whether the segments are copied into anonymous memory instead of mapped from `fd`.
+    pub fn copy_segments(&self) -> bool {
+        !matches!(self.held, Held::File)
+    }
+
+    /// The sealed container that was opened as this file, now holding `program`. Nothing of the
+    /// plaintext is in the File itself (it is moved about on the stack): its head and every
+    /// read come from the program's mapping.
+    #[cfg(feature = "sealed")]
+    pub fn unsealed(self, program: Unsealed) -> Self {
+        Self { size: program.size(), head: Aligned::zeroed(), head_len: 0, held: Held::Sealed(program), ..self }
     }
 
     /// Read `buf.len()` bytes at `offset`, from the head when they are there already.
@@ -68,37 +89,18 @@ impl File {
     }
 
     /// Read all of `buf` from `offset`, in as many reads as it takes.
-    pub fn read_exact_at(&self, mut offset: u64, mut buf: &mut [u8]) -> Result<(), Errno> {
+    pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
         #[cfg(feature = "sealed")]
-        if let Some(program) = &self.unsealed {
+        if let Held::Sealed(program) = &self.held {
             return program.read_exact_at(offset, buf);
         }
-        while !buf.is_empty() {
-            match rustix::io::pread(&self.fd, &mut *buf, offset) {
-                Ok(0) => return Err(Errno::IO),
-                Ok(n) => {
-                    offset += n as u64;
-                    buf = &mut buf[n..];
-                }
-                Err(Errno::INTR) => {}
-                Err(errno) => return Err(errno),
-            }
-        }
-        Ok(())
+        io::pread_exact(&self.fd, offset, buf)
     }
 
     /// A file open as `fd`, with its first bytes read.
-    fn with_head(fd: OwnedFd, size: u64, copy_segments: bool) -> Result<File, Refusal> {
-        let mut file = File {
-            fd,
-            size,
-            head: Aligned::zeroed(),
-            head_len: 0,
-            copy_segments,
-            #[cfg(feature = "sealed")]
-            unsealed: None,
-        };
-        file.head_len = rustix::io::pread(&file.fd, &mut file.head.0[..], 0).map_err(refuse)?;
+    fn with_head(fd: OwnedFd, size: u64, held: Held) -> Result<File, Refusal> {
+        let mut file = File { fd, size, head: Aligned::zeroed(), head_len: 0, held };
+        file.head_len = io::pread(&file.fd, &mut file.head.0[..], 0).map_err(refuse)?;
         Ok(file)
     }
 }
@@ -170,37 +172,24 @@ pub fn open(path: &CStr) -> Result<File, Refusal> {
         _ => return Err(Refusal::cannot_execute("Permission denied: not a regular file")),
     }
     executable(path).map_err(refuse)?;
-    File::with_head(fd, stat.st_size as u64, false)
-}
-
-/// How a program given with `--fd` is held.
-pub enum Origin {
-    /// A regular file or memfd, mapped like a file.
-    File,
-    /// A pipe, socket, terminal or other stream, taken into a memfd.
-    Stream(Memfd),
+    File::with_head(fd, stat.st_size as u64, Held::File)
 }
 
 /// Take the program from inherited descriptor `fd`, named `name`. A regular file or memfd is
 /// used as it is; anything else is read to its end into a sealed memfd named after `name`.
 /// The descriptor itself is closed (stdin, stdout and stderr excepted): the program gets the
 /// descriptors a direct run would have.
-pub fn from_fd(fd: i32, name: &[u8]) -> Result<(File, Origin), Refusal> {
-    // SAFETY: only borrowed for the dup; a number that is not open fails with EBADF.
-    let inherited = unsafe { BorrowedFd::borrow_raw(fd) };
-    let own = rustix::io::fcntl_dupfd_cloexec(inherited, 3).map_err(refuse)?;
-    if fd > 2 {
-        // SAFETY: --fd hands the descriptor to the preloader, and nothing else here uses it.
-        drop(unsafe { OwnedFd::from_raw_fd(fd) });
-    }
+pub fn from_fd(fd: i32, name: &[u8]) -> Result<File, Refusal> {
+    let own = io::dup_inherited(fd).map_err(refuse)?;
+    io::close_inherited(fd);
     let stat = rustix::fs::fstat(&own).map_err(refuse)?;
     match FileType::from_raw_mode(stat.st_mode) {
         FileType::RegularFile => {
             descriptor_executable(&own).map_err(refuse)?;
-            let file = File::with_head(own, stat.st_size as u64, false)?;
+            let file = File::with_head(own, stat.st_size as u64, Held::File)?;
             match preload::exec::script::parse(file.head()) {
                 Some(_) => Err(Refusal::cannot_execute(SCRIPT_WITHOUT_PATH)),
-                None => Ok((file, Origin::File)),
+                None => Ok(file),
             }
         }
         FileType::Directory => Err(Refusal::cannot_execute("Is a directory")),
@@ -210,9 +199,9 @@ pub fn from_fd(fd: i32, name: &[u8]) -> Result<(File, Origin), Refusal> {
 
 /// Take a program that arrives as `stream` into a sealed memfd named after `name`, to be
 /// loaded from there as anonymous copies of its segments.
-pub fn from_stream(stream: &mut impl ByteStream, name: &[u8]) -> Result<(File, Origin), Refusal> {
+pub fn from_stream(stream: &mut impl ByteStream, name: &[u8]) -> Result<File, Refusal> {
     let (memfd, size, held) = stream::load(stream, name)?;
-    Ok((File::with_head(memfd, size, true)?, Origin::Stream(held)))
+    File::with_head(memfd, size, Held::Stream(held))
 }
 
 /// Execute permission on an open file, as exec checks it (mode bits and a noexec mount), asked
@@ -271,9 +260,4 @@ pub fn find<'b>(
         }
     }
     Err(refusal)
-}
-
-/// A NUL-terminated byte string that was built with its NUL.
-pub fn cstr(bytes: &[u8]) -> &CStr {
-    CStr::from_bytes_until_nul(bytes).unwrap_or(c"")
 }

@@ -3,6 +3,7 @@
 //! executable memfds. Nothing is written to any file system. The segments are then copied
 //! from the memfd into anonymous memory (see `load::map`): at most the program and one copy.
 
+use preload::cstr;
 use preload::input::stream::{self, ByteStream};
 use preload::report::msg::Msg;
 use preload::report::refusal::Refusal;
@@ -11,8 +12,8 @@ use rustix::fs::{MemfdFlags, OFlags, SealFlags};
 use rustix::io::Errno;
 use rustix::mm::MapFlags;
 
-use crate::input::source::cstr;
-use crate::sys::rt::Mapping;
+use crate::sys::io;
+use crate::sys::mem::Mapping;
 
 /// How much of a stream is in flight at once: a pipe's default capacity.
 const WINDOW: usize = 64 * 1024;
@@ -45,12 +46,7 @@ impl FdStream {
 
 impl ByteStream for FdStream {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Refusal> {
-        loop {
-            match rustix::io::read(&self.0, &mut *buf) {
-                Err(Errno::INTR) => {}
-                other => return other.map_err(|errno| Refusal::from_errno(errno.raw_os_error())),
-            }
-        }
+        io::read(&self.0, buf).map_err(|errno| Refusal::from_errno(errno.raw_os_error()))
     }
 }
 
@@ -59,7 +55,7 @@ pub fn load(stream: &mut impl ByteStream, name: &[u8]) -> Result<(OwnedFd, u64, 
     let (memfd, held) = create(name)?;
     // The bytes in flight, in a mapping of their own (the launch stack stays small).
     let mut window = Mapping::new(WINDOW, MapFlags::empty()).map_err(failure)?;
-    let size = stream::drain(stream, window.bytes(), |chunk| write_all(&memfd, chunk).map_err(failure))?;
+    let size = stream::drain(stream, window.bytes(), |chunk| io::write_all(&memfd, chunk).map_err(failure))?;
     drop(window);
     let seals = SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE;
     rustix::fs::fcntl_add_seals(&memfd, seals).map_err(failure)?;
@@ -85,17 +81,6 @@ fn create(name: &[u8]) -> Result<(OwnedFd, Memfd), Refusal> {
             Memfd { exec_refused: Some(why) },
         )),
     }
-}
-
-fn write_all(fd: &OwnedFd, mut bytes: &[u8]) -> Result<(), Errno> {
-    while !bytes.is_empty() {
-        match rustix::io::write(fd, bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(Errno::INTR) => {}
-            Err(errno) => return Err(errno),
-        }
-    }
-    Ok(())
 }
 
 fn failure(errno: Errno) -> Refusal {

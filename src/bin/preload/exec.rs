@@ -1,0 +1,174 @@
+//! The first step, resolve: from PROGRAM (or the descriptor given with --fd) to the ELF file
+//! that will really be loaded: PATH search, a sealed container opened, `#!` lines followed as
+//! binfmt_script does, and the kernel's E2BIG check at each level.
+
+use core::ffi::CStr;
+
+use preload::cli::Options;
+use preload::exec::args::{self, Level};
+use preload::exec::script::{self, MAX_SCRIPT_DEPTH};
+use preload::exec::search::PATH_MAX;
+use preload::report::msg::Msg;
+use preload::report::refusal::Refusal;
+use rustix::io::Errno;
+
+#[cfg(feature = "sealed")]
+use crate::input::source::Held;
+use crate::input::source::{self, File};
+use crate::report::Error;
+use crate::sys::initial_stack::InitialStack;
+use crate::sys::mem::{Lazy, Zeroable};
+
+/// What was asked for: the preloader's own stack, its options, and where PROGRAM is in argv.
+pub struct Request<'s> {
+    pub stack: &'s InitialStack,
+    pub options: &'s Options<'static>,
+    /// argv index of PROGRAM (or NAME with --fd).
+    pub program: usize,
+    /// RLIMIT_STACK, which bounds the arguments (E2BIG) and where reservations may go.
+    pub stack_limit: u64,
+}
+
+impl Request<'_> {
+    /// PROGRAM as typed.
+    pub fn name(&self) -> &'static CStr {
+        self.stack.arg(self.program)
+    }
+
+    /// argv[0] for the program: --argv0, or PROGRAM as typed.
+    pub fn argv0(&self) -> &'static [u8] {
+        self.options.argv0.unwrap_or(self.name().to_bytes())
+    }
+
+    /// The program's arguments after argv[0].
+    pub fn rest(&self) -> impl Iterator<Item = &'static [u8]> + Clone {
+        self.stack.args().skip(self.program + 1)
+    }
+}
+
+/// Storage the resolved program refers to until the jump.
+pub struct Storage<'b> {
+    /// The path found by the PATH search, NUL-terminated.
+    pub path: &'b mut [u8; PATH_MAX],
+    pub levels: &'b mut Lazy<[Level; MAX_SCRIPT_DEPTH]>,
+    /// With --fd, how messages name the program: "NAME (fd N)".
+    pub label: &'b mut Lazy<Msg<{ PATH_MAX + 32 }>>,
+    pub opened: &'b mut Option<File>,
+}
+
+// SAFETY: byte arrays, a bool and a length: all zero is a line without an argument.
+unsafe impl Zeroable for [Level; MAX_SCRIPT_DEPTH] {}
+
+// SAFETY: a Msg is a byte array and a length: all zero is the empty message (Msg::new).
+unsafe impl<const N: usize> Zeroable for Msg<N> {}
+
+/// The ELF file to load, and how it was reached.
+pub struct Resolved<'b> {
+    pub file: &'b File,
+    /// The path as opened (NAME with --fd): AT_EXECFN, comm, and the script path in argv.
+    pub path: &'b CStr,
+    /// How messages name what is loaded: the innermost `#!` interpreter, else the path (or
+    /// "NAME (fd N)").
+    pub exe_path: &'b [u8],
+    levels: [&'b Level; MAX_SCRIPT_DEPTH],
+    depth: usize,
+}
+
+impl<'b> Resolved<'b> {
+    /// The `#!` lines followed, outermost first.
+    pub fn levels(&self) -> &[&'b Level] {
+        &self.levels[..self.depth]
+    }
+
+    pub fn execfn(&self) -> &'b [u8] {
+        self.path.to_bytes()
+    }
+
+    /// A sealed container, whose key's descriptor is closed and must not be named to the program.
+    pub fn is_sealed(&self) -> bool {
+        #[cfg(feature = "sealed")]
+        if let Held::Sealed(_) = self.file.held {
+            return true;
+        }
+        false
+    }
+}
+
+static NO_LEVEL: Level = Level::EMPTY;
+
+pub fn resolve<'b>(request: &Request, storage: Storage<'b>) -> Result<Resolved<'b>, Error<'b>> {
+    let Storage { path, levels, label, opened } = storage;
+    let name = request.name();
+    let (file, path, named): (File, &'b CStr, &'b [u8]) = match request.options.fd {
+        Some(fd) => {
+            let label = label.get().map_err(|errno| Error::failure(name.to_bytes(), errno))?;
+            label.bytes(name.to_bytes()).text(" (fd ").dec(fd as u64).text(")");
+            let label: &'b [u8] = label.as_bytes();
+            (source::from_fd(fd, name.to_bytes()).map_err(|refusal| Error::at(label, refusal))?, name, label)
+        }
+        None => {
+            let (file, path) = source::find(name, request.stack.getenv(b"PATH"), path)
+                .map_err(|refusal| Error::at(name.to_bytes(), refusal))?;
+            (file, path, path.to_bytes())
+        }
+    };
+    let execfn = path.to_bytes();
+    // E2BIG, as execve checks it: on the arguments as given, then after each `#!` level.
+    check_arguments(request, &[], execfn)?;
+    #[cfg(feature = "sealed")]
+    let mut file = unseal(file, request, named)?;
+    #[cfg(not(feature = "sealed"))]
+    let mut file = file;
+    let mut chain = [&NO_LEVEL; MAX_SCRIPT_DEPTH];
+    let mut depth = 0;
+    let mut free: &'b mut [Level] = &mut [];
+    let mut storage = Some(levels);
+    let mut current = execfn;
+    loop {
+        let shebang = match script::parse(file.head()) {
+            None => break,
+            Some(Err(reason)) => return Err(Error::cannot_execute(current, reason)),
+            Some(Ok(shebang)) => shebang,
+        };
+        if let Some(lazy) = storage.take() {
+            free = lazy.get().map_err(|errno| Error::failure(execfn, errno))?;
+        }
+        let Some((level, rest)) = core::mem::take(&mut free).split_first_mut() else {
+            return Err(Error::cannot_execute(execfn, "Too many levels of #! interpreters"));
+        };
+        free = rest;
+        level.keep(&shebang);
+        let level: &'b Level = level;
+        chain[depth] = level;
+        depth += 1;
+        check_arguments(request, &chain[..depth], execfn)?;
+        let interpreter = level.interpreter();
+        file = source::open(interpreter).map_err(|refusal| Error::Interpreter {
+            path: current,
+            interpreter: interpreter.to_bytes(),
+            refusal,
+        })?;
+        current = interpreter.to_bytes();
+    }
+    let exe_path = if depth > 0 { current } else { named };
+    Ok(Resolved { file: &*opened.insert(file), path, exe_path, levels: chain, depth })
+}
+
+/// A sealed container: authenticated and decrypted, to be inflated as it is loaded.
+#[cfg(feature = "sealed")]
+fn unseal<'b>(file: File, request: &Request, named: &'b [u8]) -> Result<File, Error<'b>> {
+    use crate::input::sealed;
+    use rustix::fd::AsFd;
+    if !preload::input::sealed::is_sealed(file.head()) {
+        return Ok(file);
+    }
+    let program = sealed::unseal(file.fd.as_fd(), file.size, request.stack.getenv(sealed::KEY_FD_VAR))
+        .map_err(|refusal| Error::at(named, refusal))?;
+    Ok(file.unsealed(program))
+}
+
+/// The kernel's E2BIG check after the `levels` followed so far.
+fn check_arguments<'b>(request: &Request, levels: &[&'b Level], execfn: &'b [u8]) -> Result<(), Error<'b>> {
+    args::check(levels, execfn, request.argv0(), request.rest(), request.stack.env(), request.stack_limit)
+        .map_err(|_| Error::at(execfn, Refusal::from_errno(Errno::TOOBIG.raw_os_error())))
+}

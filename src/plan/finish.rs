@@ -178,6 +178,21 @@ pub const fn prot(flags: u32) -> u64 {
     (flags & 4 != 0) as u64 * PROT_READ | (flags & 2 != 0) as u64 * PROT_WRITE | (flags & 1 != 0) as u64 * PROT_EXEC
 }
 
+/// Whether the segments follow each other without a hole, each with file pages, from the first
+/// to the end of the `total` span: then mapping each where nothing is (MAP_FIXED_NOREPLACE)
+/// gives what the kernel's reservation of the span, unmap of its tail and MAP_FIXED give, with
+/// one system call fewer.
+pub fn back_to_back(segments: impl Iterator<Item = Segment> + Clone, total: u64) -> bool {
+    let first = segments.clone().next().map_or(0, |seg| seg.start);
+    let mut next = first;
+    let mut contiguous = true;
+    for seg in segments {
+        contiguous &= seg.start == next && seg.file_len > 0;
+        next = seg.anon.map_or(seg.start + seg.file_len, |(_, end)| end);
+    }
+    contiguous && next == first + page_align(total)
+}
+
 /// The ops that map an image's `segments` from descriptor `fd` at `bias`, as `elf_load` does:
 /// the first segment reserves the whole `total` span (MAP_FIXED_NOREPLACE: nothing may be
 /// there), the rest of the span is unmapped again (holes stay unmapped), later segments go over
@@ -192,14 +207,7 @@ pub fn map_segments(
     fd: u64,
     ops: &mut OpList,
 ) -> Result<(), Full> {
-    let first = segments.clone().next().map_or(0, |seg| seg.start);
-    let mut next = first;
-    let mut contiguous = true;
-    for seg in segments.clone() {
-        contiguous &= seg.start == next && seg.file_len > 0;
-        next = seg.anon.map_or(seg.start + seg.file_len, |(_, end)| end);
-    }
-    contiguous &= next == first + page_align(total);
+    let contiguous = back_to_back(segments.clone(), total);
     let file_flags = MAP_PRIVATE | if contiguous { MAP_FIXED_NOREPLACE } else { MAP_FIXED };
     for (index, seg) in segments.enumerate() {
         let addr = bias.wrapping_add(seg.start);

@@ -1,208 +1,102 @@
-//! Stage 2 from the preloader's side: the hand-off mapping the stub reads, the stub's own page
-//! (a memfd mapped PROT_READ|PROT_EXEC, never writable), and where the preloader, the vDSO and
-//! the top of the mmap area are. The op list itself is `preload::plan::finish`.
+//! The eighth step, finish: the final operations, for the stub (`arch/stage2.rs`) to carry out
+//! once the preloader has stepped aside (`preload::plan::finish`):
+//!
+//! 1. unmap the preloader's image (and the vDSO block right below it, when it is mapped again),
+//!    so that nothing of the preloader is left and the kernel's EBUSY rule for exe is met with
+//!    nothing copied;
+//! 2. map the interpreter (or a static-pie) where the kernel would have put it: at the top of the
+//!    mmap area, which the preloader's image held;
+//! 3. map the vDSO where the kernel maps it for a program on this kernel (below that image, on
+//!    6.11 and later; left alone above the stack before);
+//! 4. one PR_SET_MM_MAP with exe (and, should exe be refused, one without it), then the
+//!    capabilities the program keeps, then close the preloader's descriptors.
+//!
+//! Without the stub's own page (no memfd can be mapped executable and no anonymous page made
+//! so) the stub runs in place in the preloader's text: steps 1 to 3 are left out (the images are
+//! mapped by the fifth step), and PR_SET_MM_MAP is tried with exe while the preloader is still
+//! mapped, which only a kernel without the EBUSY rule accepts.
 
-use core::ffi::c_void;
-use core::mem::size_of;
+use preload::plan::finish::{
+    Full, Header, Op, PR_SET_DUMPABLE, SYS_CAPSET, SYS_PRCTL, failure_message, map_segments,
+};
+use preload::plan::load::{Extent, Segment};
+use preload::report::refusal::Refusal;
+use rustix::fd::AsRawFd;
 
-use preload::plan::finish::{self, Header, Op, OpList, Vdso};
-use preload::{PAGE_SIZE, page_align};
-use rustix::fs::MemfdFlags;
-use rustix::io::Errno;
-use rustix::mm::{MapFlags, MremapFlags, ProtFlags};
-use rustix::process::PrctlMmMap;
-
+use crate::exec::Resolved;
+use crate::load::{Inspected, Mapped};
+use crate::plan::{Plan, Top};
+use crate::report::Error;
+use crate::stack::Built;
 use crate::stage2;
+use crate::sys::image;
+use crate::sys::stage2::Handoff;
 
-unsafe extern "C" {
-    static __ehdr_start: u8;
-    static _end: u8;
+/// Where the jump goes: the stub's copy, or its code in the preloader's text.
+pub struct Finish {
+    pub stub: u64,
 }
 
-/// The preloader's own image: [start, end), end being the top of the mmap area (mmap_base),
-/// where the kernel put it with a hint of 0. linker.ld gives it a large bss (never touched, so
-/// never resident) so that an interpreter or static-pie and the vDSO below it, at the top, fall
-/// inside it and clear of everything the preloader maps meanwhile (below the vDSO).
-pub fn own_image() -> (u64, u64) {
-    (&raw const __ehdr_start as u64, page_align(&raw const _end as u64))
-}
-
-/// The hand-off: the first mapping the preloader makes, top-down, so that it lands right below
-/// whatever the kernel mapped last and tells where that is ([`Vdso::locate`]). Page 0 holds the
-/// header, the two PR_SET_MM_MAP structures, the capability sets and the messages; page 1 the
-/// ops; the rest the stack image.
-pub struct Handoff {
-    base: u64,
-    len: u64,
-    probe_end: u64,
-}
-
-const MAPS_AT: usize = 128;
-const CAPS_AT: usize = 384;
-const MESSAGE_AT: usize = 512;
-pub const MESSAGE_LEN: usize = 1024;
-const NOTES_AT: usize = MESSAGE_AT + MESSAGE_LEN;
-pub const NOTE_LEN: usize = 1024;
-const OPS_AT: usize = PAGE_SIZE as usize;
-const OPS: usize = PAGE_SIZE as usize / size_of::<Op>();
-const IMAGE_AT: usize = 2 * PAGE_SIZE as usize;
-const INITIAL_LEN: u64 = 4 * PAGE_SIZE;
-
-/// The parts of the hand-off, borrowed apart.
-pub struct Parts<'h> {
-    pub header: &'h mut Header,
-    /// With exe_fd, then without.
-    pub maps: &'h mut [PrctlMmMap; 2],
-    /// A capset header (version, pid) and three data words for each of the two halves.
-    pub caps: &'h mut [u32; 8],
-    pub message: &'h mut [u8; MESSAGE_LEN],
-    /// Two lines for --verbose: exe set, exe not set.
-    pub notes: &'h mut [[u8; NOTE_LEN]; 2],
-    pub ops: OpList<'h>,
-    pub image: &'h mut [u8],
-}
-
-impl Handoff {
-    pub fn map() -> Result<Self, Errno> {
-        // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing.
-        let base = unsafe {
-            rustix::mm::mmap_anonymous(
-                core::ptr::null_mut(),
-                INITIAL_LEN as usize,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE | MapFlags::POPULATE,
-            )
-        }? as u64;
-        Ok(Self { base, len: INITIAL_LEN, probe_end: base + INITIAL_LEN })
+/// Write the op list and the header into the hand-off.
+pub fn prepare<'b>(
+    resolved: &Resolved<'b>,
+    inspected: &Inspected,
+    plan: &Plan,
+    mapped: &Mapped,
+    stack: &Built,
+    credentials_dropped: bool,
+    handoff: &mut Handoff,
+) -> Result<Finish, Error<'b>> {
+    let too_many = |Full| Error::at(resolved.exe_path, Refusal::failure("too many final operations"));
+    let (maps, caps, message) = (handoff.addr_of_maps(), handoff.addr_of_caps(), handoff.addr_of_message());
+    let (ops_at, image, range) = (handoff.addr_of_ops(), handoff.addr_of_image(), handoff.range());
+    let parts = handoff.parts();
+    let mut ops = parts.ops;
+    let message_len = failure_message(resolved.exe_path, parts.message) as u64;
+    let stage2 = &plan.stage2;
+    if stage2.stub.is_some() {
+        let own = image::span();
+        let start = mapped.vdso.map_or(own.start, |vdso| vdso.old_start.min(own.start));
+        ops.push(Op::munmap(start, stage2.mmap_top - start)).map_err(too_many)?;
     }
-
-    /// Where the first top-down mapping ended.
-    pub fn probe_end(&self) -> u64 {
-        self.probe_end
-    }
-
-    pub fn range(&self) -> (u64, u64) {
-        (self.base, self.base + self.len)
-    }
-
-    /// Room for an image of `image_len` bytes, and, if `to` is given, at that address: mremap
-    /// keeps the contents.
-    pub fn fit(&mut self, image_len: u64, to: Option<u64>) -> Result<(), Errno> {
-        let len = page_align(IMAGE_AT as u64 + image_len).max(self.len);
-        if len == self.len && to.is_none_or(|to| to == self.base) {
-            return Ok(());
-        }
-        // SAFETY: the hand-off's own mapping, which nothing borrows now (`&mut self`).
-        let moved = unsafe {
-            match to {
-                Some(to) => rustix::mm::mremap_fixed(
-                    self.base as *mut c_void,
-                    self.len as usize,
-                    len as usize,
-                    MremapFlags::MAYMOVE,
-                    to as *mut c_void,
-                ),
-                None => rustix::mm::mremap(self.base as *mut c_void, self.len as usize, len as usize, MremapFlags::MAYMOVE),
-            }
-        }?;
-        self.base = moved as u64;
-        self.len = len;
-        Ok(())
-    }
-
-    pub fn parts(&mut self) -> Parts<'_> {
-        let base = self.base as *mut u8;
-        // SAFETY: disjoint, suitably aligned parts of the hand-off's len >= IMAGE_AT bytes,
-        // mapped read-write and zero-filled or as last written; `&mut self` is the only way in.
-        unsafe {
-            Parts {
-                header: &mut *base.cast::<Header>(),
-                maps: &mut *base.add(MAPS_AT).cast::<[PrctlMmMap; 2]>(),
-                caps: &mut *base.add(CAPS_AT).cast::<[u32; 8]>(),
-                message: &mut *base.add(MESSAGE_AT).cast::<[u8; MESSAGE_LEN]>(),
-                notes: &mut *base.add(NOTES_AT).cast::<[[u8; NOTE_LEN]; 2]>(),
-                ops: OpList::new(core::slice::from_raw_parts_mut(base.add(OPS_AT).cast::<Op>(), OPS)),
-                image: core::slice::from_raw_parts_mut(base.add(IMAGE_AT), self.len as usize - IMAGE_AT),
-            }
-        }
-    }
-
-    /// Addresses of the parts, for the ops that point into the hand-off.
-    pub fn addr_of_maps(&self) -> u64 {
-        self.base + MAPS_AT as u64
-    }
-
-    pub fn addr_of_caps(&self) -> u64 {
-        self.base + CAPS_AT as u64
-    }
-
-    pub fn addr_of_message(&self) -> u64 {
-        self.base + MESSAGE_AT as u64
-    }
-
-    pub fn addr_of_note(&self, index: usize) -> u64 {
-        self.base + (NOTES_AT + index * NOTE_LEN) as u64
-    }
-
-    pub fn addr_of_ops(&self) -> u64 {
-        self.base + OPS_AT as u64
-    }
-
-    pub fn addr_of_image(&self) -> u64 {
-        self.base + IMAGE_AT as u64
-    }
-
-    pub fn header_ptr(&self) -> *const Header {
-        self.base as *const Header
-    }
-}
-
-/// Copy the stub into a memfd and map it PROT_READ|PROT_EXEC at `at` (MAP_FIXED_NOREPLACE):
-/// executable from the start and never writable, which PR_SET_MDWE allows. Returns its address.
-pub fn install_stub(at: u64) -> Result<u64, Errno> {
-    let code = stage2::code();
-    let memfd = match rustix::fs::memfd_create(c"preload", MemfdFlags::CLOEXEC | MemfdFlags::EXEC) {
-        // Before Linux 6.3 there is no MFD_EXEC, and every memfd is executable.
-        Err(Errno::INVAL) => rustix::fs::memfd_create(c"preload", MemfdFlags::CLOEXEC)?,
-        other => other?,
+    let top_image = match (stage2.top, &inspected.interpreter) {
+        (Some(Top::Program), _) => Some((&inspected.image, resolved.file, mapped.bias)),
+        (Some(Top::Interpreter), Some(interp)) => Some((&interp.image, interp.file, mapped.base)),
+        _ => None,
     };
-    if rustix::io::write(&memfd, code)? != code.len() {
-        return Err(Errno::IO);
+    if let Some((image, file, bias)) = top_image {
+        let extent = Extent::of(image);
+        let segments = image.loads().map(Segment::of);
+        map_segments(segments, bias, extent.total_size, file.fd.as_raw_fd() as u64, &mut ops).map_err(too_many)?;
     }
-    // SAFETY: one page at an address nothing else holds (MAP_FIXED_NOREPLACE refuses otherwise).
-    let stub = unsafe {
-        rustix::mm::mmap(
-            at as *mut c_void,
-            PAGE_SIZE as usize,
-            ProtFlags::READ | ProtFlags::EXEC,
-            MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE | MapFlags::POPULATE,
-            &memfd,
-            0,
-        )
-    }?;
-    Ok(stub as u64)
-}
-
-/// Whether `arch_prctl(ARCH_MAP_VDSO_64)` exists (CONFIG_CHECKPOINT_RESTORE): with a vDSO
-/// mapped it answers EEXIST, without the option EINVAL.
-pub fn can_map_vdso() -> bool {
-    let ret: isize;
-    // SAFETY: arch_prctl with a vDSO already mapped maps nothing (EEXIST).
-    unsafe {
-        core::arch::asm!(
-            "syscall",
-            inlateout("rax") finish::SYS_ARCH_PRCTL as isize => ret,
-            in("rdi") finish::ARCH_MAP_VDSO_64,
-            in("rsi") 0u64,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        )
+    if let Some(vdso) = mapped.vdso {
+        ops.push(Op::map_vdso(vdso.at)).map_err(too_many)?;
+    }
+    let size = core::mem::size_of::<rustix::process::PrctlMmMap>() as u64;
+    ops.push(Op::set_mm_map(maps, size).tolerant().on_ok_skip(1)).map_err(too_many)?;
+    ops.push(Op::set_mm_map(maps + size, size).tolerant()).map_err(too_many)?;
+    if credentials_dropped {
+        // The capabilities of the preloader's file served PR_SET_MM_MAP: the program must not
+        // keep them, and is dumpable again as after a plain exec.
+        ops.push(Op::syscall(SYS_CAPSET, [caps, caps + 8, 0, 0, 0, 0])).map_err(too_many)?;
+        ops.push(Op::syscall(SYS_PRCTL, [PR_SET_DUMPABLE, 1, 0, 0, 0, 0])).map_err(too_many)?;
+    }
+    ops.push(Op::close(resolved.file.fd.as_raw_fd() as u64)).map_err(too_many)?;
+    if let Some(interp) = &inspected.interpreter {
+        ops.push(Op::close(interp.file.fd.as_raw_fd() as u64)).map_err(too_many)?;
+    }
+    *parts.header = Header {
+        ops: ops_at,
+        nops: ops.len() as u64,
+        message,
+        message_len,
+        image,
+        image_len: stack.size as u64,
+        sp: stack.layout.sp,
+        unmap: range.0,
+        unmap_len: range.1 - range.0,
+        entry: mapped.entry,
     };
-    ret == -(Errno::EXIST.raw_os_error() as isize)
-}
-
-/// Where the vDSO is, told from the hand-off's position (see [`Vdso::locate`]).
-pub fn locate_vdso(handoff: &Handoff, sysinfo_ehdr: u64, stack_top: u64) -> Vdso {
-    Vdso::locate(sysinfo_ehdr, own_image().0, handoff.probe_end(), stack_top)
+    let stub = stage2.stub.unwrap_or(stage2::code().as_ptr() as u64);
+    Ok(Finish { stub })
 }

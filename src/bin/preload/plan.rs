@@ -1,14 +1,19 @@
 //! The third step, plan: the randomisation the kernel would apply, where the program goes, and
 //! the ranges to keep free.
 
+use preload::PAGE_SIZE;
 use preload::plan::Random;
+use preload::plan::finish::{Vdso, stub_zone};
 use preload::plan::load::{Placement, mmap_rnd};
+use preload::plan::stack::AT_SYSINFO_EHDR;
 use preload::plan::reserve::RangeList;
 use preload::report::refusal::Refusal;
 
 use crate::exec::{Request, Resolved};
 use crate::load::Inspected;
 use crate::report::Error;
+use crate::sys::image;
+use crate::sys::stage2::{self as sys_stage2, Handoff};
 
 /// The x86_64 stack top without randomisation (STACK_TOP with 4-level paging). The kernel put the
 /// preloader's own stack exactly there when it did not randomise (personality ADDR_NO_RANDOMIZE,
@@ -24,9 +29,45 @@ pub struct Plan {
     pub placement: Placement,
     /// --reserve and PRELOAD_RESERVE (Wine's ranges are added when a Wine loader is mapped).
     pub reserved: RangeList,
+    pub stage2: Stage2,
 }
 
-pub fn plan<'b>(request: &Request, resolved: &Resolved<'b>, inspected: &Inspected) -> Result<Plan, Error<'b>> {
+/// How the preloader steps aside (see `finish.rs`).
+pub struct Stage2 {
+    /// The top of the mmap area (mmap_base): the end of the preloader's image, which the kernel
+    /// mapped there with a hint of 0.
+    pub mmap_top: u64,
+    /// The stub's page, mapped executable away from everything: the preloader's image is then
+    /// unmapped by the stub. None: the stub runs in place, in the preloader's text, and the
+    /// preloader's pages stay.
+    pub stub: Option<u64>,
+    /// Where the kernel put the vDSO for the preloader.
+    pub vdso: Vdso,
+    /// The interpreter (or a static-pie) is mapped by the stub at the top of the mmap area, and
+    /// the vDSO below it where the kernel maps it for a program on this kernel.
+    pub top: Option<Top>,
+    /// The vDSO block is unmapped with the preloader and mapped again where the kernel maps it
+    /// for a program (6.11 and later: below the image at the top).
+    pub move_vdso: bool,
+}
+
+/// The image mapped at the top of the mmap area by the stub: the interpreter, or a static-pie.
+#[derive(Clone, Copy)]
+pub enum Top {
+    Interpreter,
+    Program,
+}
+
+/// The most PT_LOADs an image at the top may have: the stub's op list has 64 entries, and each
+/// segment takes up to three (file pages, partial bss page, anonymous bss).
+const MAX_TOP_SEGMENTS: usize = 16;
+
+pub fn plan<'b>(
+    request: &Request,
+    resolved: &Resolved<'b>,
+    inspected: &Inspected,
+    handoff: &Handoff,
+) -> Result<Plan, Error<'b>> {
     let fail = |refusal| Error::at(resolved.exe_path, refusal);
     let top = request.stack.stack_top().ok_or(fail(Refusal::failure("no AT_EXECFN in the preloader's auxv")))?;
     let randomize = top != UNRANDOMIZED_STACK_TOP;
@@ -41,7 +82,49 @@ pub fn plan<'b>(request: &Request, resolved: &Resolved<'b>, inspected: &Inspecte
     if let Some(list) = request.stack.getenv(b"PRELOAD_RESERVE") {
         reserved.extend_from_list(list).map_err(|reason| Error::at(b"PRELOAD_RESERVE", Refusal::failure(reason)))?;
     }
-    Ok(Plan { top, randomize, random, placement, reserved })
+    let stage2 = stage2(request, resolved, inspected, handoff, top, placement);
+    Ok(Plan { top, randomize, random, placement, reserved, stage2 })
+}
+
+/// Where the stub goes and what it maps: the stub's page is installed here (not for --dry-run).
+fn stage2(
+    request: &Request,
+    resolved: &Resolved,
+    inspected: &Inspected,
+    handoff: &Handoff,
+    stack_top: u64,
+    placement: Placement,
+) -> Stage2 {
+    let own = image::span();
+    let vdso = Vdso::locate(request.stack.aux(AT_SYSINFO_EHDR).unwrap_or(0), own.start, handoff.probe_end(), stack_top);
+    let zone = stub_zone(stack_top, request.stack_limit, own.end, PAGE_SIZE);
+    let stub = match request.options.dry_run {
+        true => None,
+        false => zone.and_then(|at| sys_stage2::install_stub(at).ok()),
+    };
+    // The image the kernel would put at the top of the mmap area (a relocatable interpreter, or
+    // a static-pie), and whether the stub can map it there: from a file, with few segments.
+    let few = |image: &preload::elf::Image| image.loads().count() <= MAX_TOP_SEGMENTS;
+    let (has_item, item) = match &inspected.interpreter {
+        Some(interp) if interp.image.relocatable => (true, few(&interp.image).then_some(Top::Interpreter)),
+        Some(_) => (false, None),
+        None if matches!(placement, Placement::Anywhere { .. }) => {
+            (true, (!resolved.file.copy_segments() && few(&inspected.image)).then_some(Top::Program))
+        }
+        None => (false, None),
+    };
+    // The vDSO must then be where the kernel puts it for a program: left alone above the stack,
+    // or mapped again below the image (arch_prctl(ARCH_MAP_VDSO_64), asked only here).
+    let layout = stub.is_some()
+        && (item.is_some() || !has_item)
+        && match vdso {
+            Vdso::Stays => true,
+            Vdso::Below { .. } => sys_stage2::can_map_vdso(),
+            Vdso::Unknown => false,
+        };
+    let top = if layout { item } else { None };
+    let move_vdso = layout && matches!(vdso, Vdso::Below { .. });
+    Stage2 { mmap_top: own.end, stub, vdso, top, move_vdso }
 }
 
 fn random_values() -> Result<Random, Refusal> {

@@ -210,8 +210,8 @@ pub fn outcome(out: &mut Printer, mapped: &Mapped, stack: &Built, set: &MmOutcom
     out.end();
     match set.exe {
         ExeOutcome::Set => out.line().text("/proc/self/exe set to the program"),
-        ExeOutcome::SetAfterUnmapping => {
-            out.line().text("/proc/self/exe set to the program after replacing the preloader's file mappings")
+        ExeOutcome::SetAfterSteppingAside => {
+            out.line().text("/proc/self/exe set to the program once the preloader has stepped aside")
         }
         ExeOutcome::Unchanged(errno) => out
             .line()

@@ -1,15 +1,17 @@
 //! The sixth step, build the stack: argv, envp and auxv laid out as `create_elf_tables` does, in
-//! a scratch mapping that the final jump copies onto the real [stack].
+//! the stage-2 hand-off, which the stub copies onto the real [stack] at the jump.
 
 use preload::exec::args::Prefix;
-use preload::plan::stack::{ProgramAux, StackImage, StackLayout, program_auxv};
-use rustix::mm::MapFlags;
+use preload::PAGE_SIZE;
+use preload::plan::stack::{AT_SYSINFO_EHDR, ProgramAux, StackImage, StackLayout, program_auxv};
+use preload::report::refusal::Refusal;
 
 use crate::exec::{Request, Resolved};
 use crate::load::{Inspected, Mapped};
 use crate::plan::Plan;
 use crate::report::Error;
-use crate::sys::mem::{self, Mapping};
+use crate::sys::mem;
+use crate::sys::stage2::Handoff;
 
 /// The environment variable that names a sealed program's key descriptor, which is closed: the
 /// program's environment does not name it either.
@@ -17,8 +19,8 @@ const KEY_FD_ASSIGNMENT: &[u8] = b"PRELOAD_KEY_FD=";
 
 /// The program's initial stack, built.
 pub struct Built {
-    /// The image, at the start of its own mapping.
-    pub scratch: Mapping,
+    /// Where the image is in the hand-off.
+    pub image: u64,
     pub layout: StackLayout,
     /// Its size in bytes, from the stack pointer to the top.
     pub size: usize,
@@ -28,8 +30,8 @@ pub struct Built {
 
 impl Built {
     /// Where the image's auxv is in the scratch mapping (PR_SET_MM_MAP copies it from there).
-    pub fn auxv(&self) -> *mut u64 {
-        self.scratch.as_ptr().wrapping_add((self.layout.auxv - self.layout.sp) as usize).cast()
+    pub fn auxv(&self) -> u64 {
+        self.image + (self.layout.auxv - self.layout.sp)
     }
 }
 
@@ -40,6 +42,7 @@ pub fn build<'b>(
     plan: &Plan,
     mapped: &Mapped,
     secure: bool,
+    handoff: &mut Handoff,
 ) -> Result<Built, Error<'b>> {
     let (image, extent, stack) = (&inspected.image, &inspected.extent, request.stack);
     let prefix = Prefix::new(resolved.levels(), resolved.execfn(), request.argv0());
@@ -59,15 +62,29 @@ pub fn build<'b>(
         platform: stack.platform(),
         random: plan.random.at_random,
         gap: if plan.randomize { plan.random.gap % 8192 } else { 0 },
-        auxv: program_auxv(stack.auxv(), aux),
+        // The vDSO the program sees: where the stub maps it again, if it does.
+        auxv: program_auxv(stack.auxv(), aux).map(|(key, value)| match (key, mapped.vdso) {
+            (AT_SYSINFO_EHDR, Some(vdso)) => (key, vdso.text),
+            _ => (key, value),
+        }),
     };
     let layout = spec.layout();
     let size = layout.size(plan.top);
-    // POPULATE: all of it is written, and allocating the pages in the mmap costs less than a
-    // fault for each.
-    let mut scratch =
-        Mapping::new(size, MapFlags::POPULATE).map_err(|errno| Error::failure(resolved.exe_path, errno))?;
-    spec.write(&layout, &mut scratch.bytes()[..size]);
+    // The hand-off must not lie where the stub maps the image at the top and the vDSO: if it
+    // does (an image larger than the preloader's own span), it goes next to the stub.
+    let lowest = [mapped.top.map(|(start, _)| start), mapped.vdso.map(|vdso| vdso.at)].into_iter().flatten().min();
+    let to = match (lowest, plan.stage2.stub) {
+        (Some(lowest), Some(stub)) if handoff.range().1 > lowest => {
+            let len = preload::page_align(handoff.len_for(size as u64));
+            let floor = if stub > plan.top { plan.top } else { plan.stage2.mmap_top } + PAGE_SIZE;
+            let at = stub.checked_sub(len + PAGE_SIZE).filter(|&at| at >= floor);
+            Some(at.ok_or(Error::at(resolved.exe_path, Refusal::failure("no room for the stage-2 hand-off")))?)
+        }
+        _ => None,
+    };
+    handoff.fit(size as u64, to).map_err(|errno| Error::failure(resolved.exe_path, errno))?;
+    let image_at = handoff.addr_of_image();
+    spec.write(&layout, &mut handoff.parts().image[..size]);
     let exec_refused = image.executable_stack() && mem::make_stack_executable(plan.top - 1).is_err();
-    Ok(Built { scratch, layout, size, exec_refused })
+    Ok(Built { image: image_at, layout, size, exec_refused })
 }

@@ -52,6 +52,14 @@ impl File {
         &self.head.0[..self.head_len]
     }
 
+    /// Keep the descriptor open past the File (the stub uses it, then closes it); the rest
+    /// (a sealed program's plaintext) is released as when dropped.
+    pub fn into_descriptor(self) -> i32 {
+        use rustix::fd::IntoRawFd;
+        let File { fd, .. } = self;
+        fd.into_raw_fd()
+    }
+
     /// Whether the segments are copied into anonymous memory instead of mapped from `fd`.
     pub fn copy_segments(&self) -> bool {
         !matches!(self.held, Held::File)

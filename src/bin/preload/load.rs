@@ -19,7 +19,7 @@ use crate::input::source::{self, File, Spill};
 use crate::plan::{Plan, Top};
 use crate::report::{Error, Printer};
 use crate::sys::mem::{self, Place};
-use crate::sys::proc::{MAPS_BUFFER, read_maps};
+use crate::sys::proc::{self, MAPS_BUFFER, read_maps};
 use crate::{reserve, wine};
 
 /// Validate `file` as an ELF executable, with its program headers in place in its head or, for
@@ -29,7 +29,7 @@ pub fn inspect<'p>(file: &'p File, spill: &'p mut Spill) -> Result<Image<'p>, &'
     let (offset, len) = elf::phdr_table(&header)?;
     let table = file.bytes(offset, len, spill).map_err(|_| "program headers beyond end of file")?;
     let phdrs = elf::program_headers(table);
-    if file.copy_segments() {
+    if file.held_in_memory() {
         elf::check_segments_in_file(phdrs, file.size)?;
     }
     elf::validate(&header, phdrs, file.size)
@@ -274,7 +274,6 @@ pub struct Mapped {
 pub struct MovedVdso {
     /// Where the kernel put it for the preloader, unmapped with the preloader's image.
     pub old_start: u64,
-    pub len: u64,
     /// Where it goes, and its text there (the program's AT_SYSINFO_EHDR).
     pub at: u64,
     pub text: u64,
@@ -284,6 +283,12 @@ pub struct MovedVdso {
 /// holds the preloader (a documented difference).
 const SEGMENT_OVER_PRELOADER: &str =
     "a segment overlaps memory the preloader holds (its own pages, the stack, the vDSO or a reservation)";
+
+/// Copied segments would have to be made executable after the copy, which PR_SET_MDWE forbids;
+/// a sealed program's plaintext is never put in a memfd, by design, so it cannot run there.
+const MDWE_REFUSAL: &str = "memory-deny-write-execute (PR_SET_MDWE) is in force, and this program's segments \
+                            would be copied into memory made executable afterwards (a sealed program's \
+                            plaintext is never put in a memfd; a stream's memfd is not executable here)";
 
 fn map_error(errno: Errno) -> Refusal {
     match errno {
@@ -306,6 +311,9 @@ pub fn map_all<'b>(
     let protected = reserve::Protected::new(plan.top, request.stack_limit);
     for range in plan.reserved.as_slice() {
         reserve::reserve(range, &protected).map_err(|why| Error::Reservation { range: *range, why })?;
+    }
+    if file.copy_segments() && image.loads().any(|ph| ph.p_flags & PF_X != 0) && proc::refuses_exec_gain() {
+        return Err(Error::cannot_execute(exe_path, MDWE_REFUSAL));
     }
     let mut owned = Owned::default();
     // The image the stub maps at the top of the mmap area (see `finish`) is only placed here.
@@ -361,7 +369,7 @@ pub fn map_all<'b>(
     let vdso = match (plan.stage2.move_vdso, plan.stage2.vdso) {
         (true, Vdso::Below { start, text, end }) => {
             let at = vdso_block_start(top, top_range, end - start);
-            Some(MovedVdso { old_start: start, len: end - start, at, text: at + (text - start) })
+            Some(MovedVdso { old_start: start, at, text: at + (text - start) })
         }
         _ => None,
     };

@@ -167,7 +167,11 @@ pub fn plan(out: &mut Printer, resolved: &Resolved, inspected: &Inspected, plan:
                 .bytes(name)
                 .text(": a stream of ")
                 .dec(file.size)
-                .text(" bytes, held in a sealed memfd; segments copied into anonymous memory");
+                .text(if file.copy_segments() {
+                    " bytes, held in a sealed memfd; segments copied into anonymous memory"
+                } else {
+                    " bytes, held in a sealed memfd; segments mapped from it"
+                });
             out.end();
             if let Some(why) = memfd.exec_refused {
                 out.line()

@@ -25,3 +25,26 @@ pub fn set_mm_map(map: &PrctlMmMap) -> Result<(), Errno> {
     // `auxv_size` bytes from `auxv` (EFAULT if unreadable) and changes no mapping.
     unsafe { rustix::process::configure_virtual_memory_map(map) }
 }
+
+/// Whether PR_SET_MDWE's PR_MDWE_REFUSE_EXEC_GAIN is in force (systemd's
+/// MemoryDenyWriteExecute=yes): no memory may become executable after it was mapped.
+pub fn refuses_exec_gain() -> bool {
+    const PR_GET_MDWE: usize = 66;
+    let ret: isize;
+    // SAFETY: prctl(PR_GET_MDWE, 0, 0, 0, 0) only reads a flag (EINVAL before Linux 6.3).
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") 157isize => ret,
+            in("rdi") PR_GET_MDWE,
+            in("rsi") 0usize,
+            in("rdx") 0usize,
+            in("r10") 0usize,
+            in("r8") 0usize,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        )
+    };
+    ret > 0 && ret & 1 != 0
+}

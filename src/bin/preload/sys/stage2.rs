@@ -6,17 +6,19 @@ use core::ffi::c_void;
 use core::mem::size_of;
 
 use preload::plan::finish::{self, Header, Op, OpList};
+use preload::plan::reserve::{Range, find_in_maps};
 use preload::{PAGE_SIZE, page_align};
 use rustix::fs::MemfdFlags;
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, MremapFlags, ProtFlags};
 use rustix::process::PrctlMmMap;
 
+use super::proc::{MAPS_BUFFER, read_maps};
 use crate::stage2;
 
 /// The hand-off: the first mapping the preloader makes, top-down, so that it lands right below
 /// whatever the kernel mapped last and tells where that is ([`Vdso::locate`]). Page 0 holds the
-/// header, the two PR_SET_MM_MAP structures, the capability sets and the messages; page 1 the
+/// header, the two PR_SET_MM_MAP structures, the capability sets and the failure message; page 1 the
 /// ops; the rest the stack image (16 KiB before it grows).
 pub struct Handoff {
     base: u64,
@@ -28,8 +30,6 @@ const MAPS_AT: usize = 128;
 const CAPS_AT: usize = 384;
 const MESSAGE_AT: usize = 512;
 pub const MESSAGE_LEN: usize = 1024;
-const NOTES_AT: usize = MESSAGE_AT + MESSAGE_LEN;
-pub const NOTE_LEN: usize = 1024;
 const OPS_AT: usize = PAGE_SIZE as usize;
 const OPS: usize = PAGE_SIZE as usize / size_of::<Op>();
 const IMAGE_AT: usize = 2 * PAGE_SIZE as usize;
@@ -43,8 +43,6 @@ pub struct Parts<'h> {
     /// A capset header (version, pid) and three data words for each of the two halves.
     pub caps: &'h mut [u32; 8],
     pub message: &'h mut [u8; MESSAGE_LEN],
-    /// Two lines for --verbose: exe set, exe not set.
-    pub notes: &'h mut [[u8; NOTE_LEN]; 2],
     pub ops: OpList<'h>,
     pub image: &'h mut [u8],
 }
@@ -112,7 +110,6 @@ impl Handoff {
                 maps: &mut *base.add(MAPS_AT).cast::<[PrctlMmMap; 2]>(),
                 caps: &mut *base.add(CAPS_AT).cast::<[u32; 8]>(),
                 message: &mut *base.add(MESSAGE_AT).cast::<[u8; MESSAGE_LEN]>(),
-                notes: &mut *base.add(NOTES_AT).cast::<[[u8; NOTE_LEN]; 2]>(),
                 ops: OpList::new(core::slice::from_raw_parts_mut(base.add(OPS_AT).cast::<Op>(), OPS)),
                 image: core::slice::from_raw_parts_mut(base.add(IMAGE_AT), self.len as usize - IMAGE_AT),
             }
@@ -130,10 +127,6 @@ impl Handoff {
 
     pub fn addr_of_message(&self) -> u64 {
         self.base + MESSAGE_AT as u64
-    }
-
-    pub fn addr_of_note(&self, index: usize) -> u64 {
-        self.base + (NOTES_AT + index * NOTE_LEN) as u64
     }
 
     pub fn addr_of_ops(&self) -> u64 {
@@ -161,18 +154,36 @@ pub fn install_stub(at: u64) -> Result<u64, Errno> {
     if rustix::io::write(&memfd, code)? != code.len() {
         return Err(Errno::IO);
     }
-    // SAFETY: one page at an address nothing else holds (MAP_FIXED_NOREPLACE refuses otherwise).
-    let stub = unsafe {
-        rustix::mm::mmap(
-            at as *mut c_void,
-            PAGE_SIZE as usize,
-            ProtFlags::READ | ProtFlags::EXEC,
-            MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE | MapFlags::POPULATE,
-            &memfd,
-            0,
-        )
-    }?;
+    let map = |flags| {
+        // SAFETY: one page at an address nothing else holds (MAP_FIXED_NOREPLACE refuses
+        // otherwise), or, with MAP_FIXED, over the stub page a preload that ran this one left.
+        unsafe {
+            rustix::mm::mmap(
+                at as *mut c_void,
+                PAGE_SIZE as usize,
+                ProtFlags::READ | ProtFlags::EXEC,
+                flags | MapFlags::PRIVATE | MapFlags::POPULATE,
+                &memfd,
+                0,
+            )
+        }
+    };
+    let stub = match map(MapFlags::FIXED_NOREPLACE) {
+        Err(Errno::EXIST) if left_by_a_preload(at) => map(MapFlags::FIXED)?,
+        other => other?,
+    };
     Ok(stub as u64)
+}
+
+/// Whether the page at `at` is the stub page of a preload that ran this one (`preload preload
+/// PROGRAM`): the one page of the memfd named `preload`. Out of line: read only then.
+#[cold]
+#[inline(never)]
+fn left_by_a_preload(at: u64) -> bool {
+    let mut maps = [0u8; MAPS_BUFFER];
+    let len = read_maps(&mut maps);
+    let page = Range::new(at, at + PAGE_SIZE);
+    find_in_maps(&maps[..len], &page) == Some((page, &b"/memfd:preload (deleted)"[..]))
 }
 
 /// Whether `arch_prctl(ARCH_MAP_VDSO_64)` exists (CONFIG_CHECKPOINT_RESTORE): with a vDSO

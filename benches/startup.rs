@@ -95,7 +95,12 @@ fn main() {
     let sparse = copy_program(&compiled, &scratch.join("empty-static-1g"), Some(SPARSE_LEN));
     let vm_static = compile(&scratch, "vm-status-static", VM_STATUS_C, true);
     let vm_dynamic = compile(&scratch, "vm-status-dynamic", VM_STATUS_C, false);
-    let execve_only = compile_with(&scratch, "execve-only", EXECVE_ONLY_C, &["-static", "-nostdlib", "-fno-pie", "-no-pie", "-fno-stack-protector"]);
+    let execve_only = compile_with(
+        &scratch,
+        "execve-only",
+        EXECVE_ONLY_C,
+        &["-static", "-nostdlib", "-fno-pie", "-no-pie", "-fno-stack-protector"],
+    );
     let execve_only = copy_program(&execve_only, &scratch.join("execve-only-copy"), None);
 
     println!("preloader:  {} ({})", preload.display(), binary.describe());
@@ -333,7 +338,14 @@ fn print_table(cases: &[Case]) {
     let ratio = |a: (f64, f64), b: (f64, f64)| format!("{:.3} (p90 {:.3})", a.0 / b.0, a.1 / b.1);
     println!(
         "{:<24} {:<8} {:>10} {:>10}   {:<20} {:<20} {:<20} {:<20}",
-        "launch time", "", "median µs", "p90 µs", "preload/direct", "preload/ld.so", "preload/wine-pre", "preload/execve"
+        "launch time",
+        "",
+        "median µs",
+        "p90 µs",
+        "preload/direct",
+        "preload/ld.so",
+        "preload/wine-pre",
+        "preload/execve"
     );
     const PEERS: [&str; 3] = ["ld.so", "wine-pre", "execve"];
     for case in cases.iter().filter(|case| case.how == "direct") {

@@ -168,7 +168,8 @@ fn the_comparison_sees_a_leftover_page_and_a_moved_vdso() {
     let mut leftover = direct.clone();
     let stack = leftover.iter().position(|l| l.name == "[stack]").unwrap();
     let top = leftover[stack - 1].end;
-    leftover.insert(stack, Line { start: top, end: top + 0x10000, perms: "r-xp".into(), offset: 0, name: String::new() });
+    leftover
+        .insert(stack, Line { start: top, end: top + 0x10000, perms: "r-xp".into(), offset: 0, name: String::new() });
     assert!(compare(&direct, &leftover, false).is_err());
     let mut swapped = direct.clone();
     let vdso = swapped.iter().position(|l| l.name == "[vdso]").unwrap();
@@ -264,11 +265,14 @@ fn under_mdwe_everything_runs_with_exe_set() {
     assert_eq!(success(&direct, "direct under MDWE"), "/usr/bin/readlink\n");
     let path = under_mdwe(r#"exec "$MDWE" "$PRELOAD" /bin/readlink /proc/self/exe"#, None);
     assert_eq!(success(&path, "preload under MDWE"), "/usr/bin/readlink\n");
-    let file = under_mdwe(r#"exec "$MDWE" "$PRELOAD" --fd 3 /usr/bin/readlink /proc/self/exe 3</usr/bin/readlink"#, None);
+    let file =
+        under_mdwe(r#"exec "$MDWE" "$PRELOAD" --fd 3 /usr/bin/readlink /proc/self/exe 3</usr/bin/readlink"#, None);
     assert_eq!(success(&file, "--fd from a file under MDWE"), "/usr/bin/readlink\n");
     let program = fs::read("/usr/bin/readlink").unwrap();
-    let pipe =
-        under_mdwe(r#"exec "$MDWE" "$PRELOAD" --fd 3 /usr/bin/readlink /proc/self/exe 3<&0 </dev/null"#, Some(&program));
+    let pipe = under_mdwe(
+        r#"exec "$MDWE" "$PRELOAD" --fd 3 /usr/bin/readlink /proc/self/exe 3<&0 </dev/null"#,
+        Some(&program),
+    );
     assert_eq!(success(&pipe, "--fd from a pipe under MDWE"), "/memfd:readlink (deleted)\n");
     for variant in [Variant::Static, Variant::StaticPie, Variant::MuslDynamic] {
         let maps = build_c("maps", variant);

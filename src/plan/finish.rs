@@ -16,6 +16,8 @@
 //! writes the message stage 1 prepared ([`failure_message`]) and exits with 127, as the kernel
 //! kills a process that fails after its point of no return.
 
+use goblin::elf64::program_header::{PT_LOAD, ProgramHeader};
+
 use crate::plan::load::Segment;
 use crate::{PAGE_SIZE, page_align};
 
@@ -138,26 +140,33 @@ pub struct Header {
     pub entry: u64,
 }
 
-/// The op list full: more operations than its storage holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Full;
-
-/// Ops written into caller-provided storage (the hand-off mapping).
+/// Ops written into caller-provided storage (the hand-off mapping). Ops past its end are
+/// dropped and the list remembers it ([`OpList::overflowed`]): one check at the end instead of
+/// one at every push.
 pub struct OpList<'a> {
     ops: &'a mut [Op],
     len: usize,
+    overflowed: bool,
 }
 
 impl<'a> OpList<'a> {
     pub fn new(ops: &'a mut [Op]) -> Self {
-        Self { ops, len: 0 }
+        Self { ops, len: 0, overflowed: false }
     }
 
-    pub fn push(&mut self, op: Op) -> Result<(), Full> {
-        let slot = self.ops.get_mut(self.len).ok_or(Full)?;
-        *slot = op;
-        self.len += 1;
-        Ok(())
+    pub fn push(&mut self, op: Op) {
+        match self.ops.get_mut(self.len) {
+            Some(slot) => {
+                *slot = op;
+                self.len += 1;
+            }
+            None => self.overflowed = true,
+        }
+    }
+
+    /// More ops were pushed than fit: the list is incomplete and must not run.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
     }
 
     pub fn len(&self) -> usize {
@@ -178,63 +187,57 @@ pub const fn prot(flags: u32) -> u64 {
     (flags & 4 != 0) as u64 * PROT_READ | (flags & 2 != 0) as u64 * PROT_WRITE | (flags & 1 != 0) as u64 * PROT_EXEC
 }
 
-/// Whether the segments follow each other without a hole, each with file pages, from the first
-/// to the end of the `total` span: then mapping each where nothing is (MAP_FIXED_NOREPLACE)
-/// gives what the kernel's reservation of the span, unmap of its tail and MAP_FIXED give, with
-/// one system call fewer.
-pub fn back_to_back(segments: impl Iterator<Item = Segment> + Clone, total: u64) -> bool {
-    let first = segments.clone().next().map_or(0, |seg| seg.start);
-    let mut next = first;
-    let mut contiguous = true;
-    for seg in segments {
-        contiguous &= seg.start == next && seg.file_len > 0;
-        next = seg.anon.map_or(seg.start + seg.file_len, |(_, end)| end);
+/// Whether the PT_LOADs of `phdrs` follow each other without a hole, each with file pages,
+/// from the first to the end of the `total` span: then mapping each where nothing is
+/// (MAP_FIXED_NOREPLACE) gives what the kernel's reservation of the span, unmap of its tail and
+/// MAP_FIXED give, with one system call fewer.
+pub fn back_to_back(phdrs: &[ProgramHeader], total: u64) -> bool {
+    let mut next = None;
+    let mut first = 0;
+    for seg in phdrs.iter().filter(|ph| ph.p_type == PT_LOAD).map(Segment::of) {
+        if next.is_some_and(|next| next != seg.start) || seg.file_len == 0 {
+            return false;
+        }
+        if next.is_none() {
+            first = seg.start;
+        }
+        next = Some(seg.anon.map_or(seg.start + seg.file_len, |(_, end)| end));
     }
-    contiguous && next == first + page_align(total)
+    next == Some(first + page_align(total))
 }
 
-/// The ops that map an image's `segments` from descriptor `fd` at `bias`, as `elf_load` does:
-/// the first segment reserves the whole `total` span (MAP_FIXED_NOREPLACE: nothing may be
-/// there), the rest of the span is unmapped again (holes stay unmapped), later segments go over
-/// it with MAP_FIXED, each partial bss page of a writable segment is zeroed and the rest of the
-/// bss is anonymous read-write (+exec) memory. When the segments follow each other without a
-/// hole, each is mapped with MAP_FIXED_NOREPLACE on its own instead: the same mappings, one
-/// system call fewer.
-pub fn map_segments(
-    segments: impl Iterator<Item = Segment> + Clone,
-    bias: u64,
-    total: u64,
-    fd: u64,
-    ops: &mut OpList,
-) -> Result<(), Full> {
-    let contiguous = back_to_back(segments.clone(), total);
-    let file_flags = MAP_PRIVATE | if contiguous { MAP_FIXED_NOREPLACE } else { MAP_FIXED };
-    for (index, seg) in segments.enumerate() {
+/// The ops that map the PT_LOADs of `phdrs` from descriptor `fd` at `bias`, as `elf_load`
+/// does: the first segment reserves the whole `total` span (MAP_FIXED_NOREPLACE: nothing may
+/// be there), the rest of the span is unmapped again (holes stay unmapped), later segments go
+/// over it with MAP_FIXED, each partial bss page of a writable segment is zeroed and the rest
+/// of the bss is anonymous read-write (+exec) memory. When the segments follow each other
+/// without a hole ([`back_to_back`]), each is mapped with MAP_FIXED_NOREPLACE on its own.
+pub fn map_segments(phdrs: &[ProgramHeader], bias: u64, total: u64, fd: u64, ops: &mut OpList) {
+    let contiguous = back_to_back(phdrs, total);
+    let fixed = if contiguous { MAP_FIXED_NOREPLACE } else { MAP_FIXED };
+    let total = page_align(total);
+    for (index, seg) in phdrs.iter().filter(|ph| ph.p_type == PT_LOAD).map(Segment::of).enumerate() {
         let addr = bias.wrapping_add(seg.start);
-        if index == 0 && !contiguous {
-            let total = page_align(total);
-            match seg.file_len {
-                0 => ops.push(Op::mmap(addr, total, 0, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, !0, 0))?,
-                _ => {
-                    ops.push(Op::mmap(addr, total, prot(seg.flags), MAP_PRIVATE | MAP_FIXED_NOREPLACE, fd, seg.offset))?
-                }
-            }
-            if total > seg.file_len {
-                ops.push(Op::munmap(addr + seg.file_len, total - seg.file_len))?;
-            }
-        } else if seg.file_len > 0 {
-            ops.push(Op::mmap(addr, seg.file_len, prot(seg.flags), file_flags, fd, seg.offset))?;
+        let first = index == 0 && !contiguous;
+        let len = if first { total } else { seg.file_len };
+        let flags = MAP_PRIVATE | if first { MAP_FIXED_NOREPLACE } else { fixed };
+        if first && seg.file_len == 0 {
+            ops.push(Op::mmap(addr, len, 0, flags | MAP_ANONYMOUS, !0, 0));
+        } else if len > 0 {
+            ops.push(Op::mmap(addr, len, prot(seg.flags), flags, fd, seg.offset));
+        }
+        if len > seg.file_len {
+            ops.push(Op::munmap(addr + seg.file_len, len - seg.file_len));
         }
         if let Some((start, end)) = seg.zero {
-            ops.push(Op::zero(bias.wrapping_add(start), end - start))?;
+            ops.push(Op::zero(bias.wrapping_add(start), end - start));
         }
         if let Some((start, end)) = seg.anon {
             let exec = if seg.flags & 1 != 0 { PROT_EXEC } else { 0 };
-            let flags = MAP_PRIVATE | MAP_ANONYMOUS | if contiguous { MAP_FIXED_NOREPLACE } else { MAP_FIXED };
-            ops.push(Op::mmap(bias.wrapping_add(start), end - start, PROT_READ | PROT_WRITE | exec, flags, !0, 0))?;
+            let flags = MAP_PRIVATE | MAP_ANONYMOUS | fixed;
+            ops.push(Op::mmap(bias.wrapping_add(start), end - start, PROT_READ | PROT_WRITE | exec, flags, !0, 0));
         }
     }
-    Ok(())
 }
 
 /// Where the kernel maps an interpreter or a static-pie of `size` bytes when the top of the
@@ -329,8 +332,17 @@ pub fn failure_message(name: &[u8], out: &mut [u8]) -> usize {
 mod tests {
     use super::*;
 
-    fn seg(start: u64, file_len: u64, offset: u64, flags: u32) -> Segment {
-        Segment { start, file_len, offset, flags, zero: None, anon: None }
+    fn load(vaddr: u64, offset: u64, filesz: u64, memsz: u64, flags: u32) -> ProgramHeader {
+        ProgramHeader {
+            p_type: PT_LOAD,
+            p_flags: flags,
+            p_offset: offset,
+            p_vaddr: vaddr,
+            p_paddr: vaddr,
+            p_filesz: filesz,
+            p_memsz: memsz,
+            p_align: 0x1000,
+        }
     }
 
     #[test]
@@ -346,15 +358,16 @@ mod tests {
     #[test]
     fn contiguous_segments_are_mapped_one_by_one_without_a_reservation() {
         // ld.so: r--, r-x, r--, rw- back to back.
-        let segments = [
-            seg(0, 0x1000, 0, 4),
-            seg(0x1000, 0x26000, 0x1000, 5),
-            seg(0x27000, 0xa000, 0x27000, 4),
-            seg(0x31000, 0x4000, 0x31000, 6),
+        let phdrs = [
+            load(0, 0, 0x1000, 0x1000, 4),
+            load(0x1000, 0x1000, 0x26000, 0x26000, 5),
+            load(0x27000, 0x27000, 0xa000, 0xa000, 4),
+            load(0x31000, 0x31000, 0x4000, 0x4000, 6),
         ];
+        assert!(back_to_back(&phdrs, 0x35000));
         let mut storage = [Op::default(); 16];
         let mut ops = OpList::new(&mut storage);
-        map_segments(segments.iter().copied(), 0x7f00_0000_0000, 0x35000, 4, &mut ops).unwrap();
+        map_segments(&phdrs, 0x7f00_0000_0000, 0x35000, 4, &mut ops);
         assert_eq!(ops.len(), 4);
         assert_eq!(
             ops.as_slice()[1],
@@ -364,13 +377,11 @@ mod tests {
 
     #[test]
     fn a_hole_makes_the_kernels_reservation_and_unmap() {
-        let mut second = seg(0x10000, 0x1000, 0x1000, 6);
-        second.zero = Some((0x10800, 0x11000));
-        second.anon = Some((0x11000, 0x13000));
-        let segments = [seg(0, 0x1000, 0, 5), second];
+        let phdrs = [load(0, 0, 0x1000, 0x1000, 5), load(0x10000, 0x1000, 0x800, 0x3000, 6)];
+        assert!(!back_to_back(&phdrs, 0x13000));
         let mut storage = [Op::default(); 16];
         let mut ops = OpList::new(&mut storage);
-        map_segments(segments.iter().copied(), 0x1000_0000, 0x13000, 3, &mut ops).unwrap();
+        map_segments(&phdrs, 0x1000_0000, 0x13000, 3, &mut ops);
         let ops = ops.as_slice();
         assert_eq!(ops[0], Op::mmap(0x1000_0000, 0x13000, 5, MAP_PRIVATE | MAP_FIXED_NOREPLACE, 3, 0));
         assert_eq!(ops[1], Op::munmap(0x1000_1000, 0x12000));
@@ -384,8 +395,11 @@ mod tests {
     fn a_full_list_says_so() {
         let mut storage = [Op::default(); 1];
         let mut ops = OpList::new(&mut storage);
-        assert_eq!(ops.push(Op::close(3)), Ok(()));
-        assert_eq!(ops.push(Op::close(4)), Err(Full));
+        ops.push(Op::close(3));
+        assert!(!ops.overflowed());
+        ops.push(Op::close(4));
+        assert!(ops.overflowed());
+        assert_eq!(ops.len(), 1);
     }
 
     #[test]

@@ -16,10 +16,8 @@
 //! mapped by the fifth step), and PR_SET_MM_MAP is tried with exe while the preloader is still
 //! mapped, which only a kernel without the EBUSY rule accepts.
 
-use preload::plan::finish::{
-    Full, Header, Op, PR_SET_DUMPABLE, SYS_CAPSET, SYS_PRCTL, failure_message, map_segments,
-};
-use preload::plan::load::{Extent, Segment};
+use preload::plan::finish::{Header, Op, PR_SET_DUMPABLE, SYS_CAPSET, SYS_PRCTL, failure_message, map_segments};
+use preload::plan::load::Extent;
 use preload::report::refusal::Refusal;
 use rustix::fd::AsRawFd;
 
@@ -47,7 +45,6 @@ pub fn prepare<'b>(
     credentials_dropped: bool,
     handoff: &mut Handoff,
 ) -> Result<Finish, Error<'b>> {
-    let too_many = |Full| Error::at(resolved.exe_path, Refusal::failure("too many final operations"));
     let (maps, caps, message) = (handoff.addr_of_maps(), handoff.addr_of_caps(), handoff.addr_of_message());
     let (ops_at, image, range) = (handoff.addr_of_ops(), handoff.addr_of_image(), handoff.range());
     let parts = handoff.parts();
@@ -57,7 +54,7 @@ pub fn prepare<'b>(
     if stage2.stub.is_some() {
         let own = image::span();
         let start = mapped.vdso.map_or(own.start, |vdso| vdso.old_start.min(own.start));
-        ops.push(Op::munmap(start, stage2.mmap_top - start)).map_err(too_many)?;
+        ops.push(Op::munmap(start, stage2.mmap_top - start));
     }
     let top_image = match (stage2.top, &inspected.interpreter) {
         (Some(Top::Program), _) => Some((&inspected.image, resolved.file, mapped.bias)),
@@ -65,25 +62,27 @@ pub fn prepare<'b>(
         _ => None,
     };
     if let Some((image, file, bias)) = top_image {
-        let extent = Extent::of(image);
-        let segments = image.loads().map(Segment::of);
-        map_segments(segments, bias, extent.total_size, file.fd.as_raw_fd() as u64, &mut ops).map_err(too_many)?;
+        let total = Extent::of(image).total_size;
+        map_segments(image.phdrs, bias, total, file.fd.as_raw_fd() as u64, &mut ops);
     }
     if let Some(vdso) = mapped.vdso {
-        ops.push(Op::map_vdso(vdso.at)).map_err(too_many)?;
+        ops.push(Op::map_vdso(vdso.at));
     }
     let size = core::mem::size_of::<rustix::process::PrctlMmMap>() as u64;
-    ops.push(Op::set_mm_map(maps, size).tolerant().on_ok_skip(1)).map_err(too_many)?;
-    ops.push(Op::set_mm_map(maps + size, size).tolerant()).map_err(too_many)?;
+    ops.push(Op::set_mm_map(maps, size).tolerant().on_ok_skip(1));
+    ops.push(Op::set_mm_map(maps + size, size).tolerant());
     if credentials_dropped {
         // The capabilities of the preloader's file served PR_SET_MM_MAP: the program must not
         // keep them, and is dumpable again as after a plain exec.
-        ops.push(Op::syscall(SYS_CAPSET, [caps, caps + 8, 0, 0, 0, 0])).map_err(too_many)?;
-        ops.push(Op::syscall(SYS_PRCTL, [PR_SET_DUMPABLE, 1, 0, 0, 0, 0])).map_err(too_many)?;
+        ops.push(Op::syscall(SYS_CAPSET, [caps, caps + 8, 0, 0, 0, 0]));
+        ops.push(Op::syscall(SYS_PRCTL, [PR_SET_DUMPABLE, 1, 0, 0, 0, 0]));
     }
-    ops.push(Op::close(resolved.file.fd.as_raw_fd() as u64)).map_err(too_many)?;
+    ops.push(Op::close(resolved.file.fd.as_raw_fd() as u64));
     if let Some(interp) = &inspected.interpreter {
-        ops.push(Op::close(interp.file.fd.as_raw_fd() as u64)).map_err(too_many)?;
+        ops.push(Op::close(interp.file.fd.as_raw_fd() as u64));
+    }
+    if ops.overflowed() {
+        return Err(Error::at(resolved.exe_path, Refusal::failure("too many final operations")));
     }
     *parts.header = Header {
         ops: ops_at,

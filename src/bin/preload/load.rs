@@ -63,7 +63,7 @@ pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement, ow
     let mut bias = 0;
     // At a known bias, back-to-back segments are each mapped where nothing is: the kernel's
     // result without the reservation and its unmap.
-    let tight = matches!(placement, Placement::Bias(_)) && back_to_back(image.loads().map(Segment::of), extent.total_size);
+    let tight = matches!(placement, Placement::Bias(_)) && back_to_back(image.phdrs, extent.total_size);
     for (index, ph) in image.loads().enumerate() {
         let seg = Segment::of(ph);
         match (placement, index) {
@@ -263,8 +263,6 @@ pub struct Mapped {
     /// Where the jump goes: the interpreter's entry, or the program's.
     pub entry: u64,
     pub start_brk: u64,
-    /// The image the stub maps at the top of the mmap area: [start, end).
-    pub top: Option<(u64, u64)>,
     /// The vDSO block, when the stub maps it again: where it goes.
     pub vdso: Option<MovedVdso>,
 }
@@ -373,5 +371,5 @@ pub fn map_all<'b>(
         }
         _ => None,
     };
-    Ok(Mapped { bias, base, entry, start_brk, top: top_range, vdso })
+    Ok(Mapped { bias, base, entry, start_brk, vdso })
 }

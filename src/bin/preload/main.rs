@@ -182,7 +182,8 @@ fn launch<'b>(
 
     let mapped = load::map_all(request, &resolved, &inspected, &mut plan, verbose)?;
     let stack = stack::build(request, &resolved, &inspected, &plan, &mapped, credentials.secure, handoff)?;
-    let set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials, &plan, handoff, options.verbose);
+    let set =
+        mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials, &plan, handoff, options.verbose);
     let finish = finish::prepare(&resolved, &inspected, &plan, &mapped, &stack, set.dropped, handoff)?;
     if options.verbose {
         let mut out = Printer::new(STDERR);

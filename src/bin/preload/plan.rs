@@ -1,13 +1,13 @@
 //! The third step, plan: the randomisation the kernel would apply, where the program goes, and
 //! the ranges to keep free.
 
-use preload::PAGE_SIZE;
 use preload::plan::Random;
 use preload::plan::finish::{Vdso, stub_zone};
-use preload::plan::load::{Placement, mmap_rnd};
-use preload::plan::stack::AT_SYSINFO_EHDR;
+use preload::plan::load::{Extent, Placement, mmap_rnd};
 use preload::plan::reserve::RangeList;
+use preload::plan::stack::AT_SYSINFO_EHDR;
 use preload::report::refusal::Refusal;
+use preload::{PAGE_SIZE, page_align};
 
 use crate::exec::{Request, Resolved};
 use crate::load::Inspected;
@@ -104,7 +104,16 @@ fn stage2(
     };
     // The image the kernel would put at the top of the mmap area (a relocatable interpreter, or
     // a static-pie), and whether the stub can map it there: from a file, with few segments.
-    let few = |image: &preload::elf::Image| image.loads().count() <= MAX_TOP_SEGMENTS;
+    // It and the vDSO below it must fall inside the preloader's own span (linker.ld's room):
+    // what the preloader maps meanwhile lies below that, out of their way.
+    let vdso_len = match vdso {
+        Vdso::Below { start, end, .. } => end - start,
+        _ => 0,
+    };
+    let few = |image: &preload::elf::Image| {
+        image.loads().count() <= MAX_TOP_SEGMENTS
+            && page_align(Extent::of(image).total_size) + vdso_len <= own.end - own.start
+    };
     let (has_item, item) = match &inspected.interpreter {
         Some(interp) if interp.image.relocatable => (true, few(&interp.image).then_some(Top::Interpreter)),
         Some(_) => (false, None),

@@ -163,15 +163,11 @@ pub fn plan(out: &mut Printer, resolved: &Resolved, inspected: &Inspected, plan:
     match &file.held {
         Held::File => {}
         Held::Stream(memfd) => {
-            out.line()
-                .bytes(name)
-                .text(": a stream of ")
-                .dec(file.size)
-                .text(if file.copy_segments() {
-                    " bytes, held in a sealed memfd; segments copied into anonymous memory"
-                } else {
-                    " bytes, held in a sealed memfd; segments mapped from it"
-                });
+            out.line().bytes(name).text(": a stream of ").dec(file.size).text(if file.copy_segments() {
+                " bytes, held in a sealed memfd; segments copied into anonymous memory"
+            } else {
+                " bytes, held in a sealed memfd; segments mapped from it"
+            });
             out.end();
             if let Some(why) = memfd.exec_refused {
                 out.line()

@@ -2,9 +2,7 @@
 //! the stage-2 hand-off, which the stub copies onto the real [stack] at the jump.
 
 use preload::exec::args::Prefix;
-use preload::PAGE_SIZE;
 use preload::plan::stack::{AT_SYSINFO_EHDR, ProgramAux, StackImage, StackLayout, program_auxv};
-use preload::report::refusal::Refusal;
 
 use crate::exec::{Request, Resolved};
 use crate::load::{Inspected, Mapped};
@@ -70,19 +68,7 @@ pub fn build<'b>(
     };
     let layout = spec.layout();
     let size = layout.size(plan.top);
-    // The hand-off must not lie where the stub maps the image at the top and the vDSO: if it
-    // does (an image larger than the preloader's own span), it goes next to the stub.
-    let lowest = [mapped.top.map(|(start, _)| start), mapped.vdso.map(|vdso| vdso.at)].into_iter().flatten().min();
-    let to = match (lowest, plan.stage2.stub) {
-        (Some(lowest), Some(stub)) if handoff.range().1 > lowest => {
-            let len = preload::page_align(handoff.len_for(size as u64));
-            let floor = if stub > plan.top { plan.top } else { plan.stage2.mmap_top } + PAGE_SIZE;
-            let at = stub.checked_sub(len + PAGE_SIZE).filter(|&at| at >= floor);
-            Some(at.ok_or(Error::at(resolved.exe_path, Refusal::failure("no room for the stage-2 hand-off")))?)
-        }
-        _ => None,
-    };
-    handoff.fit(size as u64, to).map_err(|errno| Error::failure(resolved.exe_path, errno))?;
+    handoff.fit(size as u64).map_err(|errno| Error::failure(resolved.exe_path, errno))?;
     let image_at = handoff.addr_of_image();
     spec.write(&layout, &mut handoff.parts().image[..size]);
     let exec_refused = image.executable_stack() && mem::make_stack_executable(plan.top - 1).is_err();

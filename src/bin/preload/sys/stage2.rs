@@ -70,30 +70,17 @@ impl Handoff {
         (self.base, self.base + self.len)
     }
 
-    /// The hand-off's length with room for an image of `image_len` bytes.
-    pub fn len_for(&self, image_len: u64) -> u64 {
-        page_align(IMAGE_AT as u64 + image_len).max(self.len)
-    }
-
-    /// Room for an image of `image_len` bytes, and, if `to` is given, at that address: mremap
-    /// keeps the contents.
-    pub fn fit(&mut self, image_len: u64, to: Option<u64>) -> Result<(), Errno> {
-        let len = self.len_for(image_len);
-        if len == self.len && to.is_none_or(|to| to == self.base) {
+    /// Room for an image of `image_len` bytes: a larger one moves the hand-off (mremap keeps
+    /// the contents) wherever mmap finds room, which is below the vDSO and so out of the way of
+    /// what the stub maps at the top of the mmap area.
+    pub fn fit(&mut self, image_len: u64) -> Result<(), Errno> {
+        let len = page_align(IMAGE_AT as u64 + image_len);
+        if len <= self.len {
             return Ok(());
         }
         // SAFETY: the hand-off's own mapping, which nothing borrows now (`&mut self`).
         let moved = unsafe {
-            match to {
-                Some(to) => rustix::mm::mremap_fixed(
-                    self.base as *mut c_void,
-                    self.len as usize,
-                    len as usize,
-                    MremapFlags::MAYMOVE,
-                    to as *mut c_void,
-                ),
-                None => rustix::mm::mremap(self.base as *mut c_void, self.len as usize, len as usize, MremapFlags::MAYMOVE),
-            }
+            rustix::mm::mremap(self.base as *mut c_void, self.len as usize, len as usize, MremapFlags::MAYMOVE)
         }?;
         self.base = moved as u64;
         self.len = len;

@@ -359,15 +359,25 @@ pub fn map_all<'b>(
         let start = bias.wrapping_add(extent.first_start);
         (start, start + page_align(extent.total_size))
     };
-    let top_range = match (plan.stage2.top, &inspected.interpreter) {
-        (Some(Top::Program), _) => Some(span(bias, &inspected.extent)),
-        (Some(Top::Interpreter), Some(interp)) => Some(span(base, &Extent::of(&interp.image))),
-        _ => None,
+    // The image the kernel puts at the top of the mmap area: placed there (for the stub), or
+    // mapped here where mmap put it (too large for the preloader's span, say).
+    let item = match &inspected.interpreter {
+        Some(interp) if interp.image.relocatable => Some(span(base, &Extent::of(&interp.image))),
+        Some(_) => None,
+        None => static_pie.then(|| span(bias, &inspected.extent)),
     };
+    // The vDSO goes where the kernel's get_unmapped_area would put it after that image: when the
+    // image is at the top, below it; otherwise only at the very top, in the preloader's span
+    // (free once the stub has unmapped it), where the kernel puts it too when the image leaves
+    // room above itself (a static-pie aligned to 2 MiB).
     let vdso = match (plan.stage2.move_vdso, plan.stage2.vdso) {
         (true, Vdso::Below { start, text, end }) => {
-            let at = vdso_block_start(top, top_range, end - start);
-            Some(MovedVdso { old_start: start, at, text: at + (text - start) })
+            let at = vdso_block_start(top, item, end - start);
+            (plan.stage2.top.is_some() || item.is_none() || at + (end - start) == top).then(|| MovedVdso {
+                old_start: start,
+                at,
+                text: at + (text - start),
+            })
         }
         _ => None,
     };

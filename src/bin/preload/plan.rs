@@ -46,8 +46,8 @@ pub struct Stage2 {
     /// The interpreter (or a static-pie) is mapped by the stub at the top of the mmap area, and
     /// the vDSO below it where the kernel maps it for a program on this kernel.
     pub top: Option<Top>,
-    /// The vDSO block is unmapped with the preloader and mapped again where the kernel maps it
-    /// for a program (6.11 and later: below the image at the top).
+    /// The vDSO block can be unmapped with the preloader and mapped again where the kernel maps
+    /// it for a program (6.11 and later: below the image at the top); `load` decides.
     pub move_vdso: bool,
 }
 
@@ -114,25 +114,19 @@ fn stage2(
         image.loads().count() <= MAX_TOP_SEGMENTS
             && page_align(Extent::of(image).total_size) + vdso_len <= own.end - own.start
     };
-    let (has_item, item) = match &inspected.interpreter {
-        Some(interp) if interp.image.relocatable => (true, few(&interp.image).then_some(Top::Interpreter)),
-        Some(_) => (false, None),
+    let item = match &inspected.interpreter {
+        Some(interp) if interp.image.relocatable => few(&interp.image).then_some(Top::Interpreter),
+        Some(_) => None,
         None if matches!(placement, Placement::Anywhere { .. }) => {
-            (true, (!resolved.file.copy_segments() && few(&inspected.image)).then_some(Top::Program))
+            (!resolved.file.copy_segments() && few(&inspected.image)).then_some(Top::Program)
         }
-        None => (false, None),
+        None => None,
     };
     // The vDSO must then be where the kernel puts it for a program: left alone above the stack,
-    // or mapped again below the image (arch_prctl(ARCH_MAP_VDSO_64), asked only here).
-    let layout = stub.is_some()
-        && (item.is_some() || !has_item)
-        && match vdso {
-            Vdso::Stays => true,
-            Vdso::Below { .. } => sys_stage2::can_map_vdso(),
-            Vdso::Unknown => false,
-        };
+    // or mapped again (arch_prctl(ARCH_MAP_VDSO_64), whether it can is asked only here).
+    let move_vdso = stub.is_some() && matches!(vdso, Vdso::Below { .. }) && sys_stage2::can_map_vdso();
+    let layout = stub.is_some() && (matches!(vdso, Vdso::Stays) || move_vdso);
     let top = if layout { item } else { None };
-    let move_vdso = layout && matches!(vdso, Vdso::Below { .. });
     Stage2 { mmap_top: own.end, stub, vdso, top, move_vdso }
 }
 

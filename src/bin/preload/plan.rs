@@ -2,12 +2,12 @@
 //! the ranges to keep free.
 
 use preload::plan::Random;
-use preload::plan::finish::{Vdso, stub_zone};
+use preload::plan::finish::{Vdso, item_start, stub_zone};
 use preload::plan::load::{Extent, Placement, mmap_rnd};
 use preload::plan::reserve::RangeList;
 use preload::plan::stack::AT_SYSINFO_EHDR;
 use preload::report::refusal::Refusal;
-use preload::{PAGE_SIZE, page_align};
+use preload::{PAGE_SIZE, page_start};
 
 use crate::exec::{Request, Resolved};
 use crate::load::Inspected;
@@ -110,17 +110,24 @@ fn stage2(
         Vdso::Below { start, end, .. } => end - start,
         _ => 0,
     };
-    let few = |image: &preload::elf::Image| {
+    // Its PT_LOADs in address order (out of order, the kernel maps the later ones below its
+    // reservation), few of them, and where it goes at its alignment inside the span.
+    let fits = |image: &preload::elf::Image, align| {
+        let extent = Extent::of(image);
+        let lowest = image.loads().map(|ph| page_start(ph.p_vaddr)).min();
         image.loads().count() <= MAX_TOP_SEGMENTS
-            && page_align(Extent::of(image).total_size) + vdso_len <= own.end - own.start
+            && lowest == Some(extent.first_start)
+            && item_start(own.end, extent.total_size, align).checked_sub(vdso_len).is_some_and(|low| low >= own.start)
     };
     let item = match &inspected.interpreter {
-        Some(interp) if interp.image.relocatable => few(&interp.image).then_some(Top::Interpreter),
+        Some(interp) if interp.image.relocatable => fits(&interp.image, PAGE_SIZE).then_some(Top::Interpreter),
         Some(_) => None,
-        None if matches!(placement, Placement::Anywhere { .. }) => {
-            (!resolved.file.copy_segments() && few(&inspected.image)).then_some(Top::Program)
-        }
-        None => None,
+        None => match placement {
+            Placement::Anywhere { align } => {
+                (!resolved.file.copy_segments() && fits(&inspected.image, align)).then_some(Top::Program)
+            }
+            _ => None,
+        },
     };
     // The vDSO must then be where the kernel puts it for a program: left alone above the stack,
     // or mapped again (arch_prctl(ARCH_MAP_VDSO_64), whether it can is asked only here).

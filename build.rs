@@ -10,6 +10,7 @@ fn main() {
         "-Wl,--fatal-warnings",
         "-Wl,--build-id=none",
         "-Wl,-e,_start",
+        "-Wl,--icf=all",
     ] {
         println!("cargo:rustc-link-arg-bin=preload={arg}");
     }

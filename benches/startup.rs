@@ -1,5 +1,7 @@
-//! Startup benchmark: what a launch through `preload` costs next to the kernel's own exec
-//! and next to glibc's direct invocation of ld.so.
+//! Startup benchmark: what a launch through `preload` costs next to the kernel's
+//! own exec, next to glibc's direct invocation of ld.so, and next to two loaders that do less:
+//! Debian's Wine preloader (`wine64-preloader`, package wine64-preloader) and a 9 KB static
+//! program that only execve()s its argument (built here).
 //!
 //!     cargo bench --bench startup            # N = 2000 launches per case
 //!     PRELOAD_BENCH_N=500 cargo bench --bench startup
@@ -7,7 +9,8 @@
 //! Prints the machine, then a table of launch times (median and p90 of fork+exec+wait as seen by
 //! the parent, all cases alternated round-robin in one run so that machine noise spreads evenly),
 //! the system calls the preloader makes from its entry to the jump, its stripped size and its peak
-//! memory. Needs gcc with the static glibc (libc6-dev) and strace.
+//! memory. Needs gcc with the static glibc (libc6-dev), strace, wine64-preloader and GNU time (page
+//! faults).
 //!
 //! Std only, on purpose: dev-dependencies that enable `std` on rustix or goblin would break the
 //! no_std preloader's build.
@@ -35,15 +38,31 @@ const MANY_ARGS: usize = 10_000;
 const SPARSE_LEN: u64 = 1 << 30;
 const TRUE: &str = "/bin/true";
 const LD_SO: &str = "/lib64/ld-linux-x86-64.so.2";
+const WINE_PRELOADER: &str = "/usr/lib/wine/wine64-preloader";
 /// Runs of each memory probe; the median is reported.
 const MEMORY_RUNS: usize = 11;
 
-// The project's goals for the fast path.
-const GOAL_RATIO: f64 = 1.12;
-const GOAL_SYSCALLS: usize = 30;
-const GOAL_BYTES: u64 = 24 * 1024;
+// The project's goals for the fast path (before the stub: 1.12, 30 calls and 24 KiB).
+const GOAL_RATIO: f64 = 1.10;
+const GOAL_SYSCALLS: usize = 32;
+/// No larger than before stage 2 (without sealed support).
+const GOAL_BYTES: u64 = 46_944;
 
 const EMPTY_C: &str = "int main(){return 0;}\n";
+/// A loader that does the least: execve(argv[1], argv + 1, envp), nothing else, no libc.
+const EXECVE_ONLY_C: &str = r#"__asm__(".globl _start\n_start:\n\tmov %rsp, %rdi\n\tand $-16, %rsp\n\tcall start_c\n\thlt\n");
+static long sys3(long n, long a, long b, long c) {
+    long r;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+    return r;
+}
+void start_c(long *sp) {
+    long argc = sp[0];
+    char **argv = (char **)(sp + 1);
+    sys3(59, (long)argv[1], (long)(argv + 1), (long)(argv + argc + 1));
+    sys3(231, 127, 0, 0);
+}
+"#;
 /// Prints its own VmHWM (peak RSS of the mm, which through preload includes the preloader's own
 /// pages) and VmRSS (what is still resident when main runs).
 const VM_STATUS_C: &str = r#"#include <stdio.h>
@@ -66,6 +85,9 @@ fn main() {
     let binary = inspect_binary(preload);
     require_tool("gcc", &["--version"], "gcc and libc6-dev (static glibc) build the test programs");
     require_tool("strace", &["-V"], "strace counts the preloader's system calls");
+    if !Path::new(WINE_PRELOADER).exists() {
+        fail(&format!("{WINE_PRELOADER} is missing: install wine64-preloader (scripts/test.sh does)"));
+    }
 
     let scratch = preload
         .parent()
@@ -81,6 +103,13 @@ fn main() {
     let sparse = copy_program(&compiled, &scratch.join("empty-static-1g"), Some(SPARSE_LEN));
     let vm_static = compile(&scratch, "vm-status-static", VM_STATUS_C, true);
     let vm_dynamic = compile(&scratch, "vm-status-dynamic", VM_STATUS_C, false);
+    let execve_only = compile_with(
+        &scratch,
+        "execve-only",
+        EXECVE_ONLY_C,
+        &["-static", "-nostdlib", "-fno-pie", "-no-pie", "-fno-stack-protector"],
+    );
+    let execve_only = copy_program(&execve_only, &scratch.join("execve-only-copy"), None);
 
     println!("preloader:  {} ({})", preload.display(), binary.describe());
     let meta = fs::metadata(&sparse).unwrap_or_else(|e| fail(&format!("{}: {e}", sparse.display())));
@@ -88,11 +117,12 @@ fn main() {
     println!("launches:   {n} per case (PRELOAD_BENCH_N), after {WARMUP_ROUNDS} untimed, round-robin");
     println!();
 
-    let mut cases = timing_cases(preload, &static_empty, &sparse);
+    let mut cases = timing_cases(preload, &static_empty, &sparse, &execve_only);
     run_round_robin(&mut cases, n);
     print_table(&cases);
     println!();
     print_syscalls(preload, &scratch);
+    print_faults(preload, &static_empty);
     println!();
     print_size(&binary, preload, &scratch);
     println!();
@@ -150,15 +180,15 @@ fn run_ok(cmd: &mut Command) -> Output {
 
 /// Compiles `source` with `gcc -O2` (and `-static`) into `scratch/name`.
 fn compile(scratch: &Path, name: &str, source: &str, statically: bool) -> PathBuf {
+    compile_with(scratch, name, source, if statically { &["-static"] } else { &[] })
+}
+
+/// Compiles `source` with `gcc -O2 FLAGS` into `scratch/name`.
+fn compile_with(scratch: &Path, name: &str, source: &str, flags: &[&str]) -> PathBuf {
     let c_file = scratch.join(format!("{name}.c"));
     let exe = scratch.join(name);
     fs::write(&c_file, source).unwrap_or_else(|e| fail(&format!("{}: {e}", c_file.display())));
-    let mut gcc = Command::new("gcc");
-    gcc.arg("-O2");
-    if statically {
-        gcc.arg("-static");
-    }
-    run_ok(gcc.arg("-o").arg(&exe).arg(&c_file));
+    run_ok(Command::new("gcc").arg("-O2").args(flags).arg("-o").arg(&exe).arg(&c_file));
     exe
 }
 
@@ -244,11 +274,13 @@ struct Case {
     nanos: Vec<u64>,
 }
 
-fn timing_cases(preload: &Path, static_empty: &Path, sparse: &Path) -> Vec<Case> {
+fn timing_cases(preload: &Path, static_empty: &Path, sparse: &Path, execve_only: &Path) -> Vec<Case> {
     let many: Vec<String> = (0..MANY_ARGS).map(|i| format!("argument-{i:05}")).collect();
     let case = |group, how, program: &Path, args: &[&Path]| {
         let mut cmd = Command::new(program);
-        cmd.args(args);
+        // Wine's preloader says "wine_main_preload_info not found" for a program that is not
+        // Wine's loader: its write is part of its cost, its text not part of the report.
+        cmd.args(args).stderr(std::process::Stdio::null());
         Case { group, how, cmd, nanos: Vec::new() }
     };
     let true_path = Path::new(TRUE);
@@ -256,8 +288,11 @@ fn timing_cases(preload: &Path, static_empty: &Path, sparse: &Path) -> Vec<Case>
         case("/bin/true", "direct", true_path, &[]),
         case("/bin/true", "preload", preload, &[true_path]),
         case("/bin/true", "ld.so", Path::new(LD_SO), &[true_path]),
+        case("/bin/true", "wine-pre", Path::new(WINE_PRELOADER), &[true_path]),
+        case("/bin/true", "execve", execve_only, &[true_path]),
         case("static C", "direct", static_empty, &[]),
         case("static C", "preload", preload, &[static_empty]),
+        case("static C", "execve", execve_only, &[static_empty]),
         case("/bin/true, 10k args", "direct", true_path, &[]),
         case("/bin/true, 10k args", "preload", preload, &[true_path]),
         case("static C, 1 GiB sparse", "direct", sparse, &[]),
@@ -312,21 +347,34 @@ fn print_table(cases: &[Case]) {
     };
     let ratio = |a: (f64, f64), b: (f64, f64)| format!("{:.3} (p90 {:.3})", a.0 / b.0, a.1 / b.1);
     println!(
-        "{:<24} {:<8} {:>10} {:>10}   {:<20} {:<20}",
-        "launch time", "", "median µs", "p90 µs", "preload/direct", "preload/ld.so"
+        "{:<24} {:<8} {:>10} {:>10}   {:<20} {:<20} {:<20} {:<20}",
+        "launch time",
+        "",
+        "median µs",
+        "p90 µs",
+        "preload/direct",
+        "preload/ld.so",
+        "preload/wine-pre",
+        "preload/execve"
     );
+    const PEERS: [&str; 3] = ["ld.so", "wine-pre", "execve"];
     for case in cases.iter().filter(|case| case.how == "direct") {
-        for how in ["direct", "preload", "ld.so"] {
+        for how in ["direct", "preload", "ld.so", "wine-pre", "execve"] {
             let Some(mine) = find(case.group, how) else { continue };
             let label = if how == "direct" { case.group } else { "" };
-            let (mut vs_direct, mut vs_ld) = (String::new(), String::new());
+            let mut columns = vec![String::new(); 4];
             if how == "preload" {
-                vs_direct = ratio(mine, find(case.group, "direct").unwrap());
-                if let Some(ld) = find(case.group, "ld.so") {
-                    vs_ld = ratio(mine, ld);
+                columns[0] = ratio(mine, find(case.group, "direct").unwrap());
+                for (index, peer) in PEERS.iter().enumerate() {
+                    if let Some(theirs) = find(case.group, peer) {
+                        columns[index + 1] = ratio(mine, theirs);
+                    }
                 }
             }
-            println!("{label:<24} {how:<8} {:>10.1} {:>10.1}   {vs_direct:<20} {vs_ld:<20}", mine.0, mine.1);
+            println!(
+                "{label:<24} {how:<8} {:>10.1} {:>10.1}   {:<20} {:<20} {:<20} {:<20}",
+                mine.0, mine.1, columns[0], columns[1], columns[2], columns[3]
+            );
         }
     }
 
@@ -335,6 +383,11 @@ fn print_table(cases: &[Case]) {
         let (direct, preload) = (find(group, "direct").unwrap(), find(group, "preload").unwrap());
         let ratio = preload.0 / direct.0;
         println!("goal: preload/direct ≤ {GOAL_RATIO} for {group:<10} {ratio:.3}  {}", verdict(ratio <= GOAL_RATIO));
+    }
+    let preload_true = find("/bin/true", "preload").unwrap();
+    for (peer, name) in [("wine-pre", "the Wine preloader"), ("execve", "the execve-only static program")] {
+        let ratio = preload_true.0 / find("/bin/true", peer).unwrap().0;
+        println!("goal: preload/{peer} ≤ 1.0 for /bin/true ({name}) {ratio:.3}  {}", verdict(ratio <= 1.0));
     }
     let small = find("static C", "preload").unwrap();
     let big = find("static C, 1 GiB sparse", "preload").unwrap();
@@ -357,7 +410,7 @@ fn verdict(met: bool) -> &'static str {
 
 /// Counts the system calls of `preload /bin/true` between the preloader's entry and its jump to
 /// ld.so, from `strace -f -o FILE` (the markers: [`strace::preloader_calls`]). As a check, the
-/// last of them must be the `munmap` of the preloader's scratch buffer just before the jump; a
+/// last of them must be the stub's `munmap` of the stage-2 hand-off just before the jump; a
 /// warning is printed otherwise.
 fn print_syscalls(preload: &Path, scratch: &Path) {
     let log = scratch.join("strace.log");
@@ -381,6 +434,41 @@ fn print_syscalls(preload: &Path, scratch: &Path) {
     }
 }
 
+/// Page faults (minor, major) of a launch, from GNU time's %R and %F: the median of
+/// MEMORY_RUNS, direct and through preload.
+fn print_faults(preload: &Path, static_empty: &Path) {
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        println!("page faults: /usr/bin/time (GNU time) is not installed");
+        return;
+    }
+    let faults = |args: &[&Path]| -> (u64, u64) {
+        let mut runs: Vec<(u64, u64)> = (0..MEMORY_RUNS)
+            .map(|_| {
+                let out = run_ok(Command::new(time).args(["-f", "%R %F"]).args(args));
+                let text = String::from_utf8_lossy(&out.stderr);
+                let mut fields = text.trim().lines().last().unwrap_or("").split_whitespace();
+                let mut next = || fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+                (next(), next())
+            })
+            .collect();
+        runs.sort_unstable();
+        runs[MEMORY_RUNS / 2]
+    };
+    let true_path = Path::new(TRUE);
+    for (label, program) in [("/bin/true", true_path), ("static C", static_empty)] {
+        let (direct, preloaded) = (faults(&[program]), faults(&[preload, program]));
+        println!(
+            "page faults (minor/major, median of {MEMORY_RUNS}), {label}: direct {}/{}, preload {}/{} (+{})",
+            direct.0,
+            direct.1,
+            preloaded.0,
+            preloaded.1,
+            preloaded.0 as i64 - direct.0 as i64
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Size and memory
 
@@ -393,11 +481,7 @@ fn print_size(binary: &Binary, preload: &Path, scratch: &Path) {
         binary.bytes
     };
     let features = if cfg!(feature = "sealed") { "with sealed support" } else { "without sealed support" };
-    println!(
-        "stripped size ({features}): {bytes} bytes = {:.1} KiB  (goal ≤ {} KiB)",
-        bytes as f64 / 1024.0,
-        GOAL_BYTES / 1024
-    );
+    println!("stripped size ({features}): {bytes} bytes = {:.1} KiB", bytes as f64 / 1024.0);
     if cfg!(feature = "sealed") {
         // Sealed-executable support is measured separately: the same binary without it.
         let target = scratch.join("without-sealed");
@@ -410,10 +494,9 @@ fn print_size(binary: &Binary, preload: &Path, scratch: &Path) {
         );
         let core = fs::metadata(target.join("release/preload")).map_or(0, |m| m.len());
         println!(
-            "stripped size (without sealed support): {core} bytes = {:.1} KiB  {}  (goal ≤ {} KiB; sealed support adds {:.1} KiB)",
+            "stripped size (without sealed support): {core} bytes = {:.1} KiB  {}  (goal ≤ {GOAL_BYTES} bytes, the size before stage 2; sealed support adds {:.1} KiB)",
             core as f64 / 1024.0,
             verdict(core <= GOAL_BYTES),
-            GOAL_BYTES / 1024,
             (bytes as f64 - core as f64) / 1024.0
         );
     }

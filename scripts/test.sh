@@ -19,6 +19,7 @@ declare -A package_of=(
   [setpriv]=util-linux
   [sha256sum]=coreutils
   [kill]=procps
+  [time]=time
   [strace]=strace
   [setcap]=libcap2-bin
   [unshare]=util-linux
@@ -31,6 +32,8 @@ for cmd in "${!package_of[@]}"; do
 done
 # Files (not commands) the tests need -> package.
 [ -x /usr/lib/wine/wine64 ] || missing+=(wine64)
+# The startup benchmark's peer (cargo bench --bench startup).
+[ -x /usr/lib/wine/wine64-preloader ] || missing+=(wine64-preloader)
 # gcc -static needs the static glibc (libc6-dev); check it like the tests will.
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)
 

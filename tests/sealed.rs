@@ -751,3 +751,21 @@ fn binfmt_registration_runs_sealed_containers_by_themselves() {
         }
     }
 }
+
+#[test]
+fn a_sealed_program_is_refused_under_mdwe_naming_it() {
+    // Its plaintext is never put in a memfd (by design), and anonymous copies cannot be made
+    // executable under PR_SET_MDWE: refused with 126 and a reason that names MDWE. The same
+    // sealed program runs without MDWE.
+    let keyed = Keyed::new("sealed-mdwe");
+    let (_, sealed) = keyed.seal(&build_c("hello", Variant::Static), "hello");
+    let mdwe = build_c("mdwe", Variant::Pie);
+    let name = format!("./{}", sealed.file_name().unwrap().to_string_lossy());
+    let words = [mdwe.as_os_str(), common::preload().as_os_str(), name.as_ref()];
+    let refused = run_sealed_with(sealed.parent().unwrap(), &keyed.key, &words, &[], &[("PRELOAD_KEY_FD", KEY_FD)]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(126), "{stderr}");
+    assert!(stderr.starts_with(&format!("preload: {name}: memory-deny-write-execute (PR_SET_MDWE)")), "{stderr}");
+    assert!(refused.stdout.is_empty(), "nothing ran");
+    assert!(run_sealed(&sealed, &keyed.key, &[]).status.success(), "scenario check: it runs without MDWE");
+}

@@ -66,6 +66,7 @@ const EBADF: i32 = 9;
 const ENOMEM: i32 = 12;
 const EACCES: i32 = 13;
 const EFAULT: i32 = 14;
+const EBUSY: i32 = 16;
 const EEXIST: i32 = 17;
 const ENOTDIR: i32 = 20;
 const EISDIR: i32 = 21;
@@ -89,6 +90,7 @@ pub fn errno_text(errno: i32) -> &'static str {
         ENOMEM => "Cannot allocate memory",
         EACCES => "Permission denied",
         EFAULT => "Bad address",
+        EBUSY => "Device or resource busy",
         EEXIST => "File exists",
         ENOTDIR => "Not a directory",
         EISDIR => "Is a directory",

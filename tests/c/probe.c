@@ -378,6 +378,10 @@ int main(int argc, char **argv, char **envp)
     for (int i = 0, n = 0; i < nmaps; i++) {
         if (maps[i].path[0] != '/')
             continue;
+        /* preload's stage-2 stub: the one page it leaves, above [stack] (README, "Layout") */
+        if (!strcmp(maps[i].path, "/memfd:preload (deleted)") && !strcmp(maps[i].perms, "r-xp") &&
+            maps[i].end - maps[i].start == 4096)
+            continue;
         int first = map_named(maps[i].path);
         printf("filemap.%02d=%s off=0x%lx len=0x%lx rel=0x%lx %s\n", n++, maps[i].perms,
                (unsigned long)maps[i].offset, (unsigned long)(maps[i].end - maps[i].start),

@@ -275,6 +275,9 @@ impl Target {
     }
 }
 
+/// The memfd the stage-2 stub's code is written into.
+pub const STUB_MEMFD: &str = "/memfd:preload";
+
 /// The write-family calls: name, index of the destination descriptor, index of the argument that
 /// shows the bytes (None: the call moves bytes strace does not show).
 pub const WRITE_CALLS: [(&str, usize, Option<usize>); 10] = [
@@ -322,6 +325,12 @@ impl Write {
 
     pub fn to_memfd(&self) -> bool {
         matches!(self.target, Some(Target::Memfd(_)))
+    }
+
+    /// A write into a memfd other than the one the stage-2 stub's code goes into (named
+    /// `preload`, one write of its code).
+    pub fn to_program_memfd(&self) -> bool {
+        matches!(&self.target, Some(Target::Memfd(path)) if path != STUB_MEMFD)
     }
 }
 

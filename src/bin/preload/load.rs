@@ -5,6 +5,7 @@ use core::ffi::CStr;
 use goblin::elf64::program_header::{PF_R, PF_W, PF_X};
 use preload::cstr;
 use preload::elf::{self, Image};
+use preload::plan::finish::{Vdso, back_to_back, item_start, vdso_block_start};
 use preload::plan::load::{Extent, Owned, Placement, Segment, foreign_mapping, start_brk};
 use preload::plan::reserve::Range;
 use preload::report::refusal::Refusal;
@@ -15,10 +16,10 @@ use rustix::mm::ProtFlags;
 
 use crate::exec::{Request, Resolved};
 use crate::input::source::{self, File, Spill};
-use crate::plan::Plan;
+use crate::plan::{Plan, Top};
 use crate::report::{Error, Printer};
 use crate::sys::mem::{self, Place};
-use crate::sys::proc::{MAPS_BUFFER, read_maps};
+use crate::sys::proc::{self, MAPS_BUFFER, read_maps};
 use crate::{reserve, wine};
 
 /// Validate `file` as an ELF executable, with its program headers in place in its head or, for
@@ -28,7 +29,7 @@ pub fn inspect<'p>(file: &'p File, spill: &'p mut Spill) -> Result<Image<'p>, &'
     let (offset, len) = elf::phdr_table(&header)?;
     let table = file.bytes(offset, len, spill).map_err(|_| "program headers beyond end of file")?;
     let phdrs = elf::program_headers(table);
-    if file.copy_segments() {
+    if file.held_in_memory() {
         elf::check_segments_in_file(phdrs, file.size)?;
     }
     elf::validate(&header, phdrs, file.size)
@@ -63,6 +64,9 @@ pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement, ow
     let deferred = cfg!(feature = "sealed") && file.copy_segments() && spans_disjoint(image);
     // Without any PT_LOAD the kernel's load bias stays 0 (it is set at the first one).
     let mut bias = 0;
+    // At a known bias, back-to-back segments are each mapped where nothing is: the kernel's
+    // result without the reservation and its unmap.
+    let tight = matches!(placement, Placement::Bias(_)) && back_to_back(image.phdrs, extent.total_size);
     for (index, ph) in image.loads().enumerate() {
         let seg = Segment::of(ph);
         match (placement, index) {
@@ -76,14 +80,15 @@ pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement, ow
                 };
                 // A segment without file bytes maps no file, as in the kernel (its p_offset may be
                 // anything): the span is then reserved with anonymous memory.
+                let len = if tight { seg.file_len } else { total };
                 let mapped = match seg.file_len {
-                    0 => mem::map_anonymous(place, total, ProtFlags::empty(), true)?,
-                    _ => map_segment(file, place, total, &seg, deferred)?,
+                    0 => mem::map_anonymous(place, len, ProtFlags::empty(), true)?,
+                    _ => map_segment(file, place, len, &seg, deferred)?,
                 };
                 bias = mapped.wrapping_sub(seg.start);
-                if total > seg.file_len {
+                if len > seg.file_len {
                     // SAFETY: the unused tail of the reservation just made, which nothing refers to.
-                    unsafe { mem::unmap(mapped + seg.file_len, total - seg.file_len) }?;
+                    unsafe { mem::unmap(mapped + seg.file_len, len - seg.file_len) }?;
                 }
                 owned.push(mapped, seg.file_len);
             }
@@ -331,12 +336,30 @@ pub struct Mapped {
     /// Where the jump goes: the interpreter's entry, or the program's.
     pub entry: u64,
     pub start_brk: u64,
+    /// The vDSO block, when the stub maps it again: where it goes.
+    pub vdso: Option<MovedVdso>,
+}
+
+/// The vDSO block (vvar pages and text) mapped again by the stub.
+#[derive(Clone, Copy)]
+pub struct MovedVdso {
+    /// Where the kernel put it for the preloader, unmapped with the preloader's image.
+    pub old_start: u64,
+    /// Where it goes, and its text there (the program's AT_SYSINFO_EHDR).
+    pub at: u64,
+    pub text: u64,
 }
 
 /// Where the kernel would map a segment over its fresh address space, this address space still
 /// holds the preloader (a documented difference).
 const SEGMENT_OVER_PRELOADER: &str =
     "a segment overlaps memory the preloader holds (its own pages, the stack, the vDSO or a reservation)";
+
+/// Copied segments would have to be made executable after the copy, which PR_SET_MDWE forbids;
+/// a sealed program's plaintext is never put in a memfd, by design, so it cannot run there.
+const MDWE_REFUSAL: &str = "memory-deny-write-execute (PR_SET_MDWE) is in force, and this program's segments \
+                            would be copied into memory made executable afterwards (a sealed program's \
+                            plaintext is never put in a memfd; a stream's memfd is not executable here)";
 
 fn map_error(errno: Errno) -> Refusal {
     match errno {
@@ -360,14 +383,24 @@ pub fn map_all<'b>(
     for range in plan.reserved.as_slice() {
         reserve::reserve(range, &protected).map_err(|why| Error::Reservation { range: *range, why })?;
     }
+    if file.copy_segments() && image.loads().any(|ph| ph.p_flags & PF_X != 0) && proc::refuses_exec_gain() {
+        return Err(Error::cannot_execute(exe_path, MDWE_REFUSAL));
+    }
     let mut owned = Owned::default();
-    let bias = map(file, image, &inspected.extent, plan.placement, &mut owned).map_err(|errno| match errno {
-        Errno::EXIST if request.options.base.is_some() => {
-            fail(Refusal::failure("--base: the program's address range is already in use"))
-        }
-        _ => fail(map_error(errno)),
-    })?;
-    if let Some(symbol) = wine::find_symbol(image, bias, file.size) {
+    // The image the stub maps at the top of the mmap area (see `finish`) is only placed here.
+    let top = plan.stage2.mmap_top;
+    let at_top = |extent: &Extent, align| item_start(top, extent.total_size, align).wrapping_sub(extent.first_start);
+    let program_at_top = matches!(plan.stage2.top, Some(Top::Program));
+    let bias = match program_at_top {
+        true => at_top(&inspected.extent, inspected.extent.align),
+        false => map(file, image, &inspected.extent, plan.placement, &mut owned).map_err(|errno| match errno {
+            Errno::EXIST if request.options.base.is_some() => {
+                fail(Refusal::failure("--base: the program's address range is already in use"))
+            }
+            _ => fail(map_error(errno)),
+        })?,
+    };
+    if let Some(symbol) = (!program_at_top).then(|| wine::find_symbol(image, bias, file.size)).flatten() {
         wine::reserve(request.stack, &protected, &mut plan.reserved, verbose.as_deref_mut())?;
         let reserved = plan.reserved.as_slice();
         // SAFETY: the symbol was found in the program just mapped.
@@ -379,6 +412,10 @@ pub fn map_all<'b>(
         }
     }
     let (base, entry) = match &inspected.interpreter {
+        Some(interp) if matches!(plan.stage2.top, Some(Top::Interpreter)) => {
+            let interp_bias = at_top(&Extent::of(&interp.image), PAGE_SIZE);
+            (interp_bias, interp_bias.wrapping_add(interp.image.entry))
+        }
         Some(interp) => {
             let placement = Placement::of_interpreter(interp.image.relocatable);
             let interp_bias =
@@ -391,5 +428,31 @@ pub fn map_all<'b>(
     };
     let static_pie = image.relocatable && inspected.interpreter.is_none();
     let start_brk = start_brk(bias + inspected.extent.end_bss, static_pie, plan.randomize, plan.random.brk);
-    Ok(Mapped { bias, base, entry, start_brk })
+    let span = |bias: u64, extent: &Extent| {
+        let start = bias.wrapping_add(extent.first_start);
+        (start, start + page_align(extent.total_size))
+    };
+    // The image the kernel puts at the top of the mmap area: placed there (for the stub), or
+    // mapped here where mmap put it (too large for the preloader's span, say).
+    let item = match &inspected.interpreter {
+        Some(interp) if interp.image.relocatable => Some(span(base, &Extent::of(&interp.image))),
+        Some(_) => None,
+        None => static_pie.then(|| span(bias, &inspected.extent)),
+    };
+    // The vDSO goes where the kernel's get_unmapped_area would put it after that image: when the
+    // image is at the top, below it; otherwise only at the very top, in the preloader's span
+    // (free once the stub has unmapped it), where the kernel puts it too when the image leaves
+    // room above itself (a static-pie aligned to 2 MiB).
+    let vdso = match (plan.stage2.move_vdso, plan.stage2.vdso) {
+        (true, Vdso::Below { start, text, end }) => {
+            let at = vdso_block_start(top, item, end - start);
+            (plan.stage2.top.is_some() || item.is_none() || at + (end - start) == top).then(|| MovedVdso {
+                old_start: start,
+                at,
+                text: at + (text - start),
+            })
+        }
+        _ => None,
+    };
+    Ok(Mapped { bias, base, entry, start_brk, vdso })
 }

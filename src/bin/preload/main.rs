@@ -13,6 +13,7 @@
 mod arch;
 mod credentials;
 mod exec;
+mod finish;
 mod input;
 mod load;
 mod mm;
@@ -20,6 +21,8 @@ mod plan;
 mod report;
 mod reserve;
 mod stack;
+#[path = "arch/stage2.rs"]
+mod stage2;
 mod sys;
 mod wine;
 
@@ -39,6 +42,7 @@ use crate::report::{Error, Printer};
 use crate::sys::initial_stack::{InitialStack, argument_tail};
 use crate::sys::io::{STDERR, STDOUT, print};
 use crate::sys::mem::Lazy;
+use crate::sys::stage2::Handoff;
 
 /// Called by `_start` with the kernel's initial stack pointer.
 unsafe extern "C" fn preload_main(sp: *const u64) -> ! {
@@ -120,36 +124,39 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
     let mut opened = Opened { program: None, interpreter: None };
     let stack_limit = rustix::process::getrlimit(Resource::Stack).current.unwrap_or(u64::MAX);
     let request = Request { stack, options, program, stack_limit };
-    match launch(&request, &mut buffers, &mut opened) {
+    // The first mapping, before anything else is mapped top-down: where it lands tells where the
+    // kernel put the vDSO (see `plan`).
+    let mut handoff = match Handoff::map() {
+        Ok(handoff) => handoff,
+        Err(errno) => return Error::failure(request.name().to_bytes(), errno).report(),
+    };
+    match launch(&request, &mut buffers, &mut opened, &mut handoff) {
         Ok(None) => 0,
         Ok(Some(jump)) => {
-            drop(opened);
+            // The stub uses the descriptors (exe, the interpreter's mappings), then closes them.
+            opened.program.take().map(File::into_descriptor);
+            opened.interpreter.take().map(File::into_descriptor);
             buffers.release();
-            jump.enter()
+            // SAFETY: the hand-off is complete: its ops map and set everything, unmap the
+            // preloader and the hand-off, and jump to `entry`, mapped executable by then.
+            unsafe { sys::stage2::enter(jump.stub, handoff) }
         }
         Err(error) => error.report(),
     }
 }
 
-/// Everything the jump needs, once the preloader's own buffers are no longer referred to.
+/// Where the jump goes: the stage-2 stub, which finds the rest in the hand-off.
 struct Jump {
-    stack: stack::Built,
-    entry: u64,
-}
-
-impl Jump {
-    fn enter(self) -> ! {
-        let (scratch, scratch_len) = self.stack.scratch.into_raw();
-        let (sp, size) = (self.stack.layout.sp, self.stack.size);
-        // SAFETY: the image is complete in the scratch mapping, which nothing refers to any more
-        // and which is unmapped after the copy; `entry` is the interpreter's (or static
-        // program's) entry, mapped executable.
-        unsafe { arch::enter(scratch, sp, size, scratch, scratch_len, self.entry) }
-    }
+    stub: u64,
 }
 
 /// The steps of a launch; `Ok(None)` after --dry-run.
-fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opened) -> Result<Option<Jump>, Error<'b>> {
+fn launch<'b>(
+    request: &Request,
+    buffers: &'b mut Buffers,
+    opened: &'b mut Opened,
+    handoff: &mut Handoff,
+) -> Result<Option<Jump>, Error<'b>> {
     let Buffers { path, levels, phdrs, interp_path, interp_phdrs, label } = buffers;
     let options = request.options;
     // The program's credentials as a plain exec would give them (AT_SECURE goes on its stack).
@@ -162,7 +169,7 @@ fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opene
     let chosen_interp = options.interp.map(argument_tail);
     let storage = load::Storage { phdrs, interp_path, interp_phdrs, interp_file: &mut opened.interpreter };
     let inspected = load::inspect_all(&resolved, chosen_interp, storage)?;
-    let mut plan = plan::plan(request, &resolved, &inspected)?;
+    let mut plan = plan::plan(request, &resolved, &inspected, handoff)?;
 
     let mut verbose = Printer::new(if options.dry_run { STDOUT } else { STDERR });
     if options.dry_run || options.verbose {
@@ -174,18 +181,17 @@ fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opene
     let verbose = options.verbose.then_some(&mut verbose);
 
     let mapped = load::map_all(request, &resolved, &inspected, &mut plan, verbose)?;
-    let build = |keep| stack::build(request, &resolved, &inspected, &plan, &mapped, credentials.secure, keep);
-    let mut stack = build(stack::Keep::Nothing)?;
-    let set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials)?;
-    if let mm::ExeOutcome::Failed(_) = set.exe {
-        // The mm fields stay the preloader's: keep the strings they point to whole.
-        stack = build(stack::Keep::KernelStrings)?;
+    let stack = stack::build(request, &resolved, &inspected, &plan, &mapped, credentials.secure, handoff)?;
+    let mut set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials, handoff);
+    if options.verbose {
+        set.exe = mm::probe(handoff, set.exe, plan.stage2.stub.is_some());
     }
+    let finish = finish::prepare(&resolved, &inspected, &plan, &mapped, &stack, set.dropped, handoff)?;
     if options.verbose {
         let mut out = Printer::new(STDERR);
         report::outcome(&mut out, &mapped, &stack, &set);
         let not_honoured = credentials::not_honoured(resolved.file.fd.as_fd(), ids);
         report::credentials(&mut out, resolved.exe_path, not_honoured, set.dropped);
     }
-    Ok(Some(Jump { entry: mapped.entry, stack }))
+    Ok(Some(Jump { stub: finish.stub }))
 }

@@ -1,39 +1,56 @@
-//! The seventh step, set the mm fields: comm, an executable stack if the program asks for one,
-//! then the mm fields, the saved auxv and /proc/self/exe with one PR_SET_MM_MAP; the
-//! capabilities that served it are dropped after it.
+//! The seventh step, set the mm fields: comm and an executable stack now; the two
+//! PR_SET_MM_MAP structures (with exe, and without it should exe be refused) and the program's
+//! capability sets are written into the hand-off, for the stub to apply once the preloader has
+//! stepped aside (`finish`): the kernel refuses a new exe while the old one is mapped (EBUSY).
 
 use preload::cstr;
 use preload::plan::credentials::ProgramCredentials;
-use preload::report::refusal::Refusal;
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd};
+use rustix::fd::AsRawFd;
 use rustix::io::Errno;
 use rustix::process::PrctlMmMap;
 
-use crate::credentials;
 use crate::exec::Resolved;
 use crate::load::{Inspected, Mapped};
-use crate::report::Error;
-use crate::stack::Built;
-use crate::sys::image::replace_own_file_mappings;
+use crate::stack::{Built, Keep};
 use crate::sys::proc;
+use crate::sys::stage2::Handoff;
 
-/// What the seventh step did, for --verbose.
+/// What the seventh step expects of exe and the capabilities, for --verbose.
 pub struct MmOutcome {
     pub exe: ExeOutcome,
-    /// The capabilities of the preloader's file were dropped.
+    /// The capabilities of the preloader's file are dropped (by the stub, after PR_SET_MM_MAP).
     pub dropped: bool,
     /// PR_SET_NAME was refused (a seccomp filter on prctl): comm stays the preloader's.
     pub comm_refused: Option<Errno>,
 }
 
-/// Point the process at the program.
-pub fn point_at_program<'b>(
-    resolved: &Resolved<'b>,
+/// What becomes of /proc/self/exe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExeOutcome {
+    /// Set while the preloader was still mapped: this kernel lets exe change anyway.
+    Set,
+    /// Set by the stub, once the preloader's image is unmapped.
+    SetAfterSteppingAside,
+    /// Not changed; the rest of the fields are set. Carries the reason.
+    Unchanged(Errno),
+    /// PR_SET_MM_MAP itself fails: nothing is set.
+    Failed(Errno),
+}
+
+/// _LINUX_CAPABILITY_VERSION_3: 64-bit sets in two 32-bit halves.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Set comm and prepare the rest for the stub; what it expects of exe is what the stub's
+/// PR_SET_MM_MAP does, unless that is refused altogether (`Keep::KernelStrings`) — `probe`
+/// tells the rest for --verbose.
+pub fn point_at_program(
+    resolved: &Resolved,
     inspected: &Inspected,
     mapped: &Mapped,
     stack: &Built,
     credentials: &ProgramCredentials,
-) -> Result<MmOutcome, Error<'b>> {
+    handoff: &mut Handoff,
+) -> MmOutcome {
     let path = resolved.path;
     let comm = match resolved.execfn().iter().rposition(|&b| b == b'/') {
         Some(slash) => cstr(&path.to_bytes_with_nul()[slash + 1..]),
@@ -41,7 +58,7 @@ pub fn point_at_program<'b>(
     };
     let comm_refused = rustix::thread::set_name(comm).err();
     let (bias, extent, layout) = (mapped.bias, &inspected.extent, &stack.layout);
-    let mut map = PrctlMmMap {
+    let map = |exe_fd| PrctlMmMap {
         start_code: bias + extent.start_code,
         end_code: bias + extent.end_code,
         start_data: bias + extent.start_data,
@@ -53,60 +70,41 @@ pub fn point_at_program<'b>(
         arg_end: layout.arg_end,
         env_start: layout.env_start,
         env_end: layout.env_end,
-        auxv: stack.auxv(),
+        auxv: stack.auxv() as *mut u64,
         auxv_size: layout.auxv_len as u32,
-        exe_fd: -1,
+        exe_fd,
     };
-    let file = resolved.file;
-    let exe = set(&mut map, file.fd.as_fd());
-    // The capabilities of the preloader's file served PR_SET_MM_MAP: the program must not keep them.
-    let dropped = credentials::apply(credentials).map_err(|_| {
-        Error::at(resolved.exe_path, Refusal::failure("cannot drop the capabilities of the preloader's file"))
-    })?;
-    Ok(MmOutcome { exe, dropped, comm_refused })
+    let exe_fd = resolved.file.fd.as_raw_fd();
+    let parts = handoff.parts();
+    parts.maps[0] = map(exe_fd);
+    parts.maps[1] = map(-1);
+    if let Some(caps) = credentials.caps {
+        let halves = |set: u64| [set as u32, (set >> 32) as u32];
+        let ([e0, e1], [p0, p1], [i0, i1]) = (halves(caps.effective), halves(caps.permitted), halves(caps.inheritable));
+        *parts.caps = [CAPABILITY_VERSION_3, 0, e0, p0, i0, e1, p1, i1];
+    }
+    let exe = match stack.keep {
+        // Asked before the stack was built: the stub's PR_SET_MM_MAP will be refused too.
+        Keep::KernelStrings(why) => ExeOutcome::Failed(why),
+        Keep::Nothing => ExeOutcome::SetAfterSteppingAside,
+    };
+    MmOutcome { exe, dropped: credentials.caps.is_some(), comm_refused }
 }
 
-/// What became of /proc/self/exe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExeOutcome {
-    /// Set on the first try: this kernel lets exe change while the old file is mapped.
-    Set,
-    /// Set after replacing the preloader's own file mappings with anonymous copies (EBUSY).
-    SetAfterUnmapping,
-    /// Not changed; the rest of the fields were set. Carries the reason.
-    Unchanged(Errno),
-    /// PR_SET_MM_MAP itself failed: nothing was set.
-    Failed(Errno),
-}
-
-/// Apply `map`, trying to set exe to `exe` as described in [`ExeOutcome`]. Whenever the first
-/// try fails, the preloader's own file mappings are replaced by anonymous copies: that is what
-/// EBUSY asks for, and otherwise (EPERM) it keeps the preloader's file out of the program's
-/// /proc/self/maps all the same.
-pub fn set(map: &mut PrctlMmMap, exe: BorrowedFd<'_>) -> ExeOutcome {
-    map.exe_fd = exe.as_raw_fd();
-    let first = match apply(map) {
-        Ok(()) => return ExeOutcome::Set,
-        Err(errno) => errno,
-    };
-    match replace_own_file_mappings() {
-        Ok(()) if first == Errno::BUSY => match apply(map) {
-            Ok(()) => ExeOutcome::SetAfterUnmapping,
-            Err(errno) => without_exe(map, errno),
+/// For --verbose: try PR_SET_MM_MAP once here, while the preloader is mapped, to tell what the
+/// stub's will do: `stepped_aside` when the stub runs from its own page (the preloader's image
+/// then unmapped, so the kernel's EBUSY is no answer).
+pub fn probe(handoff: &mut Handoff, expected: ExeOutcome, stepped_aside: bool) -> ExeOutcome {
+    if let ExeOutcome::Failed(_) = expected {
+        return expected;
+    }
+    let maps = handoff.parts().maps;
+    match proc::set_mm_map(&maps[0]) {
+        Ok(()) => ExeOutcome::Set,
+        Err(Errno::BUSY) if stepped_aside => ExeOutcome::SetAfterSteppingAside,
+        Err(why) => match proc::set_mm_map(&maps[1]) {
+            Ok(()) => ExeOutcome::Unchanged(why),
+            Err(errno) => ExeOutcome::Failed(errno),
         },
-        Ok(()) => without_exe(map, first),
-        Err(errno) => without_exe(map, errno),
     }
-}
-
-fn without_exe(map: &mut PrctlMmMap, why: Errno) -> ExeOutcome {
-    map.exe_fd = -1;
-    match apply(map) {
-        Ok(()) => ExeOutcome::Unchanged(why),
-        Err(errno) => ExeOutcome::Failed(errno),
-    }
-}
-
-fn apply(map: &PrctlMmMap) -> Result<(), Errno> {
-    proc::set_mm_map(map)
 }

@@ -163,11 +163,11 @@ pub fn plan(out: &mut Printer, resolved: &Resolved, inspected: &Inspected, plan:
     match &file.held {
         Held::File => {}
         Held::Stream(memfd) => {
-            out.line()
-                .bytes(name)
-                .text(": a stream of ")
-                .dec(file.size)
-                .text(" bytes, held in a sealed memfd; segments copied into anonymous memory");
+            out.line().bytes(name).text(": a stream of ").dec(file.size).text(if file.copy_segments() {
+                " bytes, held in a sealed memfd; segments copied into anonymous memory"
+            } else {
+                " bytes, held in a sealed memfd; segments mapped from it"
+            });
             out.end();
             if let Some(why) = memfd.exec_refused {
                 out.line()
@@ -223,8 +223,8 @@ pub fn outcome(out: &mut Printer, mapped: &Mapped, stack: &Built, set: &MmOutcom
     }
     match set.exe {
         ExeOutcome::Set => out.line().text("/proc/self/exe set to the program"),
-        ExeOutcome::SetAfterUnmapping => {
-            out.line().text("/proc/self/exe set to the program after replacing the preloader's file mappings")
+        ExeOutcome::SetAfterSteppingAside => {
+            out.line().text("/proc/self/exe set to the program once the preloader has stepped aside")
         }
         ExeOutcome::Unchanged(errno) => out
             .line()

@@ -1,15 +1,16 @@
 //! The sixth step, build the stack: argv, envp and auxv laid out as `create_elf_tables` does, in
-//! a scratch mapping that the final jump copies onto the real [stack].
+//! the stage-2 hand-off, which the stub copies onto the real [stack] at the jump.
 
 use preload::exec::args::Prefix;
-use preload::plan::stack::{ProgramAux, StackImage, StackLayout, program_auxv};
-use rustix::mm::MapFlags;
+use preload::plan::stack::{AT_SYSINFO_EHDR, ProgramAux, StackImage, StackLayout, program_auxv};
+use rustix::io::Errno;
 
 use crate::exec::{Request, Resolved};
 use crate::load::{Inspected, Mapped};
 use crate::plan::Plan;
 use crate::report::Error;
-use crate::sys::mem::{self, Mapping};
+use crate::sys::stage2::Handoff;
+use crate::sys::{mem, proc};
 
 /// The environment variable that names a sealed program's key descriptor, which is closed: the
 /// program's environment does not name it either.
@@ -17,19 +18,20 @@ const KEY_FD_ASSIGNMENT: &[u8] = b"PRELOAD_KEY_FD=";
 
 /// The program's initial stack, built.
 pub struct Built {
-    /// The image, at the start of its own mapping.
-    pub scratch: Mapping,
+    /// Where the image is in the hand-off.
+    pub image: u64,
     pub layout: StackLayout,
     /// Its size in bytes, from the stack pointer to the top.
     pub size: usize,
     /// PT_GNU_STACK asked for an executable stack and the kernel refused it (under MDWE, say).
     pub exec_refused: bool,
+    pub keep: Keep,
 }
 
 impl Built {
     /// Where the image's auxv is in the scratch mapping (PR_SET_MM_MAP copies it from there).
-    pub fn auxv(&self) -> *mut u64 {
-        self.scratch.as_ptr().wrapping_add((self.layout.auxv - self.layout.sp) as usize).cast()
+    pub fn auxv(&self) -> u64 {
+        self.image + (self.layout.auxv - self.layout.sp)
     }
 }
 
@@ -40,9 +42,19 @@ pub enum Keep {
     /// the mm fields at them).
     Nothing,
     /// Below the strings the kernel copied for the preloader's exec, which stay in place and are
-    /// pointed to where the program's are the same: for when PR_SET_MM_MAP is refused and
-    /// /proc/self/cmdline and environ go on reading there.
-    KernelStrings,
+    /// pointed to where the program's are the same: for when PR_SET_MM_MAP is refused (with
+    /// this errno) and /proc/self/cmdline and environ go on reading there.
+    KernelStrings(Errno),
+}
+
+impl Keep {
+    /// Where the strings go, once asked whether PR_SET_MM_MAP is refused.
+    pub fn asking_the_kernel() -> Self {
+        match proc::mm_map_refused() {
+            Some(why) => Self::KernelStrings(why),
+            None => Self::Nothing,
+        }
+    }
 }
 
 pub fn build<'b>(
@@ -52,7 +64,7 @@ pub fn build<'b>(
     plan: &Plan,
     mapped: &Mapped,
     secure: bool,
-    keep: Keep,
+    handoff: &mut Handoff,
 ) -> Result<Built, Error<'b>> {
     let (image, extent, stack) = (&inspected.image, &inspected.extent, request.stack);
     let prefix = Prefix::new(resolved.levels(), resolved.execfn(), request.argv0());
@@ -72,18 +84,22 @@ pub fn build<'b>(
         platform: stack.platform(),
         random: plan.random.at_random,
         gap: if plan.randomize { plan.random.gap % 8192 } else { 0 },
-        auxv: program_auxv(stack.auxv(), aux),
+        // The vDSO the program sees: where the stub maps it again, if it does.
+        auxv: program_auxv(stack.auxv(), aux).map(|(key, value)| match (key, mapped.vdso) {
+            (AT_SYSINFO_EHDR, Some(vdso)) => (key, vdso.text),
+            _ => (key, value),
+        }),
     };
+    // If PR_SET_MM_MAP is refused, the mm fields keep pointing at the kernel's strings.
+    let keep = Keep::asking_the_kernel();
     let layout = match (keep, stack.string_area()) {
-        (Keep::KernelStrings, Some(area)) => spec.layout_keeping(area),
+        (Keep::KernelStrings(_), Some(area)) => spec.layout_keeping(area),
         _ => spec.layout(),
     };
     let size = layout.image_size();
-    // POPULATE: all of it is written, and allocating the pages in the mmap costs less than a
-    // fault for each.
-    let mut scratch =
-        Mapping::new(size, MapFlags::POPULATE).map_err(|errno| Error::failure(resolved.exe_path, errno))?;
-    spec.write(&layout, &mut scratch.bytes()[..size]);
+    handoff.fit(size as u64).map_err(|errno| Error::failure(resolved.exe_path, errno))?;
+    let image_at = handoff.addr_of_image();
+    spec.write(&layout, &mut handoff.parts().image[..size]);
     let exec_refused = image.executable_stack() && mem::make_stack_executable(plan.top - 1).is_err();
-    Ok(Built { scratch, layout, size, exec_refused })
+    Ok(Built { image: image_at, layout, size, exec_refused, keep })
 }

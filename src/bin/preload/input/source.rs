@@ -25,8 +25,8 @@ use crate::sys::{io, proc};
 pub enum Held {
     /// In a file (or a memfd given with --fd), mapped like a file.
     File,
-    /// In the sealed memfd a stream was taken into: the segments are loaded as anonymous
-    /// copies, not mapped from it.
+    /// In the sealed memfd a stream was taken into: mapped from it like a file (copied into
+    /// anonymous memory only where executable memfds are refused).
     Stream(Memfd),
     /// Decrypted in anonymous memory, inflated on demand; the descriptor is the container's
     /// (for /proc/self/exe), and the segments are copied.
@@ -53,8 +53,30 @@ impl File {
         &self.head.0[..self.head_len]
     }
 
-    /// Whether the segments are copied into anonymous memory instead of mapped from `fd`.
+    /// Keep the descriptor open past the File (the stub uses it, then closes it); the rest
+    /// (a sealed program's plaintext) is released as when dropped.
+    pub fn into_descriptor(self) -> i32 {
+        use rustix::fd::IntoRawFd;
+        let File { fd, .. } = self;
+        fd.into_raw_fd()
+    }
+
+    /// Whether the segments are copied into anonymous memory instead of mapped from `fd`: a
+    /// sealed program's plaintext (never in a memfd), or a stream held in a memfd that may not
+    /// be mapped executable (vm.memfd_noexec=2). A stream in an executable memfd is mapped like
+    /// a file: executable segments are executable from the start, as PR_SET_MDWE requires.
     pub fn copy_segments(&self) -> bool {
+        match &self.held {
+            Held::File => false,
+            Held::Stream(memfd) => memfd.exec_refused.is_some(),
+            #[cfg(feature = "sealed")]
+            Held::Sealed(_) => true,
+        }
+    }
+
+    /// Whether the program is held in memory (a stream or a sealed program), not in a file that
+    /// existed before: its size was found by reading it to its end.
+    pub fn held_in_memory(&self) -> bool {
         !matches!(self.held, Held::File)
     }
 

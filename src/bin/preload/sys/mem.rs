@@ -183,7 +183,8 @@ impl Mapping {
         Ok(Self { base: NonNull::new(addr.cast::<u8>()).ok_or(Errno::NOMEM)?, len })
     }
 
-    /// The first byte, for owners that keep several parts in one mapping.
+    /// The first byte, for owners that keep several parts in one mapping (the sealed plaintext).
+    #[cfg_attr(not(feature = "sealed"), allow(dead_code))]
     pub fn as_ptr(&self) -> *mut u8 {
         self.base.as_ptr()
     }

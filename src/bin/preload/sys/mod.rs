@@ -10,3 +10,4 @@ pub mod io;
 pub mod mem;
 pub mod proc;
 pub mod rt;
+pub mod stage2;

@@ -195,7 +195,8 @@ fn the_comparison_sees_a_leftover_page_and_a_moved_vdso() {
     assert!(compare(&direct, &direct, true).is_ok());
 }
 
-/// `strace -f -e trace=prctl` of `preload ARGS`: the PR_SET_MM_MAP lines.
+/// `strace -f -e trace=prctl` of `preload ARGS`: the PR_SET_MM_MAP lines (not the
+/// PR_SET_MM_MAP_SIZE probe, which changes nothing).
 fn mm_map_calls(wrapper: &[&str], args: &[&str]) -> Vec<String> {
     let scratch = Scratch::new("stage2-strace");
     let log = scratch.path().join("strace.log");
@@ -203,7 +204,7 @@ fn mm_map_calls(wrapper: &[&str], args: &[&str]) -> Vec<String> {
     cmd.args(["-f", "-e", "trace=prctl", "-o"]).arg(&log).args(wrapper).arg(common::preload()).args(args);
     let output = common::output(&mut cmd);
     assert!(output.status.success(), "strace preload {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    fs::read_to_string(&log).unwrap().lines().filter(|l| l.contains("PR_SET_MM_MAP")).map(str::to_string).collect()
+    fs::read_to_string(&log).unwrap().lines().filter(|l| l.contains("PR_SET_MM_MAP,")).map(str::to_string).collect()
 }
 
 #[test]

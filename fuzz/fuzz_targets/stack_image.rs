@@ -61,6 +61,7 @@ fuzz_target!(|input: Input| {
         random: input.random,
         gap: u64::from(input.gap) % 8192,
         auxv: auxv.iter().copied(),
+        word: stack::WORD,
     };
     let strings = argv.iter().chain(&envp).map(Vec::as_slice).chain([execfn.as_slice()]);
     let pointers = argv.len().max(1) as u64 + envp.len() as u64;

@@ -3,6 +3,7 @@
 //! program gets ([`credentials`]).
 
 pub mod credentials;
+pub mod ia32;
 pub mod load;
 pub mod reserve;
 pub mod stack;

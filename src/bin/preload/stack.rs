@@ -2,7 +2,7 @@
 //! a scratch mapping that the final jump copies onto the real [stack].
 
 use preload::exec::args::Prefix;
-use preload::plan::stack::{ProgramAux, StackImage, StackLayout, program_auxv};
+use preload::plan::stack::{ProgramAux, StackImage, StackLayout, WORD, program_auxv};
 use rustix::mm::MapFlags;
 
 use crate::exec::{Request, Resolved};
@@ -60,6 +60,7 @@ pub fn build<'b>(
         random: plan.random.at_random,
         gap: if plan.randomize { plan.random.gap % 8192 } else { 0 },
         auxv: program_auxv(stack.auxv(), aux),
+        word: WORD,
     };
     let layout = spec.layout();
     let size = layout.size(plan.top);

@@ -3,6 +3,7 @@
 //! segment and extent rules are the same for both ABIs.
 
 use crate::plan::load::{Extent, Placement};
+use crate::plan::reserve::{Range, find_in_maps};
 use crate::{PAGE_SIZE, page_align, page_start};
 
 /// ELF_ET_DYN_BASE of a compat exec: a PIE with an interpreter goes here, plus randomisation,
@@ -87,6 +88,29 @@ pub fn mmap_compat_base(stack_limit: u64, randomize: bool, random: u64) -> Optio
     Some(page_align(STACK_TOP - gap - rnd))
 }
 
+/// Whether a mapping so named in /proc/self/maps is the vDSO's: [vvar], [vvar_vclock] (since
+/// 6.13) or [vdso]. (A function, not a table of names: the preloader keeps no statics with
+/// pointers, which would need relocating in its read-only load.)
+pub fn is_vdso_mapping(name: &[u8]) -> bool {
+    matches!(name, b"[vvar]" | b"[vvar_vclock]" | b"[vdso]")
+}
+
+/// The span from the lowest to the highest mapping of `maps` (the text of /proc/self/maps) whose
+/// name is `wanted`, and the start of the first one named `marker`; `None` without a `marker`.
+pub fn span_of(maps: &[u8], wanted: impl Fn(&[u8]) -> bool, marker: &[u8]) -> Option<(Range, u64)> {
+    let (mut from, mut span, mut marked) = (0, None::<Range>, None);
+    while let Some((mapping, name)) = find_in_maps(maps, &Range::new(from, u64::MAX)) {
+        if wanted(name) {
+            span = Some(span.map_or(mapping, |s| Range::new(s.start.min(mapping.start), s.end.max(mapping.end))));
+        }
+        if name == marker && marked.is_none() {
+            marked = Some(mapping.start);
+        }
+        from = mapping.end;
+    }
+    Some((span?, marked?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +157,23 @@ mod tests {
         assert_eq!(mmap_compat_base(1 << 30, false, 0), Some(0xbfef_e000), "a 1 GiB limit: gap 1 GiB + guard");
         assert_eq!(mmap_compat_base(u64::MAX - 1, false, 0), Some(0x2aaa_b000), "at most 5/6 of the space");
         assert_eq!(mmap_compat_base(u64::MAX, true, 0), None);
+    }
+
+    #[test]
+    fn finds_the_vdso_span_by_name() {
+        let maps = b"08048000-08049000 r--p 00000000 fe:00 1 /tmp/p\n\
+f7efc000-f7f00000 r--p 00000000 00:00 0                                  [vvar]\n\
+f7f00000-f7f02000 r--p 00000000 00:00 0                                  [vvar_vclock]\n\
+f7f02000-f7f04000 r-xp 00000000 00:00 0                                  [vdso]\n\
+ffb29000-ffb4a000 rw-p 00000000 00:00 0                                  [stack]\n";
+        let vdso = Some((Range::new(0xf7ef_c000, 0xf7f0_4000), 0xf7f0_2000));
+        assert_eq!(span_of(maps, is_vdso_mapping, b"[vdso]"), vdso);
+        let stack = Some((Range::new(0xffb2_9000, 0xffb4_a000), 0xffb2_9000));
+        assert_eq!(span_of(maps, |name| name == b"[stack]", b"[stack]"), stack);
+        assert_eq!(span_of(maps, |name| name == b"[heap]", b"[heap]"), None);
+        let without_vdso = b"f7efc000-f7f00000 r--p 00000000 00:00 0   [vvar]\n";
+        assert_eq!(span_of(without_vdso, is_vdso_mapping, b"[vdso]"), None, "no [vdso], no span");
+        assert_eq!(span_of(b"", is_vdso_mapping, b"[vdso]"), None);
+        assert!(!is_vdso_mapping(b"[vsyscall]") && !is_vdso_mapping(b"/lib/vdso"));
     }
 }

@@ -265,7 +265,7 @@ pub struct Mapped {
 const SEGMENT_OVER_PRELOADER: &str =
     "a segment overlaps memory the preloader holds (its own pages, the stack, the vDSO or a reservation)";
 
-fn map_error(errno: Errno) -> Refusal {
+pub fn map_error(errno: Errno) -> Refusal {
     match errno {
         Errno::EXIST => Refusal::cannot_execute(SEGMENT_OVER_PRELOADER),
         other => Refusal::from_errno(other.raw_os_error()),

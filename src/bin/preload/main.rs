@@ -11,8 +11,11 @@
 
 #[path = "arch/x86_64.rs"]
 mod arch;
+#[path = "arch/ia32.rs"]
+mod arch_ia32;
 mod credentials;
 mod exec;
+mod ia32;
 mod input;
 mod load;
 mod mm;
@@ -38,7 +41,7 @@ use crate::input::source::{File, Spill};
 use crate::report::{Error, Printer};
 use crate::sys::initial_stack::{InitialStack, argument_tail};
 use crate::sys::io::{STDERR, STDOUT, print};
-use crate::sys::mem::Lazy;
+use crate::sys::mem::{Lazy, Mapping};
 
 /// Called by `_start` with the kernel's initial stack pointer.
 unsafe extern "C" fn preload_main(sp: *const u64) -> ! {
@@ -110,6 +113,8 @@ impl Buffers {
 struct Opened {
     program: Option<File>,
     interpreter: Option<File>,
+    /// An i386 program's program headers, widened.
+    widened: Option<Mapping>,
 }
 
 /// Run the program; returns only on failure or after --dry-run, with the exit status.
@@ -117,15 +122,20 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
     // One constant, so that the compiler clears the buffers in place instead of building each
     // part in a temporary and copying it in: every stack page touched costs a page fault.
     let mut buffers = Buffers::EMPTY;
-    let mut opened = Opened { program: None, interpreter: None };
+    let mut opened = Opened { program: None, interpreter: None, widened: None };
     let stack_limit = rustix::process::getrlimit(Resource::Stack).current.unwrap_or(u64::MAX);
     let request = Request { stack, options, program, stack_limit };
     match launch(&request, &mut buffers, &mut opened) {
         Ok(None) => 0,
-        Ok(Some(jump)) => {
+        Ok(Some(Next::X86_64(jump))) => {
             drop(opened);
             buffers.release();
             jump.enter()
+        }
+        Ok(Some(Next::Ia32(entry))) => {
+            drop(opened);
+            buffers.release();
+            entry.enter()
         }
         Err(error) => error.report(),
     }
@@ -148,8 +158,14 @@ impl Jump {
     }
 }
 
+/// How the program is entered: an x86_64 one as the kernel enters it, an i386 one in compat mode.
+enum Next {
+    X86_64(Jump),
+    Ia32(ia32::Entry),
+}
+
 /// The steps of a launch; `Ok(None)` after --dry-run.
-fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opened) -> Result<Option<Jump>, Error<'b>> {
+fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opened) -> Result<Option<Next>, Error<'b>> {
     let Buffers { path, levels, phdrs, interp_path, interp_phdrs, label } = buffers;
     let options = request.options;
     // The program's credentials as a plain exec would give them (AT_SECURE goes on its stack).
@@ -159,6 +175,11 @@ fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opene
         credentials::plan(ids, kernel_secure).map_err(|errno| Error::failure(request.name().to_bytes(), errno))?;
 
     let resolved = exec::resolve(request, exec::Storage { path, levels, label, opened: &mut opened.program })?;
+    if preload::elf::ia32::is_ia32(resolved.file.head()) {
+        let (interp_file, widened) = (&mut opened.interpreter, &mut opened.widened);
+        let storage = ia32::Storage { phdrs, interp_path, interp_phdrs, interp_file, widened };
+        return Ok(ia32::launch(request, &resolved, storage, &credentials)?.map(Next::Ia32));
+    }
     let chosen_interp = options.interp.map(argument_tail);
     let storage = load::Storage { phdrs, interp_path, interp_phdrs, interp_file: &mut opened.interpreter };
     let inspected = load::inspect_all(&resolved, chosen_interp, storage)?;
@@ -182,5 +203,5 @@ fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opene
         let not_honoured = credentials::not_honoured(resolved.file.fd.as_fd(), ids);
         report::credentials(&mut out, resolved.exe_path, not_honoured, set.dropped);
     }
-    Ok(Some(Jump { entry: mapped.entry, stack }))
+    Ok(Some(Next::X86_64(Jump { entry: mapped.entry, stack })))
 }

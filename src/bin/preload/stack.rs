@@ -13,7 +13,7 @@ use crate::sys::mem::{self, Mapping};
 
 /// The environment variable that names a sealed program's key descriptor, which is closed: the
 /// program's environment does not name it either.
-const KEY_FD_ASSIGNMENT: &[u8] = b"PRELOAD_KEY_FD=";
+pub const KEY_FD_ASSIGNMENT: &[u8] = b"PRELOAD_KEY_FD=";
 
 /// The program's initial stack, built.
 pub struct Built {

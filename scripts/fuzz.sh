@@ -26,7 +26,7 @@ nice -n 10 cargo +nightly fuzz build
 run() {
   local extra=()
   # Whole executables as inputs; the structured targets keep libFuzzer's default of 4096.
-  [ "$1" = elf_validate ] && extra=(-max_len=65536)
+  [ "$1" = elf_validate ] || [ "$1" = elf32_validate ] && extra=(-max_len=65536)
   nice -n 10 cargo +nightly fuzz run "$1" -- -max_total_time="$seconds" "${extra[@]}" >"logs/$1.log" 2>&1
 }
 status=0

@@ -69,6 +69,7 @@ int main(int argc, char **argv) {
 
     n = read_file("/proc/self/stat", text, sizeof text - 1);
     text[n] = 0;
+    if (n && text[n - 1] == '\n') text[n - 1] = 0;
     char *field = strrchr(text, ')') + 2; /* field 3 */
     for (int i = 3; field && *field; i++) {
         char *next = strchr(field, ' ');

@@ -12,7 +12,7 @@ use core::ffi::CStr;
 use goblin::elf64::program_header::ProgramHeader;
 use preload::elf::{self, Image, ia32};
 use preload::exec::args::Prefix;
-use preload::plan::credentials::ProgramCredentials;
+use preload::plan::credentials::{Ids, ProgramCredentials};
 use preload::plan::ia32 as compat;
 use preload::plan::load::{Extent, Owned, Placement};
 use preload::plan::reserve::Range;
@@ -27,7 +27,7 @@ use crate::exec::{Request, Resolved};
 use crate::input::source::{self, File, Spill};
 use crate::load::{self, Inspected, Interpreter};
 use crate::report::{Error, Printer};
-use crate::stack::KEY_FD_ASSIGNMENT;
+use crate::stack::{Built, KEY_FD_ASSIGNMENT};
 use crate::sys::compat as sys;
 use crate::sys::mem::Mapping;
 use crate::sys::proc::{MAPS_BUFFER, read_maps};
@@ -230,7 +230,6 @@ pub fn launch<'b>(
     spec.write(&layout, &mut scratch.bytes()[..size]);
     let vma_len = top - page_start(layout.arg_start) + STACK_EXPAND;
     sys::map_stack(top, vma_len, ia32::executable_stack(image), &scratch.bytes()[..size]).map_err(failure)?;
-    drop(scratch);
 
     // comm, the mm fields and the 32-bit auxv as the saved one (what a compat exec leaves in
     // saved_auxv: 4-byte keys and values), and exe.
@@ -257,19 +256,18 @@ pub fn launch<'b>(
         exe_fd: -1,
     };
     let exe = mm::set(&mut map, resolved.file.fd.as_fd());
-    credentials::apply(credentials)
+    let dropped = credentials::apply(credentials)
         .map_err(|_| fail(Refusal::failure("cannot drop the capabilities of the preloader's file")))?;
     if options.verbose {
+        // As for x86_64 (report::outcome's lines are what tests/mutants.rs reads).
         let mut out = Printer::new(crate::sys::io::STDERR);
-        out.line().text("i386: bias ").hex(bias).text(", AT_BASE ").hex(base).text(", entry ").hex(entry);
+        out.line().text("32-bit vDSO ").hex(vdso.base).text(", __kernel_vsyscall ").hex(vdso.entry);
         out.end();
-        out.line().text("i386: vDSO ").hex(vdso.base).text(", __kernel_vsyscall ").hex(vdso.entry);
-        out.line().text(", sp ").hex(layout.sp).text(", brk ").hex(start_brk);
-        out.end();
-        if let mm::ExeOutcome::Unchanged(_) | mm::ExeOutcome::Failed(_) = exe {
-            out.line().text("/proc/self/exe could not be set");
-            out.end();
-        }
+        let mapped = load::Mapped { bias, base, entry, start_brk };
+        let built = Built { scratch, layout, size, exec_refused: false };
+        crate::report::outcome(&mut out, &mapped, &built, &mm::MmOutcome { exe, dropped });
+        let not_honoured = credentials::not_honoured(resolved.file.fd.as_fd(), Ids::from_auxv(stack.auxv()));
+        crate::report::credentials(&mut out, exe_path, not_honoured, dropped);
     }
     Ok(Some(Entry { sp: layout.sp, entry, old_stack }))
 }

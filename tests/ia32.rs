@@ -11,6 +11,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use common::{Invocation, Scratch, Variant, build_c, per_variant};
 
@@ -92,13 +93,21 @@ fn check_compat_exec(report: &[(String, String)], program: &str, what: &str) {
 }
 
 fn probe(variant: Variant) -> (String, Invocation) {
-    let program = build_c("probe32", variant);
-    (program.to_string_lossy().into_owned(), Invocation::new(&program).arg("an argument").arg("").env_clear().env("A", "1"))
+    probe_at(&build_c("probe32", variant))
+}
+
+fn probe_at(program: &Path) -> (String, Invocation) {
+    (program.to_string_lossy().into_owned(), Invocation::new(program).arg("an argument").arg("").env_clear().env("A", "1"))
 }
 
 /// Without randomisation the compat exec is reproduced exactly below 4 GiB.
 fn same_without_aslr(variant: Variant) {
-    let (program, inv) = probe(variant);
+    compare_without_aslr(&build_c("probe32", variant));
+}
+
+/// The probe at `program` without randomisation; returns preload's report.
+fn compare_without_aslr(program: &Path) -> Vec<(String, String)> {
+    let (program, inv) = probe_at(program);
     let setarch = common::require_tool("setarch");
     let both = inv.wrapped_in([setarch.as_os_str(), "x86_64".as_ref(), "-R".as_ref()]).run_both();
     let direct = lines(&both.direct, "direct");
@@ -122,7 +131,32 @@ fn same_without_aslr(variant: Variant) {
     assert_eq!(above, expected, "the documented difference above 4 GiB");
     let stack = maps(&preloaded).0.iter().map(|line| mapping(line)).find(|m| m.3 == "[stack]").unwrap();
     assert_eq!(stack.1, STACK_TOP, "no randomisation: the stack ends at STACK_TOP");
+    preloaded
 }
+
+/// Without PT_GNU_STACK the kernel gives an i386 program READ_IMPLIES_EXEC (elf_read_implies_exec)
+/// before mapping it: every readable mapping is executable, the stack too.
+fn without_pt_gnu_stack(variant: Variant) {
+    let mut bytes = std::fs::read(build_c("probe32", variant)).unwrap();
+    let word = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+    let (phoff, phnum) = (word(&bytes, 28), usize::from(u16::from_le_bytes([bytes[44], bytes[45]])));
+    let stack = (0..phnum).map(|i| phoff + 32 * i).find(|&at| word(&bytes, at) == 0x6474_e551).expect("PT_GNU_STACK");
+    bytes[stack..stack + 4].copy_from_slice(&0u32.to_le_bytes()); // PT_NULL
+    let scratch = Scratch::new("i386-no-gnu-stack");
+    let program = scratch.write("probe32", bytes, 0o755);
+    let report = compare_without_aslr(&program);
+    assert_eq!(hex(value(&report, "personality")) & 0x40_0000, 0x40_0000, "READ_IMPLIES_EXEC");
+    let (low, _) = maps(&report);
+    for (_, _, perms, name) in low.iter().map(|line| mapping(line)) {
+        let data = perms.starts_with('r') && !name.starts_with("[vvar");
+        assert!(!data || &perms[2..3] == "x", "readable implies executable: {perms} {name}");
+    }
+}
+
+per_variant!(without_pt_gnu_stack:
+    i386_static_without_pt_gnu_stack => I386Static,
+    i386_pie_without_pt_gnu_stack => I386Pie,
+);
 
 per_variant!(same_without_aslr:
     i386_static_same_without_aslr => I386Static,

@@ -190,10 +190,8 @@ fn preloaded(run: &Run) -> Preloaded<'_> {
 }
 
 /// The differences README.md documents, recognised by preload's reason.
-const DELIBERATE: [(&str, &str); 2] = [
-    ("an i386 (32-bit) program", "i386 programs are refused"),
-    ("overlaps memory the preloader holds", "a fixed-address segment over the preloader's own memory is refused"),
-];
+const DELIBERATE: [(&str, &str); 1] =
+    [("overlaps memory the preloader holds", "a fixed-address segment over the preloader's own memory is refused")];
 
 const SIGSEGV: i32 = 11;
 const SIGBUS: i32 = 7;

@@ -170,6 +170,11 @@ pub fn launch<'b>(
     let (old_stack, _) = compat::span_of(&maps[..len], |name| name == b"[stack]", b"[stack]")
         .ok_or(fail(Refusal::failure("no [stack] in /proc/self/maps")))?;
 
+    // Without PT_GNU_STACK the kernel adds READ_IMPLIES_EXEC before mapping anything: every
+    // readable mapping of the program, its interpreter and what it maps later is executable.
+    if ia32::read_implies_exec(image) {
+        sys::add_personality(sys::READ_IMPLIES_EXEC).map_err(failure)?;
+    }
     let protected = reserve::Protected::new(top, request.stack_limit);
     for range in plan.reserved.as_slice() {
         reserve::reserve(range, &protected).map_err(|why| Error::Reservation { range: *range, why })?;

@@ -20,6 +20,10 @@ const VDSO_PROBE: u64 = 1 << 20;
 const IA32_MMAP2: u32 = 192;
 /// __NR_arch_prctl.
 const ARCH_PRCTL: u64 = 158;
+/// __NR_personality.
+const PERSONALITY: u64 = 135;
+/// READ_IMPLIES_EXEC.
+pub const READ_IMPLIES_EXEC: u64 = 0x0040_0000;
 /// ARCH_MAP_VDSO_32.
 const ARCH_MAP_VDSO_32: u64 = 0x2002;
 
@@ -82,6 +86,34 @@ pub unsafe fn map_vdso_32(hint: u64) -> Result<u64, Errno> {
     match result {
         -4095..=-1 => Err(Errno::from_raw_os_error(-result as i32)),
         size => Ok(size as u64),
+    }
+}
+
+fn personality(persona: u64) -> i64 {
+    let result: i64;
+    // SAFETY: personality(2) changes only the execution domain flags of this process.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") PERSONALITY as i64 => result,
+            in("rdi") persona,
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        )
+    };
+    result
+}
+
+/// Add `flags` to the process's personality (as `elf_read_implies_exec` adds READ_IMPLIES_EXEC
+/// before anything of the program is mapped).
+pub fn add_personality(flags: u64) -> Result<(), Errno> {
+    let current = personality(0xffff_ffff);
+    match current {
+        -4095..=-1 => Err(Errno::from_raw_os_error(-current as i32)),
+        _ => match personality(current as u64 | flags) {
+            -4095..=-1 => Err(Errno::INVAL),
+            _ => Ok(()),
+        },
     }
 }
 

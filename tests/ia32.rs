@@ -97,7 +97,10 @@ fn probe(variant: Variant) -> (String, Invocation) {
 }
 
 fn probe_at(program: &Path) -> (String, Invocation) {
-    (program.to_string_lossy().into_owned(), Invocation::new(program).arg("an argument").arg("").env_clear().env("A", "1"))
+    (
+        program.to_string_lossy().into_owned(),
+        Invocation::new(program).arg("an argument").arg("").env_clear().env("A", "1"),
+    )
 }
 
 /// Without randomisation the compat exec is reproduced exactly below 4 GiB.

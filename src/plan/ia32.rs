@@ -116,7 +116,7 @@ mod tests {
     use super::*;
     use crate::elf::Image;
     use crate::elf::tests::load;
-    use goblin::elf64::program_header::{PF_R, PF_W, PF_X};
+    use goblin::elf64::program_header::{PF_R, PF_X};
 
     #[test]
     fn a_pie_goes_to_the_ia32_dyn_base() {
@@ -134,7 +134,11 @@ mod tests {
             ph
         });
         let extent = Extent::of(&Image { relocatable: true, entry: 0, phoff: 52, phdrs: &aligned });
-        assert_eq!(pie_bias(&extent, 0xff_000), 0x5660_0000 - 0x1000, "aligned down to p_align, then moved by the first vaddr");
+        assert_eq!(
+            pie_bias(&extent, 0xff_000),
+            0x5660_0000 - 0x1000,
+            "aligned down to p_align, then moved by the first vaddr"
+        );
     }
 
     #[test]

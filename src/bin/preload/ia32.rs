@@ -195,8 +195,8 @@ pub fn launch<'b>(
                 interpreter: interp.path,
                 refusal: load::map_error(errno),
             };
-            let placement =
-                in_compat_area(Placement::of_interpreter(interp.image.relocatable), &interp_extent).map_err(interp_error)?;
+            let placement = in_compat_area(Placement::of_interpreter(interp.image.relocatable), &interp_extent)
+                .map_err(interp_error)?;
             let interp_bias =
                 load::map(interp.file, &interp.image, &interp_extent, placement, &mut owned).map_err(interp_error)?;
             (interp_bias, interp_bias.wrapping_add(interp.image.entry))

@@ -33,7 +33,7 @@ const ARCH_MAP_VDSO_32: u64 = 0x2002;
 /// `int 0x80` (which makes a compat system call from 64-bit code too) and unmapping them again.
 pub fn compat_slot(len: u64) -> Result<u64, Errno> {
     let len = u32::try_from(len).map_err(|_| Errno::NOMEM)?;
-    let flags = (MapFlags::PRIVATE.bits() | 0x20 /* MAP_ANONYMOUS */ | MapFlags::NORESERVE.bits()) as u32;
+    let flags = MapFlags::PRIVATE.bits() | 0x20 /* MAP_ANONYMOUS */ | MapFlags::NORESERVE.bits();
     let result: u32;
     // SAFETY: mmap2(NULL, len, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE, -1, 0) makes
     // a new mapping where nothing is mapped. rbx and rbp cannot be asm operands, so they are

@@ -22,6 +22,14 @@ if [ -z "$(ls -A corpus/elf_validate)" ]; then
   done
 fi
 
+# And i386 ones for the i386 validator (the interpreter and C library of gcc-multilib's glibc).
+mkdir -p corpus/elf32_validate
+if [ -z "$(ls -A corpus/elf32_validate)" ]; then
+  for seed in /lib/ld-linux.so.2 /usr/lib32/libc.so.6; do
+    [ -f "$seed" ] && cp -L "$seed" "corpus/elf32_validate/$(basename "$seed")"
+  done
+fi
+
 nice -n 10 cargo +nightly fuzz build
 run() {
   local extra=()

@@ -498,8 +498,18 @@ fn mutants_behave_as_under_the_kernel() {
     let seed = count_from_env("PRELOAD_MUTANTS_SEED", DEFAULT_SEED);
     println!("mutants: {total} with seed {seed} (PRELOAD_MUTANTS, PRELOAD_MUTANTS_SEED)");
     let scratch = Scratch::new("mutants");
-    let variants =
-        [Variant::Static, Variant::Pie, Variant::NoPie, Variant::StaticPie, Variant::MuslStatic, Variant::MuslDynamic];
+    // The i386 programs are mutated with the same (64-bit) field offsets: byte-level changes to
+    // their headers and tables, each judged against the kernel's IA32 emulation.
+    let variants = [
+        Variant::Static,
+        Variant::Pie,
+        Variant::NoPie,
+        Variant::StaticPie,
+        Variant::MuslStatic,
+        Variant::MuslDynamic,
+        Variant::I386Static,
+        Variant::I386Pie,
+    ];
     let mut bases: Vec<Base> = variants
         .iter()
         .map(|&v| Base {

@@ -132,7 +132,10 @@ fn in_compat_area(placement: Placement, extent: &Extent) -> Result<Placement, ru
     })
 }
 
-/// Launch the i386 program `resolved`; `Ok(None)` after --dry-run.
+/// Launch the i386 program `resolved`; `Ok(None)` after --dry-run. Out of line: its buffers
+/// (/proc/self/maps) would otherwise enlarge the x86_64 launch's stack frame, whose every page
+/// the stack probes touch.
+#[inline(never)]
 pub fn launch<'b>(
     request: &Request,
     resolved: &Resolved<'b>,

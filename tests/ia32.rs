@@ -249,3 +249,29 @@ fn i386_program_as_script_interpreter() {
     }
     check_compat_exec(&preloaded, &interpreter.to_string_lossy(), "preloaded");
 }
+
+/// A core dump is written by the loader that exec'd the task (`mm->binfmt`): a compat exec's is
+/// an ELFCLASS32 core; through preload the 64-bit loader writes an ELFCLASS64 core with the
+/// i386 machine and 64-bit notes (README: "32-bit programs", a documented difference).
+#[test]
+fn i386_core_dump_is_written_by_the_64_bit_loader() {
+    let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").expect("core_pattern");
+    assert_eq!(pattern.trim(), "core", "this test reads ./core: kernel.core_pattern must be `core`");
+    let program = build_c("abort", Variant::I386Static);
+    let prlimit = common::require_tool("prlimit");
+    let scratch = Scratch::new("i386-core");
+    let core_of = |preloaded: bool| {
+        let dir = scratch.path().join(if preloaded { "preloaded" } else { "direct" });
+        std::fs::create_dir_all(&dir).unwrap();
+        let inv = Invocation::new(&program).cwd(&dir).wrapped_in([prlimit.as_os_str(), "--core=unlimited".as_ref()]);
+        let output = if preloaded { inv.run_preloaded() } else { inv.run_direct() };
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&output.status), Some(6), "SIGABRT");
+        std::fs::read(dir.join("core")).expect("a core file")
+    };
+    let (direct, preloaded) = (core_of(false), core_of(true));
+    let class_and_machine = |core: &[u8]| (core[4], u16::from_le_bytes([core[18], core[19]]));
+    assert_eq!(&direct[..4], b"\x7fELF");
+    assert_eq!(class_and_machine(&direct), (1, 3), "a compat exec's core: ELFCLASS32, EM_386");
+    assert_eq!(&preloaded[..4], b"\x7fELF");
+    assert_eq!(class_and_machine(&preloaded), (2, 3), "through preload: ELFCLASS64, EM_386");
+}

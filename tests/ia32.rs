@@ -275,3 +275,20 @@ fn i386_core_dump_is_written_by_the_64_bit_loader() {
     assert_eq!(&preloaded[..4], b"\x7fELF");
     assert_eq!(class_and_machine(&preloaded), (2, 3), "through preload: ELFCLASS64, EM_386");
 }
+
+/// `--interp` names the i386 interpreter in place of PT_INTERP; arguments and environment of
+/// 1.1 MiB (below the kernel's E2BIG limit) land on the 32-bit stack as with the kernel.
+#[test]
+fn i386_interp_option_and_large_arguments() {
+    let (program, inv) = probe(Variant::I386Pie);
+    let big = "x".repeat(100_000);
+    let inv = inv.args(std::iter::repeat_n(big.as_str(), 10)).env("BIG", "y".repeat(120_000));
+    let both = inv.preload_option("--interp").preload_option("/lib/ld-linux.so.2").run_both();
+    let (direct, preloaded) = (lines(&both.direct, "direct"), lines(&both.preloaded, "preloaded"));
+    check_compat_exec(&direct, &program, "direct");
+    check_compat_exec(&preloaded, &program, "preloaded");
+    assert_eq!(value(&preloaded, "argc"), "13");
+    for key in ["argv.12", "env.1", "cmdline"] {
+        assert_eq!(value(&direct, key), value(&preloaded, key), "{key}");
+    }
+}

@@ -246,7 +246,7 @@ pub fn launch<'b>(
         Some(slash) => cstr(&path.to_bytes_with_nul()[slash + 1..]),
         None => path,
     };
-    let _ = rustix::thread::set_name(comm);
+    let comm_refused = rustix::thread::set_name(comm).err();
     let mut map = PrctlMmMap {
         start_code: bias + extent.start_code,
         end_code: bias + extent.end_code,
@@ -273,7 +273,7 @@ pub fn launch<'b>(
         out.end();
         let mapped = load::Mapped { bias, base, entry, start_brk };
         let built = Built { scratch, layout, size, exec_refused: false };
-        crate::report::outcome(&mut out, &mapped, &built, &mm::MmOutcome { exe, dropped });
+        crate::report::outcome(&mut out, &mapped, &built, &mm::MmOutcome { exe, dropped, comm_refused });
         let not_honoured = credentials::not_honoured(resolved.file.fd.as_fd(), Ids::from_auxv(stack.auxv()));
         crate::report::credentials(&mut out, exe_path, not_honoured, dropped);
     }

@@ -22,11 +22,19 @@ if [ -z "$(ls -A corpus/elf_validate)" ]; then
   done
 fi
 
+# And i386 ones for the i386 validator (the interpreter and C library of gcc-multilib's glibc).
+mkdir -p corpus/elf32_validate
+if [ -z "$(ls -A corpus/elf32_validate)" ]; then
+  for seed in /lib/ld-linux.so.2 /usr/lib32/libc.so.6; do
+    [ -f "$seed" ] && cp -L "$seed" "corpus/elf32_validate/$(basename "$seed")"
+  done
+fi
+
 nice -n 10 cargo +nightly fuzz build
 run() {
   local extra=()
   # Whole executables as inputs; the structured targets keep libFuzzer's default of 4096.
-  [ "$1" = elf_validate ] && extra=(-max_len=65536)
+  [ "$1" = elf_validate ] || [ "$1" = elf32_validate ] && extra=(-max_len=65536)
   nice -n 10 cargo +nightly fuzz run "$1" -- -max_total_time="$seconds" "${extra[@]}" >"logs/$1.log" 2>&1
 }
 status=0

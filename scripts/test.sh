@@ -36,6 +36,10 @@ done
 [ -x /usr/lib/wine/wine64-preloader ] || missing+=(wine64-preloader)
 # gcc -static needs the static glibc (libc6-dev); check it like the tests will.
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)
+# gcc -m32 (tests/ia32.rs) needs gcc-multilib, and the i386 glibc to link and run against.
+compgen -G '/usr/lib/gcc/x86_64-linux-gnu/*/32/crtbegin.o' >/dev/null || missing+=(gcc-multilib)
+[ -e /usr/lib32/libc.a ] || missing+=(libc6-dev-i386)
+[ -e /lib/ld-linux.so.2 ] || missing+=(libc6-i386)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -268,13 +268,11 @@ fn without_pt_load(scratch: &Scratch, name: &str, interp: &Path) -> PathBuf {
 }
 
 #[test]
-fn i386_programs_are_refused_with_a_reason() {
-    // A documented difference: the kernel runs them through IA32 emulation.
+fn i386_programs_run_as_the_kernel_runs_them() {
+    // The kernel runs them through IA32 emulation, preload in compat mode (tests/ia32.rs).
     let scratch = Scratch::new("i386");
     let program = scratch.write("i386", common::elf::i386_exit_42(), 0o755);
-    let inv = Invocation::new(&program);
-    inv.run_both().expect_exit(42);
-    assert_refused(&inv.run_preloaded(), "i386", "an i386 program");
+    Invocation::new(&program).assert_same().expect_exit(42);
 }
 
 /// An address inside the preloader's own image while it runs (its pages at the top of the mmap

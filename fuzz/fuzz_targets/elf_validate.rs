@@ -167,7 +167,10 @@ fn check_stream_start(file: &[u8]) {
     if head.starts_with(b"#!") {
         assert_eq!(refused, Some((2, stream::SCRIPT_WITHOUT_PATH)));
     } else if head.len() == SIZEOF_EHDR && !head.starts_with(&preload::input::sealed::MAGIC) {
-        let whole = elf::header(head).and_then(|header| elf::phdr_table(&header)).map(|_| ());
+        let whole = match elf::ia32::is_ia32(head) {
+            true => elf::ia32::header(head).and_then(|header| elf::ia32::phdr_table(&header)).map(|_| ()),
+            false => elf::header(head).and_then(|header| elf::phdr_table(&header)).map(|_| ()),
+        };
         assert_eq!(stream::check_start(head), whole);
     }
 }

@@ -6,20 +6,23 @@
 //! in [sp, top) in the documented order without overlaps, the image is no bigger than the
 //! argument space plus the fixed parts, argv/envp round-trip through their pointers, the
 //! argument and environment areas are exactly the strings /proc/PID/cmdline and environ show,
-//! and the auxv is the kernel's in its order with the program's values and pointers.
+//! and the auxv is the kernel's in its order with the program's values and pointers. Both
+//! ABIs: x86_64 (8-byte words, `program_auxv`) and i386 (4-byte words, `compat_auxv` with or
+//! without a 32-bit vDSO, a top below the compat TASK_SIZE).
 //!
-//! Then `layout_keeping`, with some of the strings (chosen by `kept_mask`) given as slices of a
-//! kept area that also holds strings of the program's own (as the preloader's exec left them):
-//! the image ends where the area starts, every kept string is pointed to in place, every other
-//! string is written into the image and round-trips, and the area is never written.
+//! Then (x86_64, the only ABI whose launch keeps the kernel's strings) `layout_keeping`, with
+//! some of the strings (chosen by `kept_mask`) given as slices of a kept area that also holds
+//! strings of the program's own (as the preloader's exec left them): the image ends where the
+//! area starts, every kept string is pointed to in place, every other string is written into
+//! the image and round-trips, and the area is never written.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use preload::elf::TASK_SIZE;
+use preload::elf::{TASK_SIZE, ia32};
 use preload::page_start;
 use preload::plan::stack::{
-    self, AT_EXECFD, AT_EXECFN, AT_NULL, AT_PLATFORM, AT_RANDOM, ProgramAux, StackImage, StackLayout,
+    self, AT_EXECFD, AT_EXECFN, AT_NULL, AT_PLATFORM, AT_RANDOM, ProgramAux, StackImage, StackLayout, Vdso32,
 };
 
 #[derive(Arbitrary, Debug)]
@@ -36,6 +39,8 @@ struct Input {
     top: u64,
     kernel_auxv: Vec<(u8, u64)>,
     aux: (u64, u64, u64, u64, u64),
+    /// An i386 image (4-byte words, the compat auxv), with or without a 32-bit vDSO.
+    ia32: Option<Option<(u32, u32)>>,
     /// Bit i (mod 64) of the argv strings then the envp strings, and bit 63 for execfn: that
     /// string lies in the kept area.
     kept_mask: u64,
@@ -55,11 +60,21 @@ fuzz_target!(|input: Input| {
     let kernel: Vec<(u64, u64)> = input.kernel_auxv.iter().map(|&(key, value)| (u64::from(key % 48), value)).collect();
     let (phdr, phnum, base, entry, secure) = input.aux;
     let aux = ProgramAux { phdr, phnum, base, entry, secure };
-    let auxv: Vec<(u64, u64)> = stack::program_auxv(kernel.iter().copied(), aux).collect();
-    check_auxv(&kernel, &auxv, &aux);
+    let (auxv, word, task_size): (Vec<(u64, u64)>, u64, u64) = match input.ia32 {
+        None => (stack::program_auxv(kernel.iter().copied(), aux).collect(), stack::WORD, TASK_SIZE),
+        Some(vdso) => {
+            let vdso = vdso.map(|(base, entry)| Vdso32 { base: base.into(), entry: entry.into() });
+            let auxv: Vec<_> = stack::compat_auxv(kernel.iter().copied(), aux, vdso).collect();
+            check_compat_auxv(&kernel, &auxv, &aux, vdso);
+            (auxv, stack::WORD32, ia32::TASK_SIZE)
+        }
+    };
+    if input.ia32.is_none() {
+        check_auxv(&kernel, &auxv, &aux);
+    }
 
     // The [stack] top: page-aligned, with the room any accepted image needs below it.
-    let top = page_start(input.top % TASK_SIZE).max(64 << 20);
+    let top = page_start(input.top % task_size).max(64 << 20);
     let spec = StackImage {
         top,
         argv: argv.iter().map(Vec::as_slice),
@@ -69,6 +84,7 @@ fuzz_target!(|input: Input| {
         random: input.random,
         gap: u64::from(input.gap) % 8192,
         auxv: auxv.iter().copied(),
+        word,
     };
     let strings = argv.iter().chain(&envp).map(Vec::as_slice).chain([execfn.as_slice()]);
     let pointers = argv.len().max(1) as u64 + envp.len() as u64;
@@ -95,8 +111,10 @@ fuzz_target!(|input: Input| {
     );
     let mut image = vec![0u8; size];
     spec.write(&layout, &mut image);
-    check_image(&image, &layout, top, &argv, &envp, &execfn, platform.as_deref(), &input.random, &auxv);
-    check_kept(&argv, &envp, &execfn, platform.as_deref(), &input, &auxv);
+    check_image(&image, &layout, top, &argv, &envp, &execfn, platform.as_deref(), &input.random, &auxv, word);
+    if input.ia32.is_none() {
+        check_kept(&argv, &envp, &execfn, platform.as_deref(), &input, &auxv);
+    }
 });
 
 /// `layout_keeping` with the strings `input.kept_mask` chooses in a kept area.
@@ -158,6 +176,7 @@ fn check_kept(
         random: input.random,
         gap: u64::from(input.gap) % 8192,
         auxv: auxv.iter().copied(),
+        word: stack::WORD,
     };
     let l = spec.layout_keeping(kept);
     assert_eq!((l.end, l.kept), (kept.0, Some(kept)), "the image ends where the kept area starts");
@@ -165,7 +184,7 @@ fn check_kept(
     let mut image = vec![0u8; l.image_size()];
     spec.write(&l, &mut image);
     assert_eq!(area, before, "the kept area is never written");
-    let v = View { image: &image, sp: l.sp };
+    let v = View { image: &image, sp: l.sp, size: stack::WORD };
     let in_place = |s: &[u8]| s.as_ptr() as u64;
     // argc, then each pointer: in place for a kept string, else into the image with its bytes.
     let shown: Vec<&[u8]> = if argv_slices.is_empty() { vec![b""] } else { argv_slices.clone() };
@@ -215,15 +234,44 @@ fn check_auxv(kernel: &[(u64, u64)], auxv: &[(u64, u64)], aux: &ProgramAux) {
     }
 }
 
+/// The compat auxv: the 32-bit vDSO's AT_SYSINFO and AT_SYSINFO_EHDR first, then the kernel's
+/// keys in order without its own vDSO, with the program's values and AT_PHENT 32.
+fn check_compat_auxv(kernel: &[(u64, u64)], auxv: &[(u64, u64)], aux: &ProgramAux, vdso: Option<Vdso32>) {
+    let arch: Vec<(u64, u64)> =
+        vdso.map_or(vec![], |v| vec![(stack::AT_SYSINFO, v.entry), (stack::AT_SYSINFO_EHDR, v.base)]);
+    assert_eq!(auxv[..arch.len()], arch[..], "ARCH_DLINFO_IA32 first");
+    let rest: Vec<(u64, u64)> = kernel
+        .iter()
+        .copied()
+        .take_while(|p| p.0 != AT_NULL)
+        .filter(|p| ![AT_EXECFD, stack::AT_SYSINFO, stack::AT_SYSINFO_EHDR].contains(&p.0))
+        .map(|(key, value)| match key {
+            stack::AT_PHDR => (key, aux.phdr),
+            stack::AT_PHENT => (key, 32),
+            stack::AT_PHNUM => (key, aux.phnum),
+            stack::AT_BASE => (key, aux.base),
+            stack::AT_ENTRY => (key, aux.entry),
+            stack::AT_SECURE => (key, aux.secure),
+            _ => (key, value),
+        })
+        .collect();
+    assert_eq!(auxv[arch.len()..], rest[..], "the kernel's entries, in its order, with the program's values");
+}
+
 struct View<'i> {
     image: &'i [u8],
     sp: u64,
+    /// 8 for x86_64, 4 for i386.
+    size: u64,
 }
 
 impl View<'_> {
     fn word(&self, addr: u64) -> u64 {
         let at = usize::try_from(addr - self.sp).unwrap();
-        u64::from_ne_bytes(self.image[at..at + 8].try_into().unwrap())
+        match self.size {
+            4 => u32::from_ne_bytes(self.image[at..at + 4].try_into().unwrap()).into(),
+            _ => u64::from_ne_bytes(self.image[at..at + 8].try_into().unwrap()),
+        }
     }
 
     fn bytes(&self, start: u64, end: u64) -> &[u8] {
@@ -253,8 +301,11 @@ fn check_image(
     platform: Option<&[u8]>,
     random: &[u8; 16],
     auxv: &[(u64, u64)],
+    size: u64,
 ) {
-    let v = View { image, sp: l.sp };
+    let v = View { image, sp: l.sp, size };
+    // An i386 word keeps the low 32 bits.
+    let mask = if size == 4 { u64::from(u32::MAX) } else { u64::MAX };
     assert_eq!(l.sp % 16, 0, "stack pointer not 16-byte aligned");
     assert_eq!(l.sp + image.len() as u64, top);
     // Order, from the top down, without overlaps.
@@ -268,7 +319,7 @@ fn check_image(
         assert!(l.platform + name.len() as u64 + 1 <= l.arg_start);
         assert_eq!(v.c_str(l.platform), name);
     }
-    assert_eq!(l.auxv, l.sp + (1 + l.argc + 1 + envp.len() as u64 + 1) * 8);
+    assert_eq!(l.auxv, l.sp + (1 + l.argc + 1 + envp.len() as u64 + 1) * size);
     assert!(l.auxv + l.auxv_len <= l.random, "auxv overlaps the AT_RANDOM bytes");
     // Contents.
     assert_eq!(v.c_str(l.execfn), execfn);
@@ -278,7 +329,7 @@ fn check_image(
     assert_eq!(v.word(l.sp), l.argc);
     assert_eq!(v.bytes(l.arg_start, l.arg_end), joined(&shown_argv), "/proc/PID/cmdline");
     assert_eq!(v.bytes(l.env_start, l.env_end), joined(envp), "/proc/PID/environ");
-    let mut word = l.sp + 8;
+    let mut word = l.sp + size;
     for (expected, area) in shown_argv
         .iter()
         .map(|s| (s, (l.arg_start, l.arg_end)))
@@ -292,19 +343,19 @@ fn check_image(
             assert!(pointer >= area.0 && pointer < area.1, "pointer {pointer:#x} outside its string area");
             assert_eq!(v.c_str(pointer), expected.as_slice());
         }
-        word += 8;
+        word += size;
     }
     assert_eq!(v.word(word), 0, "envp not NULL-terminated");
-    assert_eq!(word + 8, l.auxv);
-    assert_eq!(l.auxv_len, (auxv.len() as u64 + 1) * 16);
+    assert_eq!(word + size, l.auxv);
+    assert_eq!(l.auxv_len, (auxv.len() as u64 + 1) * 2 * size);
     for (index, &(key, value)) in auxv.iter().chain([&(AT_NULL, 0)]).enumerate() {
-        let at = l.auxv + 16 * index as u64;
+        let at = l.auxv + 2 * size * index as u64;
         let expected = match key {
             AT_RANDOM => l.random,
             AT_EXECFN => l.execfn,
             AT_PLATFORM if platform.is_some() => l.platform,
             _ => value,
         };
-        assert_eq!((v.word(at), v.word(at + 8)), (key, expected), "auxv entry {index}");
+        assert_eq!((v.word(at), v.word(at + size)), (key & mask, expected & mask), "auxv entry {index}");
     }
 }

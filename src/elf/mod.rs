@@ -1,6 +1,7 @@
 //! ELF validation: every check `fs/binfmt_elf.c` makes before the point of no return, plus the
 //! ones that would kill the process after it (a refusal with a reason is kinder than SIGSEGV).
 
+pub mod ia32;
 pub mod symbols;
 
 use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};
@@ -108,9 +109,19 @@ pub fn check_interp(interp: &ProgramHeader, file_size: u64) -> Result<(), &'stat
 
 /// Check the program headers of a file of `file_size` bytes.
 pub fn validate<'a>(header: &Header, phdrs: &'a [ProgramHeader], file_size: u64) -> Result<Image<'a>, &'static str> {
+    validate_below(TASK_SIZE, header, phdrs, file_size)
+}
+
+/// `validate` against the end of the user address space of the exec's ABI, `task_size`.
+fn validate_below<'a>(
+    task_size: u64,
+    header: &Header,
+    phdrs: &'a [ProgramHeader],
+    file_size: u64,
+) -> Result<Image<'a>, &'static str> {
     let image = Image { relocatable: header.e_type == ET_DYN, entry: header.e_entry, phoff: header.e_phoff, phdrs };
     for ph in image.loads() {
-        check_load(ph, file_size)?;
+        check_load(ph, file_size, task_size)?;
     }
     Ok(image)
 }
@@ -134,8 +145,8 @@ pub fn check_has_loads(image: &Image) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn check_load(ph: &ProgramHeader, file_size: u64) -> Result<(), &'static str> {
-    if ph.p_vaddr >= TASK_SIZE || ph.p_memsz > TASK_SIZE - ph.p_vaddr {
+fn check_load(ph: &ProgramHeader, file_size: u64, task_size: u64) -> Result<(), &'static str> {
+    if ph.p_vaddr >= task_size || ph.p_memsz > task_size - ph.p_vaddr {
         return Err("segment outside the user address space");
     }
     if ph.p_filesz > ph.p_memsz {

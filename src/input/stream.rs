@@ -21,7 +21,8 @@ pub trait ByteStream {
 pub const SCRIPT_WITHOUT_PATH: &str = "a #! script cannot run from a descriptor (its interpreter needs a path)";
 
 /// Judge the first bytes of a program (up to an ELF header's worth): an error as soon as they
-/// cannot start an x86_64 executable; the complete header gets the kernel's header checks.
+/// cannot start an x86_64 or i386 executable; the complete header gets the kernel's header
+/// checks (the compat loader's for an i386 machine, from its 52-byte header).
 pub fn check_start(bytes: &[u8]) -> Result<(), &'static str> {
     if bytes.starts_with(b"#!") {
         return Err(SCRIPT_WITHOUT_PATH);
@@ -37,7 +38,11 @@ pub fn check_start(bytes: &[u8]) -> Result<(), &'static str> {
     if bytes[..magic] != ELFMAG[..magic] && !b"#!".starts_with(bytes) {
         return Err("not an ELF file");
     }
-    if bytes.len() >= SIZEOF_EHDR {
+    if elf::ia32::is_ia32(bytes) {
+        if bytes.len() >= elf::ia32::SIZEOF_EHDR {
+            elf::ia32::phdr_table(&elf::ia32::header(bytes)?)?;
+        }
+    } else if bytes.len() >= SIZEOF_EHDR {
         elf::phdr_table(&elf::header(bytes)?)?;
     }
     Ok(())
@@ -178,6 +183,18 @@ mod tests {
         assert_eq!(check_start(b"MZ"), Err("not an ELF file"));
         assert_eq!(check_start(&program(64)), Ok(()));
         assert_eq!(check_start(&program(40)), Ok(()));
+        let mut i386 = [0u8; 52];
+        i386[..4].copy_from_slice(b"\x7fELF");
+        i386[16] = 2; // ET_EXEC
+        i386[18] = 3; // EM_386
+        i386[42] = 32; // e_phentsize
+        i386[44] = 1; // e_phnum
+        assert_eq!(check_start(&i386), Ok(()), "an i386 program streams too");
+        assert_eq!(check_start(&i386[..30]), Ok(()));
+        i386[42] = 56;
+        assert_eq!(check_start(&i386[..51]), Ok(()), "judged from the whole 52-byte header");
+        assert_eq!(check_start(&i386), Err("bad program header entry size"));
+        assert_eq!(check_start(&[&i386[..], &[0; 12]].concat()), Err("bad program header entry size"));
         #[cfg(feature = "sealed")]
         {
             assert_eq!(check_start(b"\x7fPRL"), Ok(()));

@@ -4,6 +4,7 @@
 
 pub mod credentials;
 pub mod finish;
+pub mod ia32;
 pub mod load;
 pub mod reserve;
 pub mod stack;

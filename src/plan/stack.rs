@@ -21,6 +21,8 @@ pub const AT_PLATFORM: u64 = 15;
 pub const AT_RANDOM: u64 = 25;
 pub const AT_EXECFN: u64 = 31;
 pub const AT_SYSINFO_EHDR: u64 = 33;
+/// __kernel_vsyscall of the 32-bit vDSO, given to i386 programs only.
+pub const AT_SYSINFO: u64 = 32;
 
 /// MAX_ARG_STRLEN: one string, NUL included, may not exceed 32 pages.
 pub const MAX_ARG_STRLEN: usize = 32 * 4096;
@@ -82,6 +84,32 @@ pub fn program_auxv(
     })
 }
 
+/// The 32-bit vDSO as an i386 program sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vdso32 {
+    /// Its first page (AT_SYSINFO_EHDR).
+    pub base: u64,
+    /// `__kernel_vsyscall`, the vDSO's ELF entry (AT_SYSINFO).
+    pub entry: u64,
+}
+
+/// An i386 program's auxv, as compat `create_elf_tables` makes it, from the 64-bit one the
+/// kernel gave the preloader: ARCH_DLINFO_IA32 first (AT_SYSINFO and AT_SYSINFO_EHDR of the
+/// 32-bit vDSO, when one is mapped), then the preloader's entries in their order without its
+/// own vDSO, the program's values substituted as in [`program_auxv`] and AT_PHENT the size of
+/// an Elf32_Phdr. AT_PLATFORM is filled in by [`StackImage::write`] ("i686").
+pub fn compat_auxv(
+    kernel: impl Iterator<Item = (u64, u64)> + Clone,
+    aux: ProgramAux,
+    vdso: Option<Vdso32>,
+) -> impl Iterator<Item = (u64, u64)> + Clone {
+    let arch = vdso.into_iter().flat_map(|vdso| [(AT_SYSINFO, vdso.entry), (AT_SYSINFO_EHDR, vdso.base)]);
+    let generic = program_auxv(kernel, aux)
+        .filter(|&(key, _)| key != AT_SYSINFO_EHDR && key != AT_SYSINFO)
+        .map(|(key, value)| if key == AT_PHENT { (key, crate::elf::ia32::SIZEOF_PHDR as u64) } else { (key, value) });
+    arch.chain(generic)
+}
+
 /// Everything that goes on the stack; the strings come without their NUL terminators.
 #[derive(Clone)]
 pub struct StackImage<'a, A, E, X> {
@@ -95,6 +123,9 @@ pub struct StackImage<'a, A, E, X> {
     /// Bytes subtracted before aligning (arch_align_stack: random below 8192 with ASLR, else 0).
     pub gap: u64,
     pub auxv: X,
+    /// The size of a pointer and of an auxv key or value: [`WORD`] for x86_64, [`WORD32`] for
+    /// an i386 program (compat create_elf_tables writes `elf_addr_t`).
+    pub word: u64,
 }
 
 /// Where everything landed.
@@ -147,7 +178,10 @@ fn kept_at(kept: Option<(u64, u64)>, s: &[u8]) -> Option<u64> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TooBig;
 
-const WORD: u64 = size_of::<u64>() as u64;
+/// An x86_64 word.
+pub const WORD: u64 = size_of::<u64>() as u64;
+/// An i386 word.
+pub const WORD32: u64 = size_of::<u32>() as u64;
 
 fn string_bytes<'s>(strings: impl Iterator<Item = &'s [u8]>) -> (u64, u64) {
     strings.fold((0, 0), |(count, bytes), s| (count + 1, bytes + s.len() as u64 + 1))
@@ -189,7 +223,8 @@ where
         let end = kept.map_or(self.top, |(start, _)| start);
         let execfn = match kept_at(kept, self.execfn) {
             Some(addr) => addr,
-            // The kernel's 8 zero bytes end the stack; below a kept area nothing needs them.
+            // The kernel's 8 zero bytes end the stack (its own pointer size, for either ABI:
+            // bprm->p = vm_end - sizeof(void *)); below a kept area nothing needs them.
             None => end - if kept.is_some() { 0 } else { WORD } - (self.execfn.len() as u64 + 1),
         };
         let below_execfn = if kept_at(kept, self.execfn).is_some() { end } else { execfn };
@@ -208,8 +243,8 @@ where
         };
         p -= 16;
         let random = p;
-        let auxv_len = (self.auxv.clone().count() as u64 + 1) * 2 * WORD;
-        let sp = (p - auxv_len - (argc + 1 + envc + 1 + 1) * WORD) & !15;
+        let auxv_len = (self.auxv.clone().count() as u64 + 1) * 2 * self.word;
+        let sp = (p - auxv_len - (argc + 1 + envc + 1 + 1) * self.word) & !15;
         StackLayout {
             sp,
             argc,
@@ -220,7 +255,7 @@ where
             execfn,
             platform,
             random,
-            auxv: sp + (1 + argc + 1 + envc + 1) * WORD,
+            auxv: sp + (1 + argc + 1 + envc + 1) * self.word,
             auxv_len,
             end,
             kept,
@@ -231,7 +266,7 @@ where
     /// must be zeroed and exactly that long.
     pub fn write(&self, layout: &StackLayout, image: &mut [u8]) {
         assert_eq!(image.len(), layout.image_size(), "image buffer must span [sp, end)");
-        let mut out = Writer { image, base: layout.sp };
+        let mut out = Writer { image, base: layout.sp, word: self.word };
         if layout.kept_at(self.execfn).is_none() {
             out.put_bytes(layout.execfn, self.execfn);
         }
@@ -285,6 +320,7 @@ where
 struct Writer<'i> {
     image: &'i mut [u8],
     base: u64,
+    word: u64,
 }
 
 impl Writer<'_> {
@@ -301,10 +337,14 @@ impl Writer<'_> {
         end + 1
     }
 
+    /// Store `value` as a word (an i386 word keeps its low 32 bits).
     fn put_word(&mut self, addr: &mut u64, value: u64) {
         let at = (*addr - self.base) as usize;
-        self.image[at..at + 8].copy_from_slice(&value.to_ne_bytes());
-        *addr += WORD;
+        match self.word {
+            WORD32 => self.image[at..at + 4].copy_from_slice(&(value as u32).to_ne_bytes()),
+            _ => self.image[at..at + 8].copy_from_slice(&value.to_ne_bytes()),
+        }
+        *addr += self.word;
     }
 }
 
@@ -361,6 +401,7 @@ mod tests {
             random: [7; 16],
             gap,
             auxv: auxv.iter().copied(),
+            word: WORD,
         };
         let layout = spec.layout();
         let mut image = vec![0u8; layout.size(TOP)];
@@ -476,6 +517,7 @@ mod tests {
             random: [7; 16],
             gap: 100,
             auxv: auxv.iter().copied(),
+            word: WORD,
         };
         let l = spec.layout_keeping(kept);
         assert_eq!(l.end, kept.0, "the image ends where the kept area starts");
@@ -530,5 +572,72 @@ mod tests {
         assert_eq!(argument_space(8 << 20), 2 << 20);
         assert_eq!(argument_space(u64::MAX), 6 << 20);
         assert_eq!(argument_space(4096), 128 << 10);
+    }
+
+    #[test]
+    fn compat_auxv_puts_the_32_bit_vdso_first_and_32_byte_phdrs() {
+        let aux = ProgramAux { phdr: 0x804_8034, phnum: 9, base: 0xf7f0_0000, entry: 0x804_9000, secure: 0 };
+        let vdso = Vdso32 { base: 0xf7ef_0000, entry: 0xf7ef_0560 };
+        let auxv: Vec<_> = compat_auxv(kernel_auxv().into_iter(), aux, Some(vdso)).collect();
+        assert_eq!(auxv[..3], [(AT_SYSINFO, 0xf7ef_0560), (AT_SYSINFO_EHDR, 0xf7ef_0000), (AT_PAGESZ, 4096)]);
+        assert_eq!(
+            auxv[3..8],
+            [(AT_PHDR, 0x804_8034), (AT_PHENT, 32), (AT_PHNUM, 9), (AT_BASE, 0xf7f0_0000), (AT_ENTRY, 0x804_9000)]
+        );
+        assert_eq!(auxv.len(), 12, "AT_EXECFD and the 64-bit vDSO dropped, nothing after AT_NULL");
+        let without: Vec<_> = compat_auxv(kernel_auxv().into_iter(), aux, None).collect();
+        assert_eq!(without[0], (AT_PAGESZ, 4096), "no vDSO, no AT_SYSINFO(_EHDR)");
+        assert_eq!(without.len(), 10);
+    }
+
+    #[test]
+    fn an_i386_image_has_4_byte_words_below_the_same_strings() {
+        const TOP32: u64 = 0xffff_e000;
+        let aux = ProgramAux { phdr: 0x804_8034, phnum: 9, base: 0, entry: 0x804_9000, secure: 0 };
+        let vdso = Vdso32 { base: 0xf7ef_0000, entry: 0xf7ef_0560 };
+        let auxv: Vec<_> = compat_auxv(kernel_auxv().into_iter(), aux, Some(vdso)).collect();
+        let spec = StackImage {
+            top: TOP32,
+            argv: strs(&["prog", "x"]),
+            envp: strs(&["A=1"]),
+            execfn: b"/bin/prog",
+            platform: Some(b"i686"),
+            random: [7; 16],
+            gap: 0,
+            auxv: auxv.iter().copied(),
+            word: WORD32,
+        };
+        let l = spec.layout();
+        let mut image = vec![0u8; l.size(TOP32)];
+        spec.write(&l, &mut image);
+        let word = |addr: u64| {
+            let at = (addr - l.sp) as usize;
+            u64::from(u32::from_ne_bytes(image[at..at + 4].try_into().unwrap()))
+        };
+        // The strings lie exactly as for x86_64: 8 bytes below the top (the kernel's pointer).
+        assert_eq!(l.execfn, TOP32 - 8 - 10);
+        assert_eq!(l.env_start, l.execfn - 4);
+        assert_eq!(l.arg_start, l.env_start - 5 - 2);
+        assert_eq!(read_str(&image, &l, l.platform), b"i686");
+        assert_eq!(l.platform, ((l.arg_start & !15) - 5));
+        assert_eq!(l.random, l.platform - 16);
+        assert_eq!(l.random % 16, 11);
+        // argc, argv[2], NULL, envp[1], NULL: 6 words; 13 auxv pairs of 8 bytes.
+        assert_eq!(l.auxv_len, 13 * 8);
+        assert_eq!(l.sp, (l.random - 13 * 8 - 6 * 4) & !15);
+        assert_eq!(l.auxv, l.sp + 6 * 4);
+        assert_eq!(word(l.sp), 2);
+        assert_eq!(read_str(&image, &l, word(l.sp + 4)), b"prog");
+        assert_eq!(read_str(&image, &l, word(l.sp + 8)), b"x");
+        assert_eq!(word(l.sp + 12), 0);
+        assert_eq!(word(l.sp + 16), l.env_start);
+        assert_eq!(word(l.sp + 20), 0);
+        let pairs: Vec<(u64, u64)> = (0..13).map(|i| (word(l.auxv + 8 * i), word(l.auxv + 8 * i + 4))).collect();
+        assert_eq!(pairs[0], (AT_SYSINFO, 0xf7ef_0560));
+        assert_eq!(pairs[4], (AT_PHENT, 32));
+        assert!(pairs.contains(&(AT_RANDOM, l.random)) && pairs.contains(&(AT_EXECFN, l.execfn)));
+        assert!(pairs.contains(&(AT_PLATFORM, l.platform)));
+        assert_eq!(pairs[12], (AT_NULL, 0));
+        assert_eq!(l.size(TOP32), image.len());
     }
 }

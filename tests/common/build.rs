@@ -30,6 +30,14 @@ pub enum Variant {
     PieHugeAlign,
     /// glibc, static-pie with 2 MiB segment alignment.
     StaticPieHugeAlign,
+    /// i386 glibc (`gcc -m32`, gcc-multilib), static ET_EXEC.
+    I386Static,
+    /// i386 glibc, static-pie.
+    I386StaticPie,
+    /// i386 glibc, dynamic PIE, interpreter /lib/ld-linux.so.2.
+    I386Pie,
+    /// i386 glibc, dynamic ET_EXEC.
+    I386NoPie,
 }
 
 impl Variant {
@@ -45,6 +53,9 @@ impl Variant {
         Variant::StaticPieHugeAlign,
     ];
 
+    /// The i386 programs (IA32 emulation), which only tests/ia32.rs runs.
+    pub const I386: [Variant; 4] = [Variant::I386Static, Variant::I386StaticPie, Variant::I386Pie, Variant::I386NoPie];
+
     pub fn name(self) -> &'static str {
         match self {
             Variant::Pie => "pie",
@@ -56,6 +67,10 @@ impl Variant {
             Variant::PieExecStack => "pie-execstack",
             Variant::PieHugeAlign => "pie-align2m",
             Variant::StaticPieHugeAlign => "staticpie-align2m",
+            Variant::I386Static => "i386-static",
+            Variant::I386StaticPie => "i386-staticpie",
+            Variant::I386Pie => "i386-pie",
+            Variant::I386NoPie => "i386-nopie",
         }
     }
 
@@ -77,6 +92,10 @@ impl Variant {
             Variant::PieExecStack => &["-fPIE", "-pie", "-z", "execstack"],
             Variant::PieHugeAlign => &["-fPIE", "-pie", "-Wl,-z,max-page-size=0x200000"],
             Variant::StaticPieHugeAlign => &["-static-pie", "-fPIE", "-Wl,-z,max-page-size=0x200000"],
+            Variant::I386Static => &["-m32", "-static"],
+            Variant::I386StaticPie => &["-m32", "-static-pie", "-fPIE"],
+            Variant::I386Pie => &["-m32", "-fPIE", "-pie"],
+            Variant::I386NoPie => &["-m32", "-no-pie", "-fno-pie"],
         }
     }
 }

@@ -361,7 +361,7 @@ const MDWE_REFUSAL: &str = "memory-deny-write-execute (PR_SET_MDWE) is in force,
                             would be copied into memory made executable afterwards (a sealed program's \
                             plaintext is never put in a memfd; a stream's memfd is not executable here)";
 
-fn map_error(errno: Errno) -> Refusal {
+pub fn map_error(errno: Errno) -> Refusal {
     match errno {
         Errno::EXIST => Refusal::cannot_execute(SEGMENT_OVER_PRELOADER),
         other => Refusal::from_errno(other.raw_os_error()),

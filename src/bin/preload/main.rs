@@ -11,9 +11,12 @@
 
 #[path = "arch/x86_64.rs"]
 mod arch;
+#[path = "arch/ia32.rs"]
+mod arch_ia32;
 mod credentials;
 mod exec;
 mod finish;
+mod ia32;
 mod input;
 mod load;
 mod mm;
@@ -41,7 +44,7 @@ use crate::input::source::{File, Spill};
 use crate::report::{Error, Printer};
 use crate::sys::initial_stack::{InitialStack, argument_tail};
 use crate::sys::io::{STDERR, STDOUT, print};
-use crate::sys::mem::Lazy;
+use crate::sys::mem::{Lazy, Mapping};
 use crate::sys::stage2::Handoff;
 
 /// Called by `_start` with the kernel's initial stack pointer.
@@ -114,6 +117,8 @@ impl Buffers {
 struct Opened {
     program: Option<File>,
     interpreter: Option<File>,
+    /// An i386 program's program headers, widened.
+    widened: Option<Mapping>,
 }
 
 /// Run the program; returns only on failure or after --dry-run, with the exit status.
@@ -121,7 +126,7 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
     // One constant, so that the compiler clears the buffers in place instead of building each
     // part in a temporary and copying it in: every stack page touched costs a page fault.
     let mut buffers = Buffers::EMPTY;
-    let mut opened = Opened { program: None, interpreter: None };
+    let mut opened = Opened { program: None, interpreter: None, widened: None };
     let stack_limit = rustix::process::getrlimit(Resource::Stack).current.unwrap_or(u64::MAX);
     let request = Request { stack, options, program, stack_limit };
     // The first mapping, before anything else is mapped top-down: where it lands tells where the
@@ -132,7 +137,7 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
     };
     match launch(&request, &mut buffers, &mut opened, &mut handoff) {
         Ok(None) => 0,
-        Ok(Some(jump)) => {
+        Ok(Some(Next::X86_64(jump))) => {
             // The stub uses the descriptors (exe, the interpreter's mappings), then closes them.
             opened.program.take().map(File::into_descriptor);
             opened.interpreter.take().map(File::into_descriptor);
@@ -140,6 +145,11 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
             // SAFETY: the hand-off is complete: its ops map and set everything, unmap the
             // preloader and the hand-off, and jump to `entry`, mapped executable by then.
             unsafe { sys::stage2::enter(jump.stub, handoff) }
+        }
+        Ok(Some(Next::Ia32(entry))) => {
+            drop(opened);
+            buffers.release();
+            entry.enter()
         }
         Err(error) => error.report(),
     }
@@ -150,13 +160,19 @@ struct Jump {
     stub: u64,
 }
 
+/// How the program is entered: an x86_64 one as the kernel enters it, an i386 one in compat mode.
+enum Next {
+    X86_64(Jump),
+    Ia32(ia32::Entry),
+}
+
 /// The steps of a launch; `Ok(None)` after --dry-run.
 fn launch<'b>(
     request: &Request,
     buffers: &'b mut Buffers,
     opened: &'b mut Opened,
     handoff: &mut Handoff,
-) -> Result<Option<Jump>, Error<'b>> {
+) -> Result<Option<Next>, Error<'b>> {
     let Buffers { path, levels, phdrs, interp_path, interp_phdrs, label } = buffers;
     let options = request.options;
     // The program's credentials as a plain exec would give them (AT_SECURE goes on its stack).
@@ -166,6 +182,11 @@ fn launch<'b>(
         credentials::plan(ids, kernel_secure).map_err(|errno| Error::failure(request.name().to_bytes(), errno))?;
 
     let resolved = exec::resolve(request, exec::Storage { path, levels, label, opened: &mut opened.program })?;
+    if preload::elf::ia32::is_ia32(resolved.file.head()) {
+        let (interp_file, widened) = (&mut opened.interpreter, &mut opened.widened);
+        let storage = ia32::Storage { phdrs, interp_path, interp_phdrs, interp_file, widened };
+        return Ok(ia32::launch(request, &resolved, storage, &credentials, handoff)?.map(Next::Ia32));
+    }
     let chosen_interp = options.interp.map(argument_tail);
     let storage = load::Storage { phdrs, interp_path, interp_phdrs, interp_file: &mut opened.interpreter };
     let inspected = load::inspect_all(&resolved, chosen_interp, storage)?;
@@ -193,5 +214,5 @@ fn launch<'b>(
         let not_honoured = credentials::not_honoured(resolved.file.fd.as_fd(), ids);
         report::credentials(&mut out, resolved.exe_path, not_honoured, set.dropped);
     }
-    Ok(Some(Jump { stub: finish.stub }))
+    Ok(Some(Next::X86_64(Jump { stub: finish.stub })))
 }

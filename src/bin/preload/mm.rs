@@ -29,7 +29,8 @@ pub struct MmOutcome {
 pub enum ExeOutcome {
     /// Set while the preloader was still mapped: this kernel lets exe change anyway.
     Set,
-    /// Set by the stub, once the preloader's image is unmapped.
+    /// Set by the stub, once the preloader's image is unmapped (for an i386 program, by the
+    /// preloader once its file-backed pages are anonymous copies).
     SetAfterSteppingAside,
     /// Not changed; the rest of the fields are set. Carries the reason.
     Unchanged(Errno),

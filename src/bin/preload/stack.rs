@@ -2,7 +2,7 @@
 //! the stage-2 hand-off, which the stub copies onto the real [stack] at the jump.
 
 use preload::exec::args::Prefix;
-use preload::plan::stack::{AT_SYSINFO_EHDR, ProgramAux, StackImage, StackLayout, program_auxv};
+use preload::plan::stack::{AT_SYSINFO_EHDR, ProgramAux, StackImage, StackLayout, WORD, program_auxv};
 use rustix::io::Errno;
 
 use crate::exec::{Request, Resolved};
@@ -14,7 +14,7 @@ use crate::sys::{mem, proc};
 
 /// The environment variable that names a sealed program's key descriptor, which is closed: the
 /// program's environment does not name it either.
-const KEY_FD_ASSIGNMENT: &[u8] = b"PRELOAD_KEY_FD=";
+pub const KEY_FD_ASSIGNMENT: &[u8] = b"PRELOAD_KEY_FD=";
 
 /// The program's initial stack, built.
 pub struct Built {
@@ -89,6 +89,7 @@ pub fn build<'b>(
             (AT_SYSINFO_EHDR, Some(vdso)) => (key, vdso.text),
             _ => (key, value),
         }),
+        word: WORD,
     };
     // If PR_SET_MM_MAP is refused, the mm fields keep pointing at the kernel's strings.
     let keep = Keep::asking_the_kernel();

@@ -4,6 +4,7 @@
 //! is the preloader's own image, [`proc`] the process fields, and [`rt`] what a no_std binary
 //! provides itself.
 
+pub mod compat;
 pub mod image;
 pub mod initial_stack;
 pub mod io;

@@ -1,0 +1,314 @@
+//! i386 programs, launched as the kernel's IA32 emulation (fs/compat_binfmt_elf.c) would: the
+//! same steps as [`crate::launch`] with the compat rules. Inspect the 32-bit headers (widened,
+//! so that the x86_64 mapping code serves both); plan with the compat bases; map the program
+//! and its interpreter below 4 GiB, where a compat mmap puts them; replace the 64-bit vDSO with
+//! the 32-bit one (ARCH_MAP_VDSO_32) at the slot the exec would give it; build a 32-bit stack
+//! image with the compat auxv on a new stack below 4 GiB; set the mm fields with the 32-bit auxv
+//! as the saved one; and enter compat mode ([`crate::arch_ia32`]), unmapping the preloader's
+//! 64-bit stack on the way.
+
+use core::ffi::CStr;
+
+use goblin::elf64::program_header::ProgramHeader;
+use preload::elf::{self, Image, ia32};
+use preload::exec::args::Prefix;
+use preload::plan::credentials::{Ids, ProgramCredentials};
+use preload::plan::ia32 as compat;
+use preload::plan::load::{Extent, Owned, Placement};
+use preload::plan::reserve::Range;
+use preload::plan::stack::{ProgramAux, StackImage, WORD32, compat_auxv};
+use preload::report::refusal::Refusal;
+use preload::{PAGE_SIZE, cstr, page_align, page_start};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd};
+use rustix::io::Errno;
+use rustix::mm::MapFlags;
+use rustix::process::PrctlMmMap;
+
+use crate::exec::{Request, Resolved};
+use crate::input::source::{self, File, Spill};
+use crate::load::{self, Inspected, Interpreter};
+use crate::mm::{ExeOutcome, MmOutcome};
+use crate::report::{Error, Printer};
+use crate::stack::{Built, KEY_FD_ASSIGNMENT, Keep};
+use crate::sys::compat as sys;
+use crate::sys::image::replace_own_file_mappings;
+use crate::sys::mem::Mapping;
+use crate::sys::proc::{self as sys_proc, MAPS_BUFFER, read_maps};
+use crate::sys::stage2::Handoff;
+use crate::{credentials, plan, reserve};
+
+/// The kernel grows a new [stack] by 128 KiB below the pages the strings take (setup_arg_pages).
+const STACK_EXPAND: u64 = 128 << 10;
+
+/// Where the program is entered, once everything else is released.
+pub struct Entry {
+    sp: u64,
+    entry: u64,
+    old_stack: Range,
+}
+
+impl Entry {
+    pub fn enter(self) -> ! {
+        // SAFETY: `sp` is on the new 32-bit stack, whose image is complete, with the 128 KiB the
+        // kernel leaves below it; the old stack is the preloader's, which the caller no longer
+        // uses; `entry` was mapped executable below 4 GiB.
+        unsafe { crate::arch_ia32::enter(self.sp, self.entry, self.old_stack.start, self.old_stack.len()) }
+    }
+}
+
+/// Storage the inspected images refer to until the jump.
+pub struct Storage<'b> {
+    pub phdrs: &'b mut Spill,
+    pub interp_path: &'b mut Spill,
+    pub interp_phdrs: &'b mut Spill,
+    pub interp_file: &'b mut Option<File>,
+    /// The widened program headers of the program and of its interpreter.
+    pub widened: &'b mut Option<Mapping>,
+}
+
+/// Validate `file` as an i386 executable: its 32-bit program headers are widened into `out`.
+fn inspect<'p>(file: &'p File, spill: &'p mut Spill, out: &'p mut [ProgramHeader]) -> Result<Image<'p>, &'static str> {
+    let header = ia32::header(file.head())?;
+    let (offset, len) = ia32::phdr_table(&header)?;
+    let table = file.bytes(offset, len, spill).map_err(|_| "program headers beyond end of file")?;
+    let phdrs = ia32::widen(table, out);
+    if file.copy_segments() {
+        elf::check_segments_in_file(phdrs, file.size)?;
+    }
+    ia32::validate(&header, phdrs, file.size)
+}
+
+/// The program and its interpreter, inspected as in [`load::inspect_all`].
+fn inspect_all<'b>(
+    resolved: &Resolved<'b>,
+    chosen: Option<&'static CStr>,
+    storage: Storage<'b>,
+) -> Result<Inspected<'b>, Error<'b>> {
+    let Storage { phdrs, interp_path, interp_phdrs, interp_file, widened } = storage;
+    let (file, exe_path) = (resolved.file, resolved.exe_path);
+    let size = core::mem::size_of::<ProgramHeader>();
+    let mapping = widened.insert(
+        Mapping::new(2 * ia32::MAX_PHDRS * size, MapFlags::empty()).map_err(|errno| Error::failure(exe_path, errno))?,
+    );
+    let all: &mut [ProgramHeader] = plain::slice_from_mut_bytes(mapping.bytes()).unwrap_or(&mut []);
+    let (own, interp_out) = all.split_at_mut(all.len() / 2);
+    let image = inspect(file, phdrs, own).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
+    let extent = Extent::of(&image);
+    let Some(ph) = image.interp() else {
+        if chosen.is_some() {
+            return Err(Error::at(exe_path, Refusal::failure("--interp given, but the program has no PT_INTERP")));
+        }
+        elf::check_has_loads(&image).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
+        return Ok(Inspected { image, extent, interpreter: None });
+    };
+    let path = match chosen {
+        Some(path) => path,
+        None => {
+            let refuse = |reason| Error::cannot_execute(exe_path, reason);
+            elf::check_interp(ph, file.size).map_err(refuse)?;
+            let bytes = file.bytes(ph.p_offset, ph.p_filesz as usize, interp_path).map_err(refuse)?;
+            let len = elf::interp_path(bytes).map_err(refuse)?.len();
+            cstr(&bytes[..=len])
+        }
+    };
+    let interpreter_error = |refusal| Error::Interpreter { path: exe_path, interpreter: path.to_bytes(), refusal };
+    let interp: &File = interp_file.insert(source::open(path).map_err(interpreter_error)?);
+    let interp_image = inspect(interp, interp_phdrs, interp_out)
+        .and_then(|image| elf::check_has_loads(&image).map(|()| image))
+        .map_err(|reason| interpreter_error(Refusal::cannot_execute(reason)))?;
+    Ok(Inspected {
+        image,
+        extent,
+        interpreter: Some(Interpreter { path: path.to_bytes(), file: interp, image: interp_image }),
+    })
+}
+
+/// A placement the kernel leaves to a compat mmap becomes a bias at the slot that mmap gives.
+fn in_compat_area(placement: Placement, extent: &Extent) -> Result<Placement, rustix::io::Errno> {
+    Ok(match placement {
+        Placement::Anywhere { align } => {
+            let total = page_align(extent.total_size);
+            let slot = sys::compat_slot(total + align - PAGE_SIZE)?;
+            let start = (slot + align - 1) & !(align - 1);
+            Placement::Bias(start.wrapping_sub(extent.first_start))
+        }
+        other => other,
+    })
+}
+
+/// Launch the i386 program `resolved`; `Ok(None)` after --dry-run. Out of line: its buffers
+/// (/proc/self/maps) would otherwise enlarge the x86_64 launch's stack frame, whose every page
+/// the stack probes touch.
+#[inline(never)]
+pub fn launch<'b>(
+    request: &Request,
+    resolved: &Resolved<'b>,
+    storage: Storage<'b>,
+    credentials: &ProgramCredentials,
+    handoff: &Handoff,
+) -> Result<Option<Entry>, Error<'b>> {
+    let options = request.options;
+    let exe_path = resolved.exe_path;
+    let fail = |refusal| Error::at(exe_path, refusal);
+    let failure = |errno| Error::failure(exe_path, errno);
+    let chosen_interp = options.interp.map(crate::sys::initial_stack::argument_tail);
+    let inspected = inspect_all(resolved, chosen_interp, storage)?;
+    let (image, extent) = (&inspected.image, &inspected.extent);
+
+    // The randomisation and reservations as for x86_64, then the compat placement.
+    let mut plan = plan::plan(request, resolved, &inspected, handoff)?;
+    let rnd = if plan.randomize { compat::mmap_rnd(plan.random.mmap) } else { 0 };
+    let has_interpreter = inspected.interpreter.is_some();
+    plan.placement = compat::placement(image.relocatable, has_interpreter, options.base, extent, rnd)
+        .map_err(|reason| fail(Refusal::failure(reason)))?;
+    let top = compat::stack_top(plan.randomize, plan.random.mmap >> 32);
+    if options.dry_run || options.verbose {
+        let mut out = Printer::new(if options.dry_run { crate::sys::io::STDOUT } else { crate::sys::io::STDERR });
+        out.line().text("i386 program (IA32 emulation); stack top ").hex(top);
+        out.end();
+        crate::report::plan(&mut out, resolved, &inspected, &plan);
+    }
+    if options.dry_run {
+        return Ok(None);
+    }
+
+    // The preloader's own stack, to unmap at the jump: found before PR_SET_MM_MAP names another.
+    let mut maps = [0u8; MAPS_BUFFER];
+    let len = read_maps(&mut maps);
+    let (old_stack, _) = compat::span_of(&maps[..len], |name| name == b"[stack]", b"[stack]")
+        .ok_or(fail(Refusal::failure("no [stack] in /proc/self/maps")))?;
+
+    // Without PT_GNU_STACK the kernel adds READ_IMPLIES_EXEC before mapping anything: every
+    // readable mapping of the program, its interpreter and what it maps later is executable.
+    if ia32::read_implies_exec(image) {
+        sys::add_personality(sys::READ_IMPLIES_EXEC).map_err(failure)?;
+    }
+    let protected = reserve::Protected::new(top, request.stack_limit);
+    for range in plan.reserved.as_slice() {
+        reserve::reserve(range, &protected).map_err(|why| Error::Reservation { range: *range, why })?;
+    }
+    let mut owned = Owned::default();
+    let placement = in_compat_area(plan.placement, extent).map_err(failure)?;
+    let bias = load::map(resolved.file, image, extent, placement, &mut owned).map_err(|errno| match errno {
+        rustix::io::Errno::EXIST if options.base.is_some() => {
+            fail(Refusal::failure("--base: the program's address range is already in use"))
+        }
+        _ => fail(load::map_error(errno)),
+    })?;
+    let (base, entry) = match &inspected.interpreter {
+        Some(interp) => {
+            let interp_extent = Extent::of(&interp.image);
+            let interp_error = |errno| Error::Interpreter {
+                path: exe_path,
+                interpreter: interp.path,
+                refusal: load::map_error(errno),
+            };
+            let placement = in_compat_area(Placement::of_interpreter(interp.image.relocatable), &interp_extent)
+                .map_err(interp_error)?;
+            let interp_bias =
+                load::map(interp.file, &interp.image, &interp_extent, placement, &mut owned).map_err(interp_error)?;
+            (interp_bias, interp_bias.wrapping_add(interp.image.entry))
+        }
+        None => (0, bias.wrapping_add(image.entry)),
+    };
+    let vdso = sys::replace_vdso().map_err(failure)?;
+    let static_pie = image.relocatable && !has_interpreter;
+    let start_brk = compat::start_brk(bias + extent.end_bss, static_pie, plan.randomize, plan.random.brk);
+
+    // The stack image, built in a scratch mapping, then copied to a new [stack] below 4 GiB.
+    let stack = request.stack;
+    let prefix = Prefix::new(resolved.levels(), resolved.execfn(), request.argv0());
+    let aux = ProgramAux {
+        phdr: bias + extent.phdr,
+        phnum: image.phdrs.len() as u64,
+        base,
+        entry: bias.wrapping_add(image.entry),
+        secure: u64::from(credentials.secure),
+    };
+    let sealed = resolved.is_sealed();
+    let spec = StackImage {
+        top,
+        argv: prefix.as_slice().iter().copied().chain(request.rest().map(|arg| -> &[u8] { arg })),
+        envp: stack.env().filter(move |var| !(sealed && var.starts_with(KEY_FD_ASSIGNMENT))),
+        execfn: resolved.execfn(),
+        platform: Some(b"i686"),
+        random: plan.random.at_random,
+        gap: if plan.randomize { plan.random.gap % 8192 } else { 0 },
+        auxv: compat_auxv(stack.auxv(), aux, Some(vdso)),
+        word: WORD32,
+    };
+    let layout = spec.layout();
+    let size = layout.size(top);
+    let mut scratch = Mapping::new(size, MapFlags::POPULATE).map_err(failure)?;
+    spec.write(&layout, &mut scratch.bytes()[..size]);
+    let vma_len = top - page_start(layout.arg_start) + STACK_EXPAND;
+    sys::map_stack(top, vma_len, ia32::executable_stack(image), &scratch.bytes()[..size]).map_err(failure)?;
+
+    // comm, the mm fields and the 32-bit auxv as the saved one (what a compat exec leaves in
+    // saved_auxv: 4-byte keys and values), and exe.
+    let path = resolved.path;
+    let comm = match resolved.execfn().iter().rposition(|&b| b == b'/') {
+        Some(slash) => cstr(&path.to_bytes_with_nul()[slash + 1..]),
+        None => path,
+    };
+    let comm_refused = rustix::thread::set_name(comm).err();
+    let mut map = PrctlMmMap {
+        start_code: bias + extent.start_code,
+        end_code: bias + extent.end_code,
+        start_data: bias + extent.start_data,
+        end_data: bias + extent.end_data,
+        start_brk,
+        brk: start_brk,
+        start_stack: layout.sp,
+        arg_start: layout.arg_start,
+        arg_end: layout.arg_end,
+        env_start: layout.env_start,
+        env_end: layout.env_end,
+        auxv: layout.auxv as *mut u64,
+        auxv_size: layout.auxv_len as u32,
+        exe_fd: -1,
+    };
+    let exe = set_mm(&mut map, resolved.file.fd.as_fd());
+    let dropped = credentials::apply(credentials)
+        .map_err(|_| fail(Refusal::failure("cannot drop the capabilities of the preloader's file")))?;
+    if options.verbose {
+        // As for x86_64 (report::outcome's lines are what tests/mutants.rs reads).
+        let mut out = Printer::new(crate::sys::io::STDERR);
+        out.line().text("32-bit vDSO ").hex(vdso.base).text(", __kernel_vsyscall ").hex(vdso.entry);
+        out.end();
+        let mapped = load::Mapped { bias, base, entry, start_brk, vdso: None };
+        let built = Built { image: scratch.as_ptr() as u64, layout, size, exec_refused: false, keep: Keep::Nothing };
+        crate::report::outcome(&mut out, &mapped, &built, &MmOutcome { exe, dropped, comm_refused });
+        let not_honoured = credentials::not_honoured(resolved.file.fd.as_fd(), Ids::from_auxv(stack.auxv()));
+        crate::report::credentials(&mut out, exe_path, not_honoured, dropped);
+    }
+    Ok(Some(Entry { sp: layout.sp, entry, old_stack }))
+}
+
+/// Apply `map` with exe set to `exe`, as the stub does for x86_64, but with the preloader still
+/// mapped: on a refusal its own file mappings are replaced by anonymous copies (what EBUSY asks
+/// for; otherwise it keeps the preloader's file out of /proc/self/maps all the same), then
+/// PR_SET_MM_MAP is tried again, with exe for EBUSY, else without.
+fn set_mm(map: &mut PrctlMmMap, exe: BorrowedFd<'_>) -> ExeOutcome {
+    map.exe_fd = exe.as_raw_fd();
+    let first = match sys_proc::set_mm_map(map) {
+        Ok(()) => return ExeOutcome::Set,
+        Err(errno) => errno,
+    };
+    match replace_own_file_mappings() {
+        Ok(()) if first == Errno::BUSY => match sys_proc::set_mm_map(map) {
+            Ok(()) => ExeOutcome::SetAfterSteppingAside,
+            Err(errno) => without_exe(map, errno),
+        },
+        Ok(()) => without_exe(map, first),
+        Err(errno) => without_exe(map, errno),
+    }
+}
+
+fn without_exe(map: &mut PrctlMmMap, why: Errno) -> ExeOutcome {
+    map.exe_fd = -1;
+    match sys_proc::set_mm_map(map) {
+        Ok(()) => ExeOutcome::Unchanged(why),
+        Err(errno) => ExeOutcome::Failed(errno),
+    }
+}

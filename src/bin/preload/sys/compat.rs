@@ -1,0 +1,171 @@
+//! What only an i386 program needs from the kernel: a compat system call from 64-bit code (the
+//! kernel's choice of address in the compat mmap area), the 32-bit vDSO, and a stack that grows
+//! down below 4 GiB.
+
+use core::arch::asm;
+use core::ffi::c_void;
+
+use preload::plan::ia32::{is_vdso_mapping, span_of};
+use preload::plan::stack::Vdso32;
+use rustix::io::Errno;
+use rustix::mm::{MapFlags, ProtFlags};
+
+use super::mem;
+use super::proc::{MAPS_BUFFER, read_maps};
+
+/// Room the first 32-bit vDSO mapping is given, before its size is known.
+const VDSO_PROBE: u64 = 1 << 20;
+
+/// __NR_ia32_mmap2.
+const IA32_MMAP2: u32 = 192;
+/// __NR_arch_prctl.
+const ARCH_PRCTL: u64 = 158;
+/// __NR_personality.
+const PERSONALITY: u64 = 135;
+/// READ_IMPLIES_EXEC.
+pub const READ_IMPLIES_EXEC: u64 = 0x0040_0000;
+/// ARCH_MAP_VDSO_32.
+const ARCH_MAP_VDSO_32: u64 = 0x2002;
+
+/// Where a compat mmap of `len` bytes with no address goes: the top-down slot in the compat mmap
+/// area (`mm->mmap_compat_base`, below 4 GiB) that the kernel's IA32 exec would give the
+/// interpreter, a static-pie or the vDSO. Found by mapping `len` bytes of PROT_NONE there with
+/// `int 0x80` (which makes a compat system call from 64-bit code too) and unmapping them again.
+pub fn compat_slot(len: u64) -> Result<u64, Errno> {
+    let len = u32::try_from(len).map_err(|_| Errno::NOMEM)?;
+    let flags = MapFlags::PRIVATE.bits() | 0x20 /* MAP_ANONYMOUS */ | MapFlags::NORESERVE.bits();
+    let result: u32;
+    // SAFETY: mmap2(NULL, len, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE, -1, 0) makes
+    // a new mapping where nothing is mapped. rbx and rbp cannot be asm operands, so they are
+    // saved and set inside; int 0x80 returns in eax and clears r8-r11.
+    unsafe {
+        asm!(
+            "push rbx",
+            "push rbp",
+            "xor ebx, ebx",
+            "xor ebp, ebp",
+            "int 0x80",
+            "pop rbp",
+            "pop rbx",
+            inout("eax") IA32_MMAP2 => result,
+            in("ecx") len,
+            in("edx") 0u32,
+            in("esi") flags,
+            in("edi") u32::MAX,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+        )
+    };
+    if result > (-4096i32) as u32 {
+        return Err(Errno::from_raw_os_error(-(result as i32)));
+    }
+    let addr = u64::from(result);
+    // SAFETY: the mapping just made, which nothing refers to.
+    unsafe { rustix::mm::munmap(addr as *mut c_void, len as usize) }?;
+    Ok(addr)
+}
+
+/// `arch_prctl(ARCH_MAP_VDSO_32, hint)`: map the 32-bit vDSO (with its vvar pages below it) at
+/// `hint` if that is free; returns the size of the vDSO image. Fails while a vDSO is mapped.
+///
+/// # Safety
+/// Nothing of the preloader uses the vDSO (it calls the kernel directly), and whatever is
+/// mapped at the kernel's fallback address belongs to no one.
+pub unsafe fn map_vdso_32(hint: u64) -> Result<u64, Errno> {
+    let result: i64;
+    // SAFETY: the caller's contract; arch_prctl only adds the vDSO mappings.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") ARCH_PRCTL as i64 => result,
+            in("rdi") ARCH_MAP_VDSO_32,
+            in("rsi") hint,
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        )
+    };
+    match result {
+        -4095..=-1 => Err(Errno::from_raw_os_error(-result as i32)),
+        size => Ok(size as u64),
+    }
+}
+
+fn personality(persona: u64) -> i64 {
+    let result: i64;
+    // SAFETY: personality(2) changes only the execution domain flags of this process.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") PERSONALITY as i64 => result,
+            in("rdi") persona,
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        )
+    };
+    result
+}
+
+/// Add `flags` to the process's personality (as `elf_read_implies_exec` adds READ_IMPLIES_EXEC
+/// before anything of the program is mapped).
+pub fn add_personality(flags: u64) -> Result<(), Errno> {
+    let current = personality(0xffff_ffff);
+    match current {
+        -4095..=-1 => Err(Errno::from_raw_os_error(-current as i32)),
+        _ => match personality(current as u64 | flags) {
+            -4095..=-1 => Err(Errno::INVAL),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// The span of the vDSO's mappings ([vvar], [vvar_vclock], [vdso]) and where [vdso] starts.
+fn vdso_span() -> Option<(preload::plan::reserve::Range, u64)> {
+    let mut maps = [0u8; MAPS_BUFFER];
+    let len = read_maps(&mut maps);
+    span_of(&maps[..len], is_vdso_mapping, b"[vdso]")
+}
+
+/// Replace the 64-bit vDSO with the 32-bit one, at the slot a compat exec gives it: the top-down
+/// slot of the compat mmap area below the lowest mapping so far (below the interpreter, or at the
+/// top of the area for a static program). Its size is learnt from a first mapping in a larger
+/// slot, which is then unmapped. Returns its base and `__kernel_vsyscall` (its ELF entry).
+pub fn replace_vdso() -> Result<Vdso32, Errno> {
+    if let Some((span, _)) = vdso_span() {
+        // SAFETY: the preloader never calls into the vDSO (it makes every system call itself).
+        unsafe { mem::unmap(span.start, span.len()) }?;
+    }
+    let probe = compat_slot(VDSO_PROBE)?;
+    // SAFETY: no vDSO is mapped and nothing uses one; `probe` is free.
+    unsafe { map_vdso_32(probe) }?;
+    let (span, _) = vdso_span().ok_or(Errno::NOENT)?;
+    // SAFETY: the mappings just made, which nothing uses yet.
+    unsafe { mem::unmap(span.start, span.len()) }?;
+    let slot = compat_slot(span.len())?;
+    // SAFETY: as above; the slot was free a moment ago.
+    unsafe { map_vdso_32(slot) }?;
+    let (span, base) = vdso_span().ok_or(Errno::NOENT)?;
+    if span.start != slot {
+        return Err(Errno::NOMEM);
+    }
+    let mut header = [0u8; 28];
+    // SAFETY: the 32-bit vDSO begins with its ELF header, mapped readable.
+    unsafe { mem::read(base, &mut header) };
+    let entry = u32::from_le_bytes([header[24], header[25], header[26], header[27]]);
+    Ok(Vdso32 { base, entry: base + u64::from(entry) })
+}
+
+/// Map the `len` bytes below `top` as a stack that grows down (MAP_GROWSDOWN, as the kernel's
+/// [stack] VMA), read-write, plus exec for an executable stack; never over anything.
+/// Then copy `image` to its top.
+pub fn map_stack(top: u64, len: u64, exec: bool, image: &[u8]) -> Result<u64, Errno> {
+    if image.len() as u64 > len {
+        return Err(Errno::TOOBIG);
+    }
+    let prot = ProtFlags::READ | ProtFlags::WRITE | if exec { ProtFlags::EXEC } else { ProtFlags::empty() };
+    let flags = MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE | MapFlags::GROWSDOWN;
+    // SAFETY: a new mapping where nothing is mapped (FIXED_NOREPLACE).
+    let addr = unsafe { rustix::mm::mmap_anonymous((top - len) as *mut c_void, len as usize, prot, flags) }?;
+    let start = top - image.len() as u64;
+    // SAFETY: the top of the fresh mapping, which nothing else refers to.
+    unsafe { mem::bytes_mut(start, image.len() as u64) }.copy_from_slice(image);
+    Ok(addr as u64)
+}

@@ -1,0 +1,135 @@
+//! `--userns`: a caller without CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN) in its user namespace
+//! cannot set /proc/self/exe; in a new user namespace of its own it can. The decisions: whether
+//! one is wanted and needed, the one-line id maps that give the caller its own ids there, the
+//! capabilities the program keeps (what a plain exec by a non-root uid in that namespace gives:
+//! none), and the wording of a refusal.
+
+use crate::plan::credentials::Caps;
+use crate::report::msg::Msg;
+
+pub const CAP_SYS_ADMIN: u32 = 21;
+pub const CAP_CHECKPOINT_RESTORE: u32 = 40;
+
+/// The environment variable that asks for `--userns`: exactly `PRELOAD_USERNS=1`.
+pub const ENV_VAR: &[u8] = b"PRELOAD_USERNS";
+
+/// `--userns`, or `PRELOAD_USERNS=1`.
+pub fn wanted(option: bool, env: Option<&[u8]>) -> bool {
+    option || env == Some(b"1")
+}
+
+/// Whether a process with `permitted` capabilities can set exe without a namespace of its
+/// own (it raises its effective set from the permitted one if it must).
+pub fn can_set_exe(permitted: u64) -> bool {
+    permitted & (1 << CAP_SYS_ADMIN | 1 << CAP_CHECKPOINT_RESTORE) != 0
+}
+
+/// The line written to uid_map (or gid_map): `id` in the new namespace is `id` outside, and
+/// nothing else is mapped.
+pub fn id_map(id: u64) -> Msg<48> {
+    let mut line = Msg::new();
+    line.dec(id).text(" ").dec(id).text(" 1\n");
+    line
+}
+
+/// What the program keeps: exec by a uid that is not 0 in its namespace (the caller's own uid
+/// is mapped, and 0 is not, unless the caller is root of its namespace, which never needs one)
+/// gives empty permitted and effective sets (the ambient set is empty in a new namespace), and
+/// the new namespace starts with an empty inheritable set. The bounding set stays full, as
+/// after that exec.
+pub const PROGRAM_CAPS: Caps = Caps { effective: 0, permitted: 0, inheritable: 0 };
+
+/// The steps of entering a namespace, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Unshare,
+    UidMap,
+    Setgroups,
+    GidMap,
+}
+
+impl Step {
+    pub fn what(self) -> &'static str {
+        match self {
+            Self::Unshare => "cannot create a user namespace (unshare",
+            Self::UidMap => "cannot map the caller's uid in the new user namespace (/proc/self/uid_map",
+            Self::Setgroups => "cannot deny setgroups in the new user namespace (/proc/self/setgroups",
+            Self::GidMap => "cannot map the caller's gid in the new user namespace (/proc/self/gid_map",
+        }
+    }
+}
+
+const EPERM: i32 = 1;
+const EACCES: i32 = 13;
+const EINVAL: i32 = 22;
+const ENOSPC: i32 = 28;
+const EUSERS: i32 = 87;
+
+/// Why it failed, as far as the errno tells, after `Step::what`, the errno text and `)`.
+pub fn hint(step: Step, errno: i32) -> &'static str {
+    match (step, errno) {
+        (Step::Unshare, ENOSPC) => {
+            ": unprivileged user namespaces are disabled here (user.max_user_namespaces is 0) or their limit is reached"
+        }
+        (Step::Unshare, EPERM) => {
+            ": unprivileged user namespaces are disabled here (kernel.unprivileged_userns_clone=0, a seccomp filter, or a chroot)"
+        }
+        (Step::Unshare, EUSERS) => ": user namespaces nest 32 deep at most",
+        (Step::Unshare, EINVAL) => ": the process is multithreaded or shares its file system information",
+        (_, EPERM | EACCES) => {
+            ": capabilities in new user namespaces are denied here (AppArmor's \
+             kernel.apparmor_restrict_unprivileged_userns, or another LSM)"
+        }
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wanted_by_option_or_exactly_one_in_the_environment() {
+        assert!(wanted(true, None));
+        assert!(wanted(false, Some(b"1")));
+        assert!(wanted(true, Some(b"0")));
+        for value in [&b"0"[..], b"", b"yes", b"1 ", b"01"] {
+            assert!(!wanted(false, Some(value)), "{value:?}");
+        }
+        assert!(!wanted(false, None));
+    }
+
+    #[test]
+    fn either_capability_sets_exe() {
+        assert!(can_set_exe(1 << CAP_CHECKPOINT_RESTORE));
+        assert!(can_set_exe(1 << CAP_SYS_ADMIN | 1 << 13));
+        assert!(can_set_exe(!0 >> 23), "root's full set");
+        assert!(!can_set_exe(0));
+        assert!(!can_set_exe(1 << 13 | 1 << 12 | 1 << 39), "CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF");
+    }
+
+    #[test]
+    fn maps_one_id_to_itself() {
+        assert_eq!(id_map(1000).as_bytes(), b"1000 1000 1\n");
+        assert_eq!(id_map(0).as_bytes(), b"0 0 1\n");
+        assert_eq!(id_map(4294967294).as_bytes(), b"4294967294 4294967294 1\n");
+    }
+
+    #[test]
+    fn the_program_keeps_no_capability() {
+        assert_eq!(PROGRAM_CAPS, Caps::default());
+    }
+
+    #[test]
+    fn refusals_say_where_namespaces_are_disabled() {
+        assert!(hint(Step::Unshare, ENOSPC).contains("user.max_user_namespaces"));
+        assert!(hint(Step::Unshare, EPERM).contains("kernel.unprivileged_userns_clone=0"));
+        assert!(hint(Step::UidMap, EPERM).contains("AppArmor"));
+        assert!(hint(Step::GidMap, EACCES).contains("AppArmor"));
+        assert!(hint(Step::Unshare, EUSERS).contains("32"));
+        assert_eq!(hint(Step::Setgroups, 5), "");
+        for step in [Step::Unshare, Step::UidMap, Step::Setgroups, Step::GidMap] {
+            assert!(step.what().starts_with("cannot ") && step.what().ends_with(|c: char| c.is_alphanumeric()));
+        }
+    }
+}

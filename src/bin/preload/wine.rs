@@ -19,11 +19,11 @@ use crate::sys::mem::{self, Mapping};
 pub const SYMBOL: &[u8] = b"wine_main_preload_info";
 
 /// A mapped image, read through its own PT_LOADs so that no read can fault.
-struct Mapped<'a> {
-    image: &'a Image<'a>,
-    bias: u64,
+pub struct Mapped<'a> {
+    pub image: &'a Image<'a>,
+    pub bias: u64,
     /// File pages past the end of the file are mapped but fault (SIGBUS).
-    file_size: u64,
+    pub file_size: u64,
 }
 
 impl Memory for Mapped<'_> {

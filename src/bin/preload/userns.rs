@@ -1,0 +1,56 @@
+//! `--userns` (or `PRELOAD_USERNS=1`): a caller that cannot set /proc/self/exe gets a new user
+//! namespace of its own, in which it can, with only its own uid and gid mapped, to themselves.
+//! Entered after everything is opened and mapped, just before the mm fields are set, so that
+//! the namespace's capabilities (over the caller's own files) serve nothing else; the program
+//! then gets what a plain exec there gives a uid that is not root: no capabilities
+//! (`preload::plan::userns`).
+
+use preload::plan::credentials::{Ids, ProgramCredentials};
+use preload::plan::userns::{self, Step};
+use rustix::io::Errno;
+
+use crate::sys::proc;
+
+/// What `--userns` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not asked for.
+    NotWanted,
+    /// The caller can set exe where it is (root, or the capability).
+    NotNeeded,
+    /// In a new user namespace, with the caller's ids mapped to themselves.
+    Entered,
+}
+
+/// A step of entering the namespace failed.
+#[derive(Clone, Copy, Debug)]
+pub struct Failure {
+    pub step: Step,
+    pub errno: Errno,
+}
+
+/// Enter a new user namespace if `wanted` and needed.
+pub fn enter(wanted: bool, ids: Ids) -> Result<Outcome, Failure> {
+    if !wanted {
+        return Ok(Outcome::NotWanted);
+    }
+    let fail = |step| move |errno| Failure { step, errno };
+    let permitted = rustix::thread::capabilities(None).map_err(fail(Step::Unshare))?.permitted.bits();
+    if userns::can_set_exe(permitted) {
+        return Ok(Outcome::NotNeeded);
+    }
+    proc::unshare_user_namespace().map_err(fail(Step::Unshare))?;
+    proc::write_proc_file(c"/proc/self/uid_map", userns::id_map(ids.euid).as_bytes()).map_err(fail(Step::UidMap))?;
+    proc::write_proc_file(c"/proc/self/setgroups", b"deny").map_err(fail(Step::Setgroups))?;
+    proc::write_proc_file(c"/proc/self/gid_map", userns::id_map(ids.egid).as_bytes()).map_err(fail(Step::GidMap))?;
+    Ok(Outcome::Entered)
+}
+
+/// The program's credentials once the namespace is entered: no capabilities, installed after
+/// PR_SET_MM_MAP (which needs them) as the preloader's file's are.
+pub fn program_credentials(outcome: Outcome, planned: ProgramCredentials) -> ProgramCredentials {
+    match outcome {
+        Outcome::Entered => ProgramCredentials { caps: Some(userns::PROGRAM_CAPS), ..planned },
+        _ => planned,
+    }
+}

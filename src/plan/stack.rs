@@ -344,10 +344,7 @@ mod tests {
                 AT_PLATFORM
             ]
         );
-        assert_eq!(
-            auxv[2..6],
-            [(AT_PHDR, 0x5555_0040), (AT_PHENT, 56), (AT_PHNUM, 13), (AT_BASE, 0x7f77_0000)]
-        );
+        assert_eq!(auxv[2..6], [(AT_PHDR, 0x5555_0040), (AT_PHENT, 56), (AT_PHNUM, 13), (AT_BASE, 0x7f77_0000)]);
         assert_eq!(auxv[7], (AT_ENTRY, 0x5555_1040));
         assert_eq!(auxv[6], (AT_FLAGS, 0), "binfmt_misc's flag P is the preloader's, not the program's");
         assert_eq!(auxv[8], (AT_SECURE, 0), "the program's AT_SECURE, not the preloader's");

@@ -69,7 +69,8 @@ unsafe extern "C" fn preload_main(sp: *const u64) -> ! {
             0
         }
         Ok(Command::Run { mut options, program }) => {
-            options.userns = preload::plan::userns::wanted(options.userns, stack.getenv(preload::plan::userns::ENV_VAR));
+            options.userns =
+                preload::plan::userns::wanted(options.userns, stack.getenv(preload::plan::userns::ENV_VAR));
             let first_arg = binfmt.map_or(program + 1, |start| start.first_arg);
             run(&stack, &options, program, first_arg)
         }
@@ -197,8 +198,8 @@ fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opene
 
     let mapped = load::map_all(request, &resolved, &inspected, &mut plan, verbose)?;
     let stack = stack::build(request, &resolved, &inspected, &plan, &mapped, credentials.secure)?;
-    let userns = userns::enter(options.userns, ids)
-        .map_err(|failure| Error::Userns { path: resolved.exe_path, failure })?;
+    let userns =
+        userns::enter(options.userns, ids).map_err(|failure| Error::Userns { path: resolved.exe_path, failure })?;
     let credentials = userns::program_credentials(userns, credentials);
     let set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials)?;
     if options.verbose {

@@ -19,8 +19,8 @@ use crate::mm::{ExeOutcome, MmOutcome};
 use crate::plan::Plan;
 use crate::reserve::ReserveError;
 use crate::stack::Built;
-use crate::userns::{self, Outcome};
 use crate::sys::io::{STDERR, print};
+use crate::userns::{self, Outcome};
 
 /// One line at a time, each starting `preload: `.
 pub struct Printer {

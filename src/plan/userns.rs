@@ -32,12 +32,18 @@ pub fn id_map(id: u64) -> Msg<48> {
     line
 }
 
-/// What the program keeps: exec by a uid that is not 0 in its namespace (the caller's own uid
-/// is mapped, and 0 is not, unless the caller is root of its namespace, which never needs one)
-/// gives empty permitted and effective sets (the ambient set is empty in a new namespace), and
-/// the new namespace starts with an empty inheritable set. The bounding set stays full, as
-/// after that exec.
+/// What the program keeps: exec by a uid that is not 0 in its namespace gives empty permitted
+/// and effective sets (the ambient set is empty in a new namespace), and the new namespace
+/// starts with an empty inheritable set. The bounding set stays full, as after that exec.
 pub const PROGRAM_CAPS: Caps = Caps { effective: 0, permitted: 0, inheritable: 0 };
+
+/// The capabilities to install for the program in the new namespace: [`PROGRAM_CAPS`], unless
+/// the caller's uid is 0 (a root that has dropped its capabilities: uid 0 is then mapped, and
+/// exec by root there gives the full bounding set, which it already holds; SECURE_NOROOT
+/// makes root an ordinary uid).
+pub fn program_caps(euid: u64, no_root: bool) -> Option<Caps> {
+    (euid != 0 || no_root).then_some(PROGRAM_CAPS)
+}
 
 /// The steps of entering a namespace, for messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +82,11 @@ pub fn hint(step: Step, errno: i32) -> &'static str {
         }
         (Step::Unshare, EUSERS) => ": user namespaces nest 32 deep at most",
         (Step::Unshare, EINVAL) => ": the process is multithreaded or shares its file system information",
+        (Step::UidMap, EPERM) => {
+            ": capabilities in new user namespaces are denied here (AppArmor's \
+             kernel.apparmor_restrict_unprivileged_userns, or another LSM), or uid 0 was to be mapped \
+             without CAP_SETFCAP"
+        }
         (_, EPERM | EACCES) => {
             ": capabilities in new user namespaces are denied here (AppArmor's \
              kernel.apparmor_restrict_unprivileged_userns, or another LSM)"
@@ -116,15 +127,18 @@ mod tests {
     }
 
     #[test]
-    fn the_program_keeps_no_capability() {
+    fn the_program_keeps_no_capability_unless_root() {
         assert_eq!(PROGRAM_CAPS, Caps::default());
+        assert_eq!(program_caps(1000, false), Some(PROGRAM_CAPS));
+        assert_eq!(program_caps(0, true), Some(PROGRAM_CAPS), "SECURE_NOROOT");
+        assert_eq!(program_caps(0, false), None, "root's exec there gives every capability");
     }
 
     #[test]
     fn refusals_say_where_namespaces_are_disabled() {
         assert!(hint(Step::Unshare, ENOSPC).contains("user.max_user_namespaces"));
         assert!(hint(Step::Unshare, EPERM).contains("kernel.unprivileged_userns_clone=0"));
-        assert!(hint(Step::UidMap, EPERM).contains("AppArmor"));
+        assert!(hint(Step::UidMap, EPERM).contains("AppArmor") && hint(Step::UidMap, EPERM).contains("CAP_SETFCAP"));
         assert!(hint(Step::GidMap, EACCES).contains("AppArmor"));
         assert!(hint(Step::Unshare, EUSERS).contains("32"));
         assert_eq!(hint(Step::Setgroups, 5), "");

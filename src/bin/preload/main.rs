@@ -200,7 +200,7 @@ fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opene
     let stack = stack::build(request, &resolved, &inspected, &plan, &mapped, credentials.secure)?;
     let userns =
         userns::enter(options.userns, ids).map_err(|failure| Error::Userns { path: resolved.exe_path, failure })?;
-    let credentials = userns::program_credentials(userns, credentials);
+    let credentials = userns::program_credentials(userns, ids, credentials);
     let set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials)?;
     if options.verbose {
         let mut out = Printer::new(STDERR);

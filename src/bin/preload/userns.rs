@@ -8,6 +8,7 @@
 use preload::plan::credentials::{Ids, ProgramCredentials};
 use preload::plan::userns::{self, Step};
 use rustix::io::Errno;
+use rustix::thread::CapabilitiesSecureBits;
 
 use crate::sys::proc;
 
@@ -46,11 +47,14 @@ pub fn enter(wanted: bool, ids: Ids) -> Result<Outcome, Failure> {
     Ok(Outcome::Entered)
 }
 
-/// The program's credentials once the namespace is entered: no capabilities, installed after
-/// PR_SET_MM_MAP (which needs them) as the preloader's file's are.
-pub fn program_credentials(outcome: Outcome, planned: ProgramCredentials) -> ProgramCredentials {
-    match outcome {
-        Outcome::Entered => ProgramCredentials { caps: Some(userns::PROGRAM_CAPS), ..planned },
-        _ => planned,
+/// The program's credentials once the namespace is entered: those a plain exec there would give
+/// (none, for a uid that is not 0), installed after PR_SET_MM_MAP (which needs them) as the
+/// preloader's file's are.
+pub fn program_credentials(outcome: Outcome, ids: Ids, planned: ProgramCredentials) -> ProgramCredentials {
+    if outcome != Outcome::Entered {
+        return planned;
     }
+    let no_root =
+        rustix::thread::capabilities_secure_bits().is_ok_and(|bits| bits.contains(CapabilitiesSecureBits::NO_ROOT));
+    ProgramCredentials { caps: userns::program_caps(ids.euid, no_root), ..planned }
 }

@@ -206,10 +206,10 @@ fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opene
         let mut out = Printer::new(STDERR);
         report::outcome(&mut out, &mapped, &stack, &set);
         report::userns(&mut out, userns, ids);
-        if !matches!(set.exe, mm::ExeOutcome::Set | mm::ExeOutcome::SetAfterUnmapping) {
-            if let Some(run_path) = origin::run_path(&inspected.image, mapped.bias, resolved.file.size) {
-                report::origin(&mut out, resolved.exe_path, run_path);
-            }
+        let exe_set = matches!(set.exe, mm::ExeOutcome::Set | mm::ExeOutcome::SetAfterUnmapping);
+        if let Some(run_path) = origin::run_path(&inspected.image, mapped.bias, resolved.file.size).filter(|_| !exe_set)
+        {
+            report::origin(&mut out, resolved.exe_path, run_path);
         }
         let not_honoured = credentials::not_honoured(resolved.file.fd.as_fd(), ids);
         let file_caps_dropped = set.dropped && userns != userns::Outcome::Entered;

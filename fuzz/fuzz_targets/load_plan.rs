@@ -1,5 +1,6 @@
 //! The load plan over validated images and arbitrary placement inputs: `plan::Extent`,
-//! `plan::Segment`, `pie_bias` and `start_brk`, as `load::map` and `main.rs` use them.
+//! `plan::Segment`, `Placement::of_program`, `pie_bias`, `start_brk` and `page_flags`, as the
+//! shell's `load.rs`, `plan.rs` and `wine.rs` use them.
 //!
 //! Checks what the mapping code relies on: every segment's pages are page-aligned, cover its
 //! memory, stay inside TASK_SIZE and (position-independent images) inside the span the first
@@ -7,17 +8,19 @@
 //! their own as the kernel does); file pages map whole pages at the segment's offset (past the
 //! end of the file too, as the kernel maps them); zeroing touches only the segment's own
 //! writable last file page, which the file holds; the mm fields are ordered as PR_SET_MM_MAP
-//! demands; the PIE bias honours the largest p_align; the heap starts above the program. A
-//! program with an interpreter may have no PT_LOAD at all.
+//! demands; the placement is the kernel's choice for the image's type; the PIE bias honours the
+//! largest p_align; the heap starts above the program; a page's flags are those of the last
+//! PT_LOAD that maps it (an independent model). A program with an interpreter may have no
+//! PT_LOAD at all.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use goblin::elf::header::{ET_DYN, ET_EXEC};
 use goblin::elf64::header::Header;
-use goblin::elf64::program_header::{PF_W, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_PHDR, ProgramHeader};
+use goblin::elf64::program_header::{PF_R, PF_W, PF_X, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_PHDR, ProgramHeader};
 use libfuzzer_sys::fuzz_target;
 use preload::elf::{self, Image, TASK_SIZE};
-use preload::plan::load::{self, BRK_RND_RANGE, ELF_ET_DYN_BASE, Extent, Segment};
+use preload::plan::load::{self, BRK_RND_RANGE, ELF_ET_DYN_BASE, Extent, Placement, Segment};
 use preload::{PAGE_SIZE, page_align, page_offset, page_start};
 
 #[derive(Arbitrary, Debug)]
@@ -103,6 +106,7 @@ fuzz_target!(|input: Input| {
         check_segment(ph, &Segment::of(ph), &extent, image.relocatable, file_size);
     }
     check_placement(&image, &extent, &input);
+    check_page_flags(&image, file_size);
 });
 
 fn span_end(extent: &Extent) -> u64 {
@@ -190,12 +194,29 @@ fn check_segment(ph: &ProgramHeader, seg: &Segment, extent: &Extent, relocatable
 
 fn check_placement(image: &Image, extent: &Extent, input: &Input) {
     let static_pie = image.relocatable && !input.has_interp;
+    let rnd = if input.randomize { load::mmap_rnd(input.random_mmap) } else { 0 };
+    assert!(rnd < (1 << 40) && rnd % PAGE_SIZE == 0);
+    let base = input.base_page.map(|page| page.wrapping_mul(PAGE_SIZE));
+    match Placement::of_program(image.relocatable, input.has_interp, base, extent, rnd) {
+        Err(_) => assert!(!image.relocatable && base.is_some(), "refused a placement the kernel makes"),
+        Ok(Placement::Fixed) => assert!(!image.relocatable && base.is_none()),
+        Ok(Placement::Bias(bias)) => {
+            assert!(image.relocatable && (base.is_some() || input.has_interp));
+            let expected = match base {
+                Some(base) => base.wrapping_sub(extent.first_start),
+                None => load::pie_bias(extent, rnd),
+            };
+            assert_eq!(bias, expected);
+        }
+        Ok(Placement::Anywhere { align }) => {
+            assert!(static_pie && base.is_none());
+            assert_eq!(align, extent.align);
+        }
+    }
     let bias = match (image.relocatable, input.base_page) {
         (false, _) => 0,
         (true, Some(page)) => page.wrapping_mul(PAGE_SIZE).wrapping_sub(extent.first_start),
         (true, None) if input.has_interp => {
-            let rnd = if input.randomize { load::mmap_rnd(input.random_mmap) } else { 0 };
-            assert!(rnd < (1 << 40) && rnd % PAGE_SIZE == 0);
             let bias = load::pie_bias(extent, rnd);
             let first = bias.wrapping_add(extent.first_start);
             assert_eq!(first % extent.align, 0, "first page {first:#x} not aligned to {:#x}", extent.align);
@@ -219,5 +240,26 @@ fn check_placement(image: &Image, extent: &Extent, input: &Input) {
         if input.randomize {
             assert!(brk > end, "no guard page between the program and the randomised heap");
         }
+    }
+}
+
+/// `page_flags` against a model that maps the PT_LOADs in order, each over the ones before.
+fn check_page_flags(image: &Image, file_size: u64) {
+    let pages = image.loads().flat_map(|ph| {
+        let seg = Segment::of(ph);
+        [seg.start, seg.start.wrapping_add(PAGE_SIZE), page_start(ph.p_vaddr.wrapping_add(ph.p_memsz))]
+    });
+    for page in pages.take(64) {
+        let mut model = None;
+        for ph in image.loads() {
+            let seg = Segment::of(ph);
+            if seg.start <= page && page - seg.start < seg.file_len {
+                let past_eof = seg.offset.saturating_add(page - seg.start) >= file_size;
+                model = Some(if past_eof { 0 } else { ph.p_flags });
+            } else if seg.anon.is_some_and(|(start, end)| start <= page && page < end) {
+                model = Some(PF_R | PF_W | (ph.p_flags & PF_X));
+            }
+        }
+        assert_eq!(load::page_flags(image, page, file_size), model, "page {page:#x}");
     }
 }

@@ -87,9 +87,13 @@ pub fn hint(step: Step, errno: i32) -> &'static str {
              kernel.apparmor_restrict_unprivileged_userns, or another LSM), or uid 0 was to be mapped \
              without CAP_SETFCAP"
         }
-        (_, EPERM | EACCES) => {
+        (_, EPERM) => {
             ": capabilities in new user namespaces are denied here (AppArmor's \
              kernel.apparmor_restrict_unprivileged_userns, or another LSM)"
+        }
+        (_, EACCES) => {
+            ": the process is not dumpable (its executable cannot be read, as binfmt_misc's flag O allows), \
+             so its /proc files belong to root"
         }
         _ => "",
     }
@@ -139,7 +143,8 @@ mod tests {
         assert!(hint(Step::Unshare, ENOSPC).contains("user.max_user_namespaces"));
         assert!(hint(Step::Unshare, EPERM).contains("kernel.unprivileged_userns_clone=0"));
         assert!(hint(Step::UidMap, EPERM).contains("AppArmor") && hint(Step::UidMap, EPERM).contains("CAP_SETFCAP"));
-        assert!(hint(Step::GidMap, EACCES).contains("AppArmor"));
+        assert!(hint(Step::GidMap, EPERM).contains("AppArmor"));
+        assert!(hint(Step::UidMap, EACCES).contains("not dumpable"));
         assert!(hint(Step::Unshare, EUSERS).contains("32"));
         assert_eq!(hint(Step::Setgroups, 5), "");
         for step in [Step::Unshare, Step::UidMap, Step::Setgroups, Step::GidMap] {

@@ -33,6 +33,7 @@ use preload::exec::search::PATH_MAX;
 use preload::plan::credentials::Ids;
 use preload::plan::stack::AT_SECURE;
 use preload::report::msg::Msg;
+use preload::report::refusal::Refusal;
 use rustix::fd::AsFd;
 use rustix::process::Resource;
 
@@ -200,8 +201,13 @@ fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opene
     let stack = stack::build(request, &resolved, &inspected, &plan, &mapped, credentials.secure)?;
     let userns =
         userns::enter(options.userns, ids).map_err(|failure| Error::Userns { path: resolved.exe_path, failure })?;
-    let credentials = userns::program_credentials(userns, ids, credentials);
     let set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials)?;
+    userns::leave_capabilities(userns, ids).map_err(|_| {
+        Error::at(
+            resolved.exe_path,
+            Refusal::failure("--userns: cannot drop the capabilities of the new user namespace"),
+        )
+    })?;
     if options.verbose {
         let mut out = Printer::new(STDERR);
         report::outcome(&mut out, &mapped, &stack, &set);
@@ -212,8 +218,7 @@ fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opene
             report::origin(&mut out, resolved.exe_path, run_path);
         }
         let not_honoured = credentials::not_honoured(resolved.file.fd.as_fd(), ids);
-        let file_caps_dropped = set.dropped && userns != userns::Outcome::Entered;
-        report::credentials(&mut out, resolved.exe_path, not_honoured, file_caps_dropped);
+        report::credentials(&mut out, resolved.exe_path, not_honoured, set.dropped);
     }
     Ok(Some(Jump { entry: mapped.entry, stack }))
 }

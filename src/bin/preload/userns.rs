@@ -5,10 +5,10 @@
 //! then gets what a plain exec there gives a uid that is not root: no capabilities
 //! (`preload::plan::userns`).
 
-use preload::plan::credentials::{Ids, ProgramCredentials};
+use preload::plan::credentials::Ids;
 use preload::plan::userns::{self, Step};
 use rustix::io::Errno;
-use rustix::thread::CapabilitiesSecureBits;
+use rustix::thread::{CapabilitiesSecureBits, CapabilitySet, CapabilitySets};
 
 use crate::sys::proc;
 
@@ -47,14 +47,22 @@ pub fn enter(wanted: bool, ids: Ids) -> Result<Outcome, Failure> {
     Ok(Outcome::Entered)
 }
 
-/// The program's credentials once the namespace is entered: those a plain exec there would give
-/// (none, for a uid that is not 0), installed after PR_SET_MM_MAP (which needs them) as the
-/// preloader's file's are.
-pub fn program_credentials(outcome: Outcome, ids: Ids, planned: ProgramCredentials) -> ProgramCredentials {
+/// Once exe is set: the capabilities a plain exec in the namespace would give the program
+/// (none, for a uid that is not 0). Only the capability sets change: dumpability stays what the
+/// preloader's exec made it (not dumpable after an unreadable executable, as binfmt_misc's `O`
+/// can start it), as a plain exec of the program would make it.
+pub fn leave_capabilities(outcome: Outcome, ids: Ids) -> Result<(), Errno> {
     if outcome != Outcome::Entered {
-        return planned;
+        return Ok(());
     }
-    let no_root =
-        rustix::thread::capabilities_secure_bits().is_ok_and(|bits| bits.contains(CapabilitiesSecureBits::NO_ROOT));
-    ProgramCredentials { caps: userns::program_caps(ids.euid, no_root), ..planned }
+    let no_root = rustix::thread::capabilities_secure_bits()?.contains(CapabilitiesSecureBits::NO_ROOT);
+    let Some(caps) = userns::program_caps(ids.euid, no_root) else {
+        return Ok(());
+    };
+    let sets = CapabilitySets {
+        effective: CapabilitySet::from_bits_retain(caps.effective),
+        permitted: CapabilitySet::from_bits_retain(caps.permitted),
+        inheritable: CapabilitySet::from_bits_retain(caps.inheritable),
+    };
+    rustix::thread::set_capabilities(None, sets)
 }

@@ -92,8 +92,7 @@ pub fn hint(step: Step, errno: i32) -> &'static str {
              kernel.apparmor_restrict_unprivileged_userns, or another LSM)"
         }
         (_, EACCES) => {
-            ": the process is not dumpable (its executable cannot be read, as binfmt_misc's flag O allows), \
-             so its /proc files belong to root"
+            ": the process's /proc files are not the caller's (it is not dumpable)"
         }
         _ => "",
     }

@@ -24,6 +24,10 @@ pub struct Options<'a> {
     pub userns: bool,
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the no_std preloader has no allocator to box into; the one Command lives on its stack"
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command<'a> {
     /// Run the program found at `args[program]` (an index into the preloader's argv), with

@@ -36,8 +36,8 @@ pub const KEY_SIZE: usize = 32;
 /// The largest program a container may declare (64 GiB): checked before anything is allocated.
 pub const MAX_PROGRAM_SIZE: u64 = 1 << 36;
 
-/// Why a container is refused before or during authentication (the wording for every
-/// way a container can fail to prove itself authentic).
+/// Why a container is refused before or during authentication (one wording for every way a
+/// container can fail to prove itself authentic).
 pub const AUTHENTICATION_FAILED: &str = "authentication failed";
 pub const TRUNCATED: &str = "authentication failed: container truncated";
 pub const TRAILING: &str = "authentication failed: bytes after the container's tag";

@@ -172,7 +172,7 @@ pub fn page_flags(image: &Image, page: u64, file_size: u64) -> Option<u32> {
         let in_file = seg.start <= page && page - seg.start < seg.file_len;
         let in_bss = seg.anon.is_some_and(|(start, end)| start <= page && page < end);
         let past_eof = in_file && seg.offset.saturating_add(page - seg.start) >= file_size;
-        (in_file || in_bss).then(|| match (in_file, past_eof) {
+        (in_file || in_bss).then_some(match (in_file, past_eof) {
             (true, false) => ph.p_flags,
             (true, true) => 0,
             (false, _) => PF_R | PF_W | (ph.p_flags & PF_X),

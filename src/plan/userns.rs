@@ -91,9 +91,7 @@ pub fn hint(step: Step, errno: i32) -> &'static str {
             ": capabilities in new user namespaces are denied here (AppArmor's \
              kernel.apparmor_restrict_unprivileged_userns, or another LSM)"
         }
-        (_, EACCES) => {
-            ": the process's /proc files are not the caller's (it is not dumpable)"
-        }
+        (_, EACCES) => ": the process's /proc files are not the caller's (it is not dumpable)",
         _ => "",
     }
 }

@@ -1,8 +1,8 @@
 //! `--userns` (and `PRELOAD_USERNS=1`): a caller without the capability to set /proc/self/exe
 //! gets it in a new user namespace of its own, with only its uid and gid mapped, to themselves.
 //!
-//! Programs that need exe (java through its `$ORIGIN` run path, a busybox pipeline, a program
-//! that re-executes itself through /proc/self/exe, node) must give the direct run's output with
+//! Programs that need exe (java through its `$ORIGIN` run path, a busybox pipeline, C and Rust
+//! programs that re-execute themselves through /proc/self/exe, node) must give the direct run's output with
 //! `--userns` and something else without it. What changes for the program is checked one by
 //! one against util-linux's `unshare --user --map-user=U --map-group=G`, the same namespace made
 //! by a plain exec: ids of other users and groups are the overflow ids, set-ID programs it
@@ -112,6 +112,34 @@ fn node_reexecuting_itself_through_exec_path() {
         "process.stdout.write(require('child_process').execFileSync(process.execPath, ['-e', 'console.log(6*7)']))";
     let both = needs_exe(as_user(plain(&node).args(["-e", script]), NOBODY, &[]), 0);
     assert_eq!(stdout(&both.direct), "42\n", "scenario check");
+}
+
+/// A Rust program that re-executes itself through `std::env::current_exe` (a readlink of
+/// /proc/self/exe), compiled with the rustc next to the cargo that builds the tests.
+#[test]
+fn rust_program_reexecuting_itself_through_current_exe() {
+    let scratch = Scratch::new("userns-rust");
+    let source = scratch.write(
+        "reexec.rs",
+        r#"fn main() {
+    let exe = std::env::current_exe().expect("current_exe");
+    if std::env::args().nth(1).as_deref() == Some("child") {
+        println!("child: {}", exe.display());
+        std::process::exit(3);
+    }
+    let status = std::process::Command::new(&exe).arg("child").status().expect("spawn");
+    println!("parent: the child ended with {:?}", status.code());
+}
+"#,
+        0o644,
+    );
+    let rustc = Path::new(env!("CARGO")).with_file_name("rustc");
+    let program = scratch.path().join("reexec");
+    let built = common::output(Command::new(&rustc).arg("-O").arg("-o").arg(&program).arg(&source));
+    assert!(built.status.success(), "{} failed: {}", rustc.display(), stderr(&built));
+    let both = needs_exe(as_user(plain(&program), NOBODY, &[]), 0);
+    let expected = format!("child: {}\nparent: the child ended with Some(3)\n", program.display());
+    assert_eq!(stdout(&both.direct), expected, "scenario check");
 }
 
 /// `sh -c SCRIPT` as [`USER`] (with supplementary group 100): directly, through

@@ -299,6 +299,44 @@ fn refused_where_user_namespaces_are_disabled() {
     assert_eq!(stdout(&output), expected, "stderr: {}", stderr(&output));
 }
 
+/// A system call refused with EPERM (tests/c/deny.c, a seccomp filter) stands in for a kernel
+/// that refuses unprivileged user namespaces (Debian's kernel.unprivileged_userns_clone=0 makes
+/// unshare fail with EPERM) and for an LSM that denies capabilities in them (AppArmor's
+/// restriction: setting exe there fails with EPERM): both refuse `--userns` with 125.
+#[test]
+fn refused_where_unshare_or_exe_is_denied() {
+    let deny = build_c("deny", Variant::Pie);
+    let echo = common::require_tool("echo");
+    let run = |syscall: &str, arg0: &str, userns: bool| {
+        let inv = as_user(plain(&deny).args([syscall, arg0]).arg(common::preload()), NOBODY, &[]);
+        let inv = if userns { inv.arg("--userns") } else { inv };
+        inv.arg(&echo).arg("ran").run_direct()
+    };
+    let cases = [
+        (
+            "272",
+            "any",
+            "cannot create a user namespace (unshare: Operation not permitted): unprivileged user \
+                        namespaces are disabled here (kernel.unprivileged_userns_clone=0, a seccomp filter, or a chroot)",
+        ),
+        (
+            "157",
+            "35",
+            "cannot set /proc/self/exe in the new user namespace (PR_SET_MM_MAP: Operation not permitted): \
+                       capabilities in new user namespaces are denied here (AppArmor's \
+                       kernel.apparmor_restrict_unprivileged_userns, or another LSM)",
+        ),
+    ];
+    for (syscall, arg0, reason) in cases {
+        let output = run(syscall, arg0, true);
+        assert_eq!(output.status.code(), Some(125), "system call {syscall} denied: {}", stderr(&output));
+        assert!(output.stdout.is_empty(), "nothing runs: {}", stdout(&output));
+        assert_eq!(stderr(&output), format!("preload: {}: --userns: {reason}\n", echo.display()));
+        let without = run(syscall, arg0, false);
+        assert_eq!((without.status.code(), stdout(&without)), (Some(0), "ran\n".to_string()), "without --userns");
+    }
+}
+
 /// The namespace counts: the program can create one namespace fewer than a direct run. In a
 /// namespace A of the test's own with user.max_user_namespaces 2, a namespace B (util-linux's
 /// `unshare --map-user`) holds the caller, uid [`USER`] without capabilities; B counts 1 in A,

@@ -18,6 +18,13 @@ pub fn wanted(option: bool, env: Option<&[u8]>) -> bool {
     option || env == Some(b"1")
 }
 
+/// Whether `--userns` failed although the namespace was entered: setting exe there was refused
+/// for want of the capability (EPERM: an LSM denies capabilities in new namespaces). Other
+/// errors (a non-executable memfd, say) would refuse exe with or without a namespace.
+pub fn exe_refused_in_namespace(errno: Option<i32>) -> bool {
+    errno == Some(EPERM)
+}
+
 /// Whether a process with `permitted` capabilities can set exe without a namespace of its
 /// own (it raises its effective set from the permitted one if it must).
 pub fn can_set_exe(permitted: u64) -> bool {
@@ -52,6 +59,8 @@ pub enum Step {
     UidMap,
     Setgroups,
     GidMap,
+    /// Setting /proc/self/exe in the namespace, refused for want of the capability.
+    Exe,
 }
 
 impl Step {
@@ -61,6 +70,7 @@ impl Step {
             Self::UidMap => "cannot map the caller's uid in the new user namespace (/proc/self/uid_map",
             Self::Setgroups => "cannot deny setgroups in the new user namespace (/proc/self/setgroups",
             Self::GidMap => "cannot map the caller's gid in the new user namespace (/proc/self/gid_map",
+            Self::Exe => "cannot set /proc/self/exe in the new user namespace (PR_SET_MM_MAP",
         }
     }
 }
@@ -121,6 +131,13 @@ mod tests {
     }
 
     #[test]
+    fn only_a_capability_refusal_of_exe_fails_the_namespace() {
+        assert!(exe_refused_in_namespace(Some(EPERM)));
+        assert!(!exe_refused_in_namespace(Some(EACCES)), "a non-executable file or memfd");
+        assert!(!exe_refused_in_namespace(None), "exe set");
+    }
+
+    #[test]
     fn maps_one_id_to_itself() {
         assert_eq!(id_map(1000).as_bytes(), b"1000 1000 1\n");
         assert_eq!(id_map(0).as_bytes(), b"0 0 1\n");
@@ -144,7 +161,8 @@ mod tests {
         assert!(hint(Step::UidMap, EACCES).contains("not dumpable"));
         assert!(hint(Step::Unshare, EUSERS).contains("32"));
         assert_eq!(hint(Step::Setgroups, 5), "");
-        for step in [Step::Unshare, Step::UidMap, Step::Setgroups, Step::GidMap] {
+        assert!(hint(Step::Exe, EPERM).contains("AppArmor"));
+        for step in [Step::Unshare, Step::UidMap, Step::Setgroups, Step::GidMap, Step::Exe] {
             assert!(step.what().starts_with("cannot ") && step.what().ends_with(|c: char| c.is_alphanumeric()));
         }
     }

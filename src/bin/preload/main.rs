@@ -202,6 +202,7 @@ fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opene
     let userns =
         userns::enter(options.userns, ids).map_err(|failure| Error::Userns { path: resolved.exe_path, failure })?;
     let set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials)?;
+    userns::check_exe(userns, &set.exe).map_err(|failure| Error::Userns { path: resolved.exe_path, failure })?;
     userns::leave_capabilities(userns, ids).map_err(|_| {
         Error::at(
             resolved.exe_path,

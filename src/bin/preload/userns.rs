@@ -10,6 +10,7 @@ use preload::plan::userns::{self, Step};
 use rustix::io::Errno;
 use rustix::thread::{CapabilitiesSecureBits, CapabilitySet, CapabilitySets};
 
+use crate::mm::ExeOutcome;
 use crate::sys::proc;
 
 /// What `--userns` did.
@@ -45,6 +46,21 @@ pub fn enter(wanted: bool, ids: Ids) -> Result<Outcome, Failure> {
     proc::write_proc_file(c"/proc/self/setgroups", b"deny").map_err(fail(Step::Setgroups))?;
     proc::write_proc_file(c"/proc/self/gid_map", userns::id_map(ids.egid).as_bytes()).map_err(fail(Step::GidMap))?;
     Ok(Outcome::Entered)
+}
+
+/// In the namespace, exe must have been set: a refusal for want of the capability (an LSM
+/// denying capabilities in new user namespaces) fails `--userns` as the other steps do.
+pub fn check_exe(outcome: Outcome, exe: &ExeOutcome) -> Result<(), Failure> {
+    let errno = match exe {
+        ExeOutcome::Unchanged(errno) | ExeOutcome::Failed(errno) => Some(*errno),
+        ExeOutcome::Set | ExeOutcome::SetAfterUnmapping => None,
+    };
+    match errno {
+        Some(errno) if outcome == Outcome::Entered && userns::exe_refused_in_namespace(Some(errno.raw_os_error())) => {
+            Err(Failure { step: Step::Exe, errno })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Once exe is set: the capabilities a plain exec in the namespace would give the program

@@ -11,7 +11,7 @@ use rustix::io::Errno;
 use rustix::thread::{CapabilitiesSecureBits, CapabilitySet, CapabilitySets};
 
 use crate::mm::ExeOutcome;
-use crate::sys::proc;
+use crate::sys::ns;
 
 /// What `--userns` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,10 +41,10 @@ pub fn enter(wanted: bool, ids: Ids) -> Result<Outcome, Failure> {
     if userns::can_set_exe(permitted) {
         return Ok(Outcome::NotNeeded);
     }
-    proc::unshare_user_namespace().map_err(fail(Step::Unshare))?;
-    proc::write_proc_file(c"/proc/self/uid_map", userns::id_map(ids.euid).as_bytes()).map_err(fail(Step::UidMap))?;
-    proc::write_proc_file(c"/proc/self/setgroups", b"deny").map_err(fail(Step::Setgroups))?;
-    proc::write_proc_file(c"/proc/self/gid_map", userns::id_map(ids.egid).as_bytes()).map_err(fail(Step::GidMap))?;
+    ns::unshare_user_namespace().map_err(fail(Step::Unshare))?;
+    ns::write_proc_file(c"/proc/self/uid_map", userns::id_map(ids.euid).as_bytes()).map_err(fail(Step::UidMap))?;
+    ns::write_proc_file(c"/proc/self/setgroups", b"deny").map_err(fail(Step::Setgroups))?;
+    ns::write_proc_file(c"/proc/self/gid_map", userns::id_map(ids.egid).as_bytes()).map_err(fail(Step::GidMap))?;
     Ok(Outcome::Entered)
 }
 

@@ -19,11 +19,11 @@ use crate::sys::mem::{self, Mapping};
 pub const SYMBOL: &[u8] = b"wine_main_preload_info";
 
 /// A mapped image, read through its own PT_LOADs so that no read can fault.
-pub struct Mapped<'a> {
-    pub image: &'a Image<'a>,
-    pub bias: u64,
+struct Mapped<'a> {
+    image: &'a Image<'a>,
+    bias: u64,
     /// File pages past the end of the file are mapped but fault (SIGBUS).
-    pub file_size: u64,
+    file_size: u64,
 }
 
 impl Memory for Mapped<'_> {
@@ -98,4 +98,10 @@ pub fn reserve(
         }
     }
     Ok(())
+}
+
+/// The program mapped at `bias`, read as [`find_symbol`] reads it, for other readers of its
+/// dynamic section (`origin`).
+pub fn mapped<'a>(image: &'a Image<'a>, bias: u64, file_size: u64) -> impl Memory + 'a {
+    Mapped { image, bias, file_size }
 }

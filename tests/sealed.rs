@@ -585,76 +585,6 @@ fn debian_binfmt_conf_is_the_binfmt_line() {
     assert_eq!(text, binfmt_line(&[]), "{} differs from `preload-seal --binfmt`", conf.display());
 }
 
-/// The binfmt line registers in a private binfmt_misc instance (unshare -Urm: binfmt_misc can
-/// be mounted in a user namespace since Linux 6.7) as the magic, offset and flags it means, and
-/// an executable container then runs by itself, `PRELOAD_KEY_FD=3 ./hello ARGS 3<KEY`, exactly
-/// as `PRELOAD_KEY_FD=3 preload ./hello ARGS 3<KEY` runs it in the same namespace.
-#[test]
-fn binfmt_registration_runs_sealed_containers_by_themselves() {
-    let unshare = require_tool("unshare");
-    let keyed = Keyed::new("sealed-binfmt");
-    let (_, sealed) = keyed.seal(&build_c("hello", Variant::Pie), "hello");
-    let preload = common::preload();
-    let line = binfmt_line(&[&preload.to_string_lossy()]);
-    let dir = keyed.scratch.path();
-    fs::create_dir(dir.join("binfmt_misc")).unwrap();
-    // $1 scratch dir, $2 the line, $3 preload, $4 the container's directory; then its argv.
-    let script = r#"
-        dir=$1 line=$2 preload=$3 sealed=$4; shift 4
-        mount -t binfmt_misc binfmt_misc "$dir/binfmt_misc" || exit 90
-        printf '%s' "$line" > "$dir/binfmt_misc/register" || exit 91
-        cat "$dir/binfmt_misc/preload-sealed" > "$dir/entry" || exit 92
-        cd "$sealed" || exit 93
-        PRELOAD_KEY_FD=3 ./hello "$@" 3<"$dir/key" > "$dir/binfmt.out" 2> "$dir/binfmt.err"
-        echo $? > "$dir/binfmt.status"
-        PRELOAD_KEY_FD=3 "$preload" ./hello "$@" 3<"$dir/key" > "$dir/preload.out" 2> "$dir/preload.err"
-        echo $? > "$dir/preload.status"
-    "#;
-    let mut command = Command::new(&unshare);
-    command
-        .args(["-Urm", "/bin/sh", "-c", script, "sh"])
-        .arg(dir)
-        .arg(&line)
-        .arg(preload)
-        .arg(sealed.parent().unwrap())
-        .args(["one", "two words", "--exit", "3"])
-        .env_clear()
-        .env("PATH", common::SYSTEM_PATH)
-        .env("LANG", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let output = common::run(command, None, "unshare -Urm sh (binfmt_misc)");
-    assert!(
-        output.status.success(),
-        "registering in a private binfmt_misc failed ({}; 90 mount, 91 register, 92 entry): {}",
-        common::render_status(output.status),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let entry = fs::read_to_string(dir.join("entry")).unwrap();
-    let expected = format!("enabled\ninterpreter {}\nflags: F\noffset 0\nmagic 7f50524c5345414c\n", preload.display());
-    assert_eq!(entry, expected, "the registered entry");
-    let read = |name: &str| fs::read(dir.join(name)).unwrap();
-    let status = |name: &str| String::from_utf8(read(name)).unwrap().trim().parse::<i32>().unwrap();
-    assert_eq!(
-        status("preload.status"),
-        3,
-        "scenario check: through preload: {}",
-        String::from_utf8_lossy(&read("preload.err"))
-    );
-    assert!(
-        String::from_utf8_lossy(&read("preload.out")).contains(r#"argv[2]="two words""#),
-        "scenario check: hello printed its arguments"
-    );
-    assert_eq!(status("binfmt.status"), 3, "run by itself: {}", String::from_utf8_lossy(&read("binfmt.err")));
-    for stream in ["out", "err"] {
-        let (by_itself, through) = (read(&format!("binfmt.{stream}")), read(&format!("preload.{stream}")));
-        if let Some(diff) = common::diff_text(&through, &by_itself) {
-            panic!("std{stream} of the container run by itself differs (- through preload, + by itself):\n{diff}");
-        }
-    }
-}
-
 /// The probe's output in a private binfmt_misc instance (unshare -Urm) with the sealed probe
 /// registered under `flags`, run by itself from its directory through perl's exec with argv[0]
 /// `argv0` (and `args`), under `strace -f` (open, openat, openat2 logged), and for comparison
@@ -777,4 +707,74 @@ fn binfmt_flag_o_reads_through_at_execfd() {
     assert!(log.contains("libc.so.6"), "scenario check: strace logged the opens: {log}");
     let opened: Vec<&str> = log.lines().filter(|line| line.contains("probe\"")).collect();
     assert!(opened.is_empty(), "preload opened the container by its path instead of using AT_EXECFD: {opened:?}");
+}
+
+/// The binfmt line registers in a private binfmt_misc instance (unshare -Urm: binfmt_misc can
+/// be mounted in a user namespace since Linux 6.7) as the magic, offset and flags it means, and
+/// an executable container then runs by itself, `PRELOAD_KEY_FD=3 ./hello ARGS 3<KEY`, exactly
+/// as `PRELOAD_KEY_FD=3 preload ./hello ARGS 3<KEY` runs it in the same namespace.
+#[test]
+fn binfmt_registration_runs_sealed_containers_by_themselves() {
+    let unshare = require_tool("unshare");
+    let keyed = Keyed::new("sealed-binfmt");
+    let (_, sealed) = keyed.seal(&build_c("hello", Variant::Pie), "hello");
+    let preload = common::preload();
+    let line = binfmt_line(&[&preload.to_string_lossy()]);
+    let dir = keyed.scratch.path();
+    fs::create_dir(dir.join("binfmt_misc")).unwrap();
+    // $1 scratch dir, $2 the line, $3 preload, $4 the container's directory; then its argv.
+    let script = r#"
+        dir=$1 line=$2 preload=$3 sealed=$4; shift 4
+        mount -t binfmt_misc binfmt_misc "$dir/binfmt_misc" || exit 90
+        printf '%s' "$line" > "$dir/binfmt_misc/register" || exit 91
+        cat "$dir/binfmt_misc/preload-sealed" > "$dir/entry" || exit 92
+        cd "$sealed" || exit 93
+        PRELOAD_KEY_FD=3 ./hello "$@" 3<"$dir/key" > "$dir/binfmt.out" 2> "$dir/binfmt.err"
+        echo $? > "$dir/binfmt.status"
+        PRELOAD_KEY_FD=3 "$preload" ./hello "$@" 3<"$dir/key" > "$dir/preload.out" 2> "$dir/preload.err"
+        echo $? > "$dir/preload.status"
+    "#;
+    let mut command = Command::new(&unshare);
+    command
+        .args(["-Urm", "/bin/sh", "-c", script, "sh"])
+        .arg(dir)
+        .arg(&line)
+        .arg(preload)
+        .arg(sealed.parent().unwrap())
+        .args(["one", "two words", "--exit", "3"])
+        .env_clear()
+        .env("PATH", common::SYSTEM_PATH)
+        .env("LANG", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let output = common::run(command, None, "unshare -Urm sh (binfmt_misc)");
+    assert!(
+        output.status.success(),
+        "registering in a private binfmt_misc failed ({}; 90 mount, 91 register, 92 entry): {}",
+        common::render_status(output.status),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let entry = fs::read_to_string(dir.join("entry")).unwrap();
+    let expected = format!("enabled\ninterpreter {}\nflags: F\noffset 0\nmagic 7f50524c5345414c\n", preload.display());
+    assert_eq!(entry, expected, "the registered entry");
+    let read = |name: &str| fs::read(dir.join(name)).unwrap();
+    let status = |name: &str| String::from_utf8(read(name)).unwrap().trim().parse::<i32>().unwrap();
+    assert_eq!(
+        status("preload.status"),
+        3,
+        "scenario check: through preload: {}",
+        String::from_utf8_lossy(&read("preload.err"))
+    );
+    assert!(
+        String::from_utf8_lossy(&read("preload.out")).contains(r#"argv[2]="two words""#),
+        "scenario check: hello printed its arguments"
+    );
+    assert_eq!(status("binfmt.status"), 3, "run by itself: {}", String::from_utf8_lossy(&read("binfmt.err")));
+    for stream in ["out", "err"] {
+        let (by_itself, through) = (read(&format!("binfmt.{stream}")), read(&format!("preload.{stream}")));
+        if let Some(diff) = common::diff_text(&through, &by_itself) {
+            panic!("std{stream} of the container run by itself differs (- through preload, + by itself):\n{diff}");
+        }
+    }
 }

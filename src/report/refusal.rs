@@ -74,6 +74,7 @@ const EMFILE: i32 = 24;
 const ETXTBSY: i32 = 26;
 const ENOSPC: i32 = 28;
 const ENAMETOOLONG: i32 = 36;
+const ENOSYS: i32 = 38;
 const ELOOP: i32 = 40;
 const ELIBBAD: i32 = 80;
 const EUSERS: i32 = 87;
@@ -98,6 +99,7 @@ pub fn errno_text(errno: i32) -> &'static str {
         ETXTBSY => "Text file busy",
         ENOSPC => "No space left on device",
         ENAMETOOLONG => "File name too long",
+        ENOSYS => "Function not implemented",
         ELOOP => "Too many levels of symbolic links",
         ELIBBAD => "Accessing a corrupted shared library",
         EUSERS => "Too many users",

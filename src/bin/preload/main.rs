@@ -198,11 +198,16 @@ fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opene
     let verbose = options.verbose.then_some(&mut verbose);
 
     let mapped = load::map_all(request, &resolved, &inspected, &mut plan, verbose)?;
-    let stack = stack::build(request, &resolved, &inspected, &plan, &mapped, credentials.secure)?;
+    let build = |keep| stack::build(request, &resolved, &inspected, &plan, &mapped, credentials.secure, keep);
+    let mut stack = build(stack::Keep::Nothing)?;
     let userns =
         userns::enter(options.userns, ids).map_err(|failure| Error::Userns { path: resolved.exe_path, failure })?;
     let set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials)?;
     userns::check_exe(userns, &set.exe).map_err(|failure| Error::Userns { path: resolved.exe_path, failure })?;
+    if let mm::ExeOutcome::Failed(_) = set.exe {
+        // The mm fields stay the preloader's: keep the strings they point to whole.
+        stack = build(stack::Keep::KernelStrings)?;
+    }
     userns::leave_capabilities(userns, ids).map_err(|_| {
         Error::at(
             resolved.exe_path,

@@ -1,6 +1,7 @@
 //! ELF validation: every check `fs/binfmt_elf.c` makes before the point of no return, plus the
 //! ones that would kill the process after it (a refusal with a reason is kinder than SIGSEGV).
 
+pub mod origin;
 pub mod symbols;
 
 use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};

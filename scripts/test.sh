@@ -24,6 +24,9 @@ declare -A package_of=(
   [setcap]=libcap2-bin
   [unshare]=util-linux
   [groff]=groff-base
+  [busybox]=busybox
+  [java]=openjdk-17-jre-headless
+  [node]=nodejs
 )
 missing=()
 for cmd in "${!package_of[@]}"; do

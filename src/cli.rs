@@ -20,6 +20,8 @@ pub struct Options<'a> {
     pub interp: Option<&'a [u8]>,
     /// Take the program from this inherited descriptor; PROGRAM is then only its name.
     pub fd: Option<i32>,
+    /// Without the capability to set /proc/self/exe, get it in a new user namespace.
+    pub userns: bool,
 }
 
 #[allow(
@@ -90,6 +92,9 @@ Run PROGRAM as if the kernel had exec'd it, loading it and its ELF interpreter b
   --fd N         take the program from inherited descriptor N (a file, memfd,
                  pipe, socket or terminal); PROGRAM is then only its name:
                  argv[0], AT_EXECFN and comm, never opened
+  --userns       without the capability to set /proc/self/exe, run PROGRAM
+                 in a new user namespace mapping only the caller's uid and gid,
+                 where it can be set (also PRELOAD_USERNS=1)
   --help         print this help and exit
   --version      print the version and exit
 
@@ -113,6 +118,7 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<Command<'a>
             b"--version" | b"-V" => return Ok(Command::Version),
             b"--verbose" | b"-v" => options.verbose = true,
             b"--dry-run" | b"-n" => options.dry_run = true,
+            b"--userns" => options.userns = true,
             _ if arg.len() > 1 && arg[0] == b'-' => {
                 let (name, inline) = match arg.iter().position(|&b| b == b'=') {
                     Some(eq) => (&arg[..eq], Some(&arg[eq + 1..])),
@@ -260,6 +266,15 @@ mod tests {
             );
         }
         assert_eq!(parse_strs(&["p", "--fd"]).unwrap_err(), UsageError::MissingValue(b"--fd"));
+    }
+
+    #[test]
+    fn userns_is_a_flag() {
+        assert_eq!(
+            parse_strs(&["p", "--userns", "-v", "prog"]).unwrap(),
+            Command::Run { options: Options { userns: true, verbose: true, ..Options::default() }, program: 3 }
+        );
+        assert_eq!(parse_strs(&["p", "--userns=1", "x"]).unwrap_err(), UsageError::UnknownOption(b"--userns=1"));
     }
 
     #[test]

@@ -294,3 +294,15 @@ fn i386_interp_option_and_large_arguments() {
         assert_eq!(value(&direct, key), value(&preloaded, key), "{key}");
     }
 }
+
+/// `--userns` is refused for i386 programs (their path sets exe in the preloader, before any
+/// namespace would be entered), with a one-line 125, never silently ignored.
+#[test]
+fn userns_is_refused_for_i386_programs() {
+    let program = build_c("probe32", Variant::I386Static);
+    let output = common::run_preload([std::ffi::OsStr::new("--userns"), program.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("preload: ") && stderr.contains("--userns is not supported for i386"), "{stderr}");
+}

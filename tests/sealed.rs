@@ -682,6 +682,130 @@ fn debian_binfmt_conf_is_the_binfmt_line() {
     assert_eq!(text, binfmt_line(&[]), "{} differs from `preload-seal --binfmt`", conf.display());
 }
 
+/// The probe's output in a private binfmt_misc instance (unshare -Urm) with the sealed probe
+/// registered under `flags`, run by itself from its directory through perl's exec with argv[0]
+/// `argv0` (and `args`), under `strace -f` (open, openat, openat2 logged), and for comparison
+/// as `preload --argv0 EXPECTED_ARGV0 ./probe ARGS` in the same namespace and under the same
+/// strace. The container has mode `mode`. Returns (by itself, through preload, the strace log
+/// of the run by itself).
+fn probe_by_binfmt(
+    flags: &str,
+    mode: u32,
+    argv0: &str,
+    expected_argv0: &str,
+    args: &[&str],
+) -> (Output, Output, String) {
+    let unshare = require_tool("unshare");
+    let (strace, perl) = (require_tool("strace"), require_tool("perl"));
+    let keyed = Keyed::new(&format!("sealed-binfmt-{flags}"));
+    let (_, sealed) = keyed.seal(&build_c("probe", Variant::Pie), "probe");
+    common::set_mode(&sealed, mode);
+    let preload = common::preload();
+    let line = binfmt_line(&[&preload.to_string_lossy()]);
+    let line = line.trim_end().strip_suffix(":F").expect("an F registration").to_string() + ":" + flags;
+    let dir = keyed.scratch.path();
+    fs::create_dir(dir.join("binfmt_misc")).unwrap();
+    // $1 scratch dir, $2 the line, $3 preload, $4 the container's directory, $5 strace, $6 perl,
+    // $7 argv[0] by itself, $8 argv[0] through preload; then the arguments.
+    let script = r#"
+        dir=$1 line=$2 preload=$3 sealed=$4 strace=$5 perl=$6 argv0=$7 expected=$8; shift 8
+        mount -t binfmt_misc binfmt_misc "$dir/binfmt_misc" || exit 90
+        printf '%s' "$line" > "$dir/binfmt_misc/register" || exit 91
+        cat "$dir/binfmt_misc/preload-sealed" > "$dir/entry" || exit 92
+        cd "$sealed" || exit 93
+        unset PWD OLDPWD
+        PRELOAD_KEY_FD=3 "$strace" -f -qq -e trace=open,openat,openat2 -o "$dir/binfmt.strace" \
+            "$perl" -e 'exec {shift} @ARGV or exit 94' ./probe "$argv0" "$@" 3<"$dir/key" \
+            > "$dir/binfmt.out" 2> "$dir/binfmt.err"
+        echo $? > "$dir/binfmt.status"
+        PRELOAD_KEY_FD=3 "$strace" -f -qq -e trace=open,openat,openat2 -o "$dir/preload.strace" \
+            "$perl" -e 'exec {shift} @ARGV or exit 94' "$preload" "$preload" --argv0 "$expected" ./probe "$@" \
+            3<"$dir/key" > "$dir/preload.out" 2> "$dir/preload.err"
+        echo $? > "$dir/preload.status"
+    "#;
+    let mut command = Command::new(&unshare);
+    command
+        .args(["-Urm", "/bin/sh", "-c", script, "sh"])
+        .arg(dir)
+        .arg(&line)
+        .arg(preload)
+        .arg(sealed.parent().unwrap())
+        .arg(&strace)
+        .arg(&perl)
+        .args([argv0, expected_argv0])
+        .args(args)
+        .env_clear()
+        .env("PATH", common::SYSTEM_PATH)
+        .env("LANG", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let output = common::run(command, None, &format!("unshare -Urm sh (binfmt_misc, flags {flags})"));
+    assert!(
+        output.status.success(),
+        "registering in a private binfmt_misc failed ({}; 90 mount, 91 register, 92 entry): {}",
+        common::render_status(output.status),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let entry = fs::read_to_string(dir.join("entry")).unwrap();
+    assert!(entry.contains(&format!("\nflags: {flags}\n")), "the registered entry: {entry}");
+    let read = |name: &str| fs::read(dir.join(name)).unwrap();
+    let result = |side: &str| {
+        let code: i32 = String::from_utf8(read(&format!("{side}.status"))).unwrap().trim().parse().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        Output {
+            status: std::process::ExitStatus::from_raw(code << 8),
+            stdout: read(&format!("{side}.out")),
+            stderr: read(&format!("{side}.err")),
+        }
+    };
+    let log = String::from_utf8_lossy(&read("binfmt.strace")).into_owned();
+    (result("binfmt"), result("preload"), log)
+}
+
+/// The probe's facts by itself and through preload must agree, exe included (the container).
+fn assert_same_probe(by_itself: &Output, through: &Output, what: &str) -> BTreeMap<String, String> {
+    assert_eq!(
+        through.status.code(),
+        Some(0),
+        "scenario check, through preload: {}",
+        String::from_utf8_lossy(&through.stderr)
+    );
+    assert_eq!(by_itself.status.code(), Some(0), "{what}: {}", String::from_utf8_lossy(&by_itself.stderr));
+    let (by_itself, through) = (facts(&parse(by_itself, what)), facts(&parse(through, "through preload")));
+    assert_relations(&through, "scenario check, through preload");
+    let report = differences(&through, &by_itself, |_, _| false);
+    assert!(report.is_empty(), "{what} differs from `preload --argv0 ...` (- through preload, + by itself):\n{report}");
+    by_itself
+}
+
+/// Flag P: the kernel passes the original argv[0] after the path and sets AT_FLAGS bit 0;
+/// the program gets that argv[0], the path as AT_EXECFN and comm, and AT_FLAGS 0, as a plain
+/// exec would give it.
+#[test]
+fn binfmt_flag_p_keeps_argv0() {
+    let args = ["one", "two words"];
+    let (by_itself, through, _) = probe_by_binfmt("PF", 0o755, "custom name", "custom name", &args);
+    let facts = assert_same_probe(&by_itself, &through, "the container run by itself with flag P");
+    assert_eq!(facts["cmdline"], format!("{:?}", "custom name\0one\0two words\0"), "argv[0] preserved");
+    assert_eq!(facts["at_flags"], "0x0", "binfmt_misc's AT_FLAGS is the preloader's, not the program's");
+    assert_eq!(facts["comm"], "probe");
+}
+
+/// Flag O: the kernel opens the container itself (mode 0711: executable, not readable by
+/// others) and passes the descriptor as AT_EXECFD; preload reads the program through it and
+/// never opens the path, and closes it: the program sees the descriptors a direct run would.
+#[test]
+fn binfmt_flag_o_reads_through_at_execfd() {
+    let args = ["one", "two words"];
+    let (by_itself, through, log) = probe_by_binfmt("OF", 0o711, "ignored", "./probe", &args);
+    let facts = assert_same_probe(&by_itself, &through, "the container run by itself with flag O");
+    assert_eq!(facts["cmdline"], format!("{:?}", "./probe\0one\0two words\0"), "without P, argv[0] is the path");
+    assert!(log.contains("libc.so.6"), "scenario check: strace logged the opens: {log}");
+    let opened: Vec<&str> = log.lines().filter(|line| line.contains("probe\"")).collect();
+    assert!(opened.is_empty(), "preload opened the container by its path instead of using AT_EXECFD: {opened:?}");
+}
+
 /// The binfmt line registers in a private binfmt_misc instance (unshare -Urm: binfmt_misc can
 /// be mounted in a user namespace since Linux 6.7) as the magic, offset and flags it means, and
 /// an executable container then runs by itself, `PRELOAD_KEY_FD=3 ./hello ARGS 3<KEY`, exactly

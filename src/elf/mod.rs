@@ -2,6 +2,7 @@
 //! ones that would kill the process after it (a refusal with a reason is kinder than SIGSEGV).
 
 pub mod ia32;
+pub mod origin;
 pub mod symbols;
 
 use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};

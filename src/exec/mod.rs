@@ -2,5 +2,6 @@
 //! follows them, and the argv and E2BIG check that result.
 
 pub mod args;
+pub mod binfmt;
 pub mod script;
 pub mod search;

@@ -8,6 +8,7 @@ pub mod ia32;
 pub mod load;
 pub mod reserve;
 pub mod stack;
+pub mod userns;
 
 /// The randomness of one launch, as the kernel would draw it: the AT_RANDOM bytes, then the
 /// PIE offset, brk offset and stack gap.

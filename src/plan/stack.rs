@@ -15,6 +15,8 @@ pub const AT_PHENT: u64 = 4;
 pub const AT_PHNUM: u64 = 5;
 pub const AT_PAGESZ: u64 = 6;
 pub const AT_BASE: u64 = 7;
+/// Bit 0 is binfmt_misc's flag `P` (see `exec::binfmt`); a plain exec of the program gives 0.
+pub const AT_FLAGS: u64 = 8;
 pub const AT_ENTRY: u64 = 9;
 pub const AT_SECURE: u64 = 23;
 pub const AT_PLATFORM: u64 = 15;
@@ -64,7 +66,7 @@ pub struct ProgramAux {
 
 /// The program's auxv from the one the kernel gave the preloader: same entries in the same order
 /// (so it follows whatever this kernel emits), the program's values substituted, AT_EXECFD
-/// dropped, stopping before AT_NULL. AT_RANDOM, AT_EXECFN and AT_PLATFORM are pointers that
+/// dropped and AT_FLAGS 0 (both are binfmt_misc's word to the preloader, not the program's), stopping before AT_NULL. AT_RANDOM, AT_EXECFN and AT_PLATFORM are pointers that
 /// [`StackImage::write`] fills in.
 pub fn program_auxv(
     kernel: impl Iterator<Item = (u64, u64)> + Clone,
@@ -78,6 +80,7 @@ pub fn program_auxv(
             AT_BASE => aux.base,
             AT_ENTRY => aux.entry,
             AT_SECURE => aux.secure,
+            AT_FLAGS => 0,
             _ => value,
         };
         (key, value)
@@ -366,6 +369,7 @@ mod tests {
             (AT_PHENT, 56),
             (AT_PHNUM, 4),
             (AT_BASE, 0),
+            (AT_FLAGS, 1),
             (AT_EXECFD, 3),
             (AT_ENTRY, 0x7f00_1000),
             (AT_SECURE, 1),
@@ -422,6 +426,7 @@ mod tests {
                 AT_PHENT,
                 AT_PHNUM,
                 AT_BASE,
+                AT_FLAGS,
                 AT_ENTRY,
                 AT_SECURE,
                 AT_RANDOM,
@@ -429,11 +434,10 @@ mod tests {
                 AT_PLATFORM
             ]
         );
-        assert_eq!(
-            auxv[2..7],
-            [(AT_PHDR, 0x5555_0040), (AT_PHENT, 56), (AT_PHNUM, 13), (AT_BASE, 0x7f77_0000), (AT_ENTRY, 0x5555_1040)]
-        );
-        assert_eq!(auxv[7], (AT_SECURE, 0), "the program's AT_SECURE, not the preloader's");
+        assert_eq!(auxv[2..6], [(AT_PHDR, 0x5555_0040), (AT_PHENT, 56), (AT_PHNUM, 13), (AT_BASE, 0x7f77_0000)]);
+        assert_eq!(auxv[7], (AT_ENTRY, 0x5555_1040));
+        assert_eq!(auxv[6], (AT_FLAGS, 0), "binfmt_misc's flag P is the preloader's, not the program's");
+        assert_eq!(auxv[8], (AT_SECURE, 0), "the program's AT_SECURE, not the preloader's");
     }
 
     #[test]
@@ -456,9 +460,9 @@ mod tests {
         assert_eq!(read_word(&image, &l, l.sp + 40), l.env_start);
         assert_eq!(read_word(&image, &l, l.sp + 56), 0);
         assert_eq!(l.auxv, l.sp + 64);
-        assert_eq!(l.auxv_len, 12 * 16);
+        assert_eq!(l.auxv_len, 13 * 16);
         let aux_value = |key| {
-            (0..12)
+            (0..13)
                 .map(|i| l.auxv + 16 * i)
                 .find(|&a| read_word(&image, &l, a) == key)
                 .map(|a| read_word(&image, &l, a + 8))

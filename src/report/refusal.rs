@@ -73,10 +73,12 @@ const EISDIR: i32 = 21;
 const EINVAL: i32 = 22;
 const EMFILE: i32 = 24;
 const ETXTBSY: i32 = 26;
+const ENOSPC: i32 = 28;
 const ENAMETOOLONG: i32 = 36;
 const ENOSYS: i32 = 38;
 const ELOOP: i32 = 40;
 const ELIBBAD: i32 = 80;
+const EUSERS: i32 = 87;
 
 /// The C library's wording of the errnos a program launch can meet.
 pub fn errno_text(errno: i32) -> &'static str {
@@ -97,10 +99,12 @@ pub fn errno_text(errno: i32) -> &'static str {
         EINVAL => "Invalid argument",
         EMFILE => "Too many open files",
         ETXTBSY => "Text file busy",
+        ENOSPC => "No space left on device",
         ENAMETOOLONG => "File name too long",
         ENOSYS => "Function not implemented",
         ELOOP => "Too many levels of symbolic links",
         ELIBBAD => "Accessing a corrupted shared library",
+        EUSERS => "Too many users",
         _ => "Unknown error",
     }
 }

@@ -25,6 +25,9 @@ pub struct Request<'s> {
     pub options: &'s Options<'static>,
     /// argv index of PROGRAM (or NAME with --fd).
     pub program: usize,
+    /// argv index of the program's first argument after argv[0] (`program + 1`, unless
+    /// binfmt_misc's flag P put the original argv[0] after PROGRAM).
+    pub first_arg: usize,
     /// RLIMIT_STACK, which bounds the arguments (E2BIG) and where reservations may go.
     pub stack_limit: u64,
 }
@@ -42,7 +45,7 @@ impl Request<'_> {
 
     /// The program's arguments after argv[0].
     pub fn rest(&self) -> impl Iterator<Item = &'static [u8]> + Clone {
-        self.stack.args().skip(self.program + 1)
+        self.stack.args().skip(self.first_arg)
     }
 }
 

@@ -9,7 +9,8 @@
 //! 3. map the vDSO where the kernel maps it for a program on this kernel (below that image, on
 //!    6.11 and later; left alone above the stack before);
 //! 4. one PR_SET_MM_MAP with exe (and, should exe be refused, one without it), then the
-//!    capabilities the program keeps, then close the preloader's descriptors.
+//!    capabilities the program keeps (of the preloader's file, or of a new user namespace), then
+//!    close the preloader's descriptors.
 //!
 //! Without the stub's own page (no memfd can be mapped executable and no anonymous page made
 //! so) the stub runs in place in the preloader's text: steps 1 to 3 are left out (the images are
@@ -23,6 +24,7 @@ use rustix::fd::AsRawFd;
 
 use crate::exec::Resolved;
 use crate::load::{Inspected, Mapped};
+use crate::mm::MmOutcome;
 use crate::plan::{Plan, Top};
 use crate::report::Error;
 use crate::stack::Built;
@@ -42,7 +44,7 @@ pub fn prepare<'b>(
     plan: &Plan,
     mapped: &Mapped,
     stack: &Built,
-    credentials_dropped: bool,
+    set: &MmOutcome,
     handoff: &mut Handoff,
 ) -> Result<Finish, Error<'b>> {
     let (maps, caps, message) = (handoff.addr_of_maps(), handoff.addr_of_caps(), handoff.addr_of_message());
@@ -71,10 +73,13 @@ pub fn prepare<'b>(
     let size = core::mem::size_of::<rustix::process::PrctlMmMap>() as u64;
     ops.push(Op::set_mm_map(maps, size).tolerant().on_ok_skip(1));
     ops.push(Op::set_mm_map(maps + size, size).tolerant());
-    if credentials_dropped {
-        // The capabilities of the preloader's file served PR_SET_MM_MAP: the program must not
-        // keep them, and is dumpable again as after a plain exec.
+    if set.dropped || set.left {
+        // The capabilities of the preloader's file, or of a new user namespace, served
+        // PR_SET_MM_MAP: the program must not keep them.
         ops.push(Op::syscall(SYS_CAPSET, [caps, caps + 8, 0, 0, 0, 0]));
+    }
+    if set.dropped {
+        // Dumpable again as after a plain exec (a new namespace changes nothing there).
         ops.push(Op::syscall(SYS_PRCTL, [PR_SET_DUMPABLE, 1, 0, 0, 0, 0]));
     }
     ops.push(Op::close(resolved.file.fd.as_raw_fd() as u64));

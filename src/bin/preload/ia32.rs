@@ -151,6 +151,11 @@ pub fn launch<'b>(
     let exe_path = resolved.exe_path;
     let fail = |refusal| Error::at(exe_path, refusal);
     let failure = |errno| Error::failure(exe_path, errno);
+    if options.userns {
+        // The i386 path sets exe in the preloader (no stage 2 yet), where a new namespace would
+        // have to be entered before its PR_SET_MM_MAP: not done yet, and never silently ignored.
+        return Err(fail(Refusal::failure("--userns is not supported for i386 programs yet")));
+    }
     let chosen_interp = options.interp.map(crate::sys::initial_stack::argument_tail);
     let inspected = inspect_all(resolved, chosen_interp, storage)?;
     let (image, extent) = (&inspected.image, &inspected.extent);
@@ -278,7 +283,7 @@ pub fn launch<'b>(
         out.end();
         let mapped = load::Mapped { bias, base, entry, start_brk, vdso: None };
         let built = Built { image: scratch.as_ptr() as u64, layout, size, exec_refused: false, keep: Keep::Nothing };
-        crate::report::outcome(&mut out, &mapped, &built, &MmOutcome { exe, dropped, comm_refused });
+        crate::report::outcome(&mut out, &mapped, &built, &MmOutcome { exe, dropped, left: false, comm_refused });
         let not_honoured = credentials::not_honoured(resolved.file.fd.as_fd(), Ids::from_auxv(stack.auxv()));
         crate::report::credentials(&mut out, exe_path, not_honoured, dropped);
     }

@@ -20,6 +20,7 @@ mod ia32;
 mod input;
 mod load;
 mod mm;
+mod origin;
 mod plan;
 mod report;
 mod reserve;
@@ -27,10 +28,12 @@ mod stack;
 #[path = "arch/stage2.rs"]
 mod stage2;
 mod sys;
+mod userns;
 mod wine;
 
 use preload::cli::{self, Command, Options, USAGE};
 use preload::exec::args::Level;
+use preload::exec::binfmt::{self, AT_EXECFD, AT_FLAGS};
 use preload::exec::script::MAX_SCRIPT_DEPTH;
 use preload::exec::search::PATH_MAX;
 use preload::plan::credentials::Ids;
@@ -55,7 +58,15 @@ unsafe extern "C" fn preload_main(sp: *const u64) -> ! {
     if ids.is_setid() {
         arch::exit(report::setid_refusal(ids));
     }
-    let status = match cli::parse(stack.args()) {
+    let binfmt = match binfmt::from_kernel(stack.args().count(), stack.aux(AT_FLAGS), stack.aux(AT_EXECFD)) {
+        Some(Err(reason)) => arch::exit(report::binfmt_refusal(reason)),
+        start => start.and_then(Result::ok),
+    };
+    let command = match binfmt {
+        None => cli::parse(stack.args()),
+        Some(start) => Ok(binfmt_command(&stack, start)),
+    };
+    let status = match command {
         Ok(Command::Help) => {
             print(STDOUT, USAGE.as_bytes());
             0
@@ -64,7 +75,12 @@ unsafe extern "C" fn preload_main(sp: *const u64) -> ! {
             print(STDOUT, concat!("preload ", env!("CARGO_PKG_VERSION"), "\n").as_bytes());
             0
         }
-        Ok(Command::Run { options, program }) => run(&stack, &options, program),
+        Ok(Command::Run { mut options, program }) => {
+            options.userns =
+                preload::plan::userns::wanted(options.userns, stack.getenv(preload::plan::userns::ENV_VAR));
+            let first_arg = binfmt.map_or(program + 1, |start| start.first_arg);
+            run(&stack, &options, program, first_arg)
+        }
         Err(usage) => {
             let mut out = Printer::new(STDERR);
             if let Some(value) = usage.value() {
@@ -76,6 +92,13 @@ unsafe extern "C" fn preload_main(sp: *const u64) -> ! {
         }
     };
     arch::exit(status)
+}
+
+/// Started by binfmt_misc with flag P or O (`preload::exec::binfmt`): the program it names,
+/// its argv[0] kept with P, the opened binary taken with O; no options.
+fn binfmt_command(stack: &InitialStack, start: binfmt::Binfmt) -> Command<'static> {
+    let argv0 = (start.argv0 != start.path).then(|| stack.args().nth(start.argv0)).flatten();
+    Command::Run { options: Options { argv0, fd: start.execfd, ..Options::default() }, program: start.path }
 }
 
 /// Storage for what is read from the files, alive until the jump.
@@ -122,13 +145,13 @@ struct Opened {
 }
 
 /// Run the program; returns only on failure or after --dry-run, with the exit status.
-fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 {
+fn run(stack: &InitialStack, options: &Options<'static>, program: usize, first_arg: usize) -> i32 {
     // One constant, so that the compiler clears the buffers in place instead of building each
     // part in a temporary and copying it in: every stack page touched costs a page fault.
     let mut buffers = Buffers::EMPTY;
     let mut opened = Opened { program: None, interpreter: None, widened: None };
     let stack_limit = rustix::process::getrlimit(Resource::Stack).current.unwrap_or(u64::MAX);
-    let request = Request { stack, options, program, stack_limit };
+    let request = Request { stack, options, program, first_arg, stack_limit };
     // The first mapping, before anything else is mapped top-down: where it lands tells where the
     // kernel put the vDSO (see `plan`).
     let mut handoff = match Handoff::map() {
@@ -203,14 +226,26 @@ fn launch<'b>(
 
     let mapped = load::map_all(request, &resolved, &inspected, &mut plan, verbose)?;
     let stack = stack::build(request, &resolved, &inspected, &plan, &mapped, credentials.secure, handoff)?;
-    let mut set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials, handoff);
-    if options.verbose {
+    let userns_failed = |failure| Error::Userns { path: resolved.exe_path, failure };
+    let userns = userns::enter(options.userns, ids).map_err(userns_failed)?;
+    let left = userns::program_caps(userns, ids).map_err(|errno| Error::failure(resolved.exe_path, errno))?;
+    let mut set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials, left, handoff);
+    // In a new namespace, the stub's PR_SET_MM_MAP refusing exe would run the program without
+    // it: the probe tells now, while a refusal can still be reported.
+    if options.verbose || userns == userns::Outcome::Entered {
         set.exe = mm::probe(handoff, set.exe, plan.stage2.stub.is_some());
     }
-    let finish = finish::prepare(&resolved, &inspected, &plan, &mapped, &stack, set.dropped, handoff)?;
+    userns::check_exe(userns, &set.exe).map_err(userns_failed)?;
+    let finish = finish::prepare(&resolved, &inspected, &plan, &mapped, &stack, &set, handoff)?;
     if options.verbose {
         let mut out = Printer::new(STDERR);
         report::outcome(&mut out, &mapped, &stack, &set);
+        report::userns(&mut out, userns, ids);
+        let exe_set = matches!(set.exe, mm::ExeOutcome::Set | mm::ExeOutcome::SetAfterSteppingAside);
+        if let Some(run_path) = origin::run_path(&inspected.image, mapped.bias, resolved.file.size).filter(|_| !exe_set)
+        {
+            report::origin(&mut out, resolved.exe_path, run_path);
+        }
         let not_honoured = credentials::not_honoured(resolved.file.fd.as_fd(), ids);
         report::credentials(&mut out, resolved.exe_path, not_honoured, set.dropped);
     }

@@ -4,7 +4,7 @@
 //! stepped aside (`finish`): the kernel refuses a new exe while the old one is mapped (EBUSY).
 
 use preload::cstr;
-use preload::plan::credentials::ProgramCredentials;
+use preload::plan::credentials::{Caps, ProgramCredentials};
 use rustix::fd::AsRawFd;
 use rustix::io::Errno;
 use rustix::process::PrctlMmMap;
@@ -20,6 +20,8 @@ pub struct MmOutcome {
     pub exe: ExeOutcome,
     /// The capabilities of the preloader's file are dropped (by the stub, after PR_SET_MM_MAP).
     pub dropped: bool,
+    /// The capabilities a new user namespace gave are left (by the stub, after PR_SET_MM_MAP).
+    pub left: bool,
     /// PR_SET_NAME was refused (a seccomp filter on prctl): comm stays the preloader's.
     pub comm_refused: Option<Errno>,
 }
@@ -43,13 +45,15 @@ const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 /// Set comm and prepare the rest for the stub; what it expects of exe is what the stub's
 /// PR_SET_MM_MAP does, unless that is refused altogether (`Keep::KernelStrings`) — `probe`
-/// tells the rest for --verbose.
+/// tells the rest for --verbose. `left`: the capabilities the program gets in a new user
+/// namespace (`userns`), which take the place of `credentials`'.
 pub fn point_at_program(
     resolved: &Resolved,
     inspected: &Inspected,
     mapped: &Mapped,
     stack: &Built,
     credentials: &ProgramCredentials,
+    left: Option<Caps>,
     handoff: &mut Handoff,
 ) -> MmOutcome {
     let path = resolved.path;
@@ -79,7 +83,7 @@ pub fn point_at_program(
     let parts = handoff.parts();
     parts.maps[0] = map(exe_fd);
     parts.maps[1] = map(-1);
-    if let Some(caps) = credentials.caps {
+    if let Some(caps) = left.or(credentials.caps) {
         let halves = |set: u64| [set as u32, (set >> 32) as u32];
         let ([e0, e1], [p0, p1], [i0, i1]) = (halves(caps.effective), halves(caps.permitted), halves(caps.inheritable));
         *parts.caps = [CAPABILITY_VERSION_3, 0, e0, p0, i0, e1, p1, i1];
@@ -89,12 +93,13 @@ pub fn point_at_program(
         Keep::KernelStrings(why) => ExeOutcome::Failed(why),
         Keep::Nothing => ExeOutcome::SetAfterSteppingAside,
     };
-    MmOutcome { exe, dropped: credentials.caps.is_some(), comm_refused }
+    MmOutcome { exe, dropped: credentials.caps.is_some(), left: left.is_some(), comm_refused }
 }
 
-/// For --verbose: try PR_SET_MM_MAP once here, while the preloader is mapped, to tell what the
-/// stub's will do: `stepped_aside` when the stub runs from its own page (the preloader's image
-/// then unmapped, so the kernel's EBUSY is no answer).
+/// For --verbose, and in a new user namespace (`userns::check_exe`): try PR_SET_MM_MAP once
+/// here, while the preloader is mapped, to tell what the stub's will do: `stepped_aside` when
+/// the stub runs from its own page (the preloader's image then unmapped, so the kernel's EBUSY,
+/// which comes after its capability check, is no answer).
 pub fn probe(handoff: &mut Handoff, expected: ExeOutcome, stepped_aside: bool) -> ExeOutcome {
     if let ExeOutcome::Failed(_) = expected {
         return expected;

@@ -3,9 +3,11 @@
 
 use goblin::elf64::program_header::{PF_R, PF_W, PF_X};
 use preload::elf::Image;
+use preload::elf::origin::RunPath;
 use preload::plan::credentials::{self, Ids};
 use preload::plan::load::{Placement, Segment};
 use preload::plan::reserve::Range;
+use preload::plan::userns as plan_userns;
 use preload::report::msg::Msg;
 use preload::report::refusal::{Refusal, Status, errno_text};
 use rustix::io::Errno;
@@ -18,6 +20,7 @@ use crate::plan::{Plan, RandomSource};
 use crate::reserve::ReserveError;
 use crate::stack::Built;
 use crate::sys::io::{STDERR, print};
+use crate::userns::{self, Outcome};
 
 /// One line at a time, each starting `preload: `.
 pub struct Printer {
@@ -52,6 +55,8 @@ pub enum Error<'a> {
     Interpreter { path: &'a [u8], interpreter: &'a [u8], refusal: Refusal },
     /// A range given to keep free could not be reserved.
     Reservation { range: Range, why: ReserveError },
+    /// `--userns`: the user namespace could not be entered.
+    Userns { path: &'a [u8], failure: userns::Failure },
 }
 
 impl<'a> Error<'a> {
@@ -95,6 +100,12 @@ impl<'a> Error<'a> {
                 };
                 Status::Failure
             }
+            Self::Userns { path, failure } => {
+                let errno = failure.errno.raw_os_error();
+                out.line().bytes(path).text(": --userns: ").text(failure.step.what()).text(": ");
+                out.line().text(errno_text(errno)).text(")").text(plan_userns::hint(failure.step, errno));
+                Status::Failure
+            }
         };
         out.end();
         status as i32
@@ -115,6 +126,15 @@ pub fn setid_refusal(ids: Ids) -> i32 {
         .text(", egid ")
         .dec(ids.egid);
     out.line().text("): ").text(credentials::SETID_REFUSAL);
+    out.end();
+    Status::Failure as i32
+}
+
+/// Started by binfmt_misc in a way it cannot be used: the message; returns the exit status.
+#[cold]
+pub fn binfmt_refusal(reason: &str) -> i32 {
+    let mut out = Printer::new(STDERR);
+    out.line().text(reason);
     out.end();
     Status::Failure as i32
 }
@@ -252,4 +272,29 @@ pub fn credentials(out: &mut Printer, path: &[u8], not_honoured: Option<&str>, d
         out.line().text("capabilities of the preloader's file dropped: the program runs with the caller's");
         out.end();
     }
+}
+
+/// For --verbose: what `--userns` did.
+pub fn userns(out: &mut Printer, outcome: Outcome, ids: Ids) {
+    match outcome {
+        Outcome::NotWanted => return,
+        Outcome::NotNeeded => out.line().text("--userns: not needed, the caller can set /proc/self/exe where it is"),
+        Outcome::Entered => out
+            .line()
+            .text("--userns: in a new user namespace, uid ")
+            .dec(ids.euid)
+            .text(" and gid ")
+            .dec(ids.egid)
+            .text(" mapped to themselves; the program runs there without capabilities"),
+    };
+    out.end();
+}
+
+/// For --verbose, when exe is not the program: a program whose libraries ld.so finds through
+/// `$ORIGIN` (taken from /proc/self/exe) may not find them.
+pub fn origin(out: &mut Printer, path: &[u8], run_path: RunPath) {
+    out.line().bytes(path).text(": its ").text(run_path.name());
+    out.line().text(" uses $ORIGIN, which ld.so takes from /proc/self/exe, the preloader here:");
+    out.line().text(" libraries found through it may be missing (--userns or the capability sets exe)");
+    out.end();
 }

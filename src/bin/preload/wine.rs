@@ -99,3 +99,9 @@ pub fn reserve(
     }
     Ok(())
 }
+
+/// The program mapped at `bias`, read as [`find_symbol`] reads it, for other readers of its
+/// dynamic section (`origin`).
+pub fn mapped<'a>(image: &'a Image<'a>, bias: u64, file_size: u64) -> impl Memory + 'a {
+    Mapped { image, bias, file_size }
+}

@@ -9,6 +9,7 @@ pub mod image;
 pub mod initial_stack;
 pub mod io;
 pub mod mem;
+pub mod ns;
 pub mod proc;
 pub mod rt;
 pub mod stage2;

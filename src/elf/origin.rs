@@ -1,0 +1,163 @@
+//! `$ORIGIN` in a program's run paths: glibc's ld.so expands it from `/proc/self/exe`, so a
+//! program that finds its libraries through it needs exe set (`--verbose` says so when it could
+//! not be). Every read goes through [`Memory`], so a malformed dynamic section ends the search,
+//! never the process.
+
+use goblin::elf64::dynamic::{DT_NULL, DT_RPATH, DT_RUNPATH, DT_STRTAB};
+
+use super::symbols::Memory;
+
+/// Run paths longer than this are not searched further (PATH_MAX).
+const MAX_PATH_LEN: u64 = 4096;
+
+/// Which dynamic entry names a run path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunPath {
+    /// DT_RPATH.
+    Rpath,
+    /// DT_RUNPATH.
+    Runpath,
+}
+
+impl RunPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rpath => "RPATH",
+            Self::Runpath => "RUNPATH",
+        }
+    }
+}
+
+/// The first of DT_RPATH and DT_RUNPATH (in the order of the dynamic section) whose string
+/// holds `$ORIGIN` or `${ORIGIN}`, read through the PT_DYNAMIC at `dynamic` (`len` bytes).
+pub fn uses_origin(mem: &impl Memory, dynamic: u64, len: u64) -> Option<RunPath> {
+    let mut strtab = None;
+    let mut paths: [Option<(RunPath, u64)>; 4] = [None; 4];
+    let mut count = 0;
+    for index in 0..len / 16 {
+        let tag = mem.u64_at(dynamic, 16 * index)?;
+        let value = mem.u64_at(dynamic, 16 * index + 8)?;
+        let kind = match tag {
+            DT_NULL => break,
+            DT_STRTAB => {
+                strtab = Some(value);
+                continue;
+            }
+            DT_RPATH => RunPath::Rpath,
+            DT_RUNPATH => RunPath::Runpath,
+            _ => continue,
+        };
+        if count < paths.len() {
+            paths[count] = Some((kind, value));
+            count += 1;
+        }
+    }
+    let strtab = strtab?;
+    paths.iter().flatten().find(|(_, offset)| string_has_origin(mem, strtab, *offset)).map(|&(kind, _)| kind)
+}
+
+/// Whether the NUL-terminated string at `strtab + offset` holds `$ORIGIN` or `${ORIGIN}`
+/// (ld.so's spellings); a string that cannot be read to its NUL counts as what was read.
+fn string_has_origin(mem: &impl Memory, strtab: u64, offset: u64) -> bool {
+    let Some(start) = strtab.checked_add(offset) else { return false };
+    // The bytes of the two spellings seen so far, as a small matcher over a sliding window.
+    let mut window = [0u8; 9];
+    for at in 0..MAX_PATH_LEN {
+        let mut byte = [0u8];
+        if !mem.read_at(start, at, &mut byte) || byte[0] == 0 {
+            return false;
+        }
+        window.copy_within(1.., 0);
+        window[8] = byte[0];
+        if window.ends_with(b"$ORIGIN") || window.ends_with(b"${ORIGIN}") {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flat image from address 0.
+    struct Flat(Vec<u8>);
+
+    impl Memory for Flat {
+        fn read(&self, vaddr: u64, buf: &mut [u8]) -> bool {
+            let Some(src) =
+                usize::try_from(vaddr).ok().and_then(|start| self.0.get(start..start.checked_add(buf.len())?))
+            else {
+                return false;
+            };
+            buf.copy_from_slice(src);
+            true
+        }
+    }
+
+    const DYN: usize = 0x100;
+    const STRTAB: usize = 0x400;
+
+    /// A dynamic section with `entries` (DT_NULL appended) and a string table of `strings`
+    /// at their offsets.
+    fn image(entries: &[(u64, u64)], strings: &[(usize, &[u8])]) -> Flat {
+        let mut img = vec![0u8; 0x800];
+        for (i, (tag, value)) in entries.iter().chain(&[(DT_NULL, 0)]).enumerate() {
+            img[DYN + 16 * i..DYN + 16 * i + 8].copy_from_slice(&tag.to_le_bytes());
+            img[DYN + 16 * i + 8..DYN + 16 * i + 16].copy_from_slice(&value.to_le_bytes());
+        }
+        for (offset, text) in strings {
+            img[STRTAB + offset..STRTAB + offset + text.len()].copy_from_slice(text);
+        }
+        Flat(img)
+    }
+
+    fn check(entries: &[(u64, u64)], strings: &[(usize, &[u8])]) -> Option<RunPath> {
+        uses_origin(&image(entries, strings), DYN as u64, 16 * 8)
+    }
+
+    #[test]
+    fn finds_origin_in_runpath_and_rpath() {
+        let strtab = (DT_STRTAB, STRTAB as u64);
+        // The JDK's java: RUNPATH $ORIGIN/../lib.
+        assert_eq!(check(&[strtab, (DT_RUNPATH, 1)], &[(1, b"$ORIGIN/../lib\0")]), Some(RunPath::Runpath));
+        assert_eq!(check(&[(DT_RPATH, 8), strtab], &[(8, b"/opt/x:${ORIGIN}/lib\0")]), Some(RunPath::Rpath));
+        // The first entry with $ORIGIN is named, whatever came before.
+        let both = [strtab, (DT_RPATH, 1), (DT_RUNPATH, 20)];
+        assert_eq!(check(&both, &[(1, b"/usr/lib\0"), (20, b"lib:$ORIGIN\0")]), Some(RunPath::Runpath));
+    }
+
+    #[test]
+    fn other_run_paths_do_not_count() {
+        let strtab = (DT_STRTAB, STRTAB as u64);
+        assert_eq!(check(&[strtab, (DT_RUNPATH, 1)], &[(1, b"/usr/lib/x86_64-linux-gnu\0")]), None);
+        assert_eq!(check(&[strtab, (DT_RUNPATH, 1)], &[(1, b"$ORIGI\0N")]), None, "cut by its NUL");
+        assert_eq!(check(&[strtab, (DT_RUNPATH, 1)], &[(1, b"$origin\0")]), None, "case matters to ld.so");
+        assert_eq!(check(&[strtab], &[(1, b"$ORIGIN\0")]), None, "no run path");
+        assert_eq!(check(&[(DT_RUNPATH, 1)], &[(1, b"$ORIGIN\0")]), None, "no string table");
+        // Entries after DT_NULL are not part of the section.
+        assert_eq!(check(&[strtab, (DT_NULL, 0), (DT_RUNPATH, 1)], &[(1, b"$ORIGIN\0")]), None);
+    }
+
+    #[test]
+    fn malformed_sections_end_the_search() {
+        let strtab = (DT_STRTAB, STRTAB as u64);
+        // A string running off the end of the image without a NUL.
+        let img = image(&[strtab, (DT_RUNPATH, 0x3f0)], &[]);
+        assert_eq!(uses_origin(&img, DYN as u64, 64), None);
+        // A string offset that overflows the address.
+        assert_eq!(check(&[(DT_STRTAB, u64::MAX - 2), (DT_RUNPATH, 8)], &[]), None);
+        // A dynamic section outside the image, or cut in the middle of an entry.
+        assert_eq!(uses_origin(&image(&[], &[]), 0x7f8, 64), None);
+        assert_eq!(uses_origin(&Flat(vec![0; 8]), 0, 64), None);
+        // $ORIGIN found across the whole 4096-byte bound, not beyond it.
+        let mut long = vec![b'a'; 4089];
+        long.extend_from_slice(b"$ORIGIN\0");
+        let mut img = image(&[strtab, (DT_RUNPATH, 0)], &[]);
+        img.0.resize(STRTAB + 8192, 0);
+        img.0[STRTAB..STRTAB + long.len()].copy_from_slice(&long);
+        assert_eq!(uses_origin(&img, DYN as u64, 64), Some(RunPath::Runpath));
+        img.0.splice(STRTAB..STRTAB, [b'a']);
+        assert_eq!(uses_origin(&img, DYN as u64, 64), None, "past 4096 bytes");
+    }
+}

@@ -138,6 +138,24 @@ impl Drop for Scratch {
     }
 }
 
+/// (major, minor) of the running kernel, from /proc/sys/kernel/osrelease: tests of behaviour that
+/// changed between kernels (scripts/test-kernels.sh runs them on older ones) follow the kernel.
+pub fn kernel_version() -> (u32, u32) {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").expect("read /proc/sys/kernel/osrelease");
+    let number = |part: Option<&str>| -> Option<u32> { part?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok() };
+    let mut parts = release.trim().split('.');
+    match (number(parts.next()), number(parts.next())) {
+        (Some(major), Some(minor)) => (major, minor),
+        _ => panic!("cannot parse the kernel release {release:?}"),
+    }
+}
+
+/// The most program headers the running kernel reads: 64 KiB of them (1170) from 6.17 on, one
+/// page (73) before ("binfmt_elf: remove the 4k limitation of program header size").
+pub fn max_phdrs() -> usize {
+    if kernel_version() >= (6, 17) { 1170 } else { 73 }
+}
+
 /// Finds a tool in [`SYSTEM_PATH`]; a missing tool fails the test (it never skips it).
 pub fn require_tool(name: &str) -> PathBuf {
     SYSTEM_PATH.split(':').map(|dir| Path::new(dir).join(name)).find(|p| p.is_file()).unwrap_or_else(|| {

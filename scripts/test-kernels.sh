@@ -191,6 +191,11 @@ mount -t proc proc /host/proc || fail "proc"
 mount -t sysfs sysfs /host/sys || fail "sysfs"
 mount -t devtmpfs devtmpfs /host/dev || fail "devtmpfs"
 mkdir -p /host/dev/pts /host/dev/shm
+# What udev would add to a devtmpfs (strace -o /dev/stderr, bash's <(...) and the like use them).
+ln -s /proc/self/fd /host/dev/fd
+ln -s /proc/self/fd/0 /host/dev/stdin
+ln -s /proc/self/fd/1 /host/dev/stdout
+ln -s /proc/self/fd/2 /host/dev/stderr
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /host/dev/pts || fail "devpts"
 mount -t tmpfs -o mode=1777 tmpfs /host/dev/shm || fail "tmpfs /dev/shm"
 mount -t tmpfs -o mode=1777 tmpfs /host/tmp || fail "tmpfs /tmp"
@@ -265,8 +270,10 @@ done
 if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qE '^flags.*\b(vmx|svm)\b' /proc/cpuinfo; then
   accel=(-accel kvm -cpu host)
 else
-  # /dev/kvm may exist without the CPU offering virtualisation: then only TCG works.
-  accel=(-accel tcg -cpu max)
+  # /dev/kvm may exist without the CPU offering virtualisation: then only TCG works. Without
+  # la57: with 5-level paging a kernel maps fixed segments above 47 bits, which a machine with
+  # 4-level paging (and preload, which assumes it) refuses.
+  accel=(-accel tcg -cpu max,la57=off)
 fi
 
 # --- one kernel ----------------------------------------------------------------------------

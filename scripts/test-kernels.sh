@@ -4,14 +4,17 @@
 #
 #   scripts/test-kernels.sh [KERNEL_PACKAGE]... [-- TEST_ARG...]
 #
-# KERNEL_PACKAGE: Debian packages such as linux-image-6.1.0-57-amd64; by default the newest
-# linux-image-6.1.0-N-amd64 and the newest linux-image-6.12.N+debM-amd64 the package lists offer.
+# KERNEL_PACKAGE: a Debian package such as linux-image-6.1.0-57-amd64, or a series such as 6.1
+# or 6.12 for the newest package of it the package lists offer (linux-image-6.1.0-N-amd64,
+# linux-image-6.12.N+debM-amd64); by default 6.1 and 6.12.
 # TEST_ARGs are passed to every test binary (libtest arguments: a name filter, --skip NAME,
 # --exact, --nocapture...).
 #
 # Environment:
 #   PRELOAD_KERNEL_TESTS    the test binaries (tests/*.rs names) to run, space-separated;
-#                           default: all of them
+#                           default: all of them; empty (set but empty): none
+#   PRELOAD_KERNEL_COMMAND  a bash command to run first, in the repository, as root (for looking
+#                           at a kernel: e.g. 'setarch -R cat /proc/self/maps'); it counts as a test
 #   PRELOAD_KERNEL_TIMEOUT  seconds one kernel may take from boot to power-off (default 3600);
 #                           a kernel that does not report within it is a failure
 #   PRELOAD_KERNEL_CPUS     guest CPUs (default 2), PRELOAD_KERNEL_MEMORY guest MiB (default 2048)
@@ -36,8 +39,8 @@ die() { echo "$me: $*" >&2; exit 1; }
 say() { echo "$me: $*" >&2; }
 
 all_tests=(differential errors fd layout limits mutants privilege probe sealed wine)
-read -r -a tests <<<"${PRELOAD_KERNEL_TESTS:-${all_tests[*]}}"
-[ ${#tests[@]} -gt 0 ] || die "PRELOAD_KERNEL_TESTS names no test"
+read -r -a tests <<<"${PRELOAD_KERNEL_TESTS-${all_tests[*]}}"
+[ ${#tests[@]} -gt 0 ] || [ -n "${PRELOAD_KERNEL_COMMAND:-}" ] || die "PRELOAD_KERNEL_TESTS names no test"
 timeout_s=${PRELOAD_KERNEL_TIMEOUT:-3600}
 cpus=${PRELOAD_KERNEL_CPUS:-2}
 memory=${PRELOAD_KERNEL_MEMORY:-2048}
@@ -116,18 +119,22 @@ newest_package() {
   done
   return 1
 }
-if [ ${#packages[@]} -eq 0 ]; then
-  for regex in '^linux-image-6\.1\.0-[0-9]+-amd64$' '^linux-image-6\.12\.[0-9]+\+deb[0-9]+-amd64$'; do
-    if ! package=$(newest_package "$regex"); then
-      # The lists may be missing or stale (a fresh machine): update them once and look again.
-      [ "$(id -u)" -eq 0 ] || die "no package matches $regex (apt-get update needs root)"
-      say "no package matches $regex; running apt-get update"
-      apt-get update >/dev/null
-      package=$(newest_package "$regex") || die "no package matches $regex after apt-get update"
-    fi
-    packages+=("$package")
-  done
-fi
+# A series (6.1, 6.12) stands for its newest package: Debian names them linux-image-6.1.0-N-amd64
+# and linux-image-6.12.N+debM-amd64.
+[ ${#packages[@]} -gt 0 ] || packages=(6.1 6.12)
+for i in "${!packages[@]}"; do
+  series=${packages[$i]}
+  [[ $series =~ ^[0-9]+\.[0-9]+$ ]] || continue
+  regex="^linux-image-${series//./\\.}(\\.0-[0-9]+|\\.[0-9]+\\+deb[0-9]+)-amd64\$"
+  if ! package=$(newest_package "$regex"); then
+    # The lists may be missing or stale (a fresh machine): update them once and look again.
+    [ "$(id -u)" -eq 0 ] || die "no package matches $regex (apt-get update needs root)"
+    say "no package matches $regex; running apt-get update"
+    apt-get update >/dev/null
+    package=$(newest_package "$regex") || die "no package matches $regex after apt-get update"
+  fi
+  packages[$i]=$package
+done
 say "kernels: ${packages[*]}"
 
 # --- build on the host ---------------------------------------------------------------------
@@ -227,6 +234,16 @@ echo
 echo "PRELOAD-KERNEL-BOOTED $kernel ($(nproc) CPUs, $(awk '/MemTotal/ {print $2}' /proc/meminfo) kB)"
 cd "$REPO" || { echo; echo "PRELOAD-KERNEL-RESULT $kernel boot-failed: no $REPO in the guest"; exit; }
 result=passed
+if [ -n "$COMMAND" ]; then
+  echo
+  echo "PRELOAD-KERNEL-START $kernel command"
+  start=$(date +%s)
+  bash -c "$COMMAND" </dev/null 2>&1
+  status=$?
+  echo
+  echo "PRELOAD-KERNEL-TEST $kernel command $status $(($(date +%s) - start))"
+  [ "$status" -eq 0 ] || result=failed
+fi
 for t in "${TESTS[@]}"; do
   name=${t%%=*} binary=${t#*=}
   echo
@@ -250,6 +267,7 @@ done
 echo "KEEP='${keep[*]}'" >"$work/keep.conf"
 {
   printf 'REPO=%q\n' "$repo"
+  printf 'COMMAND=%q\n' "${PRELOAD_KERNEL_COMMAND:-}"
   printf 'TESTS=('
   for t in "${tests[@]}"; do printf '%q ' "$t=${test_binary[$t]}"; done
   printf ')\nTEST_ARGS=('

@@ -31,6 +31,9 @@
 #   PRELOAD-KERNEL-RESULT <kernel release> <passed|failed>
 # then powers off (sysrq o). Exit status: 0 when every kernel booted and passed every test.
 set -euo pipefail
+# The whole script is one block, read before any of it runs: editing the file (a git checkout)
+# while a run is under way cannot change what that run does.
+{
 cd "$(dirname "$0")/.."
 repo=$(pwd -P)
 
@@ -402,3 +405,5 @@ echo "$me: tests: ${tests[*]}${test_args[*]:+ (arguments: ${test_args[*]})}"
 for line in "${summary[@]}"; do echo "$me: $line"; done
 [ "$failed" -eq 0 ] || die "a kernel failed"
 echo "$me: every kernel passed"
+exit 0
+}

@@ -357,28 +357,31 @@ run_kernel() {
   local elapsed=$((SECONDS - started))
   kernel_seconds=$elapsed
 
-  local clean
+  local clean result running line booted=
   clean=$(tr -d '\r' <"$log")
-  local result
-  result=$(grep -E "^PRELOAD-KERNEL-RESULT $release " <<<"$clean" | tail -n 1 | cut -d' ' -f3-)
+  # (No match is no error here: every grep below may find nothing.)
+  result=$(grep -E "^PRELOAD-KERNEL-RESULT $release " <<<"$clean" | tail -n 1 | cut -d' ' -f3- || true)
+  running=$(grep -E "^PRELOAD-KERNEL-START $release " <<<"$clean" | tail -n 1 | cut -d' ' -f3 || true)
+  if grep -q "^PRELOAD-KERNEL-BOOTED $release" <<<"$clean"; then booted=1; fi
   # The per-test lines, for the summary.
-  local line
   while read -r line; do
     set -- $line
     kernel_tests+=("$3: $([ "$4" = 0 ] && echo passed || echo "FAILED (exit $4)") in $5 s")
-  done < <(grep -E "^PRELOAD-KERNEL-TEST $release [^ ]+ [0-9]+ [0-9]+$" <<<"$clean")
-  if [ "$qemu_status" -eq 124 ] || [ "$qemu_status" -eq 137 ]; then
-    local running
-    running=$(grep -E "^PRELOAD-KERNEL-START $release " <<<"$clean" | tail -n 1 | cut -d' ' -f3)
-    if grep -q "^PRELOAD-KERNEL-BOOTED $release" <<<"$clean"; then
+  done < <(grep -E "^PRELOAD-KERNEL-TEST $release [^ ]+ [0-9]+ [0-9]+$" <<<"$clean" || true)
+  if [ -n "$result" ] && [ "$result" = passed ]; then
+    :
+  elif [ -n "$result" ]; then
+    kernel_failure=$result
+  elif [ "$qemu_status" -eq 124 ] || { [ "$qemu_status" -eq 137 ] && [ "$elapsed" -ge "$timeout_s" ]; }; then
+    if [ -n "$booted" ]; then
       kernel_failure="timed out after ${timeout_s} s${running:+ while running $running} (PRELOAD_KERNEL_TIMEOUT)"
     else
       kernel_failure="did not boot within ${timeout_s} s (no PRELOAD-KERNEL-BOOTED line on the console)"
     fi
-  elif [ -z "$result" ]; then
-    kernel_failure="the guest stopped without a result (qemu exit $qemu_status$(grep -q "^PRELOAD-KERNEL-BOOTED $release" <<<"$clean" || echo ', it never booted')); qemu said: $(tr '\n' ' ' <"$dir/qemu.out")"
-  elif [ "$result" != passed ]; then
-    kernel_failure=$result
+  elif [ "$qemu_status" -gt 128 ]; then
+    kernel_failure="qemu was killed by signal $((qemu_status - 128)) after ${elapsed} s${running:+ while running $running} (a SIGKILL may be the host's OOM killer: see dmesg)"
+  else
+    kernel_failure="the guest stopped without a result (qemu exit $qemu_status$([ -n "$booted" ] || echo ', it never booted')${running:+, while running $running}); qemu said: $(tr '\n' ' ' <"$dir/qemu.out")"
   fi
   if [ -n "$kernel_failure" ]; then
     echo "--- last console lines of $release ---" >&2

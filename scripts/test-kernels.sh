@@ -359,15 +359,17 @@ run_kernel() {
 
   local clean result running line booted=
   clean=$(tr -d '\r' <"$log")
-  # (No match is no error here: every grep below may find nothing.)
-  result=$(grep -E "^PRELOAD-KERNEL-RESULT $release " <<<"$clean" | tail -n 1 | cut -d' ' -f3- || true)
-  running=$(grep -E "^PRELOAD-KERNEL-START $release " <<<"$clean" | tail -n 1 | cut -d' ' -f3 || true)
-  if grep -q "^PRELOAD-KERNEL-BOOTED $release" <<<"$clean"; then booted=1; fi
-  # The per-test lines, for the summary.
+  # Marker lines, matched field by field (a release such as 6.12.118+deb12-amd64 is no regex).
+  marker() { awk -v m="PRELOAD-KERNEL-$1" -v r="$release" '$1 == m && $2 == r { $1 = ""; $2 = ""; sub(/^ +/, ""); print }' <<<"$clean"; }
+  result=$(marker RESULT | tail -n 1)
+  running=$(marker START | tail -n 1)
+  if [ -n "$(marker BOOTED)" ]; then booted=1; fi
+  # The per-test lines, for the summary: TEST STATUS SECONDS.
   while read -r line; do
     set -- $line
-    kernel_tests+=("$3: $([ "$4" = 0 ] && echo passed || echo "FAILED (exit $4)") in $5 s")
-  done < <(grep -E "^PRELOAD-KERNEL-TEST $release [^ ]+ [0-9]+ [0-9]+$" <<<"$clean" || true)
+    [ $# -eq 3 ] || continue
+    kernel_tests+=("$1: $([ "$2" = 0 ] && echo passed || echo "FAILED (exit $2)") in $3 s")
+  done < <(marker TEST)
   if [ -n "$result" ] && [ "$result" = passed ]; then
     :
   elif [ -n "$result" ]; then

@@ -3,12 +3,20 @@
 # Extra arguments are passed to `cargo test --release` (e.g. a test name filter, or `-- --nocapture`).
 #
 # Then, in CI (CI=true) or with PRELOAD_TEST_KERNELS=1, it also runs a subset of the integration
-# tests inside Debian's 6.1 LTS kernel under qemu (scripts/test-kernels.sh; about 10 minutes
+# tests inside Debian's 6.1 LTS kernel under qemu (scripts/test-kernels.sh; about 11 minutes
 # under TCG). PRELOAD_TEST_KERNELS=0 leaves that out, in CI too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 die() { echo "scripts/test.sh: $*" >&2; exit 1; }
+
+# Whether to run the tests inside 6.1 as well (see above).
+case ${PRELOAD_TEST_KERNELS:-} in
+  1) kernels=1 ;;
+  0) kernels=0 ;;
+  '') if [ "${CI:-}" = true ]; then kernels=1; else kernels=0; fi ;;
+  *) die "PRELOAD_TEST_KERNELS must be 0 or 1, not ${PRELOAD_TEST_KERNELS}" ;;
+esac
 
 command -v cargo >/dev/null || die "cargo is not installed (Rust toolchain 1.95+ is required)"
 
@@ -50,12 +58,6 @@ cargo build --release
 host_status=0
 cargo test --release --no-fail-fast "$@" || host_status=$?
 
-case ${PRELOAD_TEST_KERNELS:-} in
-  1) kernels=1 ;;
-  0) kernels=0 ;;
-  '') if [ "${CI:-}" = true ]; then kernels=1; else kernels=0; fi ;;
-  *) die "PRELOAD_TEST_KERNELS must be 0 or 1, not ${PRELOAD_TEST_KERNELS}" ;;
-esac
 if [ "$kernels" -eq 0 ]; then
   exit "$host_status"
 fi

@@ -12,7 +12,8 @@
 #
 # Environment:
 #   PRELOAD_KERNEL_TESTS    the test binaries (tests/*.rs names) to run, space-separated;
-#                           default: all of them; empty (set but empty): none
+#                           default: all of them (but wine under TCG, where Wine crashes by
+#                           itself); empty (set but empty): none
 #   PRELOAD_KERNEL_COMMAND  a bash command to run first, in the repository, as root (for looking
 #                           at a kernel: e.g. 'setarch -R cat /proc/self/maps'); it counts as a test
 #   PRELOAD_KERNEL_TIMEOUT  seconds one kernel may take from boot to power-off (default 3600);
@@ -43,6 +44,12 @@ say() { echo "$me: $*" >&2; }
 
 all_tests=(differential errors fd layout limits mutants privilege probe sealed wine)
 read -r -a tests <<<"${PRELOAD_KERNEL_TESTS-${all_tests[*]}}"
+if [ -z "${PRELOAD_KERNEL_TESTS+set}" ] && ! { [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qE '^flags.*\b(vmx|svm)\b' /proc/cpuinfo; }; then
+  # Not a skip of a preload check: Wine run directly, without preload, crashes under qemu's TCG
+  # (wineboot.exe faults on an iretq of its syscall dispatcher; seen under 6.1 and 6.12).
+  tests=(differential errors fd layout limits mutants privilege probe sealed)
+  say "wine left out by default under TCG, where Wine itself crashes (PRELOAD_KERNEL_TESTS names it to run it)"
+fi
 [ ${#tests[@]} -gt 0 ] || [ -n "${PRELOAD_KERNEL_COMMAND:-}" ] || die "PRELOAD_KERNEL_TESTS names no test"
 timeout_s=${PRELOAD_KERNEL_TIMEOUT:-3600}
 cpus=${PRELOAD_KERNEL_CPUS:-2}

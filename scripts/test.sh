@@ -3,10 +3,22 @@
 # tests, then builds the release binary and runs the whole test suite (as root).
 # Extra arguments are passed to the last `cargo test --release` (e.g. a test name filter, or
 # `-- --nocapture`).
+#
+# Then, in CI (CI=true) or with PRELOAD_TEST_KERNELS=1, it also runs a subset of the integration
+# tests inside Debian's 6.1 LTS kernel under qemu (scripts/test-kernels.sh; about 11 minutes
+# under TCG). PRELOAD_TEST_KERNELS=0 leaves that out, in CI too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 die() { echo "scripts/test.sh: $*" >&2; exit 1; }
+
+# Whether to run the tests inside 6.1 as well (see above).
+case ${PRELOAD_TEST_KERNELS:-} in
+  1) kernels=1 ;;
+  0) kernels=0 ;;
+  '') if [ "${CI:-}" = true ]; then kernels=1; else kernels=0; fi ;;
+  *) die "PRELOAD_TEST_KERNELS must be 0 or 1, not ${PRELOAD_TEST_KERNELS}" ;;
+esac
 
 command -v cargo >/dev/null || die "cargo is not installed (Rust toolchain 1.95+ is required)"
 
@@ -66,4 +78,26 @@ cargo test --release --lib || die "the core's unit tests failed"
 
 cargo build --release
 # --no-fail-fast: report every failing test binary, not just the first.
-exec cargo test --release --no-fail-fast "$@"
+host_status=0
+cargo test --release --no-fail-fast "$@" || host_status=$?
+
+if [ "$kernels" -eq 0 ]; then
+  exit "$host_status"
+fi
+
+# The 6.1 run (the newest linux-image-6.1.0-N-amd64), about 11 minutes under TCG on the 2-core
+# CI machine (README "Supported kernels" has the figures per test binary). Left out to stay
+# there: privilege (2 min; credentials and capabilities do not differ between these kernels),
+# sealed (4 min; its inflating and authenticating are kernel-independent, and its memfd path is
+# fd.rs's) and wine (Wine itself crashes under TCG, run directly too); 300 mutants, not 1500.
+# No test needs leaving out on 6.1: kernel_skips would name them (as --skip NAME) with the reason.
+# The timeout is generous (an hour): on a loaded machine the run took 6 times as long.
+kernel_skips=()
+kernel_status=0
+PRELOAD_KERNEL_TESTS=${PRELOAD_KERNEL_TESTS:-"differential errors fd layout limits mutants probe stage2"} \
+  PRELOAD_MUTANTS=${PRELOAD_MUTANTS:-300} \
+  PRELOAD_KERNEL_TIMEOUT=${PRELOAD_KERNEL_TIMEOUT:-3600} \
+  scripts/test-kernels.sh 6.1 -- "${kernel_skips[@]}" || kernel_status=$?
+
+[ "$host_status" -eq 0 ] || die "the host's tests failed (cargo test exited $host_status)"
+[ "$kernel_status" -eq 0 ] || die "the tests under 6.1 failed (scripts/test-kernels.sh exited $kernel_status)"

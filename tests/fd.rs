@@ -247,10 +247,25 @@ fn probe_from_a_pipe_unprivileged_keeps_exe_on_the_preloader() {
 }
 
 /// With vm.memfd_noexec=2 (set in a pid namespace of its own) no memfd may be executable: the
-/// program still runs, /proc/self/exe stays the preloader, and --verbose says why.
+/// program still runs, /proc/self/exe stays the preloader, and --verbose says why. Before 6.3
+/// there is no such sysctl (nor MFD_EXEC): every memfd is executable, and exe is the memfd.
 #[test]
 fn refused_executable_memfds_still_run_and_verbose_says_what_exe_shows() {
     let program = require_tool("readlink");
+    if common::kernel_version() < (6, 3) {
+        assert!(!Path::new("/proc/sys/vm/memfd_noexec").exists(), "scenario check: vm.memfd_noexec came with 6.3");
+        let inv = Invocation::new(&program).arg("/proc/self/exe").preload_option("--verbose");
+        let output = run_fd(&inv, &program, Pipe);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            format!("{}\n", memfd_exe(&program)),
+            "before 6.3 every memfd is executable: {stderr}"
+        );
+        assert!(!stderr.contains("executable memfds are refused"), "{stderr}");
+        return;
+    }
     let script = r#"echo 2 > /proc/sys/vm/memfd_noexec && exec "$@""#;
     let inv = Invocation::new(&program).arg("/proc/self/exe").preload_option("--verbose").wrapped_in([
         require_tool("unshare").to_str().unwrap(),

@@ -16,6 +16,9 @@ pub const TASK_SIZE: u64 = (1 << 47) - PAGE_SIZE;
 /// The kernel reads at most 64 KiB of program headers (1170 entries; measured on 6.18, which no
 /// longer limits the table to ELF_MIN_ALIGN).
 pub const MAX_PHDR_TABLE: usize = 65536;
+/// Kernels before 6.17 also limit it to ELF_MIN_ALIGN, one page (73 entries): 6.17 removed that
+/// limit ("binfmt_elf: remove the 4k limitation of program header size"); measured on 6.12.
+pub const PAGE_PHDR_TABLE: usize = PAGE_SIZE as usize;
 /// EM_386: the kernel runs these through IA32 emulation; preload loads x86_64 programs only.
 pub const EM_386: u16 = 3;
 /// EM_486, which the kernel's IA32 check accepts as well (elf_check_arch_ia32).
@@ -63,6 +66,30 @@ pub fn phdr_table(header: &Header) -> Result<(u64, usize), &'static str> {
         return Err("bad number of program headers");
     }
     Ok((header.e_phoff, len))
+}
+
+/// The running kernel's own limit on a table of `len` bytes that [`phdr_table`] accepted, for the
+/// kernel release `release` (`uname -r`, e.g. `6.12.118+deb12-amd64`): up to 64 KiB from 6.17 on,
+/// one page before. A release that does not parse as `MAJOR.MINOR` gets the current rule.
+pub fn check_phdr_table_for_kernel(len: usize, release: &[u8]) -> Result<(), &'static str> {
+    if len > PAGE_PHDR_TABLE && kernel_version(release).is_some_and(|version| version < (6, 17)) {
+        return Err("bad number of program headers (this kernel reads one page of them)");
+    }
+    Ok(())
+}
+
+/// (major, minor) from a kernel release string.
+fn kernel_version(release: &[u8]) -> Option<(u32, u32)> {
+    let mut parts = release.split(|&b| b == b'.');
+    let number = |part: Option<&[u8]>| {
+        let digits = part?;
+        let end = digits.iter().position(|b| !b.is_ascii_digit()).unwrap_or(digits.len());
+        if end == 0 || end > 6 {
+            return None;
+        }
+        Some(digits[..end].iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')))
+    };
+    Some((number(parts.next())?, number(parts.next())?))
 }
 
 /// View a program header table read into an 8-aligned buffer (whole entries only; an unaligned
@@ -236,6 +263,29 @@ pub(crate) mod tests {
         let mut bytes = header_bytes(ET_EXEC, EM_X86_64, 1);
         bytes[54] = 32;
         assert_eq!(phdr_table(&header(&bytes).unwrap()).unwrap_err(), "bad program header entry size");
+    }
+
+    #[test]
+    fn follows_the_running_kernels_table_limit() {
+        let page = 73 * SIZEOF_PHDR;
+        let above = 74 * SIZEOF_PHDR;
+        for old in [&b"6.1.0-57-amd64"[..], b"6.12.118+deb12-amd64", b"6.16.9", b"5.10.0", b"4.19.0-27-amd64", b"6.16"]
+        {
+            assert_eq!(check_phdr_table_for_kernel(page, old), Ok(()), "{}", core::str::from_utf8(old).unwrap());
+            assert!(check_phdr_table_for_kernel(above, old).is_err(), "{}", core::str::from_utf8(old).unwrap());
+            assert!(check_phdr_table_for_kernel(MAX_PHDR_TABLE, old).is_err());
+        }
+        for new in [&b"6.17.0"[..], b"6.18.44-fc-v1147", b"7.0.1", b"6.17-rc1", b"10.2"] {
+            assert_eq!(check_phdr_table_for_kernel(above, new), Ok(()), "{}", core::str::from_utf8(new).unwrap());
+            assert_eq!(check_phdr_table_for_kernel(MAX_PHDR_TABLE - 16, new), Ok(()));
+        }
+        // Unparsable: the current rule.
+        for odd in [&b""[..], b"6", b"x.y", b".17", b"6.", b"99999999.1"] {
+            assert_eq!(check_phdr_table_for_kernel(above, odd), Ok(()), "{:?}", odd);
+        }
+        assert_eq!(kernel_version(b"6.12.118+deb12-amd64"), Some((6, 12)));
+        assert_eq!(kernel_version(b"6.1.0-57-amd64"), Some((6, 1)));
+        assert_eq!(kernel_version(b"6.17-rc1"), Some((6, 17)));
     }
 
     #[test]

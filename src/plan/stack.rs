@@ -585,13 +585,20 @@ mod tests {
         let auxv: Vec<_> = compat_auxv(kernel_auxv().into_iter(), aux, Some(vdso)).collect();
         assert_eq!(auxv[..3], [(AT_SYSINFO, 0xf7ef_0560), (AT_SYSINFO_EHDR, 0xf7ef_0000), (AT_PAGESZ, 4096)]);
         assert_eq!(
-            auxv[3..8],
-            [(AT_PHDR, 0x804_8034), (AT_PHENT, 32), (AT_PHNUM, 9), (AT_BASE, 0xf7f0_0000), (AT_ENTRY, 0x804_9000)]
+            auxv[3..9],
+            [
+                (AT_PHDR, 0x804_8034),
+                (AT_PHENT, 32),
+                (AT_PHNUM, 9),
+                (AT_BASE, 0xf7f0_0000),
+                (AT_FLAGS, 0),
+                (AT_ENTRY, 0x804_9000)
+            ]
         );
-        assert_eq!(auxv.len(), 12, "AT_EXECFD and the 64-bit vDSO dropped, nothing after AT_NULL");
+        assert_eq!(auxv.len(), 13, "AT_EXECFD and the 64-bit vDSO dropped, nothing after AT_NULL");
         let without: Vec<_> = compat_auxv(kernel_auxv().into_iter(), aux, None).collect();
         assert_eq!(without[0], (AT_PAGESZ, 4096), "no vDSO, no AT_SYSINFO(_EHDR)");
-        assert_eq!(without.len(), 10);
+        assert_eq!(without.len(), 11);
     }
 
     #[test]
@@ -626,9 +633,9 @@ mod tests {
         assert_eq!(l.platform, ((l.arg_start & !15) - 5));
         assert_eq!(l.random, l.platform - 16);
         assert_eq!(l.random % 16, 11);
-        // argc, argv[2], NULL, envp[1], NULL: 6 words; 13 auxv pairs of 8 bytes.
-        assert_eq!(l.auxv_len, 13 * 8);
-        assert_eq!(l.sp, (l.random - 13 * 8 - 6 * 4) & !15);
+        // argc, argv[2], NULL, envp[1], NULL: 6 words; 14 auxv pairs of 8 bytes.
+        assert_eq!(l.auxv_len, 14 * 8);
+        assert_eq!(l.sp, (l.random - 14 * 8 - 6 * 4) & !15);
         assert_eq!(l.auxv, l.sp + 6 * 4);
         assert_eq!(word(l.sp), 2);
         assert_eq!(read_str(&image, &l, word(l.sp + 4)), b"prog");
@@ -636,12 +643,12 @@ mod tests {
         assert_eq!(word(l.sp + 12), 0);
         assert_eq!(word(l.sp + 16), l.env_start);
         assert_eq!(word(l.sp + 20), 0);
-        let pairs: Vec<(u64, u64)> = (0..13).map(|i| (word(l.auxv + 8 * i), word(l.auxv + 8 * i + 4))).collect();
+        let pairs: Vec<(u64, u64)> = (0..14).map(|i| (word(l.auxv + 8 * i), word(l.auxv + 8 * i + 4))).collect();
         assert_eq!(pairs[0], (AT_SYSINFO, 0xf7ef_0560));
         assert_eq!(pairs[4], (AT_PHENT, 32));
         assert!(pairs.contains(&(AT_RANDOM, l.random)) && pairs.contains(&(AT_EXECFN, l.execfn)));
         assert!(pairs.contains(&(AT_PLATFORM, l.platform)));
-        assert_eq!(pairs[12], (AT_NULL, 0));
+        assert_eq!(pairs[13], (AT_NULL, 0));
         assert_eq!(l.size(TOP32), image.len());
     }
 }

@@ -53,3 +53,22 @@ macro_rules! per_variant {
 }
 #[allow(unused_imports)]
 pub(crate) use per_variant;
+
+/// (major, minor) of the running kernel, from /proc/sys/kernel/osrelease: tests of behaviour that
+/// changed between kernels (scripts/test-kernels.sh runs them on older ones) follow the kernel.
+pub fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("read /proc/sys/kernel/osrelease");
+    let number =
+        |part: Option<&str>| -> Option<u32> { part?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok() };
+    let mut parts = release.trim().split('.');
+    match (number(parts.next()), number(parts.next())) {
+        (Some(major), Some(minor)) => (major, minor),
+        _ => panic!("cannot parse the kernel release {release:?}"),
+    }
+}
+
+/// The most program headers the running kernel reads: 64 KiB of them (1170) from 6.17 on, one
+/// page (73) before ("binfmt_elf: remove the 4k limitation of program header size").
+pub fn max_phdrs() -> usize {
+    if kernel_version() >= (6, 17) { 1170 } else { 73 }
+}

@@ -27,6 +27,10 @@ use crate::{reserve, wine};
 pub fn inspect<'p>(file: &'p File, spill: &'p mut Spill) -> Result<Image<'p>, &'static str> {
     let header = elf::header(file.head())?;
     let (offset, len) = elf::phdr_table(&header)?;
+    if len > elf::PAGE_PHDR_TABLE {
+        // Kernels before 6.17 read one page of program headers: asked only for a larger table.
+        elf::check_phdr_table_for_kernel(len, rustix::system::uname().release().to_bytes())?;
+    }
     let table = file.bytes(offset, len, spill).map_err(|_| "program headers beyond end of file")?;
     let phdrs = elf::program_headers(table);
     if file.held_in_memory() {

@@ -685,3 +685,51 @@ fn binfmt_registration_runs_sealed_containers_by_themselves() {
         }
     }
 }
+
+/// Issue 15, finding 1: with a key offered, a plain program (or a script) in place of the
+/// container is refused, by path and from a pipe, and never runs with the key's descriptor.
+#[test]
+fn a_plain_program_in_place_of_a_container_is_refused_when_a_key_is_offered() {
+    let marker = Marker::new("sealed-plain-impostor");
+    let scratch = &marker.keyed.scratch;
+    let plain = scratch.copy(&build_c("hello", Variant::Pie), "app.sealed", 0o755);
+    let script = scratch.write("script.sealed", format!("#!{}\n", plain.display()), 0o755);
+    for (impostor, what) in [(&plain, "a plain ELF"), (&script, "a #! script")] {
+        let output = marker.run_with_key(impostor);
+        marker.assert_refused(&output, "not a sealed container", what);
+        // Without a key it is an ordinary program, and runs.
+        let output = marker.run(impostor, &marker.keyed.key, &[], &[]);
+        assert!(output.status.success(), "{what} without a key: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(marker.marker.exists(), "{what} without a key ran");
+    }
+    // From a pipe: `cat plain | PRELOAD_KEY_FD=3 preload --fd 0 app`.
+    let _ = fs::remove_file(&marker.marker);
+    let script = format!(r#"cat '{}' | exec "$@" 3<'{}'"#, plain.display(), marker.keyed.key.display());
+    let marker_path = marker.marker.to_string_lossy();
+    let words = [common::preload().as_os_str(), OsStr::new("--fd"), OsStr::new("0"), OsStr::new("app")];
+    let words: Vec<&OsStr> = words.into_iter().chain([OsStr::new("--touch"), OsStr::new(&*marker_path)]).collect();
+    let mut command = shell(&script, &words, scratch.path());
+    command.env("PRELOAD_KEY_FD", KEY_FD);
+    let output = common::run(command, None, "a plain ELF from a pipe with a key");
+    marker.assert_refused(&output, "not a sealed container", "a plain ELF from a pipe");
+}
+
+/// A key descriptor that sends part of a key and never ends is given up after 10 s.
+#[test]
+fn a_key_descriptor_that_never_ends_is_given_up() {
+    let marker = Marker::new("sealed-key-stalls");
+    let marker_path = marker.marker.to_string_lossy();
+    // The key's pipe: four bytes, and the writing end kept open by the test.
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    std::io::Write::write_all(&mut writer, b"0123").unwrap();
+    let words: Vec<&OsStr> =
+        [common::preload().as_os_str(), marker.sealed.as_os_str(), OsStr::new("--touch"), OsStr::new(&*marker_path)]
+            .into();
+    let mut command = shell(r#"exec "$@" 3<&0 </dev/null"#, &words, marker.keyed.scratch.path());
+    command.env("PRELOAD_KEY_FD", KEY_FD).stdin(reader);
+    let started = std::time::Instant::now();
+    let output = common::run(command, None, "a stalled key");
+    drop(writer);
+    marker.assert_refused(&output, "sent nothing more for 10 s", "a stalled key");
+    assert!(started.elapsed().as_secs() < 25, "the wait was not bounded: {:?}", started.elapsed());
+}

@@ -159,10 +159,15 @@ pub fn resolve<'b>(request: &Request, storage: Storage<'b>) -> Result<Resolved<'
 fn unseal<'b>(file: File, request: &Request, named: &'b [u8]) -> Result<File, Error<'b>> {
     use crate::input::sealed;
     use rustix::fd::AsFd;
+    let key_fd_var = request.stack.getenv(sealed::KEY_FD_VAR);
     if !preload::input::sealed::is_sealed(file.head()) {
-        return Ok(file);
+        return match key_fd_var {
+            None => Ok(file),
+            // A plain program (or a script) in place of a container must not get the key.
+            Some(value) => Err(Error::at(named, sealed::refuse_key(value, file.fd.as_fd()))),
+        };
     }
-    let program = sealed::unseal(file.fd.as_fd(), file.size, request.stack.getenv(sealed::KEY_FD_VAR))
+    let program = sealed::unseal(file.fd.as_fd(), file.size, key_fd_var)
         .map_err(|refusal| Error::at(named, refusal))?;
     Ok(file.unsealed(program))
 }

@@ -24,6 +24,13 @@ pub const KEY_FD_VAR: &[u8] = b"PRELOAD_KEY_FD";
 const NO_KEY: &str = "sealed program: no key (give its descriptor in PRELOAD_KEY_FD)";
 const BAD_KEY_FD: &str = "sealed program: PRELOAD_KEY_FD must name an open descriptor above 2";
 const KEY_UNREADABLE: &str = "sealed program: cannot read the key from PRELOAD_KEY_FD";
+const KEY_TIMEOUT: &str = "sealed program: the key's descriptor sent nothing more for 10 s and did not end";
+/// Why a program that is not a sealed container is refused when a key is offered.
+pub const KEY_FOR_PLAIN: &str =
+    "a key is offered (PRELOAD_KEY_FD) but this is not a sealed container: refusing to run it with the key";
+
+/// How long to wait for more of the key before giving up on its descriptor.
+const KEY_WAIT_SECONDS: i64 = 10;
 
 /// The descriptor number in `PRELOAD_KEY_FD`: decimal, and not stdin, stdout or stderr, which
 /// belong to the program.
@@ -35,9 +42,10 @@ fn key_fd(value: &[u8]) -> Option<i32> {
     (fd > 2).then_some(fd)
 }
 
-/// Read the key, to the end of its descriptor, into `key`, and close the descriptor. `own` is
-/// the one descriptor the preloader has opened itself by now (the container's): never the key's.
-fn read_key(fd_var: Option<&[u8]>, own: BorrowedFd, key: &mut Key) -> Result<(), Refusal> {
+/// Take over the key's descriptor named by `fd_var`: it is the preloader's from here, and is
+/// closed when the result is dropped. `own` is the one descriptor the preloader has opened
+/// itself by now (the container's): never the key's.
+fn take_key_fd(fd_var: Option<&[u8]>, own: BorrowedFd) -> Result<OwnedFd, Refusal> {
     let fd = key_fd(fd_var.ok_or(Refusal::cannot_execute(NO_KEY))?)
         .filter(|&fd| fd != own.as_raw_fd())
         .ok_or(Refusal::cannot_execute(BAD_KEY_FD))?;
@@ -45,10 +53,38 @@ fn read_key(fd_var: Option<&[u8]>, own: BorrowedFd, key: &mut Key) -> Result<(),
     rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(fd) }).map_err(|_| Refusal::cannot_execute(BAD_KEY_FD))?;
     // SAFETY: the descriptor is open (checked above) and was handed over for the key alone;
     // the preloader owns it from here and closes it, so the program never sees it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A key is offered (`fd_var`, PRELOAD_KEY_FD's value) to a program that is not a sealed
+/// container (`own` is its descriptor): close the key's descriptor, and refuse. The key is for
+/// a container's authentication alone; a plain program (or a script) must never run with it.
+pub fn refuse_key(fd_var: &[u8], own: BorrowedFd) -> Refusal {
+    drop(take_key_fd(Some(fd_var), own));
+    Refusal::cannot_execute(KEY_FOR_PLAIN)
+}
+
+/// Read the key, to the end of its descriptor, into `key`, and close the descriptor. Each wait
+/// for more of it is bounded (a descriptor that sends part of a key and never ends would
+/// otherwise hold the launch forever).
+fn read_key(fd_var: Option<&[u8]>, own: BorrowedFd, key: &mut Key) -> Result<(), Refusal> {
+    let fd = take_key_fd(fd_var, own)?;
     // One byte more than the longest key form, to tell a longer text apart.
     let mut text = Secret::<{ 2 * KEY_SIZE + 2 }>::zeroed();
-    let len = io::read_to_fill(&fd, &mut text.0).map_err(|_| Refusal::cannot_execute(KEY_UNREADABLE))?;
+    let mut len = 0;
+    while len < text.0.len() {
+        match io::wait_readable(&fd, KEY_WAIT_SECONDS) {
+            Ok(true) => {}
+            Ok(false) => return Err(Refusal::cannot_execute(KEY_TIMEOUT)),
+            Err(_) => return Err(Refusal::cannot_execute(KEY_UNREADABLE)),
+        }
+        match io::read(&fd, &mut text.0[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(Errno::AGAIN) => {}
+            Err(_) => return Err(Refusal::cannot_execute(KEY_UNREADABLE)),
+        }
+    }
     sealed::parse_key(&text.0[..len], key).map_err(Refusal::cannot_execute)
 }
 

@@ -733,3 +733,119 @@ fn a_key_descriptor_that_never_ends_is_given_up() {
     marker.assert_refused(&output, "sent nothing more for 10 s", "a stalled key");
     assert!(started.elapsed().as_secs() < 25, "the wait was not bounded: {:?}", started.elapsed());
 }
+
+/// The first 64 bytes of ChaCha20's keystream for `key`, `nonce` and block `counter` (RFC 8439
+/// 2.3): block 0's first 32 bytes are the Poly1305 one-time key.
+fn chacha20_block(key: &[u8; 32], nonce: &[u8; 12], counter: u32) -> [u8; 64] {
+    fn quarter(s: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize) {
+        s[a] = s[a].wrapping_add(s[b]);
+        s[d] = (s[d] ^ s[a]).rotate_left(16);
+        s[c] = s[c].wrapping_add(s[d]);
+        s[b] = (s[b] ^ s[c]).rotate_left(12);
+        s[a] = s[a].wrapping_add(s[b]);
+        s[d] = (s[d] ^ s[a]).rotate_left(8);
+        s[c] = s[c].wrapping_add(s[d]);
+        s[b] = (s[b] ^ s[c]).rotate_left(7);
+    }
+    let word = |bytes: &[u8]| u32::from_le_bytes(bytes.try_into().unwrap());
+    let mut state = [0u32; 16];
+    state[..4].copy_from_slice(&[0x61707865, 0x3320646e, 0x79622d32, 0x6b206574]);
+    for i in 0..8 {
+        state[4 + i] = word(&key[4 * i..4 * i + 4]);
+    }
+    state[12] = counter;
+    for i in 0..3 {
+        state[13 + i] = word(&nonce[4 * i..4 * i + 4]);
+    }
+    let mut working = state;
+    for _ in 0..10 {
+        quarter(&mut working, 0, 4, 8, 12);
+        quarter(&mut working, 1, 5, 9, 13);
+        quarter(&mut working, 2, 6, 10, 14);
+        quarter(&mut working, 3, 7, 11, 15);
+        quarter(&mut working, 0, 5, 10, 15);
+        quarter(&mut working, 1, 6, 11, 12);
+        quarter(&mut working, 2, 7, 8, 13);
+        quarter(&mut working, 3, 4, 9, 14);
+    }
+    let mut out = [0u8; 64];
+    for i in 0..16 {
+        out[4 * i..4 * i + 4].copy_from_slice(&working[i].wrapping_add(state[i]).to_le_bytes());
+    }
+    out
+}
+
+#[test]
+fn chacha20_block_is_rfc_8439s() {
+    // RFC 8439 2.3.2.
+    let key: [u8; 32] = core::array::from_fn(|i| i as u8);
+    let nonce = [0, 0, 0, 9, 0, 0, 0, 0x4a, 0, 0, 0, 0];
+    assert_eq!(chacha20_block(&key, &nonce, 1)[..8], [0x10, 0xf1, 0xe7, 0xe4, 0xd1, 0x3b, 0x59, 0x15]);
+}
+
+/// Where `needles` occur in every readable mapping of process `pid`: "NAME at ADDR (MAPPING)".
+fn find_in_memory(pid: u32, needles: &[(&str, &[u8])]) -> Vec<String> {
+    use std::os::unix::fs::FileExt;
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mem = fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (range, perms) = (fields.next().unwrap(), fields.next().unwrap());
+        let (start, end) = range.split_once('-').unwrap();
+        let (start, end) = (u64::from_str_radix(start, 16).unwrap(), u64::from_str_radix(end, 16).unwrap());
+        if !perms.starts_with('r') || line.ends_with("[vvar]") || line.ends_with("[vsyscall]") {
+            continue;
+        }
+        let mut bytes = vec![0u8; (end - start) as usize];
+        if mem.read_exact_at(&mut bytes, start).is_err() {
+            continue;
+        }
+        scanned += 1;
+        for (name, needle) in needles {
+            for at in bytes.windows(needle.len()).enumerate().filter(|(_, w)| w == needle).map(|(at, _)| at) {
+                found.push(format!("{name} at {:#x} ({line})", start + at as u64));
+            }
+        }
+    }
+    assert!(scanned > 3, "scenario check: the program's mappings were read:\n{maps}");
+    found
+}
+
+/// Issue 15, finding 2: nothing of the key, its cipher states or the Poly1305 one-time key
+/// stays in the running program's memory (stack, heap, anything mapped).
+#[test]
+fn nothing_of_the_key_stays_in_the_programs_memory() {
+    let keyed = Keyed::new("sealed-key-memory");
+    let (_, sealed) = keyed.seal(Path::new("/bin/cat"), "cat");
+    let key: [u8; 32] = fs::read(&keyed.key).unwrap().try_into().unwrap();
+    let container = fs::read(&sealed).unwrap();
+    let nonce: [u8; 12] = container[12..24].try_into().unwrap();
+    let one_time = chacha20_block(&key, &nonce, 0);
+    let needles: [(&str, &[u8]); 5] = [
+        ("the key's first half", &key[..16]),
+        ("the key's second half", &key[16..]),
+        ("the one-time key's r", &one_time[..16]),
+        ("the one-time key's s", &one_time[16..32]),
+        ("the keystream's first block", &one_time[32..48]),
+    ];
+    let name = "./cat".to_string();
+    let script = format!(r#"unset PWD OLDPWD; exec "$@" 3<'{}'"#, keyed.key.display());
+    let words = [common::preload().as_os_str(), OsStr::new(&name)];
+    let mut command = shell(&script, &words, sealed.parent().unwrap());
+    command.env("PRELOAD_KEY_FD", KEY_FD).stdin(Stdio::piped());
+    let mut child = common::spawn(&mut command).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // cat echoing a line is cat running.
+    std::io::Write::write_all(&mut stdin, b"ready\n").unwrap();
+    let mut echoed = [0u8; 6];
+    let echo = std::io::Read::read_exact(&mut stdout, &mut echoed);
+    let found = find_in_memory(child.id(), &needles);
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(echo.is_ok() && &echoed == b"ready\n", "the sealed cat ran: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(found.is_empty(), "key material in the program's memory:\n{}", found.join("\n"));
+}

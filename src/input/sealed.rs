@@ -21,6 +21,8 @@ use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
 use miniz_oxide::inflate::TINFLStatus;
 use miniz_oxide::inflate::core::{DecompressorOxide, decompress_with_limit, inflate_flags};
+// A direct dependency only for its `zeroize` feature (see Cargo.toml).
+use poly1305 as _;
 
 use crate::report::refusal::Refusal;
 

@@ -167,8 +167,8 @@ fn unseal<'b>(file: File, request: &Request, named: &'b [u8]) -> Result<File, Er
             Some(value) => Err(Error::at(named, sealed::refuse_key(value, file.fd.as_fd()))),
         };
     }
-    let program = sealed::unseal(file.fd.as_fd(), file.size, key_fd_var)
-        .map_err(|refusal| Error::at(named, refusal))?;
+    let program =
+        sealed::unseal(file.fd.as_fd(), file.size, key_fd_var).map_err(|refusal| Error::at(named, refusal))?;
     Ok(file.unsealed(program))
 }
 

@@ -182,5 +182,11 @@ fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opene
         let not_honoured = credentials::not_honoured(resolved.file.fd.as_fd(), ids);
         report::credentials(&mut out, resolved.exe_path, not_honoured, set.dropped);
     }
+    // The unsealing's dead frames (key, cipher states) are below this one, on the stack the
+    // program gets.
+    #[cfg(feature = "sealed")]
+    if resolved.is_sealed() {
+        sys::wipe::dead_stack();
+    }
     Ok(Some(Jump { entry: mapped.entry, stack }))
 }

@@ -336,3 +336,38 @@ fn path_search_stops_at_an_execute_only_program_instead_of_running_a_later_one()
     let output = Invocation::new("tool").env("PATH", path).unprivileged().run_preloaded();
     assert_error(&output, 126, "executable but not readable", "an execute-only first match in PATH");
 }
+
+/// Issue 15, finding 7: untrusted bytes (a PT_INTERP, a `#!` line, a file name) never forge
+/// extra `preload: ` lines or reach the terminal as control codes; they are escaped.
+#[test]
+fn untrusted_bytes_in_messages_are_escaped() {
+    let scratch = Scratch::new("escaped");
+    let forged = "/x\npreload: forged\x1b[31m\r\x07";
+    let program = patched_true(&scratch, "interp-forged", |b| {
+        let (offset, size) = interp_range(b);
+        let path = format!("{forged:x<width$}", width = size - 1);
+        put(b, offset, path.as_bytes());
+    });
+    let script = scratch.write("script-forged", b"#!/nonexistent/\x1b]0;title\x07\x9b2J -x\n", 0o755);
+    let named = scratch.write("name\npreload: forged\x1b[2J", "not a program\n", 0o755);
+    for (path, mention) in [
+        (&program, "interpreter /x\\npreload: forged\\x1b[31m\\x0d\\x07xx"),
+        (&script, "interpreter /nonexistent/\\x1b]0;title\\x07\\x9b2J"),
+        (&named, "name\\npreload: forged\\x1b[2J"),
+    ] {
+        let output = Invocation::new(path).run_preloaded();
+        let code = output.status.code().unwrap_or(0);
+        assert!([126, 127].contains(&code), "{}: {}", path.display(), render_status(output.status));
+        assert_error(&output, code, mention, &format!("preload {}", path.display()));
+        let stderr = &output.stderr;
+        assert!(
+            !stderr.iter().any(|&b| b < 0x20 && b != b'\n' || b == 0x7f || b >= 0x80),
+            "control or non-UTF-8 bytes reach the terminal: {:?}",
+            String::from_utf8_lossy(stderr)
+        );
+    }
+    // An ordinary UTF-8 path stays readable.
+    let readable = scratch.write("prógramme ✓", "not a program\n", 0o755);
+    let output = Invocation::new(&readable).run_preloaded();
+    assert_error(&output, 126, "prógramme ✓", "a UTF-8 path");
+}

@@ -61,9 +61,9 @@ unsafe extern "C" fn preload_main(sp: *const u64) -> ! {
         Err(usage) => {
             let mut out = Printer::new(STDERR);
             if let Some(value) = usage.value() {
-                out.line().bytes(value).text(": ");
+                out.line().escaped(value).text(": ");
             }
-            out.line().text(usage.reason()).bytes(usage.argument()).text(" (try 'preload --help')");
+            out.line().text(usage.reason()).escaped(usage.argument()).text(" (try 'preload --help')");
             out.end();
             125
         }

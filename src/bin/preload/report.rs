@@ -73,11 +73,11 @@ impl<'a> Error<'a> {
         let mut out = Printer::new(STDERR);
         let status = match self {
             Self::At { path, refusal } => {
-                out.line().bytes(path).text(": ").text(refusal.reason);
+                out.line().escaped(path).text(": ").text(refusal.reason);
                 refusal.status
             }
             Self::Interpreter { path, interpreter, refusal } => {
-                out.line().bytes(path).text(": interpreter ").bytes(interpreter).text(": ").text(refusal.reason);
+                out.line().escaped(path).text(": interpreter ").escaped(interpreter).text(": ").text(refusal.reason);
                 Status::CannotExecute
             }
             Self::Reservation { range, why } => {
@@ -86,7 +86,7 @@ impl<'a> Error<'a> {
                     ReserveError::Overlap { other, name, name_len } => out
                         .line()
                         .text(" overlaps ")
-                        .bytes(&name[..usize::from(*name_len)])
+                        .escaped(&name[..usize::from(*name_len)])
                         .text(" ")
                         .hex(other.start)
                         .text("-")
@@ -126,7 +126,7 @@ fn flags_text(flags: u32) -> &'static str {
 
 /// The segments of `image`, at `bias` when known.
 fn image(out: &mut Printer, role: &str, path: &[u8], image: &Image, bias: Option<u64>) {
-    out.line().text(role).text(" ").bytes(path).text(if image.relocatable { ": ET_DYN" } else { ": ET_EXEC" });
+    out.line().text(role).text(" ").escaped(path).text(if image.relocatable { ": ET_DYN" } else { ": ET_EXEC" });
     match bias {
         Some(bias) => out.line().text(", load bias ").hex(bias).text(", entry ").hex(bias.wrapping_add(image.entry)),
         None => out.line().text(", placed by mmap, entry +").hex(image.entry),
@@ -164,7 +164,7 @@ pub fn plan(out: &mut Printer, resolved: &Resolved, inspected: &Inspected, plan:
         Held::File => {}
         Held::Stream(memfd) => {
             out.line()
-                .bytes(name)
+                .escaped(name)
                 .text(": a stream of ")
                 .dec(file.size)
                 .text(" bytes, held in a sealed memfd; segments copied into anonymous memory");
@@ -179,7 +179,7 @@ pub fn plan(out: &mut Printer, resolved: &Resolved, inspected: &Inspected, plan:
         }
         #[cfg(feature = "sealed")]
         Held::Sealed(_) => {
-            out.line().bytes(name).text(": sealed, authenticated; ").dec(file.size);
+            out.line().escaped(name).text(": sealed, authenticated; ").dec(file.size);
             out.line()
                 .text(" bytes inflated into anonymous memory, segments copied; its container stands for it as exe");
             out.end();
@@ -231,7 +231,7 @@ pub fn outcome(out: &mut Printer, mapped: &Mapped, stack: &Built, set: &MmOutcom
 /// the preloader's file were dropped.
 pub fn credentials(out: &mut Printer, path: &[u8], not_honoured: Option<&str>, dropped: bool) {
     if let Some(what) = not_honoured {
-        out.line().bytes(path).text(": ").text(what).text(credentials::NOT_HONOURED);
+        out.line().escaped(path).text(": ").text(what).text(credentials::NOT_HONOURED);
         out.end();
     }
     if dropped {

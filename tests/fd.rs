@@ -474,3 +474,41 @@ fn a_100_mib_streamed_program_costs_its_size_plus_one_copy() {
     assert!(peak * 1024 < size + (16 << 20), "peak RSS {peak} KiB is more than the program ({size} bytes) + 16 MiB");
     assert!(peak * 1024 > size - (4 << 20), "scenario check: the segments were copied into anonymous memory");
 }
+
+/// Issue 15, finding 10: a non-blocking socket handed in is waited on, not changed: O_NONBLOCK
+/// belongs to the open file description the caller shares.
+#[test]
+fn a_non_blocking_socket_stays_non_blocking() {
+    const F_GETFL: i32 = 3;
+    const O_NONBLOCK: i32 = 0o4000;
+    let program = build_c("hello", Variant::Static);
+    let bytes = fs::read(&program).unwrap();
+    let (ours, mut theirs) = UnixStream::pair().expect("socketpair");
+    ours.set_nonblocking(true).unwrap();
+    let kept = ours.try_clone().unwrap();
+    // Late, so that the preloader finds nothing to read at first (EAGAIN).
+    let feeder = thread::spawn(move || {
+        thread::sleep(std::time::Duration::from_millis(300));
+        drop(theirs.write_all(&bytes))
+    });
+    let source: OwnedFd = ours.into();
+    let inv = Invocation::new(&program).arg("non-blocking");
+    let mut cmd = inv.clone().preload_option("--fd").preload_option(FD.to_string()).preloaded_command();
+    let raw = source.as_raw_fd();
+    // SAFETY: `hand_over` is async-signal-safe; `raw` stays open until the child is spawned.
+    unsafe {
+        cmd.pre_exec(move || hand_over(raw));
+    }
+    let output = common::run(cmd, None, "a program from a non-blocking socket");
+    drop(source);
+    feeder.join().unwrap();
+    assert!(
+        output.status.success(),
+        "{}: {}",
+        common::render_status(output.status),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // SAFETY: F_GETFL only reads the flags of a descriptor this test owns.
+    let flags = unsafe { fcntl(kept.as_raw_fd(), F_GETFL) };
+    assert!(flags >= 0 && flags & O_NONBLOCK != 0, "the caller's socket came back blocking (flags {flags:#o})");
+}

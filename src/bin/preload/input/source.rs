@@ -193,7 +193,7 @@ pub fn from_fd(fd: i32, name: &[u8]) -> Result<File, Refusal> {
             }
         }
         FileType::Directory => Err(Refusal::cannot_execute("Is a directory")),
-        _ => from_stream(&mut FdStream::new(own)?, name),
+        _ => from_stream(&mut FdStream::new(own), name),
     }
 }
 

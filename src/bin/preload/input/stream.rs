@@ -8,7 +8,7 @@ use preload::input::stream::{self, ByteStream};
 use preload::report::msg::Msg;
 use preload::report::refusal::Refusal;
 use rustix::fd::OwnedFd;
-use rustix::fs::{MemfdFlags, OFlags, SealFlags};
+use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::io::Errno;
 use rustix::mm::MapFlags;
 
@@ -33,20 +33,24 @@ pub struct Memfd {
 pub struct FdStream(OwnedFd);
 
 impl FdStream {
-    /// Read `fd` in blocking mode: if it was inherited non-blocking (a socket, say), that is
-    /// cleared, as the program is wanted whole.
-    pub fn new(fd: OwnedFd) -> Result<Self, Refusal> {
-        let flags = rustix::fs::fcntl_getfl(&fd).map_err(failure)?;
-        if flags.contains(OFlags::NONBLOCK) {
-            rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK).map_err(failure)?;
-        }
-        Ok(Self(fd))
+    pub fn new(fd: OwnedFd) -> Self {
+        Self(fd)
     }
 }
 
 impl ByteStream for FdStream {
+    /// A descriptor inherited non-blocking (a socket, say) is waited on with poll when it has
+    /// nothing yet: its O_NONBLOCK belongs to the open file description the caller shares, and
+    /// is left as the caller set it.
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Refusal> {
-        io::read(&self.0, buf).map_err(|errno| Refusal::from_errno(errno.raw_os_error()))
+        loop {
+            match io::read(&self.0, buf) {
+                Err(Errno::AGAIN) => {
+                    io::wait_readable(&self.0, -1).map_err(|errno| Refusal::from_errno(errno.raw_os_error()))?;
+                }
+                other => return other.map_err(|errno| Refusal::from_errno(errno.raw_os_error())),
+            }
+        }
     }
 }
 

@@ -244,3 +244,55 @@ fn plain_program_gets_no_setid_note() {
     facts(&output, "probe through preload --verbose");
     assert!(!stderr(&output).contains("not honoured"), "{}", stderr(&output));
 }
+
+/// Issue 15, finding 5: the capability is not effective while files are opened. A program
+/// nobody cannot reach (its directory is mode 000) stays out of reach through the capable
+/// preload, also by /proc/PID/map_files (which CAP_CHECKPOINT_RESTORE opens) of a process of
+/// nobody's that maps it.
+#[test]
+fn capability_is_not_effective_while_files_are_opened() {
+    let scratch = Scratch::new("capable-locked");
+    let preloader = capable_preload(&scratch);
+    let locked = scratch.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    let sleep = scratch.copy(Path::new("/bin/sleep"), "locked/sleep", 0o755);
+    let setpriv = common::require_tool("setpriv");
+    let mut holder = Command::new(&setpriv);
+    holder.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"]).arg(&sleep).arg("30");
+    holder.stdin(std::process::Stdio::null());
+    let mut holder = common::spawn(&mut holder).unwrap();
+    let maps_path = format!("/proc/{}/maps", holder.id());
+    let mapping = (0..100)
+        .find_map(|_| {
+            let maps = std::fs::read_to_string(&maps_path).unwrap_or_default();
+            let line = maps.lines().find(|line| line.ends_with("/locked/sleep")).map(str::to_owned);
+            if line.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            line
+        })
+        .expect("scenario check: the holder maps its program");
+    std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let map_file = format!("/proc/{}/map_files/{}", holder.id(), mapping.split(' ').next().unwrap());
+    let plain = Invocation::new(&map_file).arg("0").unprivileged().run_preloaded();
+    let capable = probe_run(&preloader).arg(&map_file).arg("0").unprivileged().run_direct();
+    let locked_path = Invocation::new(&sleep).arg("0").unprivileged().run_preloaded();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    assert_eq!(
+        plain.status.code(),
+        Some(126),
+        "scenario check: plain preload cannot open {map_file}: {}",
+        stderr(&plain)
+    );
+    assert_eq!(locked_path.status.code(), Some(126), "scenario check: nobody cannot reach the locked directory");
+    assert_eq!(
+        capable.status.code(),
+        Some(126),
+        "the capable preload opened {map_file} with its capability: {}",
+        stderr(&capable)
+    );
+    assert!(stderr(&capable).contains("Operation not permitted"), "{}", stderr(&capable));
+    // That exe is still set: capability_gives_nobody_exe_and_nothing_else.
+}

@@ -29,7 +29,34 @@ fn inspect(ids: Ids) -> Result<ProgramCredentials, Errno> {
     }
     let no_root = rustix::thread::capabilities_secure_bits()?.contains(CapabilitiesSecureBits::NO_ROOT);
     let caps = Caps { effective: sets.effective.bits(), permitted, inheritable: sets.inheritable.bits() };
-    Ok(credentials::after_plain_exec(AfterExec { caps, ambient, root: ids.euid == 0 && !no_root, secure: true }))
+    let decided =
+        credentials::after_plain_exec(AfterExec { caps, ambient, root: ids.euid == 0 && !no_root, secure: true });
+    if let Some(program) = decided.caps {
+        // From here the preloader opens, reads and checks files with the effective set the
+        // program will have (the caller's), not with what its own file granted; the rest stays
+        // permitted for PR_SET_MM_MAP alone (see `raise_for_mm`).
+        set_effective(program.effective)?;
+    }
+    Ok(decided)
+}
+
+/// The effective set `effective` (within the permitted set, which stays as it is).
+fn set_effective(effective: u64) -> Result<(), Errno> {
+    let sets = rustix::thread::capabilities(None)?;
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets { effective: CapabilitySet::from_bits_retain(effective), ..sets },
+    )
+}
+
+/// Raise the capabilities of the preloader's file, lowered since `plan`, for PR_SET_MM_MAP
+/// (which needs CAP_CHECKPOINT_RESTORE to set exe), and for nothing else: [`apply`] lowers them
+/// right after it, for good.
+pub fn raise_for_mm(credentials: &ProgramCredentials) {
+    if credentials.caps.is_some() {
+        // Without them exe is just not set (EPERM), as without the capability.
+        let _ = rustix::thread::capabilities(None).and_then(|sets| set_effective(sets.permitted.bits()));
+    }
 }
 
 /// Install the program's capability sets, and the dumpability a plain exec leaves (SUID_DUMP_USER:

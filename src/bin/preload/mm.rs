@@ -56,6 +56,7 @@ pub fn point_at_program<'b>(
         exe_fd: -1,
     };
     let file = resolved.file;
+    credentials::raise_for_mm(credentials);
     let exe = set(&mut map, file.fd.as_fd());
     // The capabilities of the preloader's file served PR_SET_MM_MAP: the program must not keep them.
     let dropped = credentials::apply(credentials).map_err(|_| {

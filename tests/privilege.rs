@@ -296,3 +296,29 @@ fn capability_is_not_effective_while_files_are_opened() {
     assert!(stderr(&capable).contains("Operation not permitted"), "{}", stderr(&capable));
     // That exe is still set: capability_gives_nobody_exe_and_nothing_else.
 }
+
+/// Issue 15, finding 3: with the capability, exe never names a program whose exec would have
+/// changed the caller's credentials (set-user-ID, set-group-ID, file capabilities), since the
+/// program runs without them and with whatever the caller injects (LD_PRELOAD).
+#[test]
+fn capability_never_points_exe_at_a_set_id_or_capable_program() {
+    let scratch = Scratch::new("capable-setid");
+    let preloader = capable_preload(&scratch);
+    let setuid = scratch.copy(&probe_program(), "setuid-probe", 0o4755);
+    let setgid = scratch.copy(&probe_program(), "setgid-probe", 0o2755);
+    let capable = scratch.copy(&probe_program(), "capable-probe", 0o755);
+    let set = common::output(Command::new(admin_tool("setcap")).arg("cap_net_raw+ep").arg(&capable));
+    assert!(set.status.success(), "setcap: {}", stderr(&set));
+    for program in [&setuid, &setgid, &capable] {
+        let output = probe_run(&preloader).arg("--verbose").arg(program).unprivileged().run_direct();
+        let what = format!("{} as nobody through the capable preload", program.display());
+        let preloaded = facts(&output, &what);
+        assert_eq!(Path::new(&preloaded["exe"]), preloader, "{what}: exe");
+        assert_eq!(preloaded["status.Uid"], "65534 65534 65534 65534", "{what}: the caller's credentials");
+        assert!(stderr(&output).contains("preload: /proc/self/exe left on the preloader: "), "{}", stderr(&output));
+    }
+    // A plain program still gets its exe (as capability_gives_nobody_exe_and_nothing_else).
+    let plain = scratch.copy(&probe_program(), "plain-probe", 0o755);
+    let preloaded = facts(&probe_run(&preloader).arg(&plain).unprivileged().run_direct(), "plain");
+    assert_eq!(Path::new(&preloaded["exe"]), plain, "a plain program's exe");
+}

@@ -85,3 +85,14 @@ pub fn not_honoured(program: BorrowedFd<'_>, ids: Ids) -> Option<&'static str> {
     let has_caps = rustix::fs::fgetxattr_query(program, c"security.capability").is_ok();
     credentials::not_honoured(ProgramFile { mode: stat.st_mode, owner: stat.st_uid, group: stat.st_gid, has_caps }, ids)
 }
+
+/// Whether /proc/self/exe must stay on the preloader: with the capability of the preloader's
+/// file (which a caller lacks) it could name a program whose exec would have changed the
+/// caller's credentials (set-user-ID, set-group-ID, file capabilities) while the program runs
+/// without them, and with whatever the caller injects (LD_PRELOAD, --interp): exe would then
+/// vouch for a privileged program that is not running as one. Only the file exe would name is
+/// asked: a `#!` script never becomes exe (and the kernel ignores set-ID bits on scripts), and
+/// the ELF interpreter is not exe either.
+pub fn withholds_exe(credentials: &ProgramCredentials, program: BorrowedFd<'_>, ids: Ids) -> bool {
+    credentials.caps.is_some() && not_honoured(program, ids).is_some()
+}

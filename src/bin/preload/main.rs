@@ -175,7 +175,7 @@ fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opene
 
     let mapped = load::map_all(request, &resolved, &inspected, &mut plan, verbose)?;
     let stack = stack::build(request, &resolved, &inspected, &plan, &mapped, credentials.secure)?;
-    let set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials)?;
+    let set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials, ids)?;
     if options.verbose {
         let mut out = Printer::new(STDERR);
         report::outcome(&mut out, &mapped, &stack, &set);

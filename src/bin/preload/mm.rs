@@ -3,7 +3,7 @@
 //! capabilities that served it are dropped after it.
 
 use preload::cstr;
-use preload::plan::credentials::ProgramCredentials;
+use preload::plan::credentials::{Ids, ProgramCredentials};
 use preload::report::refusal::Refusal;
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd};
 use rustix::io::Errno;
@@ -31,6 +31,7 @@ pub fn point_at_program<'b>(
     mapped: &Mapped,
     stack: &Built,
     credentials: &ProgramCredentials,
+    ids: Ids,
 ) -> Result<MmOutcome, Error<'b>> {
     let path = resolved.path;
     let comm = match resolved.execfn().iter().rposition(|&b| b == b'/') {
@@ -57,7 +58,10 @@ pub fn point_at_program<'b>(
     };
     let file = resolved.file;
     credentials::raise_for_mm(credentials);
-    let exe = set(&mut map, file.fd.as_fd());
+    let exe = match credentials::withholds_exe(credentials, file.fd.as_fd(), ids) {
+        false => set(&mut map, file.fd.as_fd()),
+        true => withheld(&mut map),
+    };
     // The capabilities of the preloader's file served PR_SET_MM_MAP: the program must not keep them.
     let dropped = credentials::apply(credentials).map_err(|_| {
         Error::at(resolved.exe_path, Refusal::failure("cannot drop the capabilities of the preloader's file"))
@@ -76,6 +80,9 @@ pub enum ExeOutcome {
     Unchanged(Errno),
     /// PR_SET_MM_MAP itself failed: nothing was set.
     Failed(Errno),
+    /// Not changed on purpose (`credentials::withholds_exe`): the program's file is set-ID or
+    /// has file capabilities, and only the preloader's capability would let exe name it.
+    Withheld,
 }
 
 /// Apply `map`, trying to set exe to `exe` as described in [`ExeOutcome`]. Whenever the first
@@ -95,6 +102,15 @@ pub fn set(map: &mut PrctlMmMap, exe: BorrowedFd<'_>) -> ExeOutcome {
         },
         Ok(()) => without_exe(map, first),
         Err(errno) => without_exe(map, errno),
+    }
+}
+
+/// Apply `map` without exe, the preloader's file mappings replaced all the same.
+fn withheld(map: &mut PrctlMmMap) -> ExeOutcome {
+    let _ = replace_own_file_mappings();
+    match apply(map) {
+        Ok(()) => ExeOutcome::Withheld,
+        Err(errno) => ExeOutcome::Failed(errno),
     }
 }
 

@@ -218,6 +218,10 @@ pub fn outcome(out: &mut Printer, mapped: &Mapped, stack: &Built, set: &MmOutcom
             .text("/proc/self/exe could not be set (")
             .text(errno_text(errno.raw_os_error()))
             .text("): it stays the preloader"),
+        ExeOutcome::Withheld => out.line().text(
+            "/proc/self/exe left on the preloader: the program's file is set-ID or has file capabilities, which it \
+             runs without, and only the preloader's capability would let exe name it",
+        ),
         ExeOutcome::Failed(errno) => out
             .line()
             .text("PR_SET_MM_MAP failed (")

@@ -512,3 +512,48 @@ fn a_non_blocking_socket_stays_non_blocking() {
     let flags = unsafe { fcntl(kept.as_raw_fd(), F_GETFL) };
     assert!(flags >= 0 && flags & O_NONBLOCK != 0, "the caller's socket came back blocking (flags {flags:#o})");
 }
+
+/// `sh -c SCRIPT sh PRELOAD`, for streams set up by the shell.
+fn shell_with_preload(script: &str) -> Output {
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(script).arg("sh").arg(common::preload());
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    common::run(cmd, None, script)
+}
+
+/// Exit 126, one `preload: ` line naming the stream and `reason`.
+fn assert_stream_refused(output: &Output, reason: &str, what: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(126), "{what}: {} ({stderr})", common::render_status(output.status));
+    assert!(stderr.starts_with("preload: app (fd 0): ") && stderr.lines().count() == 1, "{what}: {stderr}");
+    assert!(stderr.contains(reason), "{what}: {stderr}");
+    assert!(output.stdout.is_empty(), "{what}: the program ran");
+}
+
+/// Issue 15, finding 4: a stream is bounded, by --max-size (default 1 GiB) and by RLIMIT_FSIZE,
+/// and refused cleanly (126, one line naming the limit) when longer: no memfd filling up
+/// until the OOM killer comes, no SIGXFSZ.
+#[test]
+fn a_stream_longer_than_its_limit_is_refused() {
+    let tru = require_tool("true");
+    let endless =
+        format!("(head -c 4096 {}; cat /dev/zero) 2>/dev/null | \"$1\" --max-size 8M --fd 0 app", tru.display());
+    assert_stream_refused(&shell_with_preload(&endless), "longer than --max-size", "an endless stream");
+    // ulimit -f counts blocks of 512 (dash) or 1024 bytes: either way less than `true`.
+    let limited = format!("ulimit -f 10; cat {} | \"$1\" --fd 0 app", tru.display());
+    assert_stream_refused(&shell_with_preload(&limited), "RLIMIT_FSIZE", "a stream over ulimit -f");
+    // Within both, it runs.
+    let fits = format!("ulimit -f 100000; cat {} | \"$1\" --max-size 1M --fd 0 app", tru.display());
+    let output = shell_with_preload(&fits);
+    assert!(
+        output.status.success(),
+        "{}: {}",
+        common::render_status(output.status),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let exact = fs::metadata(&tru).unwrap().len();
+    let at_limit = format!("cat {} | \"$1\" --max-size {exact} --fd 0 app", tru.display());
+    assert!(shell_with_preload(&at_limit).status.success(), "a program of exactly --max-size runs");
+    let below = format!("cat {} | \"$1\" --max-size {} --fd 0 app", tru.display(), exact - 1);
+    assert_stream_refused(&shell_with_preload(&below), "longer than --max-size", "one byte over --max-size");
+}

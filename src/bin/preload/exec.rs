@@ -104,7 +104,12 @@ pub fn resolve<'b>(request: &Request, storage: Storage<'b>) -> Result<Resolved<'
             let label = label.get().map_err(|errno| Error::failure(name.to_bytes(), errno))?;
             label.bytes(name.to_bytes()).text(" (fd ").dec(fd as u64).text(")");
             let label: &'b [u8] = label.as_bytes();
-            (source::from_fd(fd, name.to_bytes()).map_err(|refusal| Error::at(label, refusal))?, name, label)
+            (
+                source::from_fd(fd, name.to_bytes(), request.options.max_size)
+                    .map_err(|refusal| Error::at(label, refusal))?,
+                name,
+                label,
+            )
         }
         None => {
             let (file, path) = source::find(name, request.stack.getenv(b"PATH"), path)

@@ -849,3 +849,33 @@ fn nothing_of_the_key_stays_in_the_programs_memory() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(found.is_empty(), "key material in the program's memory:\n{}", found.join("\n"));
 }
+
+/// Issue 15, finding 6: a forged container is refused on its tag before its declared body is
+/// held: a sparse container declaring a 256 MiB body fails authentication (126) under an
+/// address-space limit of 128 MiB, where reading the body first ran out of memory.
+#[test]
+fn a_forged_large_container_is_refused_before_its_body_is_held() {
+    let marker = Marker::new("sealed-forged-large");
+    let body_size: u64 = 256 << 20;
+    let forged = marker.variant("forged", |bytes| {
+        bytes.truncate(40);
+        bytes[24..32].copy_from_slice(&body_size.to_le_bytes());
+        bytes[32..40].copy_from_slice(&body_size.to_le_bytes());
+    });
+    fs::OpenOptions::new().write(true).open(&forged).unwrap().set_len(40 + body_size + 16).unwrap();
+    let script = format!(r#"ulimit -v 131072; exec "$@" 3<'{}'"#, marker.keyed.key.display());
+    let marker_path = marker.marker.to_string_lossy();
+    let words = [common::preload().as_os_str(), forged.as_os_str(), OsStr::new("--touch"), OsStr::new(&*marker_path)];
+    let mut command = shell(&script, &words, marker.keyed.scratch.path());
+    command.env("PRELOAD_KEY_FD", KEY_FD);
+    let output = common::run(command, None, "a forged 256 MiB container");
+    marker.assert_refused(&output, "authentication failed", "a forged 256 MiB container");
+    // The real one still runs under the same limit.
+    let script = format!(r#"ulimit -v 131072; exec "$@" 3<'{}'"#, marker.keyed.key.display());
+    let words =
+        [common::preload().as_os_str(), marker.sealed.as_os_str(), OsStr::new("--touch"), OsStr::new(&*marker_path)];
+    let mut command = shell(&script, &words, marker.keyed.scratch.path());
+    command.env("PRELOAD_KEY_FD", KEY_FD);
+    let output = common::run(command, None, "the real container under the limit");
+    assert!(output.status.success() && marker.marker.exists(), "{}", String::from_utf8_lossy(&output.stderr));
+}

@@ -7,7 +7,10 @@
 
 use core::cell::Cell;
 
-use preload::input::sealed::{self, HEADER_SIZE, Header, InflateState, Inflating, KEY_SIZE, Key, Secret, TAG_SIZE};
+use preload::input::sealed::{
+    self, AUTHENTICATION_PIECE, Authenticator, HEADER_SIZE, Header, InflateState, Inflating, KEY_SIZE, Key, Secret,
+    TAG_SIZE,
+};
 use preload::input::{HEAD_SIZE, stream};
 use preload::page_align;
 use preload::report::refusal::Refusal;
@@ -86,6 +89,35 @@ fn read_key(fd_var: Option<&[u8]>, own: BorrowedFd, key: &mut Key) -> Result<(),
         }
     }
     sealed::parse_key(&text.0[..len], key).map_err(Refusal::cannot_execute)
+}
+
+/// The largest body read whole before its tag is checked; a larger one is authenticated in
+/// pieces first, so that what a forged header declares is never held (a sparse container
+/// declaring 64 GiB would fill memory until the OOM killer came).
+const HELD_BEFORE_AUTHENTICATION: usize = 16 << 20;
+
+/// Check the tag of the container's body (`body_len` bytes after the header), read in pieces
+/// through a small window: memory independent of the size the header declares.
+#[cold]
+fn authenticate_in_pieces(
+    container: BorrowedFd<'_>,
+    key: &Key,
+    header_bytes: &[u8; HEADER_SIZE],
+    body_len: usize,
+    tag: &[u8; TAG_SIZE],
+) -> Result<(), Refusal> {
+    let mut auth = Authenticator::new(key, header_bytes)?;
+    let mut window = Mapping::new(AUTHENTICATION_PIECE, MapFlags::empty())
+        .map_err(|errno| Refusal::failure_errno(errno.raw_os_error()))?;
+    let mut offset = 0;
+    while offset < body_len {
+        let piece = &mut window.bytes()[..AUTHENTICATION_PIECE.min(body_len - offset)];
+        io::pread_exact(container, (HEADER_SIZE + offset) as u64, piece)
+            .map_err(|errno| Refusal::from_errno(errno.raw_os_error()))?;
+        auth.update(piece);
+        offset += piece.len();
+    }
+    auth.verify(tag)
 }
 
 /// A private anonymous read-write mapping holding plaintext: wiped, then unmapped, when dropped.
@@ -172,15 +204,19 @@ pub fn unseal(container: BorrowedFd<'_>, container_size: u64, key_fd_var: Option
 
     // Header::parse bounds the body size to about MAX_PROGRAM_SIZE, so none of this overflows.
     let body_len = header.body_size as usize;
+    let mut tag = [0u8; TAG_SIZE];
+    let io_error = |errno: Errno| Refusal::from_errno(errno.raw_os_error());
+    io::pread_exact(container, (HEADER_SIZE + body_len) as u64, &mut tag).map_err(io_error)?;
+    if body_len > HELD_BEFORE_AUTHENTICATION {
+        authenticate_in_pieces(container, &key, &header_bytes, body_len, &tag)?;
+    }
     let state_at = page_align(body_len as u64) as usize;
     let head_at = state_at + page_align(size_of::<InflateState>() as u64) as usize;
     let mapping = Plain::new(head_at + HEAD_SIZE)?;
     // SAFETY: the body's place at the start of the mapping, which nothing else refers to yet.
     let body = unsafe { core::slice::from_raw_parts_mut(mapping.base(), body_len) };
-    let io_error = |errno: Errno| Refusal::from_errno(errno.raw_os_error());
     io::pread_exact(container, HEADER_SIZE as u64, body).map_err(io_error)?;
-    let mut tag = [0u8; TAG_SIZE];
-    io::pread_exact(container, (HEADER_SIZE + body_len) as u64, &mut tag).map_err(io_error)?;
+    // Authenticated (again) as held: a container changed since the check above is refused here.
     sealed::open(&key, &header_bytes, body, &tag)?;
     drop(key);
 

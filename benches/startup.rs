@@ -1,4 +1,4 @@
-//! Startup benchmark (issue 5): what a launch through `preload` costs next to the kernel's own exec
+//! Startup benchmark: what a launch through `preload` costs next to the kernel's own exec
 //! and next to glibc's direct invocation of ld.so.
 //!
 //!     cargo bench --bench startup            # N = 2000 launches per case
@@ -11,8 +11,16 @@
 //!
 //! Std only, on purpose: dev-dependencies that enable `std` on rustix or goblin would break the
 //! no_std preloader's build.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a bench runs on one thread, so no write descriptor can leak into a child: the tests' spawn lock has nothing to guard here"
+)]
 
-use std::collections::BTreeMap;
+/// The tests' strace parser (`tests/fast_path.rs` counts the same system calls).
+#[allow(dead_code, reason = "the bench uses the parser, not the write policy")]
+#[path = "../tests/common/strace.rs"]
+mod strace;
+
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
@@ -30,7 +38,7 @@ const LD_SO: &str = "/lib64/ld-linux-x86-64.so.2";
 /// Runs of each memory probe; the median is reported.
 const MEMORY_RUNS: usize = 11;
 
-// Goals from issue 5.
+// The project's goals for the fast path.
 const GOAL_RATIO: f64 = 1.12;
 const GOAL_SYSCALLS: usize = 30;
 const GOAL_BYTES: u64 = 24 * 1024;
@@ -348,56 +356,24 @@ fn verdict(met: bool) -> &'static str {
 // System calls from entry to jump
 
 /// Counts the system calls of `preload /bin/true` between the preloader's entry and its jump to
-/// ld.so, from `strace -f -o FILE`:
-///
-/// - start: the line after `execve(` (the kernel's exec of the preloader itself);
-/// - end: ld.so's first system call, excluded. glibc's ld.so starts with `brk(NULL)` (rtld's
-///   `_dl_sysdep_start` asks for the current break before anything else), and the preloader never
-///   calls brk (it is no_std, without an allocator), so the first `brk(NULL)` after the execve is
-///   the boundary. As a check, the line before it must be the preloader's last system call, the
-///   `munmap` of its scratch buffer just before the jump; a warning is printed otherwise.
+/// ld.so, from `strace -f -o FILE` (the markers: [`strace::preloader_calls`]). As a check, the
+/// last of them must be the `munmap` of the preloader's scratch buffer just before the jump; a
+/// warning is printed otherwise.
 fn print_syscalls(preload: &Path, scratch: &Path) {
     let log = scratch.join("strace.log");
     run_ok(Command::new("strace").arg("-f").arg("-o").arg(&log).arg(preload).arg(TRUE));
     let text = fs::read_to_string(&log).unwrap_or_else(|e| fail(&format!("{}: {e}", log.display())));
-    // With -f every line starts with the pid; drop it. Signal (---) and exit (+++) lines are not calls.
-    let calls: Vec<&str> = text
-        .lines()
-        .map(|line| line.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start())
-        .filter(|line| !line.starts_with("---") && !line.starts_with("+++"))
-        .collect();
-    let Some(exec) = calls.iter().position(|line| line.starts_with("execve(")) else {
-        fail(&format!("no execve( in {}", log.display()))
-    };
-    let Some(jump) = calls[exec..].iter().position(|line| line.starts_with("brk(NULL)")) else {
-        fail(&format!("no brk(NULL) (ld.so's first system call) in {}", log.display()))
-    };
-    let preloader = &calls[exec + 1..exec + jump];
-
-    let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
-    for line in preloader {
-        *by_name.entry(line.split('(').next().unwrap_or(line)).or_default() += 1;
-    }
-    let mut names: Vec<(&str, usize)> = by_name.into_iter().collect();
-    names.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let summary: Vec<String> = names.iter().map(|(name, count)| format!("{name} {count}")).collect();
-    // "name errno" of each failed call, e.g. "prctl EBUSY" (PR_SET_MM_MAP while the preloader's
-    // own file is still mapped; EPERM without CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE).
-    let failed: Vec<String> = preloader
-        .iter()
-        .filter_map(|line| {
-            let errno = line.split_once(" = -1 ")?.1.split_whitespace().next()?;
-            Some(format!("{} {errno}", line.split('(').next()?))
-        })
-        .collect();
-
+    let calls = strace::parse(&text);
+    let preloader = strace::preloader_calls(&calls).unwrap_or_else(|e| fail(&format!("{}: {e}", log.display())));
     let count = preloader.len();
     println!(
         "system calls, entry to jump (preload /bin/true): {count}  {}  (goal ≤ {GOAL_SYSCALLS})",
         verdict(count <= GOAL_SYSCALLS)
     );
-    println!("  {}; failed: {}", summary.join(", "), if failed.is_empty() { "none".into() } else { failed.join(", ") });
-    if !preloader.last().is_some_and(|line| line.starts_with("munmap(")) {
+    // A failed call is e.g. "prctl EBUSY" (PR_SET_MM_MAP while the preloader's own file is still
+    // mapped; EPERM without CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE).
+    println!("  {}", strace::summary(preloader));
+    if preloader.last().is_none_or(|call| call.name != "munmap") {
         println!(
             "  warning: the last call before brk(NULL) is not munmap; the boundary may be off ({})",
             log.display()
@@ -423,7 +399,7 @@ fn print_size(binary: &Binary, preload: &Path, scratch: &Path) {
         GOAL_BYTES / 1024
     );
     if cfg!(feature = "sealed") {
-        // Issue 5 measures sealed-executable support separately: the same binary without it.
+        // Sealed-executable support is measured separately: the same binary without it.
         let target = scratch.join("without-sealed");
         run_ok(
             Command::new(env!("CARGO"))

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the integration tests need, builds the release binary and runs the tests.
-# Extra arguments are passed to `cargo test --release` (e.g. a test name filter, or `-- --nocapture`).
+# Installs what the integration tests need, checks formatting and lints, runs the core's unit
+# tests, then builds the release binary and runs the whole test suite (as root).
+# Extra arguments are passed to the last `cargo test --release` (e.g. a test name filter, or
+# `-- --nocapture`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +43,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
+
+# The quick checks first, each naming what failed: formatting (the root package and fuzz/, a
+# package of its own), lints (every target: the binaries, the core, tests, benches), then the
+# core's unit tests, which need neither root nor the tools above.
+cargo fmt --version >/dev/null 2>&1 || die "rustfmt is missing; install it with: rustup component add rustfmt"
+cargo clippy --version >/dev/null 2>&1 || die "clippy is missing; install it with: rustup component add clippy"
+cargo fmt --check || die "formatting differs: run cargo fmt"
+(cd fuzz && cargo fmt --check) || die "formatting differs in fuzz/: run (cd fuzz && cargo fmt)"
+cargo clippy --release --all-targets -- -D warnings || die "clippy found problems (see above)"
+cargo test --release --lib || die "the core's unit tests failed"
 
 cargo build --release
 # --no-fail-fast: report every failing test binary, not just the first.

@@ -28,6 +28,10 @@ pub struct Options<'a> {
 /// How much of a stream is taken in when `--max-size` does not say: 1 GiB.
 pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the no_std preloader has no allocator to box into; the one Command lives on its stack"
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command<'a> {
     /// Run the program found at `args[program]` (an index into the preloader's argv), with

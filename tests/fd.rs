@@ -7,7 +7,7 @@
 mod common;
 
 use common::probe::{Report, assert_relations, differences, facts, parse};
-use common::{Both, Invocation, Scratch, Variant, build_c, require_tool};
+use common::{Both, Invocation, Scratch, Variant, build_c, require_tool, strace};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write as _;
@@ -358,66 +358,24 @@ fn descriptor_errors_are_126() {
     assert_refused(&run_fd(&Invocation::new("dir"), scratch.path(), File), 126, "Is a directory", "a directory");
 }
 
-/// The write-family calls of an `strace -f -y` log whose destination descriptor is a file —
-/// a descriptor whose target is a path in a mounted file system (strace -y shows it as an
-/// absolute path). A memfd (`/memfd:NAME (deleted)`) lives on no mounted file system, and
-/// pipes and sockets (`pipe:[…]`, `socket:[…]`) are not files.
-fn writes_to_files(log: &str) -> Vec<&str> {
-    log.lines()
-        .filter(|line| {
-            let Some((call, args)) =
-                line.split_once('(').map(|(head, args)| (head.rsplit(' ').next().unwrap_or(head), args))
-            else {
-                return false;
-            };
-            // The destination is the first descriptor, but the second for splice and copy_file_range.
-            let skip = match call {
-                "write" | "pwrite64" | "writev" | "pwritev" | "pwritev2" | "sendfile" => 0,
-                "splice" | "copy_file_range" => 1,
-                _ => return false,
-            };
-            let destination = args.split('<').nth(skip + 1).and_then(|rest| rest.split('>').next());
-            destination.is_some_and(|target| target.starts_with('/') && !target.starts_with("/memfd:"))
-        })
-        .collect()
-}
-
-#[test]
-fn the_write_classifier_flags_files_only() {
-    let log = "123 write(1</tmp/out.txt>, \"x\", 1) = 1\n\
-               write(4</memfd:hello (deleted)>, \"\\177ELF\", 4) = 4\n\
-               write(1<pipe:[1234]>, \"hi\", 2) = 2\n\
-               [pid 7] pwrite64(5</home/u/copy>, \"a\", 1, 0) = 1\n\
-               splice(3<pipe:[1]>, NULL, 6</var/tmp/f>, NULL, 4096, 0) = 4096\n\
-               splice(3</data/in>, NULL, 6<pipe:[2]>, NULL, 4096, 0) = 4096\n\
-               read(3</etc/passwd>, \"\", 1) = 0\n";
-    let flagged = writes_to_files(log);
-    assert_eq!(flagged.len(), 3, "{flagged:?}");
-    assert!(
-        flagged
-            .iter()
-            .all(|line| line.contains("/tmp/out.txt") || line.contains("/home/u/copy") || line.contains("/var/tmp/f"))
-    );
-}
-
 /// strace of a whole piped run (preloader and program, every thread): the program's bytes go
 /// to the memfd and nowhere else; no write of any kind reaches a file; no memory is ever
 /// writable and executable at once.
 #[test]
 fn a_piped_program_is_never_written_to_a_file() {
-    let strace = require_tool("strace");
+    let strace_path = require_tool("strace");
     for variant in [Variant::Static, Variant::Pie] {
         let program = build_c("hello", variant);
-        let calls = "trace=write,pwrite64,writev,pwritev,pwritev2,sendfile,splice,copy_file_range,mmap,mprotect";
+        let calls = format!("trace={},mmap,mprotect", strace::TRACE_WRITES);
         let inv = Invocation::new(&program).arg("traced").wrapped_in([
-            strace.to_str().unwrap(),
+            strace_path.to_str().unwrap(),
             "-f",
             "-y",
             "-qq",
             "-s",
             "8",
             "-e",
-            calls,
+            &calls,
             "-o",
             "/dev/stderr",
         ]);
@@ -428,20 +386,22 @@ fn a_piped_program_is_never_written_to_a_file() {
             String::from_utf8_lossy(&output.stdout).contains("argv[1]=\"traced\""),
             "scenario check: the program ran"
         );
-        let to_memfd: u64 = log
-            .lines()
-            .filter(|line| line.contains("write(") && line.contains("</memfd:"))
-            .filter_map(|line| line.rsplit(" = ").next()?.trim().parse::<u64>().ok())
-            .sum();
+        let calls = strace::parse(&log);
+        let writes = strace::writes(&calls);
+        let to_memfd: u64 = writes.iter().filter(|write| write.to_memfd()).map(|write| write.written()).sum();
         assert_eq!(
             to_memfd,
             fs::metadata(&program).unwrap().len(),
             "scenario check: strace saw the program go into the memfd\n{log}"
         );
-        let writable_code: Vec<&str> =
-            log.lines().filter(|line| line.contains("PROT_WRITE") && line.contains("PROT_EXEC")).collect();
+        let writable_code: Vec<&str> = calls
+            .iter()
+            .filter(|call| call.text.contains("PROT_WRITE") && call.text.contains("PROT_EXEC"))
+            .map(|call| call.text.as_str())
+            .collect();
         assert!(writable_code.is_empty(), "memory writable and executable at once:\n{}", writable_code.join("\n"));
-        let flagged = writes_to_files(&log);
+        let flagged: Vec<&str> =
+            writes.iter().filter(|write| write.to_file()).map(|write| write.call.text.as_str()).collect();
         assert!(flagged.is_empty(), "writes to files during a piped run:\n{}", flagged.join("\n"));
     }
 }

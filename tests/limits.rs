@@ -138,8 +138,11 @@ fn reads_with_a_segment_of(scratch: &Scratch, name: &str, len: u64) -> (usize, u
     let output = common::run(strace, None, "strace preload");
     assert!(output.status.success(), "strace preload {name}: {}", render_status(output.status));
     let text = std::fs::read_to_string(&log).expect("read the strace log");
-    let results: Vec<u64> =
-        text.lines().filter_map(|l| l.rsplit_once(" = ")).filter_map(|(_, r)| r.trim().parse().ok()).collect();
+    let results: Vec<u64> = common::strace::parse(&text)
+        .iter()
+        .filter(|call| call.name == "read" || call.name == "pread64")
+        .filter_map(|call| call.value().and_then(|v| u64::try_from(v).ok()))
+        .collect();
     (results.len(), results.iter().sum())
 }
 

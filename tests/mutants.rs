@@ -20,11 +20,10 @@ mod common;
 use common::elf::*;
 use common::{Scratch, Variant, build_c, preload, render_status};
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::fmt::Write as _;
 use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
@@ -44,7 +43,6 @@ const STARTED: &str = "preload: interpreter base ";
 unsafe extern "C" {
     fn personality(persona: u64) -> i32;
     fn setrlimit(resource: i32, limit: *const [u64; 2]) -> i32;
-    fn execve(path: *const std::ffi::c_char, argv: *const usize, envp: *const usize) -> i32;
 }
 const ADDR_NO_RANDOMIZE: u64 = 0x0040000;
 const RLIMIT_CORE: i32 = 4;
@@ -104,21 +102,17 @@ fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
 /// [`RUN_TIMEOUT`]. The child calls execve itself: std would use execvp, whose ENOEXEC fallback
 /// to /bin/sh would hide the kernel's verdict.
 fn run(dir: &Path, argv: &[&std::ffi::OsStr], randomize: bool) -> Run {
-    let strings: Vec<CString> =
-        argv.iter().map(|a| CString::new(a.as_encoded_bytes()).expect("no NUL in arguments")).collect();
-    let pointers: Vec<usize> = strings.iter().map(|s| s.as_ptr() as usize).chain([0]).collect();
     let mut cmd = Command::new(argv[0]);
     cmd.current_dir(dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    // SAFETY: only async-signal-safe system calls, on memory prepared before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            let no_env = [0usize];
+    let setup = move || {
+        // SAFETY: plain system calls on a constant and a local array.
+        unsafe {
             personality(if randomize { 0 } else { ADDR_NO_RANDOMIZE });
             setrlimit(RLIMIT_CORE, &[0, 0]);
-            execve(strings[0].as_ptr(), pointers.as_ptr(), no_env.as_ptr());
-            Err(std::io::Error::last_os_error())
-        });
-    }
+        }
+    };
+    // SAFETY: personality and setrlimit are async-signal-safe system calls.
+    unsafe { common::execve_in_child(&mut cmd, argv, setup) };
     let mut child = match common::spawn(&mut cmd) {
         Ok(child) => child,
         Err(e) => {
@@ -238,10 +232,10 @@ fn classify(direct: &Run, through: &Run) -> Result<&'static str, String> {
     if !p.started && p.refusal.is_none() {
         return Err(format!("preload ended with {:?} before the program started", through.ending));
     }
-    if let (Some(reason), false) = (p.refusal, matches!(direct.ending, Ending::Refused(_))) {
-        if let Some((_, class)) = DELIBERATE.iter().find(|(needle, _)| reason.contains(needle)) {
-            return Ok(class);
-        }
+    if let (Some(reason), false) = (p.refusal, matches!(direct.ending, Ending::Refused(_)))
+        && let Some((_, class)) = DELIBERATE.iter().find(|(needle, _)| reason.contains(needle))
+    {
+        return Ok(class);
     }
     match (&direct.ending, p.refusal) {
         (Ending::Refused(_), Some(_)) => Ok("both refused"),
@@ -616,7 +610,7 @@ fn describe_failure(
     index: usize,
     base: &str,
     mutations: &[String],
-    path: &PathBuf,
+    path: &Path,
     why: &str,
     direct: &Run,
     through: &Run,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use common::probe::{assert_relations, differences, facts, parse};
-use common::{Both, Scratch, Variant, build_c, per_variant, require_tool};
+use common::{Both, Scratch, Variant, build_c, per_variant, require_tool, strace};
 
 /// The file descriptor the tests hand the key on.
 const KEY_FD: &str = "3";
@@ -371,33 +371,10 @@ fn sealed_program_from_a_pipe_and_from_a_file_descriptor() {
     }
 }
 
-/// One traced call that puts bytes into a file (strace -y shows a descriptor's path: a regular
-/// file, or a memfd as "/memfd:..."): the call, that path, and the bytes when strace shows them
-/// (write and its kin; sendfile, splice and copy_file_range show none).
-struct FileWrite {
-    call: String,
-    path: String,
-    bytes: Vec<u8>,
-}
-
-/// The bytes strace -xx shows as `\\xNN` escapes.
-fn unescape(text: &str) -> Vec<u8> {
-    text.split("\\x").skip(1).filter_map(|hex| u8::from_str_radix(hex.get(..2)?, 16).ok()).collect()
-}
-
-fn writes_to_files(log: &str) -> Vec<FileWrite> {
-    let mut writes = Vec::new();
-    for line in log.lines() {
-        let call = line.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ');
-        let Some((name, rest)) = call.split_once('(') else { continue };
-        let mut annotations = rest.split('<').skip(1).filter_map(|tail| {
-            tail.split_once('>').map(|(path, _)| String::from_utf8_lossy(&unescape(path)).into_owned())
-        });
-        let Some(path) = annotations.find(|path| path.starts_with('/') && !path.starts_with("/dev/")) else { continue };
-        let data = rest.split_once('"').and_then(|(_, tail)| tail.rsplit_once('"')).map_or("", |(data, _)| data);
-        writes.push(FileWrite { call: name.to_string(), path, bytes: unescape(data) });
-    }
-    writes
+/// The write-family calls of a log into a file or a memfd (the rule of this file: see
+/// `common::strace` for the policy).
+fn writes_to_files(log: &str) -> Vec<strace::Write> {
+    strace::writes(&strace::parse(log)).into_iter().filter(|write| write.to_file_or_memfd()).collect()
 }
 
 /// Whether `written` holds any 32-byte piece of `program` that is not all one byte.
@@ -409,15 +386,11 @@ fn holds_plaintext(written: &[u8], program: &[u8]) -> bool {
 
 fn traced(command: &[&OsStr], cwd: &Path, key: &Path, env: &[(&str, &str)], scratch: &Scratch, name: &str) -> String {
     let log = scratch.path().join(format!("{name}.strace"));
-    let strace = require_tool("strace");
+    let strace_path = require_tool("strace");
+    let trace = format!("trace={}", strace::TRACE_WRITES);
     let mut words: Vec<&OsStr> =
-        vec![strace.as_os_str(), "-f".as_ref(), "-y".as_ref(), "-xx".as_ref(), "-s".as_ref(), "1000000".as_ref()];
-    words.extend([
-        "-e".as_ref(),
-        "trace=write,pwrite64,writev,pwritev,pwritev2,sendfile,splice,copy_file_range,vmsplice".as_ref(),
-        "-o".as_ref(),
-        log.as_os_str(),
-    ]);
+        vec![strace_path.as_os_str(), "-f".as_ref(), "-y".as_ref(), "-xx".as_ref(), "-s".as_ref(), "1000000".as_ref()];
+    words.extend(["-e".as_ref(), trace.as_ref(), "-o".as_ref(), log.as_os_str()]);
     words.extend(command);
     let output = run_sealed_with(cwd, key, &words, &[], env);
     assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
@@ -439,7 +412,9 @@ fn strace_shows_no_plaintext_written_to_any_file() {
     let log =
         traced(&["/bin/sh".as_ref(), "-c".as_ref(), script.as_ref()], dir, &keyed.key, &[], &keyed.scratch, "copy");
     assert!(
-        writes_to_files(&log).iter().any(|write| holds_plaintext(&write.bytes, &program)),
+        writes_to_files(&log)
+            .iter()
+            .any(|write| write.data.as_ref().is_some_and(|data| holds_plaintext(data, &program))),
         "scenario check: dd's plaintext writes are seen"
     );
 
@@ -460,22 +435,16 @@ fn strace_shows_no_plaintext_written_to_any_file() {
         "scenario check: ls wrote its listing under strace"
     );
     assert!(
-        writes_to_files(&from_pipe).iter().any(|write| write.path.starts_with("/memfd:")),
+        writes_to_files(&from_pipe).iter().any(|write| write.to_memfd()),
         "scenario check: the piped container was held in a memfd"
     );
     for (what, log) in [("path", &from_path), ("pipe", &from_pipe)] {
         for write in writes_to_files(log) {
-            assert!(
-                write.call.starts_with("write") || write.call.starts_with("pwrite"),
-                "sealed run from {what}: {} into {} hides what it writes",
-                write.call,
-                write.path
-            );
-            assert!(
-                !holds_plaintext(&write.bytes, &program),
-                "sealed run from {what}: plaintext written to {}",
-                write.path
-            );
+            let path = write.target.as_ref().and_then(|target| target.path()).unwrap_or("?");
+            let Some(data) = &write.data else {
+                panic!("sealed run from {what}: {} into {path} hides what it writes", write.call.name)
+            };
+            assert!(!holds_plaintext(data, &program), "sealed run from {what}: plaintext written to {path}");
         }
     }
 }

@@ -71,14 +71,13 @@ fn preload_as_wine64_preloader_runs_every_wine_process() {
 
     // Every Wine process (the loader, wineboot, start.exe, cmd.exe...) went through preload.
     let execs = std::fs::read_to_string(&trace).expect("strace output");
-    let through_preload = execs
-        .lines()
-        .filter(|l| l.contains("execve(\"") && l.contains("/wine64-preloader\"") && l.ends_with("= 0"))
-        .count();
-    let direct_wine64 = execs
-        .lines()
-        .filter(|l| l.contains("/lib/wine/wine64\", [") && l.ends_with("= 0") && !l.contains("wine64-preloader"))
-        .count();
+    let calls = common::strace::parse(&execs);
+    let exec_of = |call: &common::strace::Call| {
+        let path = call.args.first().map(|arg| common::strace::quoted_bytes(arg)).unwrap_or_default();
+        (call.name == "execve" && call.value() == Some(0)).then(|| String::from_utf8_lossy(&path).into_owned())
+    };
+    let through_preload = calls.iter().filter_map(exec_of).filter(|path| path.ends_with("/wine64-preloader")).count();
+    let direct_wine64 = calls.iter().filter_map(exec_of).filter(|path| path.ends_with("/lib/wine/wine64")).count();
     assert!(through_preload >= 3, "only {through_preload} processes ran through wine64-preloader:\n{execs}");
     assert_eq!(direct_wine64, 1, "only the first wine64 may be exec'd directly:\n{execs}");
 }

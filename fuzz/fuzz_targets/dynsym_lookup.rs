@@ -3,7 +3,10 @@
 //! Two inputs: arbitrary memory (a malformed table must end the search, never the process, and
 //! a symbol is only found if its name really is in memory), and well-formed tables built from
 //! arbitrary symbols, where every name must resolve exactly as a linear scan of the symbol
-//! table says (defined global or weak data objects only).
+//! table says (defined global or weak data objects only). The built images lie at any page, have
+//! a GNU table, a SysV table or both (in either order in the dynamic section: the GNU table is
+//! used whenever there is one, as ld.so does), and symbols before the GNU table's `symoffset`
+//! (unhashed, as a linker puts undefined imports there), which only a SysV lookup can find.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -49,7 +52,17 @@ struct Symbol {
 #[derive(Arbitrary, Debug)]
 enum Input {
     Raw { base: u64, bytes: Vec<u8>, dynamic: u64, dynamic_len: u64, name: Vec<u8> },
-    Built { gnu: bool, buckets: u8, symbols: Vec<Symbol>, query: Vec<u8> },
+    Built { style: HashStyle, base_page: u32, buckets: u8, unhashed: Vec<Symbol>, symbols: Vec<Symbol>, query: Vec<u8> },
+}
+
+#[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
+enum HashStyle {
+    Gnu,
+    Sysv,
+    /// Both tables, DT_GNU_HASH first in the dynamic section.
+    Both,
+    /// Both tables, DT_HASH first.
+    BothSysvFirst,
 }
 
 fuzz_target!(|input: Input| match input {
@@ -64,7 +77,9 @@ fuzz_target!(|input: Input| match input {
             );
         }
     }
-    Input::Built { gnu, buckets, symbols, query } => check_built(gnu, u32::from(buckets).max(1), symbols, &query),
+    Input::Built { style, base_page, buckets, unhashed, symbols, query } => {
+        check_built(style, u64::from(base_page) << 12, u32::from(buckets).max(1), unhashed, symbols, &query)
+    }
 });
 
 const DT_NULL: u64 = 0;
@@ -73,22 +88,38 @@ const DT_STRTAB: u64 = 5;
 const DT_SYMTAB: u64 = 6;
 const DT_GNU_HASH: u64 = 0x6fff_fef5;
 
-/// A dynamic section at 0, then the string table, the symbol table (null symbol first) and the
-/// hash table, in a fresh image; symbols are sorted by bucket as a GNU table requires.
-fn check_built(gnu: bool, nbuckets: u32, mut symbols: Vec<Symbol>, query: &[u8]) {
+/// A dynamic section at `base`, then the string table, the symbol table (null symbol first, then
+/// `unhashed`, then `symbols`) and the hash tables, in a fresh image; `symbols` are sorted by
+/// bucket as a GNU table requires.
+fn check_built(
+    style: HashStyle,
+    base: u64,
+    nbuckets: u32,
+    mut unhashed: Vec<Symbol>,
+    mut symbols: Vec<Symbol>,
+    query: &[u8],
+) {
     // Symbol names are C strings, and so is every name the preloader looks up.
-    for sym in &mut symbols {
+    for sym in unhashed.iter_mut().chain(&mut symbols) {
         sym.name.retain(|&b| b != 0);
     }
     let query: Vec<u8> = query.iter().copied().filter(|&b| b != 0).collect();
-    let hash = |name: &[u8]| if gnu { gnu_hash(name) } else { sysv_hash(name) };
+    let (gnu, sysv) = match style {
+        HashStyle::Gnu => (true, false),
+        HashStyle::Sysv => (false, true),
+        HashStyle::Both | HashStyle::BothSysvFirst => (true, true),
+    };
     if gnu {
-        symbols.sort_by_key(|sym| hash(&sym.name) % nbuckets);
+        symbols.sort_by_key(|sym| gnu_hash(&sym.name) % nbuckets);
     }
-    let mut img = Flat { base: 0, bytes: Vec::new() };
-    let strtab = 64;
+    // Symbol index 0 is the null symbol; the unhashed ones follow, then the hashed ones.
+    let symoffset = unhashed.len() as u32 + 1;
+    let all: Vec<&Symbol> = unhashed.iter().chain(&symbols).collect();
+    let mut img = Flat { base, bytes: Vec::new() };
+    // Room for the dynamic section's five entries at most.
+    let strtab = 96;
     let mut names = vec![0u8];
-    let name_offsets: Vec<u32> = symbols
+    let name_offsets: Vec<u32> = all
         .iter()
         .map(|sym| {
             let offset = names.len() as u32;
@@ -99,63 +130,72 @@ fn check_built(gnu: bool, nbuckets: u32, mut symbols: Vec<Symbol>, query: &[u8])
         .collect();
     img.put(strtab, &names);
     let symtab = (strtab + names.len() + 7) & !7;
-    for (index, (sym, &name)) in symbols.iter().zip(&name_offsets).enumerate() {
+    for (index, (sym, &name)) in all.iter().zip(&name_offsets).enumerate() {
         let at = symtab + 24 * (index + 1);
         img.put(at, &name.to_le_bytes());
         img.put(at + 4, &[sym.info, 0]);
         img.put(at + 6, &sym.shndx.to_le_bytes());
         img.put(at + 8, &sym.value.to_le_bytes());
     }
-    let table = symtab + 24 * (symbols.len() + 1);
-    let count = symbols.len() as u32;
-    let mut heads = vec![0u32; nbuckets as usize];
+    let mut table = symtab + 24 * (all.len() + 1);
+    let mut dynamic = vec![(DT_STRTAB, base + strtab as u64), (DT_SYMTAB, base + symtab as u64)];
     if gnu {
-        // nbuckets, symoffset 1, one bloom word that lets everything through, the buckets, then
-        // one chain word per symbol with the low bit marking the end of a bucket's run.
-        img.put(table, &[nbuckets.to_le_bytes(), 1u32.to_le_bytes(), 1u32.to_le_bytes(), 0u32.to_le_bytes()].concat());
+        // nbuckets, symoffset, one bloom word that lets everything through, the buckets, then
+        // one chain word per hashed symbol with the low bit marking the end of a bucket's run.
+        let mut heads = vec![0u32; nbuckets as usize];
+        img.put(
+            table,
+            &[nbuckets.to_le_bytes(), symoffset.to_le_bytes(), 1u32.to_le_bytes(), 0u32.to_le_bytes()].concat(),
+        );
         img.put(table + 16, &u64::MAX.to_le_bytes());
         let chains = table + 24 + 4 * nbuckets as usize;
         for (index, sym) in symbols.iter().enumerate() {
-            let bucket = hash(&sym.name) % nbuckets;
-            let last = symbols.get(index + 1).is_none_or(|next| hash(&next.name) % nbuckets != bucket);
+            let bucket = gnu_hash(&sym.name) % nbuckets;
+            let last = symbols.get(index + 1).is_none_or(|next| gnu_hash(&next.name) % nbuckets != bucket);
             if heads[bucket as usize] == 0 {
-                heads[bucket as usize] = index as u32 + 1;
+                heads[bucket as usize] = symoffset + index as u32;
             }
-            img.put(chains + 4 * index, &((hash(&sym.name) & !1) | u32::from(last)).to_le_bytes());
+            img.put(chains + 4 * index, &((gnu_hash(&sym.name) & !1) | u32::from(last)).to_le_bytes());
         }
         for (bucket, head) in heads.iter().enumerate() {
             img.put(table + 24 + 4 * bucket, &head.to_le_bytes());
         }
-    } else {
-        // nbucket, nchain, the buckets, then chain[index] linking each bucket's symbols.
+        dynamic.push((DT_GNU_HASH, base + table as u64));
+        table = (chains + 4 * symbols.len() + 7) & !7;
+    }
+    if sysv {
+        // nbucket, nchain, the buckets, then chain[index] linking each bucket's symbols: every
+        // symbol, the unhashed ones included.
+        let mut heads = vec![0u32; nbuckets as usize];
+        let count = all.len() as u32;
         img.put(table, &[nbuckets.to_le_bytes(), (count + 1).to_le_bytes()].concat());
         let chains = table + 8 + 4 * nbuckets as usize;
         img.put(chains + 4 * count as usize, &[0; 4]);
-        for (index, sym) in symbols.iter().enumerate() {
-            let bucket = (hash(&sym.name) % nbuckets) as usize;
+        for (index, sym) in all.iter().enumerate() {
+            let bucket = (sysv_hash(&sym.name) % nbuckets) as usize;
             img.put(chains + 4 * (index + 1), &heads[bucket].to_le_bytes());
             heads[bucket] = index as u32 + 1;
         }
         for (bucket, head) in heads.iter().enumerate() {
             img.put(table + 8 + 4 * bucket, &head.to_le_bytes());
         }
+        let entry = (DT_HASH, base + table as u64);
+        if style == HashStyle::BothSysvFirst { dynamic.insert(2, entry) } else { dynamic.push(entry) }
     }
-    let dynamic = [
-        (DT_STRTAB, strtab as u64),
-        (DT_SYMTAB, symtab as u64),
-        (if gnu { DT_GNU_HASH } else { DT_HASH }, table as u64),
-        (DT_NULL, 0),
-    ];
+    dynamic.push((DT_NULL, 0));
+    assert!(dynamic.len() * 16 <= strtab, "the dynamic section fits below the string table");
     for (index, (tag, value)) in dynamic.iter().enumerate() {
         img.put(16 * index, &[tag.to_le_bytes(), value.to_le_bytes()].concat());
     }
 
+    // With a GNU table, only the symbols it hashes can be found.
+    let findable: &[&Symbol] = if gnu { &all[unhashed.len()..] } else { &all };
     let defined_object =
         |sym: &Symbol| sym.shndx != 0 && sym.info & 0xf == 1 && matches!(sym.info >> 4, 1 | 2) && sym.name.len() < 64;
-    for name in symbols.iter().map(|sym| sym.name.as_slice()).chain([query.as_slice()]) {
+    for name in all.iter().map(|sym| sym.name.as_slice()).chain([query.as_slice()]) {
         let candidates: Vec<u64> =
-            symbols.iter().filter(|sym| sym.name == name && defined_object(sym)).map(|sym| sym.value).collect();
-        let found = find_object(&img, 0, 64, name);
+            findable.iter().filter(|sym| sym.name == name && defined_object(sym)).map(|sym| sym.value).collect();
+        let found = find_object(&img, base, strtab as u64, name);
         match found {
             Some(value) => {
                 assert!(candidates.contains(&value), "{name:?} resolved to {value:#x}, not one of {candidates:x?}")

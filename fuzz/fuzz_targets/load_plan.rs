@@ -1,5 +1,6 @@
 //! The load plan over validated images and arbitrary placement inputs: `plan::Extent`,
-//! `plan::Segment`, `pie_bias` and `start_brk`, as `load::map` and `main.rs` use them.
+//! `plan::Segment`, `Placement::of_program`, `pie_bias`, `start_brk`, `page_flags` and `has_flags`, as the
+//! shell's `load.rs`, `plan.rs` and `wine.rs` use them.
 //!
 //! Checks what the mapping code relies on: every segment's pages are page-aligned, cover its
 //! memory, stay inside TASK_SIZE and (position-independent images) inside the span the first
@@ -7,17 +8,25 @@
 //! their own as the kernel does); file pages map whole pages at the segment's offset (past the
 //! end of the file too, as the kernel maps them); zeroing touches only the segment's own
 //! writable last file page, which the file holds; the mm fields are ordered as PR_SET_MM_MAP
-//! demands; the PIE bias honours the largest p_align; the heap starts above the program. A
-//! program with an interpreter may have no PT_LOAD at all.
+//! demands; the placement is the kernel's choice for the image's type; the PIE bias honours the
+//! largest p_align; the heap starts above the program; a page's flags are those of the last
+//! PT_LOAD that maps it (an independent model), and `has_flags` holds exactly when every page of
+//! the range has the flags. A program with an interpreter may have no PT_LOAD at all.
+//!
+//! Also the check before a fixed-address segment is mapped, `load::foreign_mapping` over the
+//! ranges recorded in `load::Owned`: against a model that subtracts every recorded range from the
+//! target, it finds a mapping of /proc/self/maps exactly when one overlaps what is left, and the
+//! mapping it names (range and name) is one of those; `Owned` keeps the first 64 ranges.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use goblin::elf::header::{ET_DYN, ET_EXEC};
 use goblin::elf64::header::Header;
-use goblin::elf64::program_header::{PF_W, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_PHDR, ProgramHeader};
+use goblin::elf64::program_header::{PF_R, PF_W, PF_X, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_PHDR, ProgramHeader};
 use libfuzzer_sys::fuzz_target;
 use preload::elf::{self, Image, TASK_SIZE};
-use preload::plan::load::{self, BRK_RND_RANGE, ELF_ET_DYN_BASE, Extent, Segment};
+use preload::plan::load::{self, BRK_RND_RANGE, ELF_ET_DYN_BASE, Extent, Owned, Placement, Segment};
+use preload::plan::reserve::Range;
 use preload::{PAGE_SIZE, page_align, page_offset, page_start};
 
 #[derive(Arbitrary, Debug)]
@@ -80,9 +89,23 @@ struct Input {
     base_page: Option<u64>,
     random_mmap: u64,
     random_brk: u64,
+    /// A range whose pages' flags are asked for: its start, and its length in pages and bytes.
+    probe: (u64, u8, u16),
+    probe_flags: u8,
+    maps: Maps,
+}
+
+/// /proc/self/maps as pairs of addresses (made into start < end), the ranges a launch mapped,
+/// and the range a segment is about to take.
+#[derive(Arbitrary, Debug)]
+struct Maps {
+    mappings: Vec<(u64, u64, bool)>,
+    owned: Vec<(u64, u64)>,
+    target: (u64, u64),
 }
 
 fuzz_target!(|input: Input| {
+    check_foreign_mapping(&input.maps);
     let phdrs: Vec<ProgramHeader> = input.phdrs.iter().map(Phdr::build).collect();
     let header = Header {
         e_type: if input.relocatable { ET_DYN } else { ET_EXEC },
@@ -103,6 +126,8 @@ fuzz_target!(|input: Input| {
         check_segment(ph, &Segment::of(ph), &extent, image.relocatable, file_size);
     }
     check_placement(&image, &extent, &input);
+    check_page_flags(&image, file_size);
+    check_has_flags(&image, file_size, &input);
 });
 
 fn span_end(extent: &Extent) -> u64 {
@@ -190,12 +215,29 @@ fn check_segment(ph: &ProgramHeader, seg: &Segment, extent: &Extent, relocatable
 
 fn check_placement(image: &Image, extent: &Extent, input: &Input) {
     let static_pie = image.relocatable && !input.has_interp;
+    let rnd = if input.randomize { load::mmap_rnd(input.random_mmap) } else { 0 };
+    assert!(rnd < (1 << 40) && rnd % PAGE_SIZE == 0);
+    let base = input.base_page.map(|page| page.wrapping_mul(PAGE_SIZE));
+    match Placement::of_program(image.relocatable, input.has_interp, base, extent, rnd) {
+        Err(_) => assert!(!image.relocatable && base.is_some(), "refused a placement the kernel makes"),
+        Ok(Placement::Fixed) => assert!(!image.relocatable && base.is_none()),
+        Ok(Placement::Bias(bias)) => {
+            assert!(image.relocatable && (base.is_some() || input.has_interp));
+            let expected = match base {
+                Some(base) => base.wrapping_sub(extent.first_start),
+                None => load::pie_bias(extent, rnd),
+            };
+            assert_eq!(bias, expected);
+        }
+        Ok(Placement::Anywhere { align }) => {
+            assert!(static_pie && base.is_none());
+            assert_eq!(align, extent.align);
+        }
+    }
     let bias = match (image.relocatable, input.base_page) {
         (false, _) => 0,
         (true, Some(page)) => page.wrapping_mul(PAGE_SIZE).wrapping_sub(extent.first_start),
         (true, None) if input.has_interp => {
-            let rnd = if input.randomize { load::mmap_rnd(input.random_mmap) } else { 0 };
-            assert!(rnd < (1 << 40) && rnd % PAGE_SIZE == 0);
             let bias = load::pie_bias(extent, rnd);
             let first = bias.wrapping_add(extent.first_start);
             assert_eq!(first % extent.align, 0, "first page {first:#x} not aligned to {:#x}", extent.align);
@@ -219,5 +261,102 @@ fn check_placement(image: &Image, extent: &Extent, input: &Input) {
         if input.randomize {
             assert!(brk > end, "no guard page between the program and the randomised heap");
         }
+    }
+}
+
+/// `page_flags` against a model that maps the PT_LOADs in order, each over the ones before.
+fn check_page_flags(image: &Image, file_size: u64) {
+    let pages = image.loads().flat_map(|ph| {
+        let seg = Segment::of(ph);
+        [seg.start, seg.start.wrapping_add(PAGE_SIZE), page_start(ph.p_vaddr.wrapping_add(ph.p_memsz))]
+    });
+    for page in pages.take(64) {
+        let mut model = None;
+        for ph in image.loads() {
+            let seg = Segment::of(ph);
+            if seg.start <= page && page - seg.start < seg.file_len {
+                let past_eof = seg.offset.saturating_add(page - seg.start) >= file_size;
+                model = Some(if past_eof { 0 } else { ph.p_flags });
+            } else if seg.anon.is_some_and(|(start, end)| start <= page && page < end) {
+                model = Some(PF_R | PF_W | (ph.p_flags & PF_X));
+            }
+        }
+        assert_eq!(load::page_flags(image, page, file_size), model, "page {page:#x}");
+    }
+}
+
+/// `has_flags` over the probe range: true exactly when every page of it has the flags, as
+/// `page_flags` (checked above) says.
+fn check_has_flags(image: &Image, file_size: u64, input: &Input) {
+    let (vaddr, pages, extra) = input.probe;
+    let len = u64::from(pages) * PAGE_SIZE + u64::from(extra);
+    let flags = u32::from(input.probe_flags & 7);
+    let expected = vaddr.checked_add(len).is_some_and(|end| {
+        (page_start(vaddr)..end)
+            .step_by(PAGE_SIZE as usize)
+            .all(|page| load::page_flags(image, page, file_size).is_some_and(|have| have & flags == flags))
+    });
+    assert_eq!(load::has_flags(image, vaddr, len, flags, file_size), expected, "{vaddr:#x}+{len:#x} {flags:#o}");
+}
+
+fn check_foreign_mapping(input: &Maps) {
+    // The kernel's text: "start-end perms offset dev inode name", lower-case hex; a name for
+    // some (with a space in it, as paths may have), none for anonymous memory.
+    let mappings: Vec<(Range, Vec<u8>)> = input
+        .mappings
+        .iter()
+        .enumerate()
+        .filter(|(_, (a, b, _))| a != b)
+        .map(|(index, &(a, b, named))| {
+            let name = if named { format!("/lib/m {index}").into_bytes() } else { Vec::new() };
+            (Range::new(a.min(b), a.max(b)), name)
+        })
+        .collect();
+    let mut maps = Vec::new();
+    for (range, name) in &mappings {
+        maps.extend_from_slice(format!("{:x}-{:x} r--p 00000000 00:00 0 ", range.start, range.end).as_bytes());
+        maps.extend_from_slice(name);
+        maps.push(b'\n');
+    }
+    let mut owned = Owned::default();
+    for &(start, len) in &input.owned {
+        owned.push(start, len);
+    }
+    let recorded = owned.as_slice();
+    assert_eq!(recorded.len(), input.owned.len().min(64), "Owned keeps the first 64 ranges");
+    for (range, &(start, len)) in recorded.iter().zip(&input.owned) {
+        assert_eq!(*range, Range::new(start, start.saturating_add(len)));
+    }
+    let target = Range::new(input.target.0, input.target.1);
+
+    // The model: what is left of the target once every recorded range is taken out.
+    let mut left = if target.is_empty() { Vec::new() } else { vec![target] };
+    for own in recorded.iter().filter(|own| !own.is_empty()) {
+        left = left
+            .into_iter()
+            .flat_map(|piece| {
+                if !piece.overlaps(own) {
+                    return vec![piece];
+                }
+                [Range::new(piece.start, own.start), Range::new(own.end, piece.end)]
+                    .into_iter()
+                    .filter(|part| !part.is_empty())
+                    .collect()
+            })
+            .collect();
+    }
+    let foreign = |range: &Range| left.iter().any(|piece| piece.overlaps(range));
+    match load::foreign_mapping(&maps, target, recorded) {
+        Some((range, name)) => {
+            assert!(
+                mappings.iter().any(|(r, n)| *r == range && n.as_slice() == name),
+                "{range:x?} {name:?} is not a mapping of the text"
+            );
+            assert!(foreign(&range), "{range:x?} lies inside the recorded ranges or outside {target:x?}");
+        }
+        None => assert!(
+            !mappings.iter().any(|(range, _)| foreign(range)),
+            "a mapping overlaps {target:x?} outside the recorded ranges {recorded:x?}, and was not found"
+        ),
     }
 }

@@ -124,10 +124,10 @@ fn lookup_gnu(mem: &impl Memory, tables: &Tables, table: u64, name: &[u8]) -> Op
             return None;
         }
         let chain_hash = mem.u32_at(chains, 4 * u64::from(index - symoffset))?;
-        if chain_hash | 1 == hash | 1 {
-            if let Some(value) = matching_value(mem, tables, index, name) {
-                return Some(value);
-            }
+        if chain_hash | 1 == hash | 1
+            && let Some(value) = matching_value(mem, tables, index, name)
+        {
+            return Some(value);
         }
         if chain_hash & 1 != 0 {
             return None;

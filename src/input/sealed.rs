@@ -41,8 +41,8 @@ pub const KEY_SIZE: usize = 32;
 /// The largest program a container may declare (64 GiB): checked before anything is allocated.
 pub const MAX_PROGRAM_SIZE: u64 = 1 << 36;
 
-/// Why a container is refused before or during authentication (the wording for every
-/// way a container can fail to prove itself authentic).
+/// Why a container is refused before or during authentication (one wording for every way a
+/// container can fail to prove itself authentic).
 pub const AUTHENTICATION_FAILED: &str = "authentication failed";
 pub const TRUNCATED: &str = "authentication failed: container truncated";
 pub const TRAILING: &str = "authentication failed: bytes after the container's tag";
@@ -248,7 +248,7 @@ impl Authenticator {
     /// The next `piece` of the body. Every piece but the last is a multiple of
     /// [`AUTHENTICATION_PIECE`] bytes (whole Poly1305 blocks).
     pub fn update(&mut self, piece: &[u8]) {
-        debug_assert!(self.fed % 16 == 0, "only the last piece may end inside a block");
+        debug_assert!(self.fed.is_multiple_of(16), "only the last piece may end inside a block");
         self.mac.update_padded(piece);
         self.fed += piece.len() as u64;
     }

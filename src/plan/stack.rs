@@ -26,7 +26,7 @@ pub const AT_SYSINFO_EHDR: u64 = 33;
 pub const MAX_ARG_STRLEN: usize = 32 * 4096;
 /// The kernel's argument space: a quarter of RLIMIT_STACK, at most 6 MiB, at least 128 KiB.
 pub fn argument_space(stack_limit: u64) -> u64 {
-    (stack_limit / 4).min(6 << 20).max(128 << 10)
+    (stack_limit / 4).clamp(128 << 10, 6 << 20)
 }
 
 /// The kernel's E2BIG rules (bprm_stack_limits, copy_strings): every string (argv, environment
@@ -360,7 +360,7 @@ mod tests {
         assert_eq!(read_word(&image, &l, l.sp), 3);
         let argv: Vec<&[u8]> = (0..3).map(|i| read_str(&image, &l, read_word(&image, &l, l.sp + 8 + 8 * i))).collect();
         assert_eq!(argv, [&b"prog"[..], b"", b"two words"]);
-        assert_eq!(read_word(&image, &l, l.sp + 8 + 8 * 0), l.arg_start);
+        assert_eq!(read_word(&image, &l, l.sp + 8), l.arg_start, "argv[0] is the first string");
         assert_eq!(read_word(&image, &l, l.sp + 32), 0);
         assert_eq!(read_str(&image, &l, read_word(&image, &l, l.sp + 40)), b"A=1");
         assert_eq!(read_word(&image, &l, l.sp + 40), l.env_start);
@@ -406,7 +406,9 @@ mod tests {
     fn e2big_follows_the_kernel_limits() {
         let long = vec![b'x'; MAX_ARG_STRLEN - 1];
         let longer = vec![b'x'; MAX_ARG_STRLEN];
-        let strings = |args: &[&'static [u8]]| args.to_vec().into_iter();
+        fn strings<'a>(args: &'a [&'static [u8]]) -> impl Iterator<Item = &'static [u8]> + Clone + 'a {
+            args.iter().copied()
+        }
         let (long, longer): (&'static [u8], &'static [u8]) = (long.leak(), longer.leak());
         assert_eq!(check_args(strings(&[long, b"/p"]), 1, 8 << 20), Ok(()));
         assert_eq!(check_args(strings(&[longer, b"/p"]), 1, 8 << 20), Err(TooBig));

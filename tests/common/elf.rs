@@ -178,21 +178,10 @@ pub fn i386_exit_42() -> Vec<u8> {
 /// None if it runs it. std's own spawning would use execvp, whose ENOEXEC fallback to /bin/sh
 /// hides the kernel's verdict.
 pub fn execve_errno(path: &std::path::Path) -> Option<i32> {
-    unsafe extern "C" {
-        fn execve(path: *const std::ffi::c_char, argv: *const usize, envp: *const usize) -> i32;
-    }
-    use std::os::unix::process::CommandExt;
-    let program = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL in the path");
     let mut cmd = std::process::Command::new(path);
     cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-    // SAFETY: execve is async-signal-safe; its arguments were prepared before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            let argv = [program.as_ptr() as usize, 0];
-            execve(program.as_ptr(), argv.as_ptr(), [0usize].as_ptr());
-            Err(std::io::Error::last_os_error())
-        });
-    }
+    // SAFETY: no setup, so nothing but execve runs in the child.
+    unsafe { super::execve_in_child(&mut cmd, &[path.as_os_str()], || {}) };
     match super::spawn(&mut cmd) {
         Ok(mut child) => {
             let _ = child.wait();

@@ -106,12 +106,11 @@ pub fn reserve(
     for range in WINE_DEFAULT_RANGES {
         let _ = wanted.push(range);
     }
-    if let Some(text) = stack.getenv(b"WINEPRELOADRESERVE") {
-        if let Some(range) = reserve::parse_wine_reserve(text)
+    if let Some(text) = stack.getenv(b"WINEPRELOADRESERVE")
+        && let Some(range) = reserve::parse_wine_reserve(text)
             .map_err(|reason| Error::at(b"WINEPRELOADRESERVE", Refusal::failure(reason)))?
-        {
-            let _ = wanted.push(range);
-        }
+    {
+        let _ = wanted.push(range);
     }
     for range in wanted.as_slice() {
         let outcome = reservation::reserve(range, protected);

@@ -80,7 +80,7 @@ impl File {
     pub fn bytes<'a>(&'a self, offset: u64, len: usize, spill: &'a mut Spill) -> Result<&'a [u8], &'static str> {
         let end = offset.checked_add(len as u64).ok_or("read beyond end of file")?;
         let head = self.head();
-        if end <= head.len() as u64 && (head.as_ptr() as u64).wrapping_add(offset) % 8 == 0 {
+        if end <= head.len() as u64 && (head.as_ptr() as u64).wrapping_add(offset).is_multiple_of(8) {
             return Ok(&head[offset as usize..end as usize]);
         }
         let buf = spill.storage(len)?;

@@ -7,14 +7,18 @@ use preload::plan::reserve::{Range, find_in_maps};
 
 use super::proc::{MAPS_BUFFER, read_maps};
 
+/// Without /proc/self/maps, how far below the stack pointer to wipe: well beyond the deepest
+/// the unsealing goes (about 100 KiB).
+const WITHOUT_MAPS: u64 = 512 << 10;
+
 /// Zero the whole stack below the caller's frames: from the lowest address of the `[stack]`
-/// mapping (as far as any frame of the preloader has reached) up to the stack pointer. Does
-/// nothing if /proc/self/maps cannot be read.
+/// mapping (as far as any frame of the preloader has reached) up to the stack pointer; if
+/// /proc/self/maps cannot be read, the [`WITHOUT_MAPS`] bytes below it (the kernel grows the
+/// stack over what was never touched).
 #[inline(never)]
 pub fn dead_stack() {
-    let Some(low) = stack_start() else {
-        return;
-    };
+    let marker = 0u8;
+    let low = stack_start().unwrap_or_else(|| (core::ptr::addr_of!(marker) as u64).saturating_sub(WITHOUT_MAPS));
     // SAFETY: everything below the stack pointer, down to the start of the stack's mapping,
     // belongs to frames that have returned: no live reference points there (the preloader has
     // no signal handlers, and the asm block is not `nostack`, so the compiler keeps nothing in

@@ -371,3 +371,35 @@ fn untrusted_bytes_in_messages_are_escaped() {
     let output = Invocation::new(&readable).run_preloaded();
     assert_error(&output, 126, "prógramme ✓", "a UTF-8 path");
 }
+
+/// Issue 15, finding 1, for a preloader built without sealed support: nothing is a container
+/// there, so a key offered (PRELOAD_KEY_FD) is refused rather than left to the program.
+#[test]
+fn a_key_offered_to_a_preload_without_sealed_support_is_refused() {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("without-sealed");
+    let build = common::output(
+        std::process::Command::new(env!("CARGO"))
+            .args(["build", "--release", "--bin", "preload", "--no-default-features", "--quiet", "--manifest-path"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target),
+    );
+    assert!(build.status.success(), "building without sealed support: {}", String::from_utf8_lossy(&build.stderr));
+    let preload = target.join("release/preload");
+    let tru = common::require_tool("true");
+    let mut command = std::process::Command::new("/bin/sh");
+    command.arg("-c").arg(r#"exec "$@" 3</dev/null"#).arg("sh").arg(&preload).arg(&tru).env("PRELOAD_KEY_FD", "3");
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let output = common::run(command, None, "a key offered without sealed support");
+    assert_error(&output, 126, "no sealed support", "a key offered without sealed support");
+    let mut plain = std::process::Command::new(&preload);
+    plain
+        .arg(&tru)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    assert!(common::run(plain, None, "no key").status.success(), "without a key it runs");
+}

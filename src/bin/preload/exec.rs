@@ -123,7 +123,17 @@ pub fn resolve<'b>(request: &Request, storage: Storage<'b>) -> Result<Resolved<'
     #[cfg(feature = "sealed")]
     let mut file = unseal(file, request, named)?;
     #[cfg(not(feature = "sealed"))]
-    let mut file = file;
+    let mut file = match request.stack.getenv(b"PRELOAD_KEY_FD") {
+        // Without sealed support nothing is a container the key could authenticate: a key
+        // offered must not reach the program all the same.
+        Some(_) => {
+            return Err(Error::cannot_execute(
+                named,
+                "a key is offered (PRELOAD_KEY_FD) but this preload has no sealed support",
+            ));
+        }
+        None => file,
+    };
     let mut chain = [&NO_LEVEL; MAX_SCRIPT_DEPTH];
     let mut depth = 0;
     let mut free: &'b mut [Level] = &mut [];

@@ -19,6 +19,9 @@ use common::{Both, Scratch, Variant, build_c, per_variant, require_tool, strace}
 /// The file descriptor the tests hand the key on.
 const KEY_FD: &str = "3";
 
+/// preload-seal's compressors: LZ4 chunks (format 2, the default) and zlib (format 1).
+const COMPRESSORS: [&str; 2] = ["lz4", "zlib"];
+
 fn seal_tool() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_preload-seal"));
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -52,10 +55,17 @@ impl Keyed {
     /// `program` sealed as `<dir>/sealed/<name>`, and a plain copy as `<dir>/plain/<name>`, so
     /// that both run as `./<name>` (same argv[0], AT_EXECFN and comm) from their directories.
     fn seal(&self, program: &Path, name: &str) -> (PathBuf, PathBuf) {
+        self.seal_with(program, name, &[])
+    }
+
+    /// As `seal`, with preload-seal's `options` (`--compress zlib`).
+    fn seal_with(&self, program: &Path, name: &str, options: &[&str]) -> (PathBuf, PathBuf) {
         let plain = self.scratch.copy(program, &format!("plain/{name}"), 0o755);
         let sealed = self.scratch.path().join("sealed").join(name);
         fs::create_dir_all(sealed.parent().unwrap()).unwrap();
-        let tool = common::output(seal_tool().arg("--key-file").arg(&self.key).arg("-o").arg(&sealed).arg(&plain));
+        let tool = common::output(
+            seal_tool().arg("--key-file").arg(&self.key).args(options).arg("-o").arg(&sealed).arg(&plain),
+        );
         succeed(tool, "preload-seal");
         (plain, sealed)
     }
@@ -138,10 +148,59 @@ fn ls_sealed_behaves_as_ls() {
 
 fn hello_sealed(variant: Variant) {
     let keyed = Keyed::new(&format!("sealed-hello-{}", variant.name()));
-    let (plain, sealed) = keyed.seal(&build_c("hello", variant), "hello");
-    compare(&plain, &sealed, &keyed.key, &["one", "two words", "--exit", "3"])
-        .expect_exit(3)
-        .expect_stdout_contains("two words");
+    for compressor in COMPRESSORS {
+        let (plain, sealed) =
+            keyed.seal_with(&build_c("hello", variant), &format!("hello-{compressor}"), &["--compress", compressor]);
+        assert_eq!(
+            fs::read(&sealed).unwrap()[8],
+            if compressor == "lz4" { 2 } else { 1 },
+            "scenario check: the format version of {compressor}"
+        );
+        compare(&plain, &sealed, &keyed.key, &["one", "two words", "--exit", "3"])
+            .expect_exit(3)
+            .expect_stdout_contains("two words");
+    }
+}
+
+/// `program` with its PT_LOADs' bytes moved to the end of the file in reverse order: the first
+/// PT_LOAD (lowest address) has the highest file offset. The kernel runs it as before.
+fn reverse_file_order(program: &Path) -> Vec<u8> {
+    use common::elf::{Elf, PAGE, PT_LOAD};
+    let mut elf = Elf::read(program);
+    let loads: Vec<usize> =
+        (0..elf.phnum()).map(|i| elf.ph(i)).filter(|&at| elf.get(at, 4) == u64::from(PT_LOAD)).collect();
+    assert!(loads.len() >= 3, "scenario check: {} has {} PT_LOADs", program.display(), loads.len());
+    let mut regions = Vec::new();
+    let mut cursor = (elf.bytes.len() as u64).next_multiple_of(PAGE);
+    for &at in loads.iter().rev() {
+        let (offset, filesz) = (elf.get(at + 8, 8), elf.get(at + 32, 8));
+        let start = offset - offset % PAGE;
+        regions.push((start, offset + filesz, cursor));
+        elf.set(at + 8, 8, cursor + offset % PAGE);
+        cursor += (offset + filesz - start).next_multiple_of(PAGE);
+    }
+    let moved = elf.bytes.clone();
+    for (start, end, to) in regions {
+        assert_eq!(elf.append(&moved[start as usize..end as usize], PAGE as usize) as u64, to);
+    }
+    let offsets: Vec<u64> = loads.iter().map(|&at| elf.get(at + 8, 8)).collect();
+    assert!(offsets.windows(2).all(|pair| pair[0] > pair[1]), "scenario check: reverse file order {offsets:x?}");
+    elf.bytes
+}
+
+/// PT_LOADs in reverse file order: read in file order (a zlib body is inflated once), copied
+/// to their places, and the program behaves as run directly.
+#[test]
+fn segments_in_reverse_file_order() {
+    let keyed = Keyed::new("sealed-reverse");
+    let reversed = keyed.scratch.write("reversed", reverse_file_order(&build_c("hello", Variant::Static)), 0o755);
+    for compressor in COMPRESSORS {
+        let (plain, sealed) =
+            keyed.seal_with(&reversed, &format!("reversed-{compressor}"), &["--compress", compressor]);
+        compare(&plain, &sealed, &keyed.key, &["backwards", "--exit", "5"])
+            .expect_exit(5)
+            .expect_stdout_contains("backwards");
+    }
 }
 
 per_variant!(hello_sealed:
@@ -206,8 +265,13 @@ struct Marker {
 
 impl Marker {
     fn new(name: &str) -> Marker {
-        let keyed = Keyed::new(name);
-        let (_, sealed) = keyed.seal(&build_c("hello", Variant::Pie), "hello");
+        Marker::with(name, "lz4")
+    }
+
+    /// Sealed with preload-seal's `--compress compressor`.
+    fn with(name: &str, compressor: &str) -> Marker {
+        let keyed = Keyed::new(&format!("{name}-{compressor}"));
+        let (_, sealed) = keyed.seal_with(&build_c("hello", Variant::Pie), "hello", &["--compress", compressor]);
         let marker = keyed.scratch.path().join("marker");
         Marker { keyed, sealed, marker }
     }
@@ -247,15 +311,22 @@ impl Marker {
 
 #[test]
 fn correct_key_runs_the_program_and_creates_the_marker() {
-    let marker = Marker::new("sealed-marker-ok");
-    let output = marker.run_with_key(&marker.sealed);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(marker.marker.exists(), "the sealed program ran");
+    for compressor in COMPRESSORS {
+        let marker = Marker::with("sealed-marker-ok", compressor);
+        let output = marker.run_with_key(&marker.sealed);
+        assert!(output.status.success(), "{compressor}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(marker.marker.exists(), "{compressor}: the sealed program ran");
+    }
 }
 
 #[test]
 fn wrong_key_fails_authentication() {
-    let marker = Marker::new("sealed-wrong-key");
+    for compressor in COMPRESSORS {
+        wrong_key(Marker::with("sealed-wrong-key", compressor));
+    }
+}
+
+fn wrong_key(marker: Marker) {
     let wrong = marker.keyed.scratch.write("wrong-key", [0x5au8; 32], 0o600);
     let output = marker.run(&marker.sealed, &wrong, &[("PRELOAD_KEY_FD", KEY_FD)], &[]);
     marker.assert_refused(&output, "authentication failed", "wrong key");
@@ -269,7 +340,12 @@ fn wrong_key_fails_authentication() {
 
 #[test]
 fn truncated_containers_fail_authentication() {
-    let marker = Marker::new("sealed-truncated");
+    for compressor in COMPRESSORS {
+        truncated(Marker::with("sealed-truncated", compressor));
+    }
+}
+
+fn truncated(marker: Marker) {
     let len = fs::metadata(&marker.sealed).unwrap().len() as usize;
     for keep in [len - 1, len - 16, len / 2, 57, 40, 39, 20] {
         let container = marker.variant(&format!("cut-{keep}"), |bytes| bytes.truncate(keep));
@@ -285,7 +361,28 @@ fn truncated_containers_fail_authentication() {
 
 #[test]
 fn flipped_bytes_in_header_body_and_tag_fail_authentication() {
-    let marker = Marker::new("sealed-flipped");
+    for compressor in COMPRESSORS {
+        flipped(Marker::with("sealed-flipped", compressor));
+    }
+}
+
+/// An unknown format version or compressor is refused with its reason, before the tag is even
+/// checked; the other header fields are covered by the tag.
+#[test]
+fn unknown_versions_and_compressors_are_named() {
+    let marker = Marker::new("sealed-versions");
+    for (what, at, value, reason) in [
+        ("version 3", 8, 3, "unsupported container version"),
+        ("version 1 with LZ4 chunks", 8, 1, "unknown compressor"),
+        ("compressor 3", 11, 3, "unknown compressor"),
+        ("zlib in version 2", 11, 1, "unknown compressor"),
+    ] {
+        let container = marker.variant(&format!("header-{at}-{value}"), |bytes| bytes[at] = value);
+        marker.assert_refused(&marker.run_with_key(&container), &format!("authentication failed: {reason}"), what);
+    }
+}
+
+fn flipped(marker: Marker) {
     let len = fs::metadata(&marker.sealed).unwrap().len() as usize;
     let header = 8..40; // after the magic: version, ids, nonce, sizes
     let body = [40, 41, 100, len / 2, len - 17];

@@ -1,5 +1,6 @@
 //! Sealed containers (`sealed`): `Header::parse` and `encode`, `parse_key`, `seal` and `open`,
-//! and `Inflating`, the on-demand inflater the loader reads the program through.
+//! and the on-demand decoders the loader reads the program through: `Chunks` (LZ4 chunks,
+//! format 2) and `Inflating` (zlib, format 1).
 //!
 //! Checks: arbitrary header bytes never panic; an accepted header has its sizes within the
 //! documented bounds (program 1..=MAX_PROGRAM_SIZE, body 2..=max_body_size), a container size
@@ -7,28 +8,32 @@
 //! it is 32 raw bytes or 64 hex digits with an optional newline, and decodes to those bytes;
 //! `open` with arbitrary keys, headers, bodies and tags never panics, and authenticates what
 //! `seal` made (and nothing with one bit changed), restoring the body; reads of a well-formed
-//! zlib body at any offsets, in any order, give exactly the program's bytes, and an arbitrary
-//! body is refused rather than read past.
+//! body (LZ4 chunks or zlib) at any offsets, in any order, give exactly the program's bytes,
+//! and an arbitrary body, chunked or zlib, is refused rather than read past.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use preload::input::sealed::{
-    self, HEADER_SIZE, Header, InflateState, Inflating, KEY_SIZE, MAGIC, MAX_PROGRAM_SIZE, Secret, TAG_SIZE,
+    self, CHUNK_SIZE, Chunks, Compressor, HEADER_SIZE, Header, InflateState, Inflating, KEY_SIZE, MAGIC,
+    MAX_PROGRAM_SIZE, Secret, TAG_SIZE,
 };
 
 #[derive(Arbitrary, Debug)]
 struct Input {
     header: [u8; HEADER_SIZE],
     /// Bits 0-3 put the constant fields (magic, version, AEAD, compressor) in place, so that
-    /// the sizes are reached.
+    /// the sizes are reached; bit 4 picks zlib (format 1) over LZ4 chunks (format 2), for those
+    /// constants and for the round trip.
     constants: u8,
     key_text: Vec<u8>,
     body: Vec<u8>,
     tag: [u8; TAG_SIZE],
-    /// The program to seal, repeated `repeat` times to reach past the inflater's ring.
+    /// The program to seal, repeated `repeat` times (and `chunks` times more for LZ4, to reach
+    /// past the inflater's ring and over several chunks).
     program: Vec<u8>,
     repeat: u8,
+    chunks: u16,
     level: u8,
     /// Bit to flip in the sealed container (header, body or tag).
     flip: u32,
@@ -38,7 +43,8 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     let mut header_bytes = input.header;
-    let constants = Header { nonce: [0; 12], program_size: 0, body_size: 0 }.encode();
+    let compressor = if input.constants & 16 != 0 { Compressor::Zlib } else { Compressor::Lz4Chunks };
+    let constants = Header { compressor, nonce: [0; 12], program_size: 0, body_size: 0 }.encode();
     for (bit, range) in [(0, 0..8), (1, 8..10), (2, 10..11), (3, 11..12)] {
         if input.constants & (1 << bit) != 0 {
             header_bytes[range.clone()].copy_from_slice(&constants[range]);
@@ -53,21 +59,42 @@ fuzz_target!(|input: Input| {
     if sealed::open(&key, &header_bytes, &mut body, &input.tag).is_err() {
         assert_eq!(body, input.body, "a refused body was changed");
     }
-    check_inflate(
-        &input.body,
-        Header::parse(&header_bytes).map_or(input.body.len() as u64, |h| h.program_size.min(1 << 20)),
-        &input.reads,
-    );
+    let declared = Header::parse(&header_bytes).map_or(input.body.len() as u64, |h| h.program_size.min(1 << 22));
+    for compressor in [Compressor::Zlib, Compressor::Lz4Chunks] {
+        check_decode(compressor, &input.body, declared, &input.reads);
+    }
 
-    let program = input.program.repeat(usize::from(input.repeat % 64).max(1));
+    let repeat = usize::from(input.repeat % 64).max(1);
+    let program = match compressor {
+        Compressor::Zlib => input.program.repeat(repeat),
+        // Up to about 4 chunks: every chunk boundary and the short last chunk are reached.
+        Compressor::Lz4Chunks => {
+            let len = (input.program.len() * repeat).max(usize::from(input.chunks) * 64).min(4 * CHUNK_SIZE + 1000);
+            input.program.iter().copied().cycle().take(len).collect()
+        }
+    };
     if program.is_empty() {
         return;
     }
-    let config = zlib_rs::DeflateConfig::new(i32::from(input.level % 10));
-    let mut compressed = vec![0u8; zlib_rs::compress_bound(program.len())];
-    let (compressed, rc) = zlib_rs::compress_slice(&mut compressed, &program, config);
-    assert_eq!(rc, zlib_rs::ReturnCode::Ok);
-    check_round_trip(&key, &input, &program, compressed.to_vec());
+    let compressed = match compressor {
+        Compressor::Zlib => {
+            let config = zlib_rs::DeflateConfig::new(i32::from(input.level % 10));
+            let mut compressed = vec![0u8; zlib_rs::compress_bound(program.len())];
+            let (compressed, rc) = zlib_rs::compress_slice(&mut compressed, &program, config);
+            assert_eq!(rc, zlib_rs::ReturnCode::Ok);
+            compressed.to_vec()
+        }
+        Compressor::Lz4Chunks => {
+            let mut body = Vec::new();
+            let mut out = vec![0u8; sealed::chunk_bound(CHUNK_SIZE)];
+            for chunk in program.chunks(CHUNK_SIZE) {
+                let len = sealed::compress_chunk(chunk, &mut out);
+                body.extend_from_slice(&out[..len]);
+            }
+            body
+        }
+    };
+    check_round_trip(&key, &input, compressor, &program, compressed);
 });
 
 fn check_header(bytes: &[u8; HEADER_SIZE]) {
@@ -110,26 +137,58 @@ fn check_key(text: &[u8]) -> Option<sealed::Key> {
     Some(key)
 }
 
-/// Reads through the inflater: each either refused or, when the whole program inflates, the
-/// program's bytes at that offset.
-fn check_inflate(body: &[u8], program_size: u64, reads: &[(u32, u16)]) {
-    let mut state = Box::new(InflateState::new());
-    let mut whole = vec![0u8; program_size as usize];
-    let complete = Inflating::new(program_size, &mut state).read_exact_at(body, &mut state, 0, &mut whole).is_ok();
-    let mut inflating = Inflating::new(program_size, &mut state);
-    for &(offset, len) in reads {
-        let (offset, mut buf) = (u64::from(offset) % (program_size + 1), vec![0u8; usize::from(len)]);
-        match inflating.read_exact_at(body, &mut state, offset, &mut buf) {
-            Ok(()) => assert_eq!(buf, whole[offset as usize..][..buf.len()], "read at {offset}"),
-            Err(_) => {
-                assert!(!complete || offset + buf.len() as u64 > program_size, "read at {offset}+{} refused", buf.len())
+/// A decoder for `body` of `compressor`, as the shell keeps it; `None` when the body's
+/// structure is refused up front (LZ4 chunks).
+enum Decoder {
+    Zlib(Inflating, Box<InflateState>),
+    Chunks(Chunks, Box<[u8; CHUNK_SIZE]>),
+}
+
+impl Decoder {
+    fn new(compressor: Compressor, body: &[u8], program_size: u64) -> Option<Decoder> {
+        match compressor {
+            Compressor::Zlib => {
+                let mut state = Box::new(InflateState::new());
+                Some(Decoder::Zlib(Inflating::new(program_size, &mut state), state))
             }
+            Compressor::Lz4Chunks => {
+                let buffer = vec![0u8; CHUNK_SIZE].into_boxed_slice().try_into().unwrap();
+                Chunks::new(program_size, body).ok().map(|chunks| Decoder::Chunks(chunks, buffer))
+            }
+        }
+    }
+
+    fn read(&mut self, body: &[u8], offset: u64, buf: &mut [u8]) -> bool {
+        match self {
+            Decoder::Zlib(inflating, state) => inflating.read_exact_at(body, state, offset, buf).is_ok(),
+            Decoder::Chunks(chunks, buffer) => chunks.read_exact_at(body, buffer, offset, buf).is_ok(),
         }
     }
 }
 
-fn check_round_trip(key: &sealed::Key, input: &Input, program: &[u8], compressed: Vec<u8>) {
+/// Reads through the decoder: each either refused or, when the whole program decodes, the
+/// program's bytes at that offset.
+fn check_decode(compressor: Compressor, body: &[u8], program_size: u64, reads: &[(u32, u16)]) {
+    let mut whole = vec![0u8; program_size as usize];
+    let complete = Decoder::new(compressor, body, program_size).is_some_and(|mut d| d.read(body, 0, &mut whole));
+    let Some(mut decoder) = Decoder::new(compressor, body, program_size) else { return };
+    for &(offset, len) in reads {
+        let (offset, mut buf) = (u64::from(offset) % (program_size + 1), vec![0u8; usize::from(len)]);
+        if decoder.read(body, offset, &mut buf) {
+            assert_eq!(buf, whole[offset as usize..][..buf.len()], "{compressor:?}: read at {offset}");
+        } else {
+            assert!(
+                !complete || offset + buf.len() as u64 > program_size,
+                "{compressor:?}: read at {offset}+{} refused",
+                buf.len()
+            );
+        }
+    }
+}
+
+fn check_round_trip(key: &sealed::Key, input: &Input, compressor: Compressor, program: &[u8], compressed: Vec<u8>) {
     let header = Header {
+        compressor,
         nonce: input.header[..12].try_into().unwrap(),
         program_size: program.len() as u64,
         body_size: compressed.len() as u64,
@@ -156,11 +215,10 @@ fn check_round_trip(key: &sealed::Key, input: &Input, program: &[u8], compressed
 
     sealed::open(key, &header_bytes, &mut body, &tag).expect("sealed with this key");
     assert_eq!(body, compressed);
-    check_inflate(&body, header.program_size, &input.reads);
-    let mut state = Box::new(InflateState::new());
+    check_decode(compressor, &body, header.program_size, &input.reads);
     let mut out = vec![0u8; program.len()];
-    Inflating::new(header.program_size, &mut state)
-        .read_exact_at(&body, &mut state, 0, &mut out)
-        .expect("a zlib body inflates");
+    let mut decoder =
+        Decoder::new(compressor, &body, header.program_size).expect("a sealed body's structure is accepted");
+    assert!(decoder.read(&body, 0, &mut out), "{compressor:?}: a sealed body decodes");
     assert_eq!(out, program);
 }

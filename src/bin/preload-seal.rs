@@ -1,10 +1,11 @@
 //! `preload-seal`: make sealed executables for `preload`, and keys for them.
 //!
 //!     preload-seal --new-key KEYFILE
-//!     preload-seal --key-file KEYFILE [-o OUTPUT] PROGRAM
+//!     preload-seal --key-file KEYFILE [--compress lz4|zlib] [-o OUTPUT] PROGRAM
 //!     preload-seal --binfmt[=PRELOAD]
 //!
-//! The program is compressed (zlib), encrypted with ChaCha20-Poly1305 under a fresh random
+//! The program is compressed (LZ4 in independent chunks, format 2; or zlib, format 1, which
+//! preloads before format 2 read too), encrypted with ChaCha20-Poly1305 under a fresh random
 //! nonce, and written after a header that the tag also covers (see `preload::input::sealed`).
 
 use std::ffi::{OsStr, OsString};
@@ -15,10 +16,10 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use preload::input::sealed::{self, Header, KEY_SIZE, Key, NONCE_SIZE, Secret};
+use preload::input::sealed::{self, CHUNK_SIZE, Compressor, Header, KEY_SIZE, Key, NONCE_SIZE, Secret};
 
 const USAGE: &str = "\
-Usage: preload-seal --key-file KEYFILE [-o OUTPUT] PROGRAM
+Usage: preload-seal --key-file KEYFILE [--compress lz4|zlib] [-o OUTPUT] PROGRAM
        preload-seal --new-key KEYFILE
        preload-seal --binfmt[=PRELOAD]
 
@@ -26,8 +27,9 @@ Seal PROGRAM (an ELF executable) for `preload`: compressed, encrypted and authen
 the key in KEYFILE (32 raw bytes, or 64 hex digits and an optional newline). OUTPUT defaults
 to PROGRAM.sealed and gets PROGRAM's permission bits, set-user-ID, set-group-ID and sticky
 cleared; it is written to a new file and renamed into place, so a symbolic link at OUTPUT is
-replaced, never followed. --new-key writes a new random key to KEYFILE (mode 0600), which must
-not exist yet.
+replaced, never followed. --compress lz4 (the default: container format 2, fast to start) or
+zlib (format 1: smaller, slower to start, and also read by preloads older than format 2).
+--new-key writes a new random key to KEYFILE (mode 0600), which must not exist yet.
 
 Run a sealed program with its key on a descriptor, never in an argument or the environment:
     PRELOAD_KEY_FD=3 preload OUTPUT [ARG]... 3<KEYFILE
@@ -55,6 +57,7 @@ enum Command {
         key_file: PathBuf,
         output: PathBuf,
         program: PathBuf,
+        compressor: Compressor,
     },
     /// Print the binfmt_misc registration with this interpreter.
     Binfmt(PathBuf),
@@ -62,6 +65,7 @@ enum Command {
 
 fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Command>, String> {
     let (mut key_file, mut output, mut program, mut new_key, mut binfmt) = (None, None, None, None, None);
+    let mut compressor = None;
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().map(PathBuf::from).ok_or(format!("{name} needs a value"));
         match arg.to_str() {
@@ -69,6 +73,13 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Command>, St
             Some("--key-file") => key_file = Some(value("--key-file")?),
             Some("-o" | "--output") => output = Some(value("-o")?),
             Some("--new-key") => new_key = Some(value("--new-key")?),
+            Some("--compress") => {
+                compressor = Some(match value("--compress")?.to_str() {
+                    Some("lz4") => Compressor::Lz4Chunks,
+                    Some("zlib") => Compressor::Zlib,
+                    _ => return Err("--compress takes lz4 or zlib".into()),
+                })
+            }
             Some("--binfmt") => binfmt = Some(None),
             _ if arg.as_bytes().starts_with(b"--binfmt=") => {
                 binfmt = Some(Some(PathBuf::from(OsStr::from_bytes(&arg.as_bytes()[b"--binfmt=".len()..]))))
@@ -81,7 +92,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Command>, St
         }
     }
     if let Some(inline) = binfmt {
-        if new_key.is_some() || key_file.is_some() || output.is_some() {
+        if new_key.is_some() || key_file.is_some() || output.is_some() || compressor.is_some() {
             return Err("--binfmt takes no other option".into());
         }
         return match (inline, program) {
@@ -92,14 +103,15 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Command>, St
         };
     }
     match (new_key, key_file, program) {
-        (Some(path), None, None) if output.is_none() => Ok(Some(Command::NewKey(path))),
+        (Some(path), None, None) if output.is_none() && compressor.is_none() => Ok(Some(Command::NewKey(path))),
         (None, Some(key_file), Some(program)) => {
             let output = output.unwrap_or_else(|| {
                 let mut name = program.clone().into_os_string();
                 name.push(".sealed");
                 name.into()
             });
-            Ok(Some(Command::Seal { key_file, output, program }))
+            let compressor = compressor.unwrap_or(Compressor::Lz4Chunks);
+            Ok(Some(Command::Seal { key_file, output, program, compressor }))
         }
         _ => Err("give --new-key KEYFILE, or --key-file KEYFILE and PROGRAM, or --binfmt".into()),
     }
@@ -141,7 +153,32 @@ fn read_key(path: &Path) -> Result<Key, String> {
     Ok(key)
 }
 
-fn seal(key_file: &Path, output: &Path, program_path: &Path) -> Result<(), String> {
+/// The body for `compressor`: one zlib stream, or LZ4 chunks (see `preload::input::sealed`).
+fn compress(program: &[u8], compressor: Compressor) -> Result<Vec<u8>, String> {
+    match compressor {
+        Compressor::Zlib => {
+            let mut body = vec![0u8; zlib_rs::compress_bound(program.len())];
+            let (compressed, rc) = zlib_rs::compress_slice(&mut body, program, zlib_rs::DeflateConfig::default());
+            if rc != zlib_rs::ReturnCode::Ok {
+                return Err(format!("compression failed ({rc:?})"));
+            }
+            let len = compressed.len();
+            body.truncate(len);
+            Ok(body)
+        }
+        Compressor::Lz4Chunks => {
+            let mut body = Vec::with_capacity(program.len() + program.len() / 64 + 64);
+            let mut out = vec![0u8; sealed::chunk_bound(CHUNK_SIZE)];
+            for chunk in program.chunks(CHUNK_SIZE) {
+                let len = sealed::compress_chunk(chunk, &mut out);
+                body.extend_from_slice(&out[..len]);
+            }
+            Ok(body)
+        }
+    }
+}
+
+fn seal(key_file: &Path, output: &Path, program_path: &Path, compressor: Compressor) -> Result<(), String> {
     let key = read_key(key_file)?;
     let program = fs::read(program_path).map_err(at(program_path))?;
     if !program.starts_with(b"\x7fELF") {
@@ -150,14 +187,9 @@ fn seal(key_file: &Path, output: &Path, program_path: &Path) -> Result<(), Strin
     if program.len() as u64 > sealed::MAX_PROGRAM_SIZE {
         return Err(format!("{}: larger than {} bytes", program_path.display(), sealed::MAX_PROGRAM_SIZE));
     }
-    let mut body = vec![0u8; zlib_rs::compress_bound(program.len())];
-    let (compressed, rc) = zlib_rs::compress_slice(&mut body, &program, zlib_rs::DeflateConfig::default());
-    if rc != zlib_rs::ReturnCode::Ok {
-        return Err(format!("{}: compression failed ({rc:?})", program_path.display()));
-    }
-    let body_len = compressed.len();
-    body.truncate(body_len);
-    let mut header = Header { nonce: [0; NONCE_SIZE], program_size: program.len() as u64, body_size: body_len as u64 };
+    let mut body = compress(&program, compressor).map_err(|why| format!("{}: {why}", program_path.display()))?;
+    let mut header =
+        Header { compressor, nonce: [0; NONCE_SIZE], program_size: program.len() as u64, body_size: body.len() as u64 };
     random(&mut header.nonce)?;
     let tag = sealed::seal(&key, &header, &mut body);
     // PROGRAM's permission bits without set-user-ID, set-group-ID and sticky: a container is run
@@ -248,7 +280,9 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Some(Command::NewKey(path))) => new_key(&path),
-        Ok(Some(Command::Seal { key_file, output, program })) => seal(&key_file, &output, &program),
+        Ok(Some(Command::Seal { key_file, output, program, compressor })) => {
+            seal(&key_file, &output, &program, compressor)
+        }
         Ok(Some(Command::Binfmt(preload))) => binfmt_line(&preload)
             .and_then(|line| std::io::stdout().write_all(&line).map_err(|err| format!("standard output: {err}"))),
         Err(usage) => {

@@ -1,39 +1,56 @@
-//! Sealed executables: an ELF program compressed (zlib) and encrypted (ChaCha20-Poly1305),
-//! behind a small versioned header that is the AEAD's associated data.
+//! Sealed executables: an ELF program compressed (LZ4 in independent chunks, or zlib) and
+//! encrypted (ChaCha20-Poly1305), behind a small versioned header that is the AEAD's associated
+//! data.
 //!
 //! | offset | size | field |
 //! | --- | --- | --- |
 //! | 0 | 8 | magic `\x7fPRLSEAL` |
-//! | 8 | 2 | format version (1) |
+//! | 8 | 2 | format version: 2 (LZ4 chunks) or 1 (zlib, still read and written) |
 //! | 10 | 1 | AEAD id (1: ChaCha20-Poly1305, RFC 8439) |
-//! | 11 | 1 | compressor id (1: zlib, RFC 1950) |
+//! | 11 | 1 | compressor id: 2 = LZ4 chunks (version 2 only), 1 = zlib, RFC 1950 (version 1 only) |
 //! | 12 | 12 | nonce |
 //! | 24 | 8 | program size: the ELF file's length |
 //! | 32 | 8 | body size: the compressed program's length |
 //! | 40 | body size | body: the compressed program, encrypted |
 //! | 40 + body size | 16 | Poly1305 tag over header and body |
 //!
+//! The body of compressor 2 (LZ4 chunks), once decrypted: the program cut into chunks of
+//! [`CHUNK_SIZE`] bytes (the last one shorter), each compressed on its own, one after another:
+//!
+//! | size | field |
+//! | --- | --- |
+//! | 4 | bits 0-30: the chunk's stored length L; bit 31: the chunk is stored as it is (LZ4 did not shrink it) |
+//! | L | an LZ4 block (no frame, no checksum: the tag covers it) that decodes to exactly the chunk's size, or the chunk's bytes |
+//!
+//! repeated `ceil(program size / CHUNK_SIZE)` times, and nothing after the last chunk. Every
+//! chunk decodes without any other, so a read at any offset decodes only the chunks it covers
+//! (a whole chunk straight into the destination, the partial ones at a read's ends through one
+//! chunk-sized buffer), and a read behind an earlier one costs nothing more than the hops over
+//! the chunks' length words. Format 1 (zlib) has one stream: a read behind its 64 KiB window
+//! inflates again from the start, so the loader reads in file order.
+//!
 //! Integers are little-endian. Nothing of the body is used before the tag has been checked:
 //! [`open`] authenticates the whole container, then decrypts the body in place, and
-//! [`Inflating`] inflates it on demand, as the loader reads the program.
+//! [`Chunks`] or [`Inflating`] decode it on demand, as the loader reads the program.
 
-use chacha20::ChaCha20;
-use chacha20::cipher::{KeyIvInit, StreamCipher};
-use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
 use miniz_oxide::inflate::TINFLStatus;
 use miniz_oxide::inflate::core::{DecompressorOxide, decompress_with_limit, inflate_flags};
-// A direct dependency for Authenticator, and for its `zeroize` feature (see Cargo.toml).
-use poly1305::Poly1305;
-use poly1305::universal_hash::UniversalHash;
 
 use crate::report::refusal::Refusal;
 
 /// The first bytes of every container: neither `\x7fELF` nor `#!`, so never mistaken for either.
 pub const MAGIC: [u8; 8] = *b"\x7fPRLSEAL";
-pub const VERSION: u16 = 1;
+/// The format of LZ4-chunk containers; an older preload refuses it as an unsupported version.
+pub const VERSION: u16 = 2;
+/// The format of zlib containers, which every preload with sealed support reads.
+pub const VERSION_ZLIB: u16 = 1;
 pub const AEAD_CHACHA20_POLY1305: u8 = 1;
 pub const COMPRESSOR_ZLIB: u8 = 1;
+pub const COMPRESSOR_LZ4_CHUNKS: u8 = 2;
+/// The size of every chunk of an LZ4-chunk body but the last (which is 1 to CHUNK_SIZE bytes).
+pub const CHUNK_SIZE: usize = 256 * 1024;
+/// Bit 31 of a chunk's length word: the chunk is stored, not compressed.
+const STORED: u32 = 1 << 31;
 pub const HEADER_SIZE: usize = 40;
 pub const NONCE_SIZE: usize = 12;
 pub const TAG_SIZE: usize = 16;
@@ -46,9 +63,10 @@ pub const MAX_PROGRAM_SIZE: u64 = 1 << 36;
 pub const AUTHENTICATION_FAILED: &str = "authentication failed";
 pub const TRUNCATED: &str = "authentication failed: container truncated";
 pub const TRAILING: &str = "authentication failed: bytes after the container's tag";
-const BAD_VERSION: &str = "authentication failed: unsupported container version";
+const BAD_VERSION: &str = "authentication failed: unsupported container version (this preload reads 1 and 2)";
 const BAD_AEAD: &str = "authentication failed: unknown AEAD algorithm";
-const BAD_COMPRESSOR: &str = "authentication failed: unknown compressor";
+const BAD_COMPRESSOR: &str =
+    "authentication failed: unknown compressor (version 1 has zlib (1), version 2 LZ4 chunks (2))";
 const BAD_SIZES: &str = "authentication failed: program or body size out of range";
 /// After authentication: only a faulty sealer can produce these.
 const CORRUPT: &str = "sealed program does not decompress";
@@ -59,9 +77,35 @@ pub fn is_sealed(head: &[u8]) -> bool {
     head.starts_with(&MAGIC)
 }
 
+/// How the body is compressed; each comes with its own format version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compressor {
+    /// Format 1: one zlib stream (RFC 1950).
+    Zlib,
+    /// Format 2: independent LZ4 blocks of [`CHUNK_SIZE`] bytes (see the module's table).
+    Lz4Chunks,
+}
+
+impl Compressor {
+    pub const fn version(self) -> u16 {
+        match self {
+            Self::Zlib => VERSION_ZLIB,
+            Self::Lz4Chunks => VERSION,
+        }
+    }
+
+    pub const fn id(self) -> u8 {
+        match self {
+            Self::Zlib => COMPRESSOR_ZLIB,
+            Self::Lz4Chunks => COMPRESSOR_LZ4_CHUNKS,
+        }
+    }
+}
+
 /// The header's variable fields; the constant ones are checked by [`Header::parse`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    pub compressor: Compressor,
     pub nonce: [u8; NONCE_SIZE],
     pub program_size: u64,
     pub body_size: u64,
@@ -71,9 +115,9 @@ impl Header {
     pub fn encode(&self) -> [u8; HEADER_SIZE] {
         let mut bytes = [0u8; HEADER_SIZE];
         bytes[..8].copy_from_slice(&MAGIC);
-        bytes[8..10].copy_from_slice(&VERSION.to_le_bytes());
+        bytes[8..10].copy_from_slice(&self.compressor.version().to_le_bytes());
         bytes[10] = AEAD_CHACHA20_POLY1305;
-        bytes[11] = COMPRESSOR_ZLIB;
+        bytes[11] = self.compressor.id();
         bytes[12..24].copy_from_slice(&self.nonce);
         bytes[24..32].copy_from_slice(&self.program_size.to_le_bytes());
         bytes[32..40].copy_from_slice(&self.body_size.to_le_bytes());
@@ -99,18 +143,21 @@ impl Header {
         if !is_sealed(bytes) {
             return refuse("not a sealed container");
         }
-        if u16::from_le_bytes([bytes[8], bytes[9]]) != VERSION {
+        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+        if version != VERSION && version != VERSION_ZLIB {
             return refuse(BAD_VERSION);
         }
         if bytes[10] != AEAD_CHACHA20_POLY1305 {
             return refuse(BAD_AEAD);
         }
-        if bytes[11] != COMPRESSOR_ZLIB {
-            return refuse(BAD_COMPRESSOR);
-        }
+        let compressor = match (version, bytes[11]) {
+            (VERSION_ZLIB, COMPRESSOR_ZLIB) => Compressor::Zlib,
+            (VERSION, COMPRESSOR_LZ4_CHUNKS) => Compressor::Lz4Chunks,
+            _ => return refuse(BAD_COMPRESSOR),
+        };
         let mut nonce = [0u8; NONCE_SIZE];
         nonce.copy_from_slice(&bytes[12..24]);
-        let header = Self { nonce, program_size: u64_at(24), body_size: u64_at(32) };
+        let header = Self { compressor, nonce, program_size: u64_at(24), body_size: u64_at(32) };
         if header.program_size == 0
             || header.program_size > MAX_PROGRAM_SIZE
             || header.body_size < 2
@@ -127,8 +174,8 @@ impl Header {
     }
 }
 
-/// More than any zlib stream of `program_size` bytes needs (stored blocks cost 5 bytes per
-/// 64 KiB, the zlib header and checksum 6).
+/// More than any body of `program_size` bytes needs: a zlib stream's stored blocks cost 5 bytes
+/// per 64 KiB, its header and checksum 6; an LZ4-chunk body's length words 4 bytes per 256 KiB.
 pub const fn max_body_size(program_size: u64) -> u64 {
     program_size + program_size / 1024 + 64
 }
@@ -199,10 +246,8 @@ fn hex_digit(digit: u8) -> Option<u8> {
 
 /// Encrypt a compressed program in place and return the tag (the sealing side of [`open`]).
 pub fn seal(key: &Key, header: &Header, body: &mut [u8]) -> [u8; TAG_SIZE] {
-    let cipher = ChaCha20Poly1305::new((&key.0).into());
-    let nonce = Nonce::from(header.nonce);
-    // The only error is a body over 256 GiB, far above MAX_PROGRAM_SIZE.
-    cipher.encrypt_inout_detached(&nonce, &header.encode(), body.into()).map_or([0; TAG_SIZE], Into::into)
+    // The only failure is a body over 256 GiB, far above MAX_PROGRAM_SIZE.
+    preload_aead::seal(&key.0, &header.nonce, &header.encode(), body).unwrap_or([0; TAG_SIZE])
 }
 
 /// Check the tag over `header_bytes` and `body`, then decrypt `body` in place. On failure the
@@ -212,12 +257,11 @@ pub fn open(key: &Key, header_bytes: &[u8; HEADER_SIZE], body: &mut [u8], tag: &
     if header.body_size != body.len() as u64 {
         return Err(Refusal::cannot_execute(TRUNCATED));
     }
-    // The key is borrowed, never copied to a temporary; the cipher's own copy is wiped on drop
-    // (the crate's zeroize feature).
-    let cipher = ChaCha20Poly1305::new((&key.0).into());
-    cipher
-        .decrypt_inout_detached(&Nonce::from(header.nonce), header_bytes, body.into(), &Tag::from(*tag))
-        .map_err(|_| Refusal::cannot_execute(AUTHENTICATION_FAILED))
+    // The key is borrowed, never copied to a temporary; the cipher's own copy is wiped on drop.
+    match preload_aead::open(&key.0, &header.nonce, header_bytes, body, tag) {
+        true => Ok(()),
+        false => Err(Refusal::cannot_execute(AUTHENTICATION_FAILED)),
+    }
 }
 
 /// The tag of a container checked over a body read in pieces, in memory independent of the
@@ -228,42 +272,32 @@ pub fn open(key: &Key, header_bytes: &[u8; HEADER_SIZE], body: &mut [u8], tag: &
 /// Only a check: what is used is what [`open`] authenticates again as it holds it, so a file
 /// changed in between is refused there.
 pub struct Authenticator {
-    mac: Poly1305,
+    mac: preload_aead::Authenticator,
     body_size: u64,
-    fed: u64,
 }
 
 impl Authenticator {
     pub fn new(key: &Key, header_bytes: &[u8; HEADER_SIZE]) -> Result<Self, Refusal> {
         let header = Header::parse(header_bytes)?;
-        let mut one_time = Secret::<32>::zeroed();
-        let mut keystream = ChaCha20::new((&key.0).into(), &header.nonce.into());
-        keystream.apply_keystream(&mut one_time.0);
-        drop(keystream);
-        let mut mac = Poly1305::new((&one_time.0).into());
-        mac.update_padded(header_bytes);
-        Ok(Self { mac, body_size: header.body_size, fed: 0 })
+        let mac = preload_aead::Authenticator::new(&key.0, &header.nonce, header_bytes);
+        Ok(Self { mac, body_size: header.body_size })
     }
 
     /// The next `piece` of the body. Every piece but the last is a multiple of
     /// [`AUTHENTICATION_PIECE`] bytes (whole Poly1305 blocks).
     pub fn update(&mut self, piece: &[u8]) {
-        debug_assert!(self.fed.is_multiple_of(16), "only the last piece may end inside a block");
-        self.mac.update_padded(piece);
-        self.fed += piece.len() as u64;
+        self.mac.update(piece);
     }
 
     /// Whether `tag` is the container's: the whole body must have been fed.
-    pub fn verify(mut self, tag: &[u8; TAG_SIZE]) -> Result<(), Refusal> {
-        if self.fed != self.body_size {
+    pub fn verify(self, tag: &[u8; TAG_SIZE]) -> Result<(), Refusal> {
+        if self.mac.fed() != self.body_size {
             return Err(Refusal::cannot_execute(TRUNCATED));
         }
-        let mut lengths = [0u8; 16];
-        lengths[..8].copy_from_slice(&(HEADER_SIZE as u64).to_le_bytes());
-        lengths[8..].copy_from_slice(&self.body_size.to_le_bytes());
-        self.mac.update_padded(&lengths);
-        // Constant-time comparison (the crate's).
-        self.mac.verify(&(*tag).into()).map_err(|_| Refusal::cannot_execute(AUTHENTICATION_FAILED))
+        match self.mac.verify(tag) {
+            true => Ok(()),
+            false => Err(Refusal::cannot_execute(AUTHENTICATION_FAILED)),
+        }
     }
 }
 
@@ -304,13 +338,20 @@ pub struct Inflating {
     /// Bytes inflated so far; the ring holds the last `min(produced, RING_SIZE)` of them.
     produced: u64,
     finished: bool,
+    /// Reads behind the ring, each inflating again from the start.
+    restarts: u32,
 }
 
 impl Inflating {
     /// For a body whose header declared `program_size`.
     pub fn new(program_size: u64, state: &mut InflateState) -> Self {
         state.decompressor.init();
-        Self { size: program_size, consumed: 0, produced: 0, finished: false }
+        Self { size: program_size, consumed: 0, produced: 0, finished: false, restarts: 0 }
+    }
+
+    /// How often a read behind the ring made it inflate again from the start.
+    pub fn restarts(&self) -> u32 {
+        self.restarts
     }
 
     /// The program's bytes at `offset`, as `pread` on the plain file would give them.
@@ -326,7 +367,9 @@ impl Inflating {
             .filter(|&end| end <= self.size)
             .ok_or(Refusal::cannot_execute(WRONG_SIZE))?;
         if offset < self.produced.saturating_sub(RING_SIZE as u64) {
+            let restarts = self.restarts + 1;
             *self = Self::new(self.size, state);
+            self.restarts = restarts;
         }
         let mut at = offset;
         while at < end {
@@ -374,22 +417,204 @@ impl Inflating {
     }
 }
 
+/// The space one chunk takes in an LZ4-chunk body at most: its length word and the larger of
+/// LZ4's bound and the stored chunk.
+pub const fn chunk_bound(len: usize) -> usize {
+    let lz4 = lz4_flex::block::get_maximum_output_size(len);
+    4 + if lz4 > len { lz4 } else { len }
+}
+
+/// Append one chunk (`chunk` is at most [`CHUNK_SIZE`] bytes) to an LZ4-chunk body in `out`,
+/// which has room for [`chunk_bound`]`(chunk.len())` bytes; returns the bytes written. A chunk
+/// that LZ4 does not shrink is stored as it is.
+pub fn compress_chunk(chunk: &[u8], out: &mut [u8]) -> usize {
+    let (word, data) = out.split_at_mut(4);
+    let len = match lz4_flex::block::compress_into(chunk, data) {
+        Ok(len) if len < chunk.len() => len as u32,
+        _ => {
+            data[..chunk.len()].copy_from_slice(chunk);
+            chunk.len() as u32 | STORED
+        }
+    };
+    word.copy_from_slice(&len.to_le_bytes());
+    4 + (len & !STORED) as usize
+}
+
+/// Where decoding an LZ4-chunk body has got to: the chunk whose length word is at `at`, and
+/// which chunk the caller's one-chunk buffer holds. Any chunk decodes on its own, so reads may
+/// come in any order; reading behind the cursor walks the length words again from the start
+/// (a few hundred words for 100 MB), never decodes again what it skips.
+#[derive(Clone, Copy, Debug)]
+pub struct Chunks {
+    size: u64,
+    /// The chunk whose length word is at `at`.
+    next: u64,
+    at: usize,
+    /// 1 + the chunk the buffer holds, 0 for none.
+    buffered: u64,
+    /// Bytes decoded, those decoded twice included (for tests and the benchmark).
+    decoded: u64,
+}
+
+impl Chunks {
+    /// The decoder for `body`, whose header declared `program_size`: checks the chunk
+    /// structure (one length word for each chunk, each within the body, stored chunks of the
+    /// chunk's size, nothing after the last) before anything is decoded.
+    pub fn new(program_size: u64, body: &[u8]) -> Result<Self, Refusal> {
+        let count = program_size.div_ceil(CHUNK_SIZE as u64);
+        let mut chunks = Self { size: program_size, next: 0, at: 0, buffered: 0, decoded: 0 };
+        for index in 0..count {
+            let (stored, data) = chunks.chunk(body)?;
+            if data.is_empty() || (stored && data.len() != chunks.len_of(index)) {
+                return Err(Refusal::cannot_execute(CORRUPT));
+            }
+            chunks.at += 4 + data.len();
+            chunks.next += 1;
+        }
+        if chunks.at != body.len() {
+            return Err(Refusal::cannot_execute(CORRUPT));
+        }
+        chunks.next = 0;
+        chunks.at = 0;
+        Ok(chunks)
+    }
+
+    pub fn decoded(&self) -> u64 {
+        self.decoded
+    }
+
+    /// The decoded size of chunk `index`.
+    fn len_of(&self, index: u64) -> usize {
+        (self.size - index * CHUNK_SIZE as u64).min(CHUNK_SIZE as u64) as usize
+    }
+
+    /// The chunk at the cursor: whether it is stored, and its bytes in `body`.
+    fn chunk<'b>(&self, body: &'b [u8]) -> Result<(bool, &'b [u8]), Refusal> {
+        let corrupt = || Refusal::cannot_execute(CORRUPT);
+        let word = body.get(self.at..self.at + 4).ok_or_else(corrupt)?;
+        let word = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        let len = (word & !STORED) as usize;
+        let data = body.get(self.at + 4..).and_then(|rest| rest.get(..len)).ok_or_else(corrupt)?;
+        Ok((word & STORED != 0, data))
+    }
+
+    /// Decode chunk `index` into `out`, exactly its size.
+    fn decode(&mut self, body: &[u8], index: u64, out: &mut [u8]) -> Result<(), Refusal> {
+        if index < self.next {
+            self.next = 0;
+            self.at = 0;
+        }
+        while self.next < index {
+            self.at += 4 + self.chunk(body)?.1.len();
+            self.next += 1;
+        }
+        let (stored, data) = self.chunk(body)?;
+        self.decoded += out.len() as u64;
+        if stored {
+            out.copy_from_slice(data);
+            return Ok(());
+        }
+        match lz4_flex::block::decompress_into(data, out) {
+            Ok(len) if len == out.len() => Ok(()),
+            _ => Err(Refusal::cannot_execute(CORRUPT)),
+        }
+    }
+
+    /// The program's bytes at `offset`, as `pread` on the plain file would give them: whole
+    /// chunks are decoded straight into `buf`, the ends through `buffer`, which keeps the last
+    /// chunk decoded there (the next segment usually starts in it).
+    pub fn read_exact_at(
+        &mut self,
+        body: &[u8],
+        buffer: &mut [u8; CHUNK_SIZE],
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), Refusal> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&end| end <= self.size)
+            .ok_or(Refusal::cannot_execute(WRONG_SIZE))?;
+        let mut at = offset;
+        while at < end {
+            let index = at / CHUNK_SIZE as u64;
+            let len = self.len_of(index);
+            let within = (at - index * CHUNK_SIZE as u64) as usize;
+            let take = ((end - at) as usize).min(len - within);
+            let filled = (at - offset) as usize;
+            let out = &mut buf[filled..filled + take];
+            if take == len && self.buffered != index + 1 {
+                self.decode(body, index, out)?;
+            } else {
+                if self.buffered != index + 1 {
+                    self.buffered = 0;
+                    self.decode(body, index, &mut buffer[..len])?;
+                    self.buffered = index + 1;
+                }
+                out.copy_from_slice(&buffer[within..within + take]);
+            }
+            at += take as u64;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const KEY: [u8; KEY_SIZE] = [7; KEY_SIZE];
 
-    /// What preload-seal writes: header, encrypted zlib body, tag.
-    fn seal_program(program: &[u8], key: &[u8; KEY_SIZE]) -> Vec<u8> {
-        let mut body = vec![0u8; zlib_rs::compress_bound(program.len())];
-        let (compressed, rc) = zlib_rs::compress_slice(&mut body, program, zlib_rs::DeflateConfig::default());
-        assert_eq!(rc, zlib_rs::ReturnCode::Ok);
-        let mut body = compressed.to_vec();
-        let header =
-            Header { nonce: [3; NONCE_SIZE], program_size: program.len() as u64, body_size: body.len() as u64 };
+    const BOTH: [Compressor; 2] = [Compressor::Lz4Chunks, Compressor::Zlib];
+
+    /// An LZ4-chunk body, as preload-seal makes it.
+    fn lz4_chunks(program: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for chunk in program.chunks(CHUNK_SIZE) {
+            let mut out = vec![0u8; chunk_bound(chunk.len())];
+            let len = compress_chunk(chunk, &mut out);
+            body.extend_from_slice(&out[..len]);
+        }
+        body
+    }
+
+    fn compress_with(compressor: Compressor, program: &[u8]) -> Vec<u8> {
+        match compressor {
+            Compressor::Zlib => compress(program),
+            Compressor::Lz4Chunks => lz4_chunks(program),
+        }
+    }
+
+    /// What preload-seal writes: header, encrypted body, tag.
+    fn seal_with(compressor: Compressor, program: &[u8], key: &[u8; KEY_SIZE]) -> Vec<u8> {
+        let mut body = compress_with(compressor, program);
+        let header = Header {
+            compressor,
+            nonce: [3; NONCE_SIZE],
+            program_size: program.len() as u64,
+            body_size: body.len() as u64,
+        };
         let tag = seal(&Secret(*key), &header, &mut body);
         [&header.encode()[..], &body, &tag].concat()
+    }
+
+    fn seal_program(program: &[u8], key: &[u8; KEY_SIZE]) -> Vec<u8> {
+        seal_with(Compressor::Lz4Chunks, program, key)
+    }
+
+    /// The whole program from a decrypted body, as the shell reads it.
+    fn decode_all(compressor: Compressor, body: &[u8], size: u64) -> Result<Vec<u8>, Refusal> {
+        let mut program = vec![0u8; size as usize];
+        match compressor {
+            Compressor::Zlib => {
+                let mut state = Box::new(InflateState::new());
+                Inflating::new(size, &mut state).read_exact_at(body, &mut state, 0, &mut program)?;
+            }
+            Compressor::Lz4Chunks => {
+                let mut buffer: Box<[u8; CHUNK_SIZE]> = vec![0u8; CHUNK_SIZE].into_boxed_slice().try_into().unwrap();
+                Chunks::new(size, body)?.read_exact_at(body, &mut buffer, 0, &mut program)?;
+            }
+        }
+        Ok(program)
     }
 
     /// The reading side, as the shell does it.
@@ -402,10 +627,7 @@ mod tests {
         let tag_at = container.len() - TAG_SIZE;
         let mut body = container[HEADER_SIZE..tag_at].to_vec();
         open(&Secret(*key), header_bytes, &mut body, container[tag_at..].try_into().unwrap())?;
-        let mut program = vec![0u8; header.program_size as usize];
-        let mut state = Box::new(InflateState::new());
-        Inflating::new(header.program_size, &mut state).read_exact_at(&body, &mut state, 0, &mut program)?;
-        Ok(program)
+        decode_all(header.compressor, &body, header.program_size)
     }
 
     /// The tag checked as the shell checks a large container: the body in pieces of `piece`.
@@ -462,30 +684,46 @@ mod tests {
 
     #[test]
     fn header_round_trips_and_is_little_endian() {
-        let header = Header { nonce: *b"0123456789ab", program_size: 0x1234, body_size: 0x100 };
-        let bytes = header.encode();
-        assert_eq!(&bytes[..8], b"\x7fPRLSEAL");
-        assert_eq!(&bytes[8..12], &[1, 0, 1, 1]);
-        assert_eq!(&bytes[24..26], &[0x34, 0x12]);
-        assert_eq!(Header::parse(&bytes), Ok(header));
-        assert_eq!(header.container_size(), 40 + 0x100 + 16);
+        for (compressor, constants) in [(Compressor::Lz4Chunks, [2, 0, 1, 2]), (Compressor::Zlib, [1, 0, 1, 1])] {
+            let header = Header { compressor, nonce: *b"0123456789ab", program_size: 0x1234, body_size: 0x100 };
+            let bytes = header.encode();
+            assert_eq!(&bytes[..8], b"\x7fPRLSEAL");
+            assert_eq!(&bytes[8..12], &constants);
+            assert_eq!(&bytes[24..26], &[0x34, 0x12]);
+            assert_eq!(Header::parse(&bytes), Ok(header));
+            assert_eq!(header.container_size(), 40 + 0x100 + 16);
+        }
     }
 
     #[test]
     fn header_refuses_unknown_versions_ids_and_sizes() {
-        let good = Header { nonce: [0; NONCE_SIZE], program_size: 1000, body_size: 500 }.encode();
-        let with = |at: usize, value: u8| {
+        let good =
+            Header { compressor: Compressor::Lz4Chunks, nonce: [0; NONCE_SIZE], program_size: 1000, body_size: 500 }
+                .encode();
+        let with = |edits: &[(usize, u8)]| {
             let mut bytes = good;
-            bytes[at] = value;
-            Header::parse(&bytes).map_err(|refusal| (refusal.status as u8, refusal.reason))
+            for &(at, value) in edits {
+                bytes[at] = value;
+            }
+            Header::parse(&bytes)
+                .map(|header| header.compressor)
+                .map_err(|refusal| (refusal.status as u8, refusal.reason))
         };
-        assert_eq!(with(0, b'E'), Err((126, "not a sealed container")));
-        assert_eq!(with(8, 2), Err((126, BAD_VERSION)));
-        assert_eq!(with(9, 1), Err((126, BAD_VERSION)));
-        assert_eq!(with(10, 2), Err((126, BAD_AEAD)));
-        assert_eq!(with(11, 0), Err((126, BAD_COMPRESSOR)));
+        assert_eq!(with(&[]), Ok(Compressor::Lz4Chunks));
+        assert_eq!(with(&[(8, 1), (11, 1)]), Ok(Compressor::Zlib));
+        assert_eq!(with(&[(0, b'E')]), Err((126, "not a sealed container")));
+        assert_eq!(with(&[(8, 3)]), Err((126, BAD_VERSION)));
+        assert_eq!(with(&[(8, 0)]), Err((126, BAD_VERSION)));
+        assert_eq!(with(&[(9, 1)]), Err((126, BAD_VERSION)));
+        assert_eq!(with(&[(10, 2)]), Err((126, BAD_AEAD)));
+        assert_eq!(with(&[(11, 0)]), Err((126, BAD_COMPRESSOR)));
+        assert_eq!(with(&[(11, 3)]), Err((126, BAD_COMPRESSOR)));
+        // Each compressor only with its own version.
+        assert_eq!(with(&[(11, 1)]), Err((126, BAD_COMPRESSOR)));
+        assert_eq!(with(&[(8, 1)]), Err((126, BAD_COMPRESSOR)));
         let sizes = |program_size, body_size| {
-            Header::parse(&Header { nonce: [0; NONCE_SIZE], program_size, body_size }.encode()).map(|_| ())
+            let header = Header { compressor: Compressor::Lz4Chunks, nonce: [0; NONCE_SIZE], program_size, body_size };
+            Header::parse(&header.encode()).map(|_| ())
         };
         assert_eq!(sizes(0, 10), Err(Refusal::cannot_execute(BAD_SIZES)));
         assert_eq!(sizes(MAX_PROGRAM_SIZE + 1, 10), Err(Refusal::cannot_execute(BAD_SIZES)));
@@ -505,27 +743,55 @@ mod tests {
 
     #[test]
     fn seal_then_unseal_gives_the_program_back() {
-        for len in [1, 1000, 300_000] {
-            let program = sample(len);
-            let container = seal_program(&program, &KEY);
-            assert_eq!(unseal(&container, &KEY).unwrap(), program, "{len} bytes");
+        for compressor in BOTH {
+            for len in [1, 1000, 300_000, CHUNK_SIZE, 2 * CHUNK_SIZE + 1] {
+                let program = sample(len);
+                let container = seal_with(compressor, &program, &KEY);
+                assert_eq!(unseal(&container, &KEY).unwrap(), program, "{compressor:?}, {len} bytes");
+            }
+            assert!(
+                seal_with(compressor, &sample(300_000), &KEY).len() < 200_000,
+                "{compressor:?}: the sample compresses"
+            );
         }
-        assert!(seal_program(&sample(300_000), &KEY).len() < 150_000, "the sample compresses");
+    }
+
+    #[test]
+    fn incompressible_chunks_are_stored() {
+        let mut state = 1u64;
+        let noise: Vec<u8> = (0..CHUNK_SIZE + 100)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 56) as u8
+            })
+            .collect();
+        let body = lz4_chunks(&noise);
+        assert_eq!(body.len(), noise.len() + 8, "two stored chunks: only their length words are added");
+        assert_eq!(&body[..4], &(CHUNK_SIZE as u32 | STORED).to_le_bytes());
+        assert_eq!(decode_all(Compressor::Lz4Chunks, &body, noise.len() as u64).unwrap(), noise);
     }
 
     #[test]
     fn the_body_is_encrypted() {
         let program = vec![b'A'; 10_000];
-        let container = seal_program(&program, &KEY);
-        let mut body = vec![0u8; 100];
-        let (plain, _) = zlib_rs::compress_slice(&mut body, &program, zlib_rs::DeflateConfig::default());
-        assert_ne!(&container[HEADER_SIZE..HEADER_SIZE + plain.len()], &plain[..]);
+        for compressor in BOTH {
+            let container = seal_with(compressor, &program, &KEY);
+            let plain = compress_with(compressor, &program);
+            assert_eq!(container.len(), HEADER_SIZE + plain.len() + TAG_SIZE);
+            assert_ne!(&container[HEADER_SIZE..HEADER_SIZE + plain.len()], &plain[..]);
+        }
     }
 
     #[test]
     fn every_flipped_bit_wrong_key_or_truncation_fails_authentication() {
+        for compressor in BOTH {
+            flipped_wrong_or_truncated(compressor);
+        }
+    }
+
+    fn flipped_wrong_or_truncated(compressor: Compressor) {
         let program = sample(2000);
-        let container = seal_program(&program, &KEY);
+        let container = seal_with(compressor, &program, &KEY);
         for at in 8..container.len() {
             let mut bad = container.clone();
             bad[at] ^= 0x10;
@@ -609,6 +875,90 @@ mod tests {
             inflating.read_exact_at(&body, &mut state, 499_999, &mut [0; 2]),
             Err(Refusal::cannot_execute(WRONG_SIZE))
         );
+    }
+
+    #[test]
+    fn a_chunk_body_of_another_size_or_shape_is_refused() {
+        let program = sample(CHUNK_SIZE + 5000);
+        let body = lz4_chunks(&program);
+        let corrupt = Err(Refusal::cannot_execute(CORRUPT));
+        // Declared sizes that need another number of chunks, or another last chunk.
+        for declared in [5000, CHUNK_SIZE as u64, 2 * CHUNK_SIZE as u64 + 1] {
+            assert_eq!(Chunks::new(declared, &body).map(|_| ()), corrupt, "declared {declared}");
+        }
+        assert_eq!(decode_all(Compressor::Lz4Chunks, &body, program.len() as u64 - 1).map(|_| ()), corrupt);
+        assert_eq!(decode_all(Compressor::Lz4Chunks, &body, program.len() as u64 + 1).map(|_| ()), corrupt);
+        // Trailing bytes, a cut body, a length word that runs past the end.
+        assert_eq!(Chunks::new(program.len() as u64, &[&body[..], b"x"].concat()).map(|_| ()), corrupt);
+        assert_eq!(Chunks::new(program.len() as u64, &body[..body.len() - 1]).map(|_| ()), corrupt);
+        let mut long = body.clone();
+        long[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
+        assert_eq!(Chunks::new(program.len() as u64, &long).map(|_| ()), corrupt);
+        // A stored chunk of the wrong length; an empty chunk.
+        let stored = [&(10u32 | STORED).to_le_bytes()[..], &[0u8; 10]].concat();
+        assert_eq!(Chunks::new(11, &stored).map(|_| ()), corrupt);
+        assert_eq!(decode_all(Compressor::Lz4Chunks, &stored, 10).unwrap(), vec![0u8; 10]);
+        assert_eq!(Chunks::new(1, &0u32.to_le_bytes()).map(|_| ()), corrupt);
+        // LZ4 data that does not decode to the chunk's size: the structure is fine, the read fails.
+        let mut garbled = lz4_chunks(&program[..5000]);
+        garbled[4] = 0xff;
+        garbled[6] ^= 0x55;
+        assert_eq!(decode_all(Compressor::Lz4Chunks, &garbled, 5000).map(|_| ()), corrupt);
+    }
+
+    #[test]
+    fn chunk_reads_in_any_order_decode_each_chunk_about_once() {
+        let program = sample(10 * CHUNK_SIZE + 777);
+        let body = lz4_chunks(&program);
+        let mut buffer: Box<[u8; CHUNK_SIZE]> = vec![0u8; CHUNK_SIZE].into_boxed_slice().try_into().unwrap();
+        let mut chunks = Chunks::new(program.len() as u64, &body).unwrap();
+        // Segments in reverse file order, sharing their boundary chunks, then the headers again.
+        let pieces = [
+            (8 * CHUNK_SIZE + 100, 2 * CHUNK_SIZE + 677),
+            (3 * CHUNK_SIZE + 4096, 5 * CHUNK_SIZE - 3996),
+            (4096, 3 * CHUNK_SIZE),
+            (0, 4096),
+            (0, 64),
+        ];
+        let mut read = |chunks: &mut Chunks, (offset, len): (usize, usize)| {
+            let mut buf = vec![0u8; len];
+            chunks.read_exact_at(&body, &mut buffer, offset as u64, &mut buf).unwrap();
+            assert!(buf == program[offset..offset + len], "{len} bytes at {offset}");
+        };
+        for piece in pieces {
+            read(&mut chunks, piece);
+        }
+        // At most the two partial chunks at a read's ends again: nothing is decoded from the start.
+        assert!(
+            chunks.decoded() <= (program.len() + 2 * pieces.len() * CHUNK_SIZE) as u64,
+            "decoded {} bytes of {}",
+            chunks.decoded(),
+            program.len()
+        );
+        // In file order, every chunk exactly once.
+        let mut in_order = Chunks::new(program.len() as u64, &body).unwrap();
+        for piece in pieces.iter().rev().skip(1) {
+            read(&mut in_order, *piece);
+        }
+        assert_eq!(in_order.decoded(), program.len() as u64);
+        assert_eq!(
+            chunks.read_exact_at(&body, &mut buffer, program.len() as u64 - 1, &mut [0; 2]),
+            Err(Refusal::cannot_execute(WRONG_SIZE))
+        );
+    }
+
+    #[test]
+    fn zlib_reads_behind_the_ring_inflate_again_from_the_start() {
+        let program = sample(500_000);
+        let body = compress(&program);
+        let mut state = Box::new(InflateState::new());
+        let mut inflating = Inflating::new(program.len() as u64, &mut state);
+        let mut buf = vec![0u8; 100_000];
+        inflating.read_exact_at(&body, &mut state, 400_000, &mut buf).unwrap();
+        inflating.read_exact_at(&body, &mut state, 300_000, &mut buf).unwrap();
+        assert_eq!(inflating.restarts(), 1, "reverse order: the loader must read a zlib body in file order");
+        inflating.read_exact_at(&body, &mut state, 395_000, &mut buf).unwrap();
+        assert_eq!(inflating.restarts(), 1, "within the ring");
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub fn prot(flags: u32) -> ProtFlags {
 /// the stack, the vDSO, a reservation) the result is EEXIST.
 pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement, owned: &mut Owned) -> Result<u64, Errno> {
     let total = page_align(extent.total_size);
+    // Copied segments get their bytes after all are mapped, in file order (copy_in_file_order):
+    // it matters for a sealed program only (a streamed one is read from its memfd in any order).
+    let deferred = cfg!(feature = "sealed") && file.copy_segments() && spans_disjoint(image);
     // Without any PT_LOAD the kernel's load bias stays 0 (it is set at the first one).
     let mut bias = 0;
     for (index, ph) in image.loads().enumerate() {
@@ -75,7 +78,7 @@ pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement, ow
                 // anything): the span is then reserved with anonymous memory.
                 let mapped = match seg.file_len {
                     0 => mem::map_anonymous(place, total, ProtFlags::empty(), true)?,
-                    _ => map_segment(file, place, total, &seg)?,
+                    _ => map_segment(file, place, total, &seg, deferred)?,
                 };
                 bias = mapped.wrapping_sub(seg.start);
                 if total > seg.file_len {
@@ -87,15 +90,77 @@ pub fn map(file: &File, image: &Image, extent: &Extent, placement: Placement, ow
             _ => {
                 let addr = bias.wrapping_add(seg.start);
                 place(addr, seg.file_len, owned, |over| match over {
-                    false => map_segment(file, Place::Exactly(addr), seg.file_len, &seg),
+                    false => map_segment(file, Place::Exactly(addr), seg.file_len, &seg, deferred),
                     // SAFETY: `place` asks for this only over this launch's own mappings.
-                    true => unsafe { map_segment_over(file, addr, seg.file_len, &seg) },
+                    true => unsafe { map_segment_over(file, addr, seg.file_len, &seg, deferred) },
                 })?;
             }
         }
+        if !deferred {
+            zero_tail(&seg, bias);
+        }
         fill_bss(&seg, bias, owned)?;
     }
+    if deferred {
+        copy_in_file_order(file, image, bias)?;
+    }
     Ok(bias)
+}
+
+/// Whether no two PT_LOADs share a page (file pages or bss): then the order in which their
+/// bytes are copied makes no difference to the result.
+fn spans_disjoint(image: &Image) -> bool {
+    let span = |ph| {
+        let seg = Segment::of(ph);
+        (seg.start, seg.anon.map_or(seg.start + seg.file_len, |(_, end)| end))
+    };
+    for (index, a) in image.loads().enumerate() {
+        let (a_start, a_end) = span(a);
+        for b in image.loads().skip(index + 1) {
+            let (b_start, b_end) = span(b);
+            if a_end > b_start && b_end > a_start {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Copy the bytes of every segment that `map_segment` mapped without them, in file order
+/// whatever the order of the PT_LOADs (a sealed program is decoded from one stream, and a zlib
+/// body inflates again from its start for a read behind its window), then give each segment
+/// its protection.
+fn copy_in_file_order(file: &File, image: &Image, bias: u64) -> Result<(), Errno> {
+    // Each step takes the next segment by (offset, index): a handful of PT_LOADs, no sorting.
+    let mut last = None;
+    loop {
+        let mut next = None;
+        for (index, ph) in image.loads().enumerate() {
+            let key = (ph.p_offset, index);
+            if last.is_none_or(|last| key > last) && next.is_none_or(|(next, _)| key < next) {
+                next = Some((key, ph));
+            }
+        }
+        let Some((key, ph)) = next else { break };
+        last = Some(key);
+        let seg = Segment::of(ph);
+        let (addr, bytes) = (bias + seg.start, seg.file_len.min(file.size.saturating_sub(seg.offset)));
+        // Huge pages for large segments where the kernel gives them for the asking (THP
+        // "madvise"): far fewer faults while the bytes go in. Only a hint.
+        mem::advise_huge_pages(addr, bytes);
+        // SAFETY: the first `bytes` <= file_len bytes of the segment's read-write mapping, made
+        // by map_segment; no two segments share a page (spans_disjoint).
+        file.read_exact_at(seg.offset, unsafe { mem::bytes_mut(addr, bytes) })?;
+    }
+    for ph in image.loads() {
+        let seg = Segment::of(ph);
+        if seg.file_len > 0 {
+            // SAFETY: the segment's own pages, which hold nothing else.
+            unsafe { mem::protect(bias + seg.start, seg.file_len, prot(seg.flags)) }?;
+        }
+        zero_tail(&seg, bias);
+    }
+    Ok(())
 }
 
 /// Map `len` bytes at `addr` with `map`: first where nothing is mapped (`map(false)`), then, if
@@ -124,14 +189,16 @@ fn held_by_others(target: Range, owned: &Owned) -> bool {
 }
 
 /// One segment's file pages at `place`: mapped from the file, or copied for a program that is
-/// not a plain file.
-fn map_segment(file: &File, place: Place, len: u64, seg: &Segment) -> Result<u64, Errno> {
+/// not a plain file (`deferred`: copied later, by copy_in_file_order).
+fn map_segment(file: &File, place: Place, len: u64, seg: &Segment, deferred: bool) -> Result<u64, Errno> {
     match file.copy_segments() {
         false => mem::map_file(place, len, prot(seg.flags), file.fd.as_fd(), seg.offset),
         true => {
             let mapped = mem::map_anonymous(place, len, ProtFlags::READ | ProtFlags::WRITE, false)?;
-            // SAFETY: the fresh mapping just made, which nothing else refers to.
-            unsafe { fill_copy(file, mapped, seg) }?;
+            if !deferred {
+                // SAFETY: the fresh mapping just made, which nothing else refers to.
+                unsafe { fill_copy(file, mapped, seg) }?;
+            }
             Ok(mapped)
         }
     }
@@ -141,14 +208,16 @@ fn map_segment(file: &File, place: Place, len: u64, seg: &Segment) -> Result<u64
 ///
 /// # Safety
 /// `[addr, addr + len)` holds nothing but mappings this launch made for the program.
-unsafe fn map_segment_over(file: &File, addr: u64, len: u64, seg: &Segment) -> Result<u64, Errno> {
+unsafe fn map_segment_over(file: &File, addr: u64, len: u64, seg: &Segment, deferred: bool) -> Result<u64, Errno> {
     match file.copy_segments() {
         // SAFETY: the caller's contract.
         false => unsafe { mem::map_file_over(addr, len, prot(seg.flags), file.fd.as_fd(), seg.offset) },
         // SAFETY: the caller's contract; then the fresh mapping, which nothing else refers to.
         true => unsafe {
             let mapped = mem::map_anonymous_over(addr, len, ProtFlags::READ | ProtFlags::WRITE)?;
-            fill_copy(file, mapped, seg)?;
+            if !deferred {
+                fill_copy(file, mapped, seg)?;
+            }
             Ok(mapped)
         },
     }
@@ -169,11 +238,15 @@ unsafe fn fill_copy(file: &File, mapped: u64, seg: &Segment) -> Result<(), Errno
     unsafe { mem::protect(mapped, seg.file_len, prot(seg.flags)) }
 }
 
-fn fill_bss(seg: &Segment, bias: u64, owned: &mut Owned) -> Result<(), Errno> {
+/// Zero the rest of a writable segment's last file page, once its bytes are in.
+fn zero_tail(seg: &Segment, bias: u64) {
     if let Some((start, end)) = seg.zero {
-        // SAFETY: the rest of the segment's last file page, mapped writable just above.
+        // SAFETY: the rest of the segment's last file page, mapped writable.
         unsafe { mem::bytes_mut(bias + start, end - start) }.fill(0);
     }
+}
+
+fn fill_bss(seg: &Segment, bias: u64, owned: &mut Owned) -> Result<(), Errno> {
     if let Some((start, end)) = seg.anon {
         let exec = if seg.flags & PF_X != 0 { ProtFlags::EXEC } else { ProtFlags::empty() };
         let (addr, len, prot) = (bias + start, end - start, ProtFlags::READ | ProtFlags::WRITE | exec);

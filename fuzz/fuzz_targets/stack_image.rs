@@ -7,6 +7,11 @@
 //! argument space plus the fixed parts, argv/envp round-trip through their pointers, the
 //! argument and environment areas are exactly the strings /proc/PID/cmdline and environ show,
 //! and the auxv is the kernel's in its order with the program's values and pointers.
+//!
+//! Then `layout_keeping`, with some of the strings (chosen by `kept_mask`) given as slices of a
+//! kept area that also holds strings of the program's own (as the preloader's exec left them):
+//! the image ends where the area starts, every kept string is pointed to in place, every other
+//! string is written into the image and round-trips, and the area is never written.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -31,6 +36,9 @@ struct Input {
     top: u64,
     kernel_auxv: Vec<(u8, u64)>,
     aux: (u64, u64, u64, u64, u64),
+    /// Bit i (mod 64) of the argv strings then the envp strings, and bit 63 for execfn: that
+    /// string lies in the kept area.
+    kept_mask: u64,
 }
 
 /// The strings the kernel passes: C strings, so without NUL bytes.
@@ -88,7 +96,107 @@ fuzz_target!(|input: Input| {
     let mut image = vec![0u8; size];
     spec.write(&layout, &mut image);
     check_image(&image, &layout, top, &argv, &envp, &execfn, platform.as_deref(), &input.random, &auxv);
+    check_kept(&argv, &envp, &execfn, platform.as_deref(), &input, &auxv);
 });
+
+/// `layout_keeping` with the strings `input.kept_mask` chooses in a kept area.
+fn check_kept(
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+    execfn: &[u8],
+    platform: Option<&[u8]>,
+    input: &Input,
+    auxv: &[(u64, u64)],
+) {
+    let chosen = |index: usize| input.kept_mask & (1 << (index % 63)) != 0;
+    let execfn_kept = input.kept_mask & (1 << 63) != 0;
+    // The area: a string of the preloader's own, the chosen strings, its execfn, 8 zero bytes.
+    let mut area: Vec<u8> = b"preload\0".to_vec();
+    let mut offsets = Vec::new();
+    for (index, s) in argv.iter().chain(envp).enumerate() {
+        offsets.push(chosen(index).then(|| area.len()));
+        if chosen(index) {
+            area.extend_from_slice(s);
+            area.push(0);
+        }
+    }
+    let execfn_at = execfn_kept.then(|| area.len());
+    if execfn_kept {
+        area.extend_from_slice(execfn);
+        area.push(0);
+    }
+    area.extend_from_slice(b"/usr/bin/preload\0\0\0\0\0\0\0\0\0");
+    let area = area; // no more moves: slices of it are addresses from here on
+    let argv_slices: Vec<&[u8]> = argv
+        .iter()
+        .zip(&offsets)
+        .map(|(s, at)| match at {
+            Some(at) => &area[*at..*at + s.len()],
+            None => s.as_slice(),
+        })
+        .collect();
+    let envp_slices: Vec<&[u8]> = envp
+        .iter()
+        .zip(&offsets[argv.len()..])
+        .map(|(s, at)| match at {
+            Some(at) => &area[*at..*at + s.len()],
+            None => s.as_slice(),
+        })
+        .collect();
+    let execfn_slice: &[u8] = match execfn_at {
+        Some(at) => &area[at..at + execfn.len()],
+        None => execfn,
+    };
+    let before = area.clone();
+    let kept = (area.as_ptr() as u64, area.as_ptr() as u64 + area.len() as u64);
+    let spec = StackImage {
+        top: kept.1,
+        argv: argv_slices.iter().copied(),
+        envp: envp_slices.iter().copied(),
+        execfn: execfn_slice,
+        platform,
+        random: input.random,
+        gap: u64::from(input.gap) % 8192,
+        auxv: auxv.iter().copied(),
+    };
+    let l = spec.layout_keeping(kept);
+    assert_eq!((l.end, l.kept), (kept.0, Some(kept)), "the image ends where the kept area starts");
+    assert_eq!(l.sp % 16, 0, "stack pointer not 16-byte aligned");
+    let mut image = vec![0u8; l.image_size()];
+    spec.write(&l, &mut image);
+    assert_eq!(area, before, "the kept area is never written");
+    let v = View { image: &image, sp: l.sp };
+    let in_place = |s: &[u8]| s.as_ptr() as u64;
+    // argc, then each pointer: in place for a kept string, else into the image with its bytes.
+    let shown: Vec<&[u8]> = if argv_slices.is_empty() { vec![b""] } else { argv_slices.clone() };
+    assert_eq!(v.word(l.sp), shown.len() as u64);
+    let mut word = l.sp + 8;
+    for strings in [&shown, &envp_slices] {
+        for s in strings.iter() {
+            let pointer = v.word(word);
+            let is_kept = in_place(s) >= kept.0 && in_place(s) < kept.1;
+            if is_kept {
+                assert_eq!(pointer, in_place(s), "a kept string must be pointed to in place");
+            } else {
+                assert!(pointer >= l.sp && pointer < l.end, "a copied string must be in the image");
+                assert_eq!(v.c_str(pointer), *s);
+            }
+            word += 8;
+        }
+        assert_eq!(v.word(word), 0, "argv or envp not NULL-terminated");
+        word += 8;
+    }
+    assert_eq!(word, l.auxv);
+    match execfn_at {
+        Some(_) => assert_eq!(l.execfn, in_place(execfn_slice)),
+        None => assert_eq!(v.c_str(l.execfn), execfn),
+    }
+    if let Some(name) = platform {
+        assert_eq!(v.c_str(l.platform), name);
+    }
+    assert_eq!(v.bytes(l.random, l.random + 16), &input.random);
+    assert!(l.auxv + l.auxv_len <= l.random, "auxv overlaps the AT_RANDOM bytes");
+}
 
 fn check_auxv(kernel: &[(u64, u64)], auxv: &[(u64, u64)], aux: &ProgramAux) {
     let kept: Vec<u64> = kernel.iter().map(|p| p.0).take_while(|&k| k != AT_NULL).filter(|&k| k != AT_EXECFD).collect();

@@ -113,13 +113,34 @@ pub struct StackLayout {
     pub auxv: u64,
     /// Bytes of the auxv including the AT_NULL pair.
     pub auxv_len: u64,
+    /// Where the image ends: the top of the stack, or the start of the string area kept in place
+    /// ([`StackImage::layout_keeping`]).
+    pub end: u64,
+    /// The string area kept in place, whose strings the image points to instead of copying them.
+    pub kept: Option<(u64, u64)>,
 }
 
 impl StackLayout {
-    /// Bytes from the stack pointer to the top.
+    /// Bytes from the stack pointer to `top`.
     pub fn size(&self, top: u64) -> usize {
         (top - self.sp) as usize
     }
+
+    /// Bytes of the image: from the stack pointer to its end.
+    pub fn image_size(&self) -> usize {
+        self.size(self.end)
+    }
+
+    /// Where `s` is when it lies in the kept area (with the NUL that follows it).
+    fn kept_at(&self, s: &[u8]) -> Option<u64> {
+        kept_at(self.kept, s)
+    }
+}
+
+fn kept_at(kept: Option<(u64, u64)>, s: &[u8]) -> Option<u64> {
+    let (start, end) = kept?;
+    let addr = s.as_ptr() as u64;
+    (addr >= start && addr.checked_add(s.len() as u64)? < end).then_some(addr)
 }
 
 /// Why the arguments do not fit, as execve reports it.
@@ -138,28 +159,44 @@ where
     E: Iterator<Item = &'env [u8]> + Clone,
     X: Iterator<Item = (u64, u64)> + Clone,
 {
-    /// The argument strings, then the environment strings.
-    fn strings<'s>(&'s self) -> impl Iterator<Item = &'s [u8]> + Clone + 's
-    where
-        'arg: 's,
-        'env: 's,
-    {
-        self.argv.clone().map(|s| -> &'s [u8] { s }).chain(self.envp.clone().map(|s| -> &'s [u8] { s }))
-    }
-
-    fn argc_and_arg_bytes(&self) -> (u64, u64) {
+    /// argc, and the bytes of the argument strings to write (those not in `kept`).
+    fn argc_and_arg_bytes(&self, kept: Option<(u64, u64)>) -> (u64, u64) {
         match string_bytes(self.argv.clone()) {
             // An empty argv gets "" as argv[0].
             (0, _) => (1, 1),
-            counted => counted,
+            counted if kept.is_none() => counted,
+            (argc, _) => (argc, string_bytes(self.argv.clone().filter(|s| kept_at(kept, s).is_none())).1),
         }
     }
 
+    /// The layout `create_elf_tables` makes, from the top of the stack down.
     pub fn layout(&self) -> StackLayout {
-        let execfn = self.top - WORD - (self.execfn.len() as u64 + 1);
-        let (envc, env_bytes) = string_bytes(self.envp.clone());
-        let (argc, arg_bytes) = self.argc_and_arg_bytes();
-        let env_start = execfn - env_bytes;
+        self.layout_in(None)
+    }
+
+    /// The layout for when the mm fields cannot be pointed at the program (PR_SET_MM_MAP refused):
+    /// the string area the kernel made for this process, `[kept.0, kept.1)` (its argument,
+    /// environment and execfn strings, up to the top of the stack), stays in place, so that
+    /// /proc/self/cmdline and environ, which the kernel reads there, keep showing whole strings.
+    /// The image ends below it; every string of the program that lies in the area (each given
+    /// as a slice of it, followed there by its NUL) is pointed to where it is, the others are
+    /// written into the image as usual.
+    pub fn layout_keeping(&self, kept: (u64, u64)) -> StackLayout {
+        self.layout_in(Some(kept))
+    }
+
+    fn layout_in(&self, kept: Option<(u64, u64)>) -> StackLayout {
+        let end = kept.map_or(self.top, |(start, _)| start);
+        let execfn = match kept_at(kept, self.execfn) {
+            Some(addr) => addr,
+            // The kernel's 8 zero bytes end the stack; below a kept area nothing needs them.
+            None => end - if kept.is_some() { 0 } else { WORD } - (self.execfn.len() as u64 + 1),
+        };
+        let below_execfn = if kept_at(kept, self.execfn).is_some() { end } else { execfn };
+        let (envc, env_bytes) = string_bytes(self.envp.clone().filter(|s| kept_at(kept, s).is_none()));
+        let envc = if kept.is_some() { self.envp.clone().count() as u64 } else { envc };
+        let (argc, arg_bytes) = self.argc_and_arg_bytes(kept);
+        let env_start = below_execfn - env_bytes;
         let arg_start = env_start - arg_bytes;
         let mut p = (arg_start - self.gap) & !15;
         let platform = match self.platform {
@@ -185,15 +222,19 @@ where
             random,
             auxv: sp + (1 + argc + 1 + envc + 1) * WORD,
             auxv_len,
+            end,
+            kept,
         }
     }
 
     /// Write the image for `layout` into `image`, which stands for the memory [sp, top) and
     /// must be zeroed and exactly that long.
     pub fn write(&self, layout: &StackLayout, image: &mut [u8]) {
-        assert_eq!(image.len(), layout.size(self.top), "image buffer must span [sp, top)");
+        assert_eq!(image.len(), layout.image_size(), "image buffer must span [sp, end)");
         let mut out = Writer { image, base: layout.sp };
-        out.put_bytes(layout.execfn, self.execfn);
+        if layout.kept_at(self.execfn).is_none() {
+            out.put_bytes(layout.execfn, self.execfn);
+        }
         if let Some(name) = self.platform {
             out.put_bytes(layout.platform, name);
         }
@@ -206,15 +247,23 @@ where
             out.put_word(&mut word, string);
             string += 1;
         }
-        for s in self.strings() {
-            if string == layout.env_start {
-                out.put_word(&mut word, 0);
-            }
-            out.put_word(&mut word, string);
-            string = out.put_bytes(string, s);
+        let mut put = |out: &mut Writer, word: &mut u64, s: &[u8]| {
+            let addr = match layout.kept_at(s) {
+                Some(addr) => addr,
+                None => {
+                    let addr = string;
+                    string = out.put_bytes(addr, s);
+                    addr
+                }
+            };
+            out.put_word(word, addr);
+        };
+        for s in self.argv.clone() {
+            put(&mut out, &mut word, s);
         }
-        if string == layout.env_start {
-            out.put_word(&mut word, 0);
+        out.put_word(&mut word, 0);
+        for s in self.envp.clone() {
+            put(&mut out, &mut word, s);
         }
         out.put_word(&mut word, 0);
 
@@ -400,6 +449,56 @@ mod tests {
         assert_eq!(read_str(&image, &l, l.arg_start), b"");
         assert_eq!(read_word(&image, &l, l.sp + 16), 0);
         assert_eq!(read_word(&image, &l, l.sp + 24), l.env_start);
+    }
+
+    #[test]
+    fn a_kept_area_is_pointed_to_not_overwritten() {
+        // The preloader's own strings, as the kernel laid them out: argv, envp, execfn, 8 zeros.
+        let area: &'static [u8] = b"preload\0--verbose\0prog\0arg\0A=1\0B=2\0/usr/bin/preload\0\0\0\0\0\0\0\0\0";
+        let at = |needle: &str| {
+            let start = area
+                .windows(needle.len() + 1)
+                .position(|w| &w[..needle.len()] == needle.as_bytes() && w[needle.len()] == 0)
+                .unwrap();
+            &area[start..start + needle.len()]
+        };
+        let kept = (area.as_ptr() as u64, area.as_ptr() as u64 + area.len() as u64);
+        let argv: Vec<&[u8]> = vec![b"--argv0-elsewhere", at("arg")];
+        let envp: Vec<&[u8]> = vec![at("A=1"), at("B=2")];
+        let kernel = kernel_auxv();
+        let auxv: Vec<_> = program_auxv(kernel.iter().copied(), ProgramAux::default()).collect();
+        let spec = StackImage {
+            top: kept.1,
+            argv: argv.iter().copied(),
+            envp: envp.iter().copied(),
+            execfn: b"/bin/prog",
+            platform: Some(b"x86_64"),
+            random: [7; 16],
+            gap: 100,
+            auxv: auxv.iter().copied(),
+        };
+        let l = spec.layout_keeping(kept);
+        assert_eq!(l.end, kept.0, "the image ends where the kept area starts");
+        assert_eq!(l.sp % 16, 0);
+        let mut image = vec![0u8; l.image_size()];
+        spec.write(&l, &mut image);
+        let word = |i: u64| read_word(&image, &l, l.sp + 8 * i);
+        assert_eq!(word(0), 2);
+        assert_eq!(read_str(&image, &l, word(1)), b"--argv0-elsewhere", "a string from elsewhere is copied");
+        assert!(word(1) < l.end);
+        assert_eq!(word(2), at("arg").as_ptr() as u64, "a string of the area is pointed to in place");
+        assert_eq!(word(3), 0);
+        assert_eq!([word(4), word(5)], [at("A=1").as_ptr() as u64, at("B=2").as_ptr() as u64]);
+        assert_eq!(word(6), 0);
+        assert_eq!(read_str(&image, &l, l.execfn), b"/bin/prog");
+        assert_eq!(l.execfn + 10, l.end, "execfn copied right below the area, without the stack's 8 zero bytes");
+        assert_eq!(l.arg_start, l.execfn - 18, "only the copied argument is written");
+        assert_eq!(l.env_start, l.env_end, "no environment string is copied");
+        // Nothing that is not kept is pointed to in place: the normal layout writes everything.
+        let normal = spec.layout();
+        assert_eq!(normal.end, spec.top);
+        assert_eq!(normal.kept, None);
+        assert_eq!(normal.env_end - normal.arg_start, 18 + 4 + 4 + 4);
     }
 
     #[test]

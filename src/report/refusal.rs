@@ -73,6 +73,7 @@ const EINVAL: i32 = 22;
 const EMFILE: i32 = 24;
 const ETXTBSY: i32 = 26;
 const ENAMETOOLONG: i32 = 36;
+const ENOSYS: i32 = 38;
 const ELOOP: i32 = 40;
 const ELIBBAD: i32 = 80;
 
@@ -95,6 +96,7 @@ pub fn errno_text(errno: i32) -> &'static str {
         EMFILE => "Too many open files",
         ETXTBSY => "Text file busy",
         ENAMETOOLONG => "File name too long",
+        ENOSYS => "Function not implemented",
         ELOOP => "Too many levels of symbolic links",
         ELIBBAD => "Accessing a corrupted shared library",
         _ => "Unknown error",

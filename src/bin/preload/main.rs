@@ -174,8 +174,13 @@ fn launch<'b>(request: &Request, buffers: &'b mut Buffers, opened: &'b mut Opene
     let verbose = options.verbose.then_some(&mut verbose);
 
     let mapped = load::map_all(request, &resolved, &inspected, &mut plan, verbose)?;
-    let stack = stack::build(request, &resolved, &inspected, &plan, &mapped, credentials.secure)?;
+    let build = |keep| stack::build(request, &resolved, &inspected, &plan, &mapped, credentials.secure, keep);
+    let mut stack = build(stack::Keep::Nothing)?;
     let set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials, ids)?;
+    if let mm::ExeOutcome::Failed(_) = set.exe {
+        // The mm fields stay the preloader's: keep the strings they point to whole.
+        stack = build(stack::Keep::KernelStrings)?;
+    }
     if options.verbose {
         let mut out = Printer::new(STDERR);
         report::outcome(&mut out, &mapped, &stack, &set);

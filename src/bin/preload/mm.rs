@@ -22,6 +22,8 @@ pub struct MmOutcome {
     pub exe: ExeOutcome,
     /// The capabilities of the preloader's file were dropped.
     pub dropped: bool,
+    /// PR_SET_NAME was refused (a seccomp filter on prctl): comm stays the preloader's.
+    pub comm_refused: Option<Errno>,
 }
 
 /// Point the process at the program.
@@ -38,7 +40,7 @@ pub fn point_at_program<'b>(
         Some(slash) => cstr(&path.to_bytes_with_nul()[slash + 1..]),
         None => path,
     };
-    let _ = rustix::thread::set_name(comm);
+    let comm_refused = rustix::thread::set_name(comm).err();
     let (bias, extent, layout) = (mapped.bias, &inspected.extent, &stack.layout);
     let mut map = PrctlMmMap {
         start_code: bias + extent.start_code,
@@ -66,7 +68,7 @@ pub fn point_at_program<'b>(
     let dropped = credentials::apply(credentials).map_err(|_| {
         Error::at(resolved.exe_path, Refusal::failure("cannot drop the capabilities of the preloader's file"))
     })?;
-    Ok(MmOutcome { exe, dropped })
+    Ok(MmOutcome { exe, dropped, comm_refused })
 }
 
 /// What became of /proc/self/exe.

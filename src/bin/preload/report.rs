@@ -14,7 +14,7 @@ use crate::exec::Resolved;
 use crate::input::source::Held;
 use crate::load::{Inspected, Mapped};
 use crate::mm::{ExeOutcome, MmOutcome};
-use crate::plan::Plan;
+use crate::plan::{Plan, RandomSource};
 use crate::reserve::ReserveError;
 use crate::stack::Built;
 use crate::sys::io::{STDERR, print};
@@ -185,6 +185,12 @@ pub fn plan(out: &mut Printer, resolved: &Resolved, inspected: &Inspected, plan:
             out.end();
         }
     }
+    if let RandomSource::Fallback(why) = plan.random_source {
+        out.line().text("getrandom refused (").text(errno_text(why.raw_os_error()));
+        out.line().text("): AT_RANDOM is the kernel's own for preload's exec");
+        out.line().text(if plan.randomize { ", the offsets from /dev/urandom" } else { "" });
+        out.end();
+    }
     image(out, "program", name, &inspected.image, plan.placement.planned_bias());
     if let Some(interp) = &inspected.interpreter {
         let bias = Placement::of_interpreter(interp.image.relocatable).planned_bias();
@@ -208,6 +214,13 @@ pub fn outcome(out: &mut Printer, mapped: &Mapped, stack: &Built, set: &MmOutcom
         .text(", stack ")
         .hex(stack.layout.sp);
     out.end();
+    if let Some(why) = set.comm_refused {
+        out.line()
+            .text("comm could not be set (")
+            .text(errno_text(why.raw_os_error()))
+            .text("): it stays the preloader's");
+        out.end();
+    }
     match set.exe {
         ExeOutcome::Set => out.line().text("/proc/self/exe set to the program"),
         ExeOutcome::SetAfterUnmapping => {
@@ -224,9 +237,10 @@ pub fn outcome(out: &mut Printer, mapped: &Mapped, stack: &Built, set: &MmOutcom
         ),
         ExeOutcome::Failed(errno) => out
             .line()
-            .text("PR_SET_MM_MAP failed (")
+            .text("PR_SET_MM_MAP refused (")
             .text(errno_text(errno.raw_os_error()))
-            .text("): /proc shows the preloader's mm fields"),
+            .text("): /proc/self/cmdline shows preload's own command line and environ the environment it was given")
+            .text(" (its strings are kept in place); exe, auxv, the stat fields and brk stay the preloader's"),
     };
     out.end();
 }

@@ -33,6 +33,18 @@ impl Built {
     }
 }
 
+/// Where the image's strings go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Where `create_elf_tables` puts them, at the top of the stack (PR_SET_MM_MAP then points
+    /// the mm fields at them).
+    Nothing,
+    /// Below the strings the kernel copied for the preloader's exec, which stay in place and are
+    /// pointed to where the program's are the same: for when PR_SET_MM_MAP is refused and
+    /// /proc/self/cmdline and environ go on reading there.
+    KernelStrings,
+}
+
 pub fn build<'b>(
     request: &Request,
     resolved: &Resolved<'b>,
@@ -40,6 +52,7 @@ pub fn build<'b>(
     plan: &Plan,
     mapped: &Mapped,
     secure: bool,
+    keep: Keep,
 ) -> Result<Built, Error<'b>> {
     let (image, extent, stack) = (&inspected.image, &inspected.extent, request.stack);
     let prefix = Prefix::new(resolved.levels(), resolved.execfn(), request.argv0());
@@ -61,8 +74,11 @@ pub fn build<'b>(
         gap: if plan.randomize { plan.random.gap % 8192 } else { 0 },
         auxv: program_auxv(stack.auxv(), aux),
     };
-    let layout = spec.layout();
-    let size = layout.size(plan.top);
+    let layout = match (keep, stack.string_area()) {
+        (Keep::KernelStrings, Some(area)) => spec.layout_keeping(area),
+        _ => spec.layout(),
+    };
+    let size = layout.image_size();
     // POPULATE: all of it is written, and allocating the pages in the mmap costs less than a
     // fault for each.
     let mut scratch =

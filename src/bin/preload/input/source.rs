@@ -1,6 +1,7 @@
 //! Finding and opening what to run, with the checks the kernel's open_exec makes.
 
 use core::ffi::CStr;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use preload::cstr;
 use preload::elf::Aligned;
@@ -9,7 +10,7 @@ use preload::input::HEAD_SIZE;
 use preload::input::stream::{ByteStream, SCRIPT_WITHOUT_PATH};
 use preload::report::msg::Msg;
 use preload::report::refusal::Refusal;
-use rustix::fd::{AsRawFd, OwnedFd};
+use rustix::fd::{AsFd, AsRawFd, OwnedFd};
 use rustix::fs::{Access, AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mm::MapFlags;
@@ -17,8 +18,8 @@ use rustix::mm::MapFlags;
 #[cfg(feature = "sealed")]
 use crate::input::sealed::Unsealed;
 use crate::input::stream::{self, FdStream, Memfd};
-use crate::sys::io;
 use crate::sys::mem::Mapping;
+use crate::sys::{io, proc};
 
 /// How the program's bytes are held.
 pub enum Held {
@@ -143,9 +144,46 @@ fn refuse(errno: Errno) -> Refusal {
     Refusal::from_errno(errno.raw_os_error())
 }
 
-/// Execute permission for the effective credentials, as exec checks it.
+/// Execute permission for the effective credentials, as faccessat2 checks it (mode bits, ACLs, a
+/// noexec mount). Where faccessat2 is missing (before Linux 5.8: ENOSYS) rustix asks faccessat,
+/// which checks the real ids; where a filter refuses it (EPERM), so does this. Both are the
+/// effective ids' answer: the preloader refuses to run with real ids that differ from the
+/// effective ones.
 fn executable(path: &CStr) -> Result<(), Errno> {
-    rustix::fs::accessat(CWD, path, Access::EXEC_OK, AtFlags::EACCESS)
+    match rustix::fs::accessat(CWD, path, Access::EXEC_OK, AtFlags::EACCESS) {
+        Err(Errno::PERM) => rustix::fs::accessat(CWD, path, Access::EXEC_OK, AtFlags::empty()),
+        other => other,
+    }
+}
+
+/// Whether the kernel would execute the open file `fd`, named `path`: its own check
+/// (AT_EXECVE_CHECK, Linux 6.14), which adds to the permission check what only exec checks (a file
+/// open for writing, LSM and IMA exec policy); where the kernel does not know the flag (EINVAL) or
+/// execveat is refused (ENOSYS), the permission check of `path`.
+fn may_execute(fd: &OwnedFd, path: &CStr) -> Result<(), Errno> {
+    match kernel_check(fd, path) {
+        None => executable(path),
+        Some(result) => result,
+    }
+}
+
+/// Set once the kernel has answered that it has no AT_EXECVE_CHECK: the other files of this
+/// launch skip the call (one extra system call per launch on older kernels, not one per file).
+static NO_EXECVE_CHECK: AtomicBool = AtomicBool::new(false);
+
+/// The kernel's own exec check of `fd`, or None where it has none (EINVAL: the flag is unknown,
+/// before Linux 6.14; ENOSYS: execveat is missing or refused by a filter).
+fn kernel_check(fd: &OwnedFd, name: &CStr) -> Option<Result<(), Errno>> {
+    if NO_EXECVE_CHECK.load(Ordering::Relaxed) {
+        return None;
+    }
+    match proc::execve_check(fd.as_fd(), name) {
+        Err(Errno::INVAL | Errno::NOSYS) => {
+            NO_EXECVE_CHECK.store(true, Ordering::Relaxed);
+            None
+        }
+        other => Some(other),
+    }
 }
 
 /// Why an executable file that cannot be read is refused: the preloader must read what it maps.
@@ -171,7 +209,7 @@ pub fn open(path: &CStr) -> Result<File, Refusal> {
         FileType::Directory => return Err(Refusal::cannot_execute("Is a directory")),
         _ => return Err(Refusal::cannot_execute("Permission denied: not a regular file")),
     }
-    executable(path).map_err(refuse)?;
+    may_execute(&fd, path).map_err(refuse)?;
     File::with_head(fd, stat.st_size as u64, Held::File)
 }
 
@@ -185,7 +223,7 @@ pub fn from_fd(fd: i32, name: &[u8], max_size: Option<u64>) -> Result<File, Refu
     let stat = rustix::fs::fstat(&own).map_err(refuse)?;
     match FileType::from_raw_mode(stat.st_mode) {
         FileType::RegularFile => {
-            descriptor_executable(&own).map_err(refuse)?;
+            descriptor_executable(&own, name).map_err(refuse)?;
             let file = File::with_head(own, stat.st_size as u64, Held::File)?;
             match preload::exec::script::parse(file.head()) {
                 Some(_) => Err(Refusal::cannot_execute(SCRIPT_WITHOUT_PATH)),
@@ -204,9 +242,15 @@ pub fn from_stream(stream: &mut impl ByteStream, name: &[u8], max_size: Option<u
     File::with_head(memfd, size, Held::Stream(held))
 }
 
-/// Execute permission on an open file, as exec checks it (mode bits and a noexec mount), asked
-/// through its /proc/self/fd link; without /proc the mapping itself is the check.
-fn descriptor_executable(fd: &OwnedFd) -> Result<(), Errno> {
+/// Execute permission on an open file named `name`, as exec checks it: the kernel's own check
+/// where it has one, else the permission check (mode bits and a noexec mount) through its
+/// /proc/self/fd link; without /proc the mapping itself is the check.
+fn descriptor_executable(fd: &OwnedFd, name: &[u8]) -> Result<(), Errno> {
+    let mut label = Msg::<256>::new();
+    label.bytes(&name[..name.len().min(255)]).text("\0");
+    if let Some(result) = kernel_check(fd, CStr::from_bytes_until_nul(label.as_bytes()).unwrap_or(c"")) {
+        return result;
+    }
     let mut link = Msg::<32>::new();
     link.text("/proc/self/fd/").dec(fd.as_raw_fd() as u64).text("\0");
     match executable(cstr(link.as_bytes())) {

@@ -83,16 +83,36 @@ fn create(name: &[u8]) -> Result<(OwnedFd, Memfd), Refusal> {
     let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
     match rustix::fs::memfd_create(name, flags | MemfdFlags::EXEC) {
         Ok(fd) => Ok((fd, Memfd { exec_refused: None })),
+        // No memfd at all: before Linux 3.17, or a seccomp filter.
+        Err(why @ (Errno::NOSYS | Errno::PERM)) => Err(memfd_refused(why)),
         // Before Linux 6.3 there is no MFD_EXEC, and every memfd is executable.
         Err(Errno::INVAL) => {
-            Ok((rustix::fs::memfd_create(name, flags).map_err(failure)?, Memfd { exec_refused: None }))
+            Ok((rustix::fs::memfd_create(name, flags).map_err(memfd_refused)?, Memfd { exec_refused: None }))
         }
         // vm.memfd_noexec=2 refuses executable memfds (EACCES): hold the program all the same.
         Err(why) => Ok((
-            rustix::fs::memfd_create(name, flags | MemfdFlags::NOEXEC_SEAL).map_err(failure)?,
+            rustix::fs::memfd_create(name, flags | MemfdFlags::NOEXEC_SEAL).map_err(memfd_refused)?,
             Memfd { exec_refused: Some(why) },
         )),
     }
+}
+
+/// A stream cannot be held without a memfd (preload writes a program to no file system): where
+/// memfds are refused, 126, as for a program that cannot be executed, with the reason.
+#[cold]
+fn memfd_refused(why: Errno) -> Refusal {
+    Refusal::cannot_execute(match why {
+        Errno::NOSYS => {
+            "a program from a stream is held in a memfd, and memfd_create is not available \
+             (Function not implemented: before Linux 3.17, or a seccomp filter); give it as a file"
+        }
+        Errno::PERM => {
+            "a program from a stream is held in a memfd, and memfd_create is refused \
+             (Operation not permitted: a seccomp filter?); give it as a file"
+        }
+        // ENOMEM, EMFILE...: a failure of the preloader itself (125).
+        _ => return failure(why),
+    })
 }
 
 fn failure(errno: Errno) -> Refusal {

@@ -2,7 +2,7 @@
 
 use core::ffi::{CStr, c_char};
 
-use preload::plan::stack::{AT_EXECFN, AT_NULL, AT_PLATFORM, MAX_ARG_STRLEN};
+use preload::plan::stack::{AT_EXECFN, AT_NULL, AT_PLATFORM, AT_RANDOM, MAX_ARG_STRLEN};
 
 pub struct InitialStack {
     argv: &'static [*const c_char],
@@ -109,9 +109,25 @@ impl InitialStack {
         self.aux(key).filter(|&p| p != 0).map(|p| bytes(p as *const c_char))
     }
 
+    /// The 16 random bytes the kernel drew for this exec (AT_RANDOM). Nothing in the preloader
+    /// uses them (it has no stack protector), so they are still unused by anyone.
+    pub fn at_random(&self) -> Option<[u8; 16]> {
+        let ptr = self.aux(AT_RANDOM).filter(|&p| p != 0)? as *const [u8; 16];
+        // SAFETY: AT_RANDOM points to 16 bytes the kernel placed on the stack, which the preloader
+        // never overwrites before the jump (and reads here before it builds anything).
+        Some(unsafe { ptr.read_unaligned() })
+    }
+
     /// The platform string the kernel put on the stack ("x86_64").
     pub fn platform(&self) -> Option<&'static [u8]> {
         self.aux_string(AT_PLATFORM)
+    }
+
+    /// The strings the kernel copied for this exec, from argv[0] up to the top of the stack:
+    /// what /proc/self/cmdline and environ read while the mm fields are the kernel's.
+    pub fn string_area(&self) -> Option<(u64, u64)> {
+        let first = self.argv.first().or(self.envp.first()).map_or(self.execfn, |&ptr| ptr);
+        Some((first as u64, self.stack_top()?))
     }
 
     /// The end of the [stack] mapping: the kernel's execfn string is followed by 8 zero bytes

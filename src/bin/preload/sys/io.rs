@@ -62,6 +62,20 @@ pub fn wait_readable(fd: impl AsFd, seconds: i64) -> Result<bool, Errno> {
     }
 }
 
+/// Fill `buf` from the start of the file at `path` (EIO if it is shorter).
+pub fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<(), Errno> {
+    let fd = rustix::fs::openat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    match read_to_fill(&fd, buf)? {
+        n if n == buf.len() => Ok(()),
+        _ => Err(Errno::IO),
+    }
+}
+
 /// One positioned read, retried when a signal interrupts it.
 pub fn pread(fd: impl AsFd, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
     loop {

@@ -1,5 +1,10 @@
-//! The process as the kernel shows and sets it: /proc/self/maps and PR_SET_MM_MAP.
+//! The process as the kernel shows and sets it: /proc/self/maps and PR_SET_MM_MAP; and the
+//! kernel's own exec check of a file.
 
+use core::arch::asm;
+use core::ffi::{CStr, c_char};
+
+use rustix::fd::{AsRawFd, BorrowedFd};
 use rustix::fs::{CWD, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::process::PrctlMmMap;
@@ -24,4 +29,42 @@ pub fn set_mm_map(map: &PrctlMmMap) -> Result<(), Errno> {
     // SAFETY: the fields only change what /proc reports and where brk grows; the kernel copies
     // `auxv_size` bytes from `auxv` (EFAULT if unreadable) and changes no mapping.
     unsafe { rustix::process::configure_virtual_memory_map(map) }
+}
+
+/// execveat's flag that checks a file without executing it (Linux 6.14).
+const AT_EXECVE_CHECK: usize = 0x10000;
+const AT_EMPTY_PATH: usize = 0x1000;
+const SYS_EXECVEAT: usize = 322;
+
+/// Ask the kernel whether the open file `fd` may be executed, with every check a real exec of it
+/// makes (a regular file, execute permission, a noexec mount, a file open for writing, LSM and
+/// IMA exec policy): `execveat(fd, "", [name], [], AT_EMPTY_PATH | AT_EXECVE_CHECK)`. Nothing is
+/// executed. Kernels before 6.14 answer EINVAL (the flag is unknown), before 3.19 ENOSYS.
+pub fn execve_check(fd: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
+    let argv: [*const c_char; 2] = [name.as_ptr(), core::ptr::null()];
+    let envp: [*const c_char; 1] = [core::ptr::null()];
+    let ret: isize;
+    // SAFETY: execveat with AT_EXECVE_CHECK returns without executing anything, and every kernel
+    // since execveat exists (3.19) refuses a flag it does not know with EINVAL before it opens the
+    // file; the kernel only reads the NUL-terminated path and the two NULL-terminated arrays,
+    // which outlive the call.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") SYS_EXECVEAT as isize => ret,
+            in("rdi") fd.as_raw_fd() as isize,
+            in("rsi") c"".as_ptr(),
+            in("rdx") argv.as_ptr(),
+            in("r10") envp.as_ptr(),
+            in("r8") AT_EMPTY_PATH | AT_EXECVE_CHECK,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    match ret {
+        0 => Ok(()),
+        -4095..=-1 => Err(Errno::from_raw_os_error(-ret as i32)),
+        _ => Err(Errno::IO),
+    }
 }

@@ -30,7 +30,7 @@ use preload::cli::{self, Command, Options, USAGE};
 use preload::exec::args::Level;
 use preload::exec::script::MAX_SCRIPT_DEPTH;
 use preload::exec::search::PATH_MAX;
-use preload::plan::credentials::Ids;
+use preload::plan::credentials::{Ids, ProgramCredentials};
 use preload::plan::stack::AT_SECURE;
 use preload::report::msg::Msg;
 use rustix::fd::AsFd;
@@ -65,9 +65,9 @@ unsafe extern "C" fn preload_main(sp: *const u64) -> ! {
         Err(usage) => {
             let mut out = Printer::new(STDERR);
             if let Some(value) = usage.value() {
-                out.line().bytes(value).text(": ");
+                out.line().escaped(value).text(": ");
             }
-            out.line().text(usage.reason()).bytes(usage.argument()).text(" (try 'preload --help')");
+            out.line().text(usage.reason()).escaped(usage.argument()).text(" (try 'preload --help')");
             out.end();
             125
         }
@@ -137,6 +137,15 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
             opened.program.take().map(File::into_descriptor);
             opened.interpreter.take().map(File::into_descriptor);
             buffers.release();
+            // The unsealing's dead frames (key, cipher states) are below this one, on the stack
+            // the stub copies the program's image onto; the hand-off is a mapping of its own.
+            #[cfg(feature = "sealed")]
+            if jump.sealed {
+                sys::wipe::dead_stack();
+            }
+            // Every file is opened and everything mapped: the stub's PR_SET_MM_MAP needs the
+            // capability, and its capset then sets the program's sets.
+            credentials::raise_for_mm(&jump.credentials);
             // SAFETY: the hand-off is complete: its ops map and set everything, unmap the
             // preloader and the hand-off, and jump to `entry`, mapped executable by then.
             unsafe { sys::stage2::enter(jump.stub, handoff) }
@@ -148,6 +157,11 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize) -> i32 
 /// Where the jump goes: the stage-2 stub, which finds the rest in the hand-off.
 struct Jump {
     stub: u64,
+    /// The capability is raised for the stub.
+    credentials: ProgramCredentials,
+    /// The stack is wiped first.
+    #[cfg(feature = "sealed")]
+    sealed: bool,
 }
 
 /// The steps of a launch; `Ok(None)` after --dry-run.
@@ -182,9 +196,9 @@ fn launch<'b>(
 
     let mapped = load::map_all(request, &resolved, &inspected, &mut plan, verbose)?;
     let stack = stack::build(request, &resolved, &inspected, &plan, &mapped, credentials.secure, handoff)?;
-    let mut set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials, handoff);
+    let mut set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials, ids, handoff);
     if options.verbose {
-        set.exe = mm::probe(handoff, set.exe, plan.stage2.stub.is_some());
+        set.exe = mm::probe(handoff, set.exe, plan.stage2.stub.is_some(), &credentials);
     }
     let finish = finish::prepare(&resolved, &inspected, &plan, &mapped, &stack, set.dropped, handoff)?;
     if options.verbose {
@@ -193,5 +207,10 @@ fn launch<'b>(
         let not_honoured = credentials::not_honoured(resolved.file.fd.as_fd(), ids);
         report::credentials(&mut out, resolved.exe_path, not_honoured, set.dropped);
     }
-    Ok(Some(Jump { stub: finish.stub }))
+    Ok(Some(Jump {
+        stub: finish.stub,
+        credentials,
+        #[cfg(feature = "sealed")]
+        sealed: resolved.is_sealed(),
+    }))
 }

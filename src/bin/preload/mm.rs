@@ -4,11 +4,12 @@
 //! stepped aside (`finish`): the kernel refuses a new exe while the old one is mapped (EBUSY).
 
 use preload::cstr;
-use preload::plan::credentials::ProgramCredentials;
-use rustix::fd::AsRawFd;
+use preload::plan::credentials::{Ids, ProgramCredentials};
+use rustix::fd::{AsFd, AsRawFd};
 use rustix::io::Errno;
 use rustix::process::PrctlMmMap;
 
+use crate::credentials;
 use crate::exec::Resolved;
 use crate::load::{Inspected, Mapped};
 use crate::stack::{Built, Keep};
@@ -35,6 +36,9 @@ pub enum ExeOutcome {
     Unchanged(Errno),
     /// PR_SET_MM_MAP itself fails: nothing is set.
     Failed(Errno),
+    /// Not changed on purpose (`credentials::withholds_exe`): the program's file is set-ID or
+    /// has file capabilities, and only the preloader's capability would let exe name it.
+    Withheld,
 }
 
 /// _LINUX_CAPABILITY_VERSION_3: 64-bit sets in two 32-bit halves.
@@ -49,6 +53,7 @@ pub fn point_at_program(
     mapped: &Mapped,
     stack: &Built,
     credentials: &ProgramCredentials,
+    ids: Ids,
     handoff: &mut Handoff,
 ) -> MmOutcome {
     let path = resolved.path;
@@ -74,7 +79,9 @@ pub fn point_at_program(
         auxv_size: layout.auxv_len as u32,
         exe_fd,
     };
-    let exe_fd = resolved.file.fd.as_raw_fd();
+    let file = resolved.file;
+    let withheld = credentials::withholds_exe(credentials, file.fd.as_fd(), ids);
+    let exe_fd = if withheld { -1 } else { file.fd.as_raw_fd() };
     let parts = handoff.parts();
     parts.maps[0] = map(exe_fd);
     parts.maps[1] = map(-1);
@@ -86,6 +93,7 @@ pub fn point_at_program(
     let exe = match stack.keep {
         // Asked before the stack was built: the stub's PR_SET_MM_MAP will be refused too.
         Keep::KernelStrings(why) => ExeOutcome::Failed(why),
+        Keep::Nothing if withheld => ExeOutcome::Withheld,
         Keep::Nothing => ExeOutcome::SetAfterSteppingAside,
     };
     MmOutcome { exe, dropped: credentials.caps.is_some(), comm_refused }
@@ -93,18 +101,27 @@ pub fn point_at_program(
 
 /// For --verbose: try PR_SET_MM_MAP once here, while the preloader is mapped, to tell what the
 /// stub's will do: `stepped_aside` when the stub runs from its own page (the preloader's image
-/// then unmapped, so the kernel's EBUSY is no answer).
-pub fn probe(handoff: &mut Handoff, expected: ExeOutcome, stepped_aside: bool) -> ExeOutcome {
-    if let ExeOutcome::Failed(_) = expected {
+/// then unmapped, so the kernel's EBUSY is no answer). With the capability the stub will have,
+/// raised for this try alone.
+pub fn probe(
+    handoff: &mut Handoff,
+    expected: ExeOutcome,
+    stepped_aside: bool,
+    credentials: &ProgramCredentials,
+) -> ExeOutcome {
+    if let ExeOutcome::Failed(_) | ExeOutcome::Withheld = expected {
         return expected;
     }
     let maps = handoff.parts().maps;
-    match proc::set_mm_map(&maps[0]) {
+    credentials::raise_for_mm(credentials);
+    let outcome = match proc::set_mm_map(&maps[0]) {
         Ok(()) => ExeOutcome::Set,
         Err(Errno::BUSY) if stepped_aside => ExeOutcome::SetAfterSteppingAside,
         Err(why) => match proc::set_mm_map(&maps[1]) {
             Ok(()) => ExeOutcome::Unchanged(why),
             Err(errno) => ExeOutcome::Failed(errno),
         },
-    }
+    };
+    credentials::lower(credentials);
+    outcome
 }

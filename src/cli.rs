@@ -22,7 +22,13 @@ pub struct Options<'a> {
     pub fd: Option<i32>,
     /// Without the capability to set /proc/self/exe, get it in a new user namespace.
     pub userns: bool,
+    /// The most bytes a program taken from a stream may have (`--max-size`); unset,
+    /// [`DEFAULT_MAX_SIZE`].
+    pub max_size: Option<u64>,
 }
+
+/// How much of a stream is taken in when `--max-size` does not say: 1 GiB.
+pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
 
 #[allow(
     clippy::large_enum_variant,
@@ -95,6 +101,10 @@ Run PROGRAM as if the kernel had exec'd it, loading it and its ELF interpreter b
   --userns       without the capability to set /proc/self/exe, run PROGRAM
                  in a new user namespace mapping only the caller's uid and gid,
                  where it can be set (also PRELOAD_USERNS=1)
+  --max-size BYTES
+                 refuse a program from a stream (--fd) longer than BYTES
+                 (suffix K, M or G for KiB, MiB, GiB; default 1G); RLIMIT_FSIZE
+                 bounds it too
   --help         print this help and exit
   --version      print the version and exit
 
@@ -124,7 +134,7 @@ pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<Command<'a>
                     Some(eq) => (&arg[..eq], Some(&arg[eq + 1..])),
                     None => (arg, None),
                 };
-                if !matches!(name, b"--argv0" | b"--reserve" | b"--base" | b"--interp" | b"--fd") {
+                if !matches!(name, b"--argv0" | b"--reserve" | b"--base" | b"--interp" | b"--fd" | b"--max-size") {
                     return Err(UsageError::UnknownOption(arg));
                 }
                 let value = match inline {
@@ -146,6 +156,10 @@ fn set_valued_option<'a>(options: &mut Options<'a>, name: &[u8], value: &'a [u8]
         b"--interp" => options.interp = Some(value),
         b"--reserve" => options.reserve.push(reserve::parse_range(value).map_err(bad)?).map_err(bad)?,
         b"--fd" => options.fd = Some(parse_fd(value).ok_or(bad("--fd needs a descriptor number"))?),
+        b"--max-size" => {
+            options.max_size =
+                Some(parse_size(value).ok_or(bad("--max-size needs a size in bytes (suffix K, M or G)"))?)
+        }
         _ => {
             let base = reserve::parse_address(value).map_err(bad)?;
             if base % PAGE_SIZE != 0 || base == 0 {
@@ -155,6 +169,23 @@ fn set_valued_option<'a>(options: &mut Options<'a>, name: &[u8], value: &'a [u8]
         }
     }
     Ok(())
+}
+
+/// A size: decimal digits, optionally followed by K, M or G (powers of 1024, either case); more
+/// than 0, and less than 2^63.
+fn parse_size(value: &[u8]) -> Option<u64> {
+    let (digits, shift) = match value.last()? {
+        b'k' | b'K' => (&value[..value.len() - 1], 10),
+        b'm' | b'M' => (&value[..value.len() - 1], 20),
+        b'g' | b'G' => (&value[..value.len() - 1], 30),
+        _ => (value, 0),
+    };
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let number = digits.iter().fold(0u64, |n, &digit| n * 10 + u64::from(digit - b'0'));
+    let size = number.checked_mul(1 << shift).filter(|&size| size > 0 && size < 1 << 63)?;
+    Some(size)
 }
 
 /// A descriptor number: decimal digits only, within the range of an `int`.
@@ -275,6 +306,41 @@ mod tests {
             Command::Run { options: Options { userns: true, verbose: true, ..Options::default() }, program: 3 }
         );
         assert_eq!(parse_strs(&["p", "--userns=1", "x"]).unwrap_err(), UsageError::UnknownOption(b"--userns=1"));
+    }
+
+    #[test]
+    fn max_size_takes_bytes_with_an_optional_binary_suffix() {
+        fn size(value: &str) -> Result<u64, UsageError<'_>> {
+            match parse_strs(&["p", "--max-size", value, "x"]) {
+                Ok(Command::Run { options, program: 3 }) => Ok(options.max_size.unwrap()),
+                Ok(other) => panic!("{other:?}"),
+                Err(err) => Err(err),
+            }
+        }
+        assert_eq!(size("1"), Ok(1));
+        assert_eq!(size("4096"), Ok(4096));
+        assert_eq!(size("10K"), Ok(10 << 10));
+        assert_eq!(size("10k"), Ok(10 << 10));
+        assert_eq!(size("3M"), Ok(3 << 20));
+        assert_eq!(size("2g"), Ok(2 << 30));
+        assert_eq!(size("8589934591G"), Ok(8_589_934_591 << 30));
+        for bad in ["", "0", "0K", "K", "1T", "1KB", "-1", "1.5M", " 1", "0x10", "8589934592G", "9223372036854775808"] {
+            assert_eq!(
+                size(bad),
+                Err(UsageError::BadValue(bad.as_bytes(), "--max-size needs a size in bytes (suffix K, M or G)")),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse_strs(&["p", "--max-size=1M", "x"]).unwrap(),
+            Command::Run { options: Options { max_size: Some(1 << 20), ..Options::default() }, program: 2 }
+        );
+        assert_eq!(parse_strs(&["p", "--max-size"]).unwrap_err(), UsageError::MissingValue(b"--max-size"));
+        assert_eq!(
+            parse_strs(&["p", "x"])
+                .map(|cmd| matches!(cmd, Command::Run { options, .. } if options.max_size.is_none())),
+            Ok(true)
+        );
     }
 
     #[test]

@@ -336,3 +336,70 @@ fn path_search_stops_at_an_execute_only_program_instead_of_running_a_later_one()
     let output = Invocation::new("tool").env("PATH", path).unprivileged().run_preloaded();
     assert_error(&output, 126, "executable but not readable", "an execute-only first match in PATH");
 }
+
+/// Issue 15, finding 7: untrusted bytes (a PT_INTERP, a `#!` line, a file name) never forge
+/// extra `preload: ` lines or reach the terminal as control codes; they are escaped.
+#[test]
+fn untrusted_bytes_in_messages_are_escaped() {
+    let scratch = Scratch::new("escaped");
+    let forged = "/x\npreload: forged\x1b[31m\r\x07";
+    let program = patched_true(&scratch, "interp-forged", |b| {
+        let (offset, size) = interp_range(b);
+        let path = format!("{forged:x<width$}", width = size - 1);
+        put(b, offset, path.as_bytes());
+    });
+    let script = scratch.write("script-forged", b"#!/nonexistent/\x1b]0;title\x07\x9b2J -x\n", 0o755);
+    let named = scratch.write("name\npreload: forged\x1b[2J", "not a program\n", 0o755);
+    for (path, mention) in [
+        (&program, "interpreter /x\\npreload: forged\\x1b[31m\\x0d\\x07xx"),
+        (&script, "interpreter /nonexistent/\\x1b]0;title\\x07\\x9b2J"),
+        (&named, "name\\npreload: forged\\x1b[2J"),
+    ] {
+        let output = Invocation::new(path).run_preloaded();
+        let code = output.status.code().unwrap_or(0);
+        assert!([126, 127].contains(&code), "{}: {}", path.display(), render_status(output.status));
+        assert_error(&output, code, mention, &format!("preload {}", path.display()));
+        let stderr = &output.stderr;
+        assert!(
+            !stderr.iter().any(|&b| b < 0x20 && b != b'\n' || b == 0x7f || b >= 0x80),
+            "control or non-UTF-8 bytes reach the terminal: {:?}",
+            String::from_utf8_lossy(stderr)
+        );
+    }
+    // An ordinary UTF-8 path stays readable.
+    let readable = scratch.write("prógramme ✓", "not a program\n", 0o755);
+    let output = Invocation::new(&readable).run_preloaded();
+    assert_error(&output, 126, "prógramme ✓", "a UTF-8 path");
+}
+
+/// Issue 15, finding 1, for a preloader built without sealed support: nothing is a container
+/// there, so a key offered (PRELOAD_KEY_FD) is refused rather than left to the program.
+#[test]
+fn a_key_offered_to_a_preload_without_sealed_support_is_refused() {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("without-sealed");
+    let build = common::output(
+        std::process::Command::new(env!("CARGO"))
+            .args(["build", "--release", "--bin", "preload", "--no-default-features", "--quiet", "--manifest-path"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target),
+    );
+    assert!(build.status.success(), "building without sealed support: {}", String::from_utf8_lossy(&build.stderr));
+    let preload = target.join("release/preload");
+    let tru = common::require_tool("true");
+    let mut command = std::process::Command::new("/bin/sh");
+    command.arg("-c").arg(r#"exec "$@" 3</dev/null"#).arg("sh").arg(&preload).arg(&tru).env("PRELOAD_KEY_FD", "3");
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let output = common::run(command, None, "a key offered without sealed support");
+    assert_error(&output, 126, "no sealed support", "a key offered without sealed support");
+    let mut plain = std::process::Command::new(&preload);
+    plain
+        .arg(&tru)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    assert!(common::run(plain, None, "no key").status.success(), "without a key it runs");
+}

@@ -452,3 +452,86 @@ fn a_100_mib_streamed_program_costs_no_copy() {
     // The segments are mapped from the memfd, not copied: the untouched 100 MiB stay out of RSS.
     assert!(peak * 1024 < size / 4, "peak RSS {peak} KiB: the segments were copied, not mapped from the memfd");
 }
+
+/// Issue 15, finding 10: a non-blocking socket handed in is waited on, not changed: O_NONBLOCK
+/// belongs to the open file description the caller shares.
+#[test]
+fn a_non_blocking_socket_stays_non_blocking() {
+    const F_GETFL: i32 = 3;
+    const O_NONBLOCK: i32 = 0o4000;
+    let program = build_c("hello", Variant::Static);
+    let bytes = fs::read(&program).unwrap();
+    let (ours, mut theirs) = UnixStream::pair().expect("socketpair");
+    ours.set_nonblocking(true).unwrap();
+    let kept = ours.try_clone().unwrap();
+    // Late, so that the preloader finds nothing to read at first (EAGAIN).
+    let feeder = thread::spawn(move || {
+        thread::sleep(std::time::Duration::from_millis(300));
+        drop(theirs.write_all(&bytes))
+    });
+    let source: OwnedFd = ours.into();
+    let inv = Invocation::new(&program).arg("non-blocking");
+    let mut cmd = inv.clone().preload_option("--fd").preload_option(FD.to_string()).preloaded_command();
+    let raw = source.as_raw_fd();
+    // SAFETY: `hand_over` is async-signal-safe; `raw` stays open until the child is spawned.
+    unsafe {
+        cmd.pre_exec(move || hand_over(raw));
+    }
+    let output = common::run(cmd, None, "a program from a non-blocking socket");
+    drop(source);
+    feeder.join().unwrap();
+    assert!(
+        output.status.success(),
+        "{}: {}",
+        common::render_status(output.status),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // SAFETY: F_GETFL only reads the flags of a descriptor this test owns.
+    let flags = unsafe { fcntl(kept.as_raw_fd(), F_GETFL) };
+    assert!(flags >= 0 && flags & O_NONBLOCK != 0, "the caller's socket came back blocking (flags {flags:#o})");
+}
+
+/// `sh -c SCRIPT sh PRELOAD`, for streams set up by the shell.
+fn shell_with_preload(script: &str) -> Output {
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c").arg(script).arg("sh").arg(common::preload());
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    common::run(cmd, None, script)
+}
+
+/// Exit 126, one `preload: ` line naming the stream and `reason`.
+fn assert_stream_refused(output: &Output, reason: &str, what: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(126), "{what}: {} ({stderr})", common::render_status(output.status));
+    assert!(stderr.starts_with("preload: app (fd 0): ") && stderr.lines().count() == 1, "{what}: {stderr}");
+    assert!(stderr.contains(reason), "{what}: {stderr}");
+    assert!(output.stdout.is_empty(), "{what}: the program ran");
+}
+
+/// Issue 15, finding 4: a stream is bounded, by --max-size (default 1 GiB) and by RLIMIT_FSIZE,
+/// and refused cleanly (126, one line naming the limit) when longer: no memfd filling up
+/// until the OOM killer comes, no SIGXFSZ.
+#[test]
+fn a_stream_longer_than_its_limit_is_refused() {
+    let tru = require_tool("true");
+    let endless =
+        format!("(head -c 4096 {}; cat /dev/zero) 2>/dev/null | \"$1\" --max-size 8M --fd 0 app", tru.display());
+    assert_stream_refused(&shell_with_preload(&endless), "longer than --max-size", "an endless stream");
+    // ulimit -f counts blocks of 512 (dash) or 1024 bytes: either way less than `true`.
+    let limited = format!("ulimit -f 10; cat {} | \"$1\" --fd 0 app", tru.display());
+    assert_stream_refused(&shell_with_preload(&limited), "RLIMIT_FSIZE", "a stream over ulimit -f");
+    // Within both, it runs.
+    let fits = format!("ulimit -f 100000; cat {} | \"$1\" --max-size 1M --fd 0 app", tru.display());
+    let output = shell_with_preload(&fits);
+    assert!(
+        output.status.success(),
+        "{}: {}",
+        common::render_status(output.status),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let exact = fs::metadata(&tru).unwrap().len();
+    let at_limit = format!("cat {} | \"$1\" --max-size {exact} --fd 0 app", tru.display());
+    assert!(shell_with_preload(&at_limit).status.success(), "a program of exactly --max-size runs");
+    let below = format!("cat {} | \"$1\" --max-size {} --fd 0 app", tru.display(), exact - 1);
+    assert_stream_refused(&shell_with_preload(&below), "longer than --max-size", "one byte over --max-size");
+}

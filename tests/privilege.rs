@@ -244,3 +244,81 @@ fn plain_program_gets_no_setid_note() {
     facts(&output, "probe through preload --verbose");
     assert!(!stderr(&output).contains("not honoured"), "{}", stderr(&output));
 }
+
+/// Issue 15, finding 5: the capability is not effective while files are opened. A program
+/// nobody cannot reach (its directory is mode 000) stays out of reach through the capable
+/// preload, also by /proc/PID/map_files (which CAP_CHECKPOINT_RESTORE opens) of a process of
+/// nobody's that maps it.
+#[test]
+fn capability_is_not_effective_while_files_are_opened() {
+    let scratch = Scratch::new("capable-locked");
+    let preloader = capable_preload(&scratch);
+    let locked = scratch.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    let sleep = scratch.copy(Path::new("/bin/sleep"), "locked/sleep", 0o755);
+    let setpriv = common::require_tool("setpriv");
+    let mut holder = Command::new(&setpriv);
+    holder.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"]).arg(&sleep).arg("30");
+    holder.stdin(std::process::Stdio::null());
+    let mut holder = common::spawn(&mut holder).unwrap();
+    let maps_path = format!("/proc/{}/maps", holder.id());
+    let mapping = (0..100)
+        .find_map(|_| {
+            let maps = std::fs::read_to_string(&maps_path).unwrap_or_default();
+            let line = maps.lines().find(|line| line.ends_with("/locked/sleep")).map(str::to_owned);
+            if line.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            line
+        })
+        .expect("scenario check: the holder maps its program");
+    std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let map_file = format!("/proc/{}/map_files/{}", holder.id(), mapping.split(' ').next().unwrap());
+    let plain = Invocation::new(&map_file).arg("0").unprivileged().run_preloaded();
+    let capable = probe_run(&preloader).arg(&map_file).arg("0").unprivileged().run_direct();
+    let locked_path = Invocation::new(&sleep).arg("0").unprivileged().run_preloaded();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    assert_eq!(
+        plain.status.code(),
+        Some(126),
+        "scenario check: plain preload cannot open {map_file}: {}",
+        stderr(&plain)
+    );
+    assert_eq!(locked_path.status.code(), Some(126), "scenario check: nobody cannot reach the locked directory");
+    assert_eq!(
+        capable.status.code(),
+        Some(126),
+        "the capable preload opened {map_file} with its capability: {}",
+        stderr(&capable)
+    );
+    assert!(stderr(&capable).contains("Operation not permitted"), "{}", stderr(&capable));
+    // That exe is still set: capability_gives_nobody_exe_and_nothing_else.
+}
+
+/// Issue 15, finding 3: with the capability, exe never names a program whose exec would have
+/// changed the caller's credentials (set-user-ID, set-group-ID, file capabilities), since the
+/// program runs without them and with whatever the caller injects (LD_PRELOAD).
+#[test]
+fn capability_never_points_exe_at_a_set_id_or_capable_program() {
+    let scratch = Scratch::new("capable-setid");
+    let preloader = capable_preload(&scratch);
+    let setuid = scratch.copy(&probe_program(), "setuid-probe", 0o4755);
+    let setgid = scratch.copy(&probe_program(), "setgid-probe", 0o2755);
+    let capable = scratch.copy(&probe_program(), "capable-probe", 0o755);
+    let set = common::output(Command::new(admin_tool("setcap")).arg("cap_net_raw+ep").arg(&capable));
+    assert!(set.status.success(), "setcap: {}", stderr(&set));
+    for program in [&setuid, &setgid, &capable] {
+        let output = probe_run(&preloader).arg("--verbose").arg(program).unprivileged().run_direct();
+        let what = format!("{} as nobody through the capable preload", program.display());
+        let preloaded = facts(&output, &what);
+        assert_eq!(Path::new(&preloaded["exe"]), preloader, "{what}: exe");
+        assert_eq!(preloaded["status.Uid"], "65534 65534 65534 65534", "{what}: the caller's credentials");
+        assert!(stderr(&output).contains("preload: /proc/self/exe left on the preloader: "), "{}", stderr(&output));
+    }
+    // A plain program still gets its exe (as capability_gives_nobody_exe_and_nothing_else).
+    let plain = scratch.copy(&probe_program(), "plain-probe", 0o755);
+    let preloaded = facts(&probe_run(&preloader).arg(&plain).unprivileged().run_direct(), "plain");
+    assert_eq!(Path::new(&preloaded["exe"]), plain, "a plain program's exe");
+}

@@ -893,3 +893,197 @@ fn a_sealed_program_is_refused_under_mdwe_naming_it() {
     assert!(refused.stdout.is_empty(), "nothing ran");
     assert!(run_sealed(&sealed, &keyed.key, &[]).status.success(), "scenario check: it runs without MDWE");
 }
+
+/// Issue 15, finding 1: with a key offered, a plain program (or a script) in place of the
+/// container is refused, by path and from a pipe, and never runs with the key's descriptor.
+#[test]
+fn a_plain_program_in_place_of_a_container_is_refused_when_a_key_is_offered() {
+    let marker = Marker::new("sealed-plain-impostor");
+    let scratch = &marker.keyed.scratch;
+    let plain = scratch.copy(&build_c("hello", Variant::Pie), "app.sealed", 0o755);
+    let script = scratch.write("script.sealed", format!("#!{}\n", plain.display()), 0o755);
+    for (impostor, what) in [(&plain, "a plain ELF"), (&script, "a #! script")] {
+        let output = marker.run_with_key(impostor);
+        marker.assert_refused(&output, "not a sealed container", what);
+        // Without a key it is an ordinary program, and runs.
+        let output = marker.run(impostor, &marker.keyed.key, &[], &[]);
+        assert!(output.status.success(), "{what} without a key: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(marker.marker.exists(), "{what} without a key ran");
+    }
+    // From a pipe: `cat plain | PRELOAD_KEY_FD=3 preload --fd 0 app`.
+    let _ = fs::remove_file(&marker.marker);
+    let script = format!(r#"cat '{}' | exec "$@" 3<'{}'"#, plain.display(), marker.keyed.key.display());
+    let marker_path = marker.marker.to_string_lossy();
+    let words = [common::preload().as_os_str(), OsStr::new("--fd"), OsStr::new("0"), OsStr::new("app")];
+    let words: Vec<&OsStr> = words.into_iter().chain([OsStr::new("--touch"), OsStr::new(&*marker_path)]).collect();
+    let mut command = shell(&script, &words, scratch.path());
+    command.env("PRELOAD_KEY_FD", KEY_FD);
+    let output = common::run(command, None, "a plain ELF from a pipe with a key");
+    marker.assert_refused(&output, "not a sealed container", "a plain ELF from a pipe");
+}
+
+/// A key descriptor that sends part of a key and never ends is given up after 10 s.
+#[test]
+fn a_key_descriptor_that_never_ends_is_given_up() {
+    let marker = Marker::new("sealed-key-stalls");
+    let marker_path = marker.marker.to_string_lossy();
+    // The key's pipe: four bytes, and the writing end kept open by the test.
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    std::io::Write::write_all(&mut writer, b"0123").unwrap();
+    let words: Vec<&OsStr> =
+        [common::preload().as_os_str(), marker.sealed.as_os_str(), OsStr::new("--touch"), OsStr::new(&*marker_path)]
+            .into();
+    let mut command = shell(r#"exec "$@" 3<&0 </dev/null"#, &words, marker.keyed.scratch.path());
+    command.env("PRELOAD_KEY_FD", KEY_FD).stdin(reader);
+    let started = std::time::Instant::now();
+    let output = common::run(command, None, "a stalled key");
+    drop(writer);
+    marker.assert_refused(&output, "sent nothing more for 10 s", "a stalled key");
+    assert!(started.elapsed().as_secs() < 25, "the wait was not bounded: {:?}", started.elapsed());
+}
+
+/// The first 64 bytes of ChaCha20's keystream for `key`, `nonce` and block `counter` (RFC 8439
+/// 2.3): block 0's first 32 bytes are the Poly1305 one-time key.
+fn chacha20_block(key: &[u8; 32], nonce: &[u8; 12], counter: u32) -> [u8; 64] {
+    fn quarter(s: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize) {
+        s[a] = s[a].wrapping_add(s[b]);
+        s[d] = (s[d] ^ s[a]).rotate_left(16);
+        s[c] = s[c].wrapping_add(s[d]);
+        s[b] = (s[b] ^ s[c]).rotate_left(12);
+        s[a] = s[a].wrapping_add(s[b]);
+        s[d] = (s[d] ^ s[a]).rotate_left(8);
+        s[c] = s[c].wrapping_add(s[d]);
+        s[b] = (s[b] ^ s[c]).rotate_left(7);
+    }
+    let word = |bytes: &[u8]| u32::from_le_bytes(bytes.try_into().unwrap());
+    let mut state = [0u32; 16];
+    state[..4].copy_from_slice(&[0x61707865, 0x3320646e, 0x79622d32, 0x6b206574]);
+    for i in 0..8 {
+        state[4 + i] = word(&key[4 * i..4 * i + 4]);
+    }
+    state[12] = counter;
+    for i in 0..3 {
+        state[13 + i] = word(&nonce[4 * i..4 * i + 4]);
+    }
+    let mut working = state;
+    for _ in 0..10 {
+        quarter(&mut working, 0, 4, 8, 12);
+        quarter(&mut working, 1, 5, 9, 13);
+        quarter(&mut working, 2, 6, 10, 14);
+        quarter(&mut working, 3, 7, 11, 15);
+        quarter(&mut working, 0, 5, 10, 15);
+        quarter(&mut working, 1, 6, 11, 12);
+        quarter(&mut working, 2, 7, 8, 13);
+        quarter(&mut working, 3, 4, 9, 14);
+    }
+    let mut out = [0u8; 64];
+    for i in 0..16 {
+        out[4 * i..4 * i + 4].copy_from_slice(&working[i].wrapping_add(state[i]).to_le_bytes());
+    }
+    out
+}
+
+#[test]
+fn chacha20_block_is_rfc_8439s() {
+    // RFC 8439 2.3.2.
+    let key: [u8; 32] = core::array::from_fn(|i| i as u8);
+    let nonce = [0, 0, 0, 9, 0, 0, 0, 0x4a, 0, 0, 0, 0];
+    assert_eq!(chacha20_block(&key, &nonce, 1)[..8], [0x10, 0xf1, 0xe7, 0xe4, 0xd1, 0x3b, 0x59, 0x15]);
+}
+
+/// Where `needles` occur in every readable mapping of process `pid`: "NAME at ADDR (MAPPING)".
+fn find_in_memory(pid: u32, needles: &[(&str, &[u8])]) -> Vec<String> {
+    use std::os::unix::fs::FileExt;
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mem = fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (range, perms) = (fields.next().unwrap(), fields.next().unwrap());
+        let (start, end) = range.split_once('-').unwrap();
+        let (start, end) = (u64::from_str_radix(start, 16).unwrap(), u64::from_str_radix(end, 16).unwrap());
+        if !perms.starts_with('r') || line.ends_with("[vvar]") || line.ends_with("[vsyscall]") {
+            continue;
+        }
+        let mut bytes = vec![0u8; (end - start) as usize];
+        if mem.read_exact_at(&mut bytes, start).is_err() {
+            continue;
+        }
+        scanned += 1;
+        for (name, needle) in needles {
+            for at in bytes.windows(needle.len()).enumerate().filter(|(_, w)| w == needle).map(|(at, _)| at) {
+                found.push(format!("{name} at {:#x} ({line})", start + at as u64));
+            }
+        }
+    }
+    assert!(scanned > 3, "scenario check: the program's mappings were read:\n{maps}");
+    found
+}
+
+/// Issue 15, finding 2: nothing of the key, its cipher states or the Poly1305 one-time key
+/// stays in the running program's memory (stack, heap, anything mapped).
+#[test]
+fn nothing_of_the_key_stays_in_the_programs_memory() {
+    let keyed = Keyed::new("sealed-key-memory");
+    let (_, sealed) = keyed.seal(Path::new("/bin/cat"), "cat");
+    let key: [u8; 32] = fs::read(&keyed.key).unwrap().try_into().unwrap();
+    let container = fs::read(&sealed).unwrap();
+    let nonce: [u8; 12] = container[12..24].try_into().unwrap();
+    let one_time = chacha20_block(&key, &nonce, 0);
+    let needles: [(&str, &[u8]); 5] = [
+        ("the key's first half", &key[..16]),
+        ("the key's second half", &key[16..]),
+        ("the one-time key's r", &one_time[..16]),
+        ("the one-time key's s", &one_time[16..32]),
+        ("the keystream's first block", &one_time[32..48]),
+    ];
+    let name = "./cat".to_string();
+    let script = format!(r#"unset PWD OLDPWD; exec "$@" 3<'{}'"#, keyed.key.display());
+    let words = [common::preload().as_os_str(), OsStr::new(&name)];
+    let mut command = shell(&script, &words, sealed.parent().unwrap());
+    command.env("PRELOAD_KEY_FD", KEY_FD).stdin(Stdio::piped());
+    let mut child = common::spawn(&mut command).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // cat echoing a line is cat running.
+    std::io::Write::write_all(&mut stdin, b"ready\n").unwrap();
+    let mut echoed = [0u8; 6];
+    let echo = std::io::Read::read_exact(&mut stdout, &mut echoed);
+    let found = find_in_memory(child.id(), &needles);
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(echo.is_ok() && &echoed == b"ready\n", "the sealed cat ran: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(found.is_empty(), "key material in the program's memory:\n{}", found.join("\n"));
+}
+
+/// Issue 15, finding 6: a forged container is refused on its tag before its declared body is
+/// held: a sparse container declaring a 256 MiB body fails authentication (126) under an
+/// address-space limit of 128 MiB, where reading the body first ran out of memory.
+#[test]
+fn a_forged_large_container_is_refused_before_its_body_is_held() {
+    let marker = Marker::new("sealed-forged-large");
+    let body_size: u64 = 256 << 20;
+    let forged = marker.variant("forged", |bytes| {
+        bytes.truncate(40);
+        bytes[24..32].copy_from_slice(&body_size.to_le_bytes());
+        bytes[32..40].copy_from_slice(&body_size.to_le_bytes());
+    });
+    fs::OpenOptions::new().write(true).open(&forged).unwrap().set_len(40 + body_size + 16).unwrap();
+    let script = format!(r#"ulimit -v 131072; exec "$@" 3<'{}'"#, marker.keyed.key.display());
+    let marker_path = marker.marker.to_string_lossy();
+    let words = [common::preload().as_os_str(), forged.as_os_str(), OsStr::new("--touch"), OsStr::new(&*marker_path)];
+    let mut command = shell(&script, &words, marker.keyed.scratch.path());
+    command.env("PRELOAD_KEY_FD", KEY_FD);
+    let output = common::run(command, None, "a forged 256 MiB container");
+    marker.assert_refused(&output, "authentication failed", "a forged 256 MiB container");
+    // The real one still runs under the same limit.
+    let script = format!(r#"ulimit -v 131072; exec "$@" 3<'{}'"#, marker.keyed.key.display());
+    let words =
+        [common::preload().as_os_str(), marker.sealed.as_os_str(), OsStr::new("--touch"), OsStr::new(&*marker_path)];
+    let mut command = shell(&script, &words, marker.keyed.scratch.path());
+    command.env("PRELOAD_KEY_FD", KEY_FD);
+    let output = common::run(command, None, "the real container under the limit");
+    assert!(output.status.success() && marker.marker.exists(), "{}", String::from_utf8_lossy(&output.stderr));
+}

@@ -102,6 +102,9 @@ fn check_options_round_trip(options: &Options) {
     if let Some(fd) = options.fd {
         args.extend([b"--fd".to_vec(), fd.to_string().into_bytes()]);
     }
+    if let Some(max_size) = options.max_size {
+        args.extend([b"--max-size".to_vec(), max_size.to_string().into_bytes()]);
+    }
     for (name, value) in [(&b"--argv0"[..], options.argv0), (b"--interp", options.interp)] {
         if let Some(value) = value {
             args.extend([name.to_vec(), value.to_vec()]);

@@ -30,8 +30,10 @@ const SYM_SIZE: u64 = 24;
 const STT_OBJECT: u8 = 1;
 const STB_GLOBAL: u8 = 1;
 const STB_WEAK: u8 = 2;
-/// No hash chain in a sane image is longer than this; it bounds work on malformed ones.
-const MAX_CHAIN: u32 = 1 << 20;
+/// No hash chain in a sane image is longer than this (a chain holds the symbols of one bucket:
+/// a few at most, and a table whose every symbol is in one bucket still has fewer); it bounds
+/// work on malformed ones.
+pub const MAX_CHAIN: u32 = 1 << 16;
 
 struct Tables {
     symtab: u64,
@@ -92,6 +94,16 @@ fn matching_value(mem: &impl Memory, tables: &Tables, index: u32, name: &[u8]) -
     (&candidate[..name.len()] == name && candidate[name.len()] == 0).then(|| mem.u64_at(sym, 8)).flatten()
 }
 
+/// One past the highest symbol index the symbol table can have: it ends where the string table
+/// starts when that follows it (as every linker lays them out), else [`MAX_CHAIN`] bounds it.
+/// A DT_GNU_HASH chain cannot run past the last symbol.
+fn symbol_count_bound(tables: &Tables) -> u32 {
+    match tables.strtab.checked_sub(tables.symtab) {
+        Some(size) if size > 0 => u32::try_from(size / SYM_SIZE).unwrap_or(u32::MAX),
+        _ => u32::MAX,
+    }
+}
+
 fn lookup_gnu(mem: &impl Memory, tables: &Tables, table: u64, name: &[u8]) -> Option<u64> {
     let nbuckets = mem.u32_at(table, 0)?;
     let symoffset = mem.u32_at(table, 4)?;
@@ -103,10 +115,14 @@ fn lookup_gnu(mem: &impl Memory, tables: &Tables, table: u64, name: &[u8]) -> Op
     let buckets = table.checked_add(16 + 8 * u64::from(bloom_words))?;
     let chains = buckets.checked_add(4 * u64::from(nbuckets))?;
     let mut index = mem.u32_at(buckets, 4 * u64::from(hash % nbuckets))?;
+    let symbols = symbol_count_bound(tables);
     if index < symoffset {
         return None;
     }
     for _ in 0..MAX_CHAIN {
+        if index >= symbols {
+            return None;
+        }
         let chain_hash = mem.u32_at(chains, 4 * u64::from(index - symoffset))?;
         if chain_hash | 1 == hash | 1
             && let Some(value) = matching_value(mem, tables, index, name)
@@ -292,6 +308,38 @@ mod tests {
             let mem = WrapsAround(image(gnu, 0x11));
             assert_eq!(find_object(&mem, 0, 64, b"main"), Some(0x1000), "the image alone resolves");
             assert_eq!(find_object(&mem, u64::MAX - 15, 16 * 5, b"main"), None, "gnu={gnu}");
+        }
+    }
+
+    /// Counts the reads of the memory it wraps.
+    struct Counting<M>(M, core::cell::Cell<u64>);
+
+    impl<M: Memory> Memory for Counting<M> {
+        fn read(&self, vaddr: u64, buf: &mut [u8]) -> bool {
+            self.1.set(self.1.get() + 1);
+            self.0.read(vaddr, buf)
+        }
+    }
+
+    /// Issue 15, finding 8: a DT_GNU_HASH chain that never ends (no entry with the low bit set)
+    /// in a 4 MiB image is followed no further than the symbol table or MAX_CHAIN allows.
+    #[test]
+    fn a_chain_that_never_ends_is_bounded_by_the_table() {
+        for gnu_first in [false, true] {
+            let mut img = image(true, 0x11);
+            // Every chain entry from symbol 1 on: a hash that matches nothing, never an end.
+            for i in 0..(4 << 20) / 4 - (HASH + 28) / 4 {
+                img.put_u32(HASH + 28 + 4 * i, 0x5555_5554);
+            }
+            if gnu_first {
+                // The symbol table then ends where the string table starts: 16 symbols.
+                img.put_u64(DYN + 8, (SYMTAB + 16 * 24) as u64);
+            }
+            let mem = Counting(img, core::cell::Cell::new(0));
+            assert_eq!(find_object(&mem, DYN as u64, 64, b"absent"), None);
+            let reads = mem.1.get();
+            let bound = if gnu_first { 64 } else { u64::from(MAX_CHAIN) + 64 };
+            assert!(reads <= bound, "{reads} reads (at most {bound}), strtab after symtab: {gnu_first}");
         }
     }
 

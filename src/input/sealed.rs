@@ -264,6 +264,46 @@ pub fn open(key: &Key, header_bytes: &[u8; HEADER_SIZE], body: &mut [u8], tag: &
     }
 }
 
+/// The tag of a container checked over a body read in pieces, in memory independent of the
+/// size its header declares: so that a forged container is refused before its body is held
+/// (a sparse file declaring 64 GiB would otherwise be read into memory first). It is the same
+/// computation as [`open`]'s (RFC 8439 2.8: Poly1305 keyed with the first 32 bytes of the
+/// ChaCha20 keystream, over the header padded to 16 bytes, the body padded, and both lengths).
+/// Only a check: what is used is what [`open`] authenticates again as it holds it, so a file
+/// changed in between is refused there.
+pub struct Authenticator {
+    mac: preload_aead::Authenticator,
+    body_size: u64,
+}
+
+impl Authenticator {
+    pub fn new(key: &Key, header_bytes: &[u8; HEADER_SIZE]) -> Result<Self, Refusal> {
+        let header = Header::parse(header_bytes)?;
+        let mac = preload_aead::Authenticator::new(&key.0, &header.nonce, header_bytes);
+        Ok(Self { mac, body_size: header.body_size })
+    }
+
+    /// The next `piece` of the body. Every piece but the last is a multiple of
+    /// [`AUTHENTICATION_PIECE`] bytes (whole Poly1305 blocks).
+    pub fn update(&mut self, piece: &[u8]) {
+        self.mac.update(piece);
+    }
+
+    /// Whether `tag` is the container's: the whole body must have been fed.
+    pub fn verify(self, tag: &[u8; TAG_SIZE]) -> Result<(), Refusal> {
+        if self.mac.fed() != self.body_size {
+            return Err(Refusal::cannot_execute(TRUNCATED));
+        }
+        match self.mac.verify(tag) {
+            true => Ok(()),
+            false => Err(Refusal::cannot_execute(AUTHENTICATION_FAILED)),
+        }
+    }
+}
+
+/// The size of the pieces the body is authenticated in (a multiple of Poly1305's 16 bytes).
+pub const AUTHENTICATION_PIECE: usize = 64 * 1024;
+
 /// How much inflated output stays readable behind the newest byte: twice deflate's 32 KiB
 /// window, so that a segment may start up to 32 KiB before where the previous one ended (they
 /// share at most a page in a normal ELF) without inflating again from the start.
@@ -588,6 +628,45 @@ mod tests {
         let mut body = container[HEADER_SIZE..tag_at].to_vec();
         open(&Secret(*key), header_bytes, &mut body, container[tag_at..].try_into().unwrap())?;
         decode_all(header.compressor, &body, header.program_size)
+    }
+
+    /// The tag checked as the shell checks a large container: the body in pieces of `piece`.
+    fn authenticate(container: &[u8], key: &[u8; KEY_SIZE], piece: usize) -> Result<(), Refusal> {
+        let header_bytes: &[u8; HEADER_SIZE] = container[..HEADER_SIZE].try_into().unwrap();
+        let mut auth = Authenticator::new(&Secret(*key), header_bytes)?;
+        let tag_at = container.len() - TAG_SIZE;
+        for chunk in container[HEADER_SIZE..tag_at].chunks(piece) {
+            auth.update(chunk);
+        }
+        auth.verify(container[tag_at..].try_into().unwrap())
+    }
+
+    #[test]
+    fn authenticating_in_pieces_agrees_with_open() {
+        for len in [1, 15, 16, 17, 1000, 200_000] {
+            let container = seal_program(&sample(len), &KEY);
+            for piece in [16, 64, AUTHENTICATION_PIECE] {
+                assert_eq!(authenticate(&container, &KEY, piece), Ok(()), "{len} bytes in pieces of {piece}");
+                assert_eq!(
+                    authenticate(&container, &[8; KEY_SIZE], piece),
+                    Err(Refusal::cannot_execute(AUTHENTICATION_FAILED)),
+                    "wrong key"
+                );
+            }
+            for at in [HEADER_SIZE - 1, HEADER_SIZE, container.len() / 2 + HEADER_SIZE / 2, container.len() - 1] {
+                let mut flipped = container.clone();
+                flipped[at] ^= 0x10;
+                let piecewise = authenticate(&flipped, &KEY, 64);
+                assert!(piecewise.is_err(), "{len} bytes, byte {at} flipped");
+                assert_eq!(piecewise.is_err(), unseal(&flipped, &KEY).is_err());
+            }
+        }
+        // A body fed short is refused.
+        let container = seal_program(&sample(1000), &KEY);
+        let header_bytes: &[u8; HEADER_SIZE] = container[..HEADER_SIZE].try_into().unwrap();
+        let mut auth = Authenticator::new(&Secret(KEY), header_bytes).unwrap();
+        auth.update(&container[HEADER_SIZE..HEADER_SIZE + 16]);
+        assert_eq!(auth.verify(&[0; TAG_SIZE]), Err(Refusal::cannot_execute(TRUNCATED)));
     }
 
     /// Compressible but not trivial: a text-like pattern with a pseudo-random part.

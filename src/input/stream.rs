@@ -48,11 +48,41 @@ pub fn check_start(bytes: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The most bytes a stream may bring, and which limit that is (for the refusal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    pub bytes: u64,
+    /// Why the stream is refused when it brings more.
+    pub reason: &'static str,
+}
+
+impl Limit {
+    /// The lower of `--max-size` (or its default) and RLIMIT_FSIZE, which the memfd the
+    /// stream goes into is subject to (a write past it would raise SIGXFSZ).
+    pub fn new(max_size: Option<u64>, file_size_limit: Option<u64>) -> Self {
+        let max = match max_size {
+            Some(bytes) => Self { bytes, reason: "the stream is longer than --max-size" },
+            None => Self {
+                bytes: crate::cli::DEFAULT_MAX_SIZE,
+                reason: "the stream is longer than 1 GiB, the default --max-size",
+            },
+        };
+        match file_size_limit {
+            Some(bytes) if bytes < max.bytes => {
+                Self { bytes, reason: "the stream is longer than RLIMIT_FSIZE (ulimit -f) allows a file" }
+            }
+            _ => max,
+        }
+    }
+}
+
 /// Pass every byte of `stream` to `sink`, through `window` (which bounds what is in flight),
-/// checking the start as it arrives ([`check_start`]). Returns the number of bytes.
+/// checking the start as it arrives ([`check_start`]), and refusing a stream longer than
+/// `limit` before any byte past it reaches `sink`. Returns the number of bytes.
 pub fn drain(
     stream: &mut impl ByteStream,
     window: &mut [u8],
+    limit: Limit,
     mut sink: impl FnMut(&[u8]) -> Result<(), Refusal>,
 ) -> Result<u64, Refusal> {
     let mut header = [0u8; SIZEOF_EHDR];
@@ -67,6 +97,9 @@ pub fn drain(
             let take = len.min(SIZEOF_EHDR - start);
             header[start..start + take].copy_from_slice(&chunk[..take]);
             check_start(&header[..start + take]).map_err(Refusal::cannot_execute)?;
+        }
+        if total + len as u64 > limit.bytes {
+            return Err(Refusal::cannot_execute(limit.reason));
         }
         sink(chunk)?;
         total += len as u64;
@@ -114,7 +147,7 @@ mod tests {
         let mut stream = Chunked { data, sizes, calls: 0 };
         let mut out = Vec::new();
         let mut window = vec![0u8; window];
-        let result = drain(&mut stream, &mut window, |chunk| {
+        let result = drain(&mut stream, &mut window, Limit::new(None, None), |chunk| {
             out.extend_from_slice(chunk);
             Ok(())
         });
@@ -167,11 +200,43 @@ mod tests {
                 Err(Refusal::cannot_execute("Input/output error"))
             }
         }
-        assert_eq!(drain(&mut Failing, &mut [0; 8], |_| Ok(())).unwrap_err().reason, "Input/output error");
+        let limit = Limit::new(None, None);
+        assert_eq!(drain(&mut Failing, &mut [0; 8], limit, |_| Ok(())).unwrap_err().reason, "Input/output error");
         let data = program(1000);
         let mut stream = Chunked { data: &data, sizes: &[100], calls: 0 };
         let full = Refusal::failure("No space left on device");
-        assert_eq!(drain(&mut stream, &mut [0; 100], |_| Err(full)), Err(full));
+        assert_eq!(drain(&mut stream, &mut [0; 100], limit, |_| Err(full)), Err(full));
+    }
+
+    #[test]
+    fn the_limit_is_the_lower_of_max_size_and_rlimit_fsize() {
+        let default = Limit::new(None, None);
+        assert_eq!(default.bytes, 1 << 30);
+        assert!(default.reason.contains("default --max-size"));
+        assert_eq!(Limit::new(Some(4096), Some(1 << 40)), Limit { bytes: 4096, ..Limit::new(Some(1), None) });
+        let fsize = Limit::new(Some(1 << 20), Some(10 << 10));
+        assert_eq!(fsize.bytes, 10 << 10);
+        assert!(fsize.reason.contains("RLIMIT_FSIZE"), "{}", fsize.reason);
+        assert_eq!(Limit::new(None, Some(2 << 30)).bytes, 1 << 30);
+    }
+
+    #[test]
+    fn a_stream_longer_than_the_limit_is_refused_before_the_excess_is_passed_on() {
+        let data = program(10_000);
+        for (sizes, window) in [(&[1usize][..], 7), (&[3, 64, 1000][..], 4096), (&[usize::MAX][..], 65536)] {
+            let limit = Limit::new(Some(9_999), None);
+            let mut stream = Chunked { data: &data, sizes, calls: 0 };
+            let mut passed = 0u64;
+            let result = drain(&mut stream, &mut vec![0; window], limit, |chunk| {
+                passed += chunk.len() as u64;
+                Ok(())
+            });
+            assert_eq!(result, Err(Refusal::cannot_execute("the stream is longer than --max-size")), "{sizes:?}");
+            assert!(passed <= 9_999, "{passed} bytes passed on");
+            let mut stream = Chunked { data: &data, sizes, calls: 0 };
+            let exact = drain(&mut stream, &mut vec![0; window], Limit::new(Some(10_000), None), |_| Ok(()));
+            assert_eq!(exact, Ok(10_000), "a stream of exactly the limit");
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@
 use goblin::elf64::program_header::{PT_LOAD, ProgramHeader};
 
 use crate::plan::load::Segment;
+use crate::report::msg::Msg;
 use crate::{PAGE_SIZE, page_align};
 
 pub const SYS_WRITE: u64 = 1;
@@ -316,10 +317,13 @@ pub fn stub_zone(stack_top: u64, stack_limit: u64, mmap_top: u64, len: u64) -> O
 /// The failure message stage 2 writes before exiting with 127: `preload: NAME: ` and the reason.
 pub const FAILURE_REASON: &str = "the exec could not be finished after the preloader had stepped aside (mapping the image, the vDSO or the mm fields failed)\n";
 
-/// Writes `preload: NAME: reason\n` into `out`, cut to fit; returns the length.
+/// Writes `preload: NAME: reason\n` into `out`, cut to fit, NAME escaped ([`Msg::escaped`]);
+/// returns the length.
 pub fn failure_message(name: &[u8], out: &mut [u8]) -> usize {
+    let mut escaped = Msg::<1024>::new();
+    escaped.escaped(name);
     let mut len = 0;
-    for part in [b"preload: ".as_slice(), name, b": ", FAILURE_REASON.as_bytes()] {
+    for part in [b"preload: ".as_slice(), escaped.as_bytes(), b": ", FAILURE_REASON.as_bytes()] {
         let take = part.len().min(out.len() - len);
         out[len..len + take].copy_from_slice(&part[..take]);
         len += take;
@@ -455,5 +459,7 @@ mod tests {
         let mut small = [0u8; 16];
         assert_eq!(failure_message(b"/bin/true", &mut small), 16);
         assert_eq!(small[15], b'\n');
+        let len = failure_message(b"a\x1b[2J\nb", &mut out);
+        assert!(out[..len].starts_with(b"preload: a\\x1b[2J\\nb: "), "{:?}", &out[..len]);
     }
 }

@@ -167,28 +167,54 @@ impl Placement {
 /// it decides, as it was mapped last; bss pages are read-write (plus exec for PF_X); file pages
 /// past the end of the file (`file_size`) are mapped but fault, so they count as none.
 pub fn page_flags(image: &Image, page: u64, file_size: u64) -> Option<u32> {
-    image.loads().rev().find_map(|ph| {
-        let seg = Segment::of(ph);
-        let in_file = seg.start <= page && page - seg.start < seg.file_len;
-        let in_bss = seg.anon.is_some_and(|(start, end)| start <= page && page < end);
-        let past_eof = in_file && seg.offset.saturating_add(page - seg.start) >= file_size;
-        (in_file || in_bss).then_some(match (in_file, past_eof) {
-            (true, false) => ph.p_flags,
-            (true, true) => 0,
-            (false, _) => PF_R | PF_W | (ph.p_flags & PF_X),
-        })
-    })
+    page_run(image, page_start(page), file_size).map(|(flags, _)| flags)
 }
 
-/// Whether every page of the `len` bytes at unbiased `vaddr` has all of `flags`.
+/// The pieces a PT_LOAD maps, each with the flags its pages have: the file pages within the
+/// file, those past its end (which fault), and the anonymous bss.
+fn pieces(seg: &Segment, file_size: u64) -> [(u64, u64, u32); 3] {
+    let in_file = seg.file_len.min(page_align(file_size.saturating_sub(seg.offset)));
+    let file_end = seg.start.saturating_add(seg.file_len);
+    let (bss_start, bss_end) = seg.anon.unwrap_or((0, 0));
+    [
+        (seg.start, seg.start.saturating_add(in_file), seg.flags),
+        (seg.start.saturating_add(in_file), file_end, 0),
+        (bss_start, bss_end, PF_R | PF_W | (seg.flags & PF_X)),
+    ]
+}
+
+/// The flags of the page-aligned `page` ([`page_flags`]) and the end of the run of pages from
+/// it that have them from the same piece of the same PT_LOAD: one answer per piece, however many
+/// pages it has, in time linear in the number of PT_LOADs.
+pub fn page_run(image: &Image, page: u64, file_size: u64) -> Option<(u32, u64)> {
+    let count = image.loads().count();
+    let (deciding, flags, piece_end) = image.loads().rev().enumerate().find_map(|(from_end, ph)| {
+        let piece =
+            pieces(&Segment::of(ph), file_size).into_iter().find(|&(start, end, _)| start <= page && page < end);
+        piece.map(|(_, end, flags)| (count - 1 - from_end, flags, end))
+    })?;
+    // A later PT_LOAD that starts mapping further on takes over from there.
+    let taken_over = image
+        .loads()
+        .skip(deciding + 1)
+        .flat_map(|ph| pieces(&Segment::of(ph), file_size))
+        .filter(|&(start, end, _)| start < end && start > page)
+        .map(|(start, _, _)| start)
+        .min()
+        .unwrap_or(u64::MAX);
+    Some((flags, piece_end.min(taken_over)))
+}
+
+/// Whether every page of the `len` bytes at unbiased `vaddr` has all of `flags`: checked run by
+/// run ([`page_run`]), not page by page.
 pub fn has_flags(image: &Image, vaddr: u64, len: u64, flags: u32, file_size: u64) -> bool {
     let Some(end) = vaddr.checked_add(len) else { return false };
     let mut page = page_start(vaddr);
     while page < end {
-        if page_flags(image, page, file_size).is_none_or(|have| have & flags != flags) {
-            return false;
+        match page_run(image, page, file_size) {
+            Some((have, run_end)) if have & flags == flags => page = run_end,
+            _ => return false,
         }
-        page += PAGE_SIZE;
     }
     true
 }
@@ -303,6 +329,28 @@ mod tests {
         assert_eq!(Placement::of_interpreter(true), Placement::Anywhere { align: PAGE_SIZE });
         assert_eq!(Placement::of_interpreter(false).planned_bias(), Some(0));
         assert_eq!(Placement::Anywhere { align: PAGE_SIZE }.planned_bias(), None);
+    }
+
+    #[test]
+    fn a_run_spans_a_whole_piece_whatever_the_empty_segments_around_it() {
+        // 1168 empty PT_LOADs (as in a hostile Wine program) and one 4 MiB read-only segment.
+        let mut phdrs = vec![load(0, 0, 0, 0, PF_R); 1168];
+        phdrs.push(load(0x10000, 0x10000, 4 << 20, 4 << 20, PF_R));
+        let big = image(&phdrs);
+        assert_eq!(page_run(&big, 0x10000, 8 << 20), Some((PF_R, 0x10000 + (4 << 20))), "one run for 1024 pages");
+        assert_eq!(page_run(&big, 0x20000, 8 << 20), Some((PF_R, 0x10000 + (4 << 20))));
+        assert!(has_flags(&big, 0x10000, 4 << 20, PF_R, 8 << 20));
+        // Past the end of the file the rest of the segment faults.
+        assert_eq!(page_run(&big, 0x10000, 0x20000 + 5), Some((PF_R, 0x21000)));
+        assert_eq!(page_run(&big, 0x21000, 0x20000 + 5), Some((0, 0x10000 + (4 << 20))));
+        // A later segment takes over where it starts.
+        let phdrs = [load(0, 0, 0x10000, 0x10000, PF_R), load(0x4000, 0x4000, 0x1000, 0x1000, PF_R | PF_W)];
+        let later = image(&phdrs);
+        assert_eq!(page_run(&later, 0, 0x10000), Some((PF_R, 0x4000)));
+        assert_eq!(page_run(&later, 0x4000, 0x10000), Some((PF_R | PF_W, 0x5000)));
+        assert_eq!(page_run(&later, 0x5000, 0x10000), Some((PF_R, 0x10000)));
+        assert!(has_flags(&later, 0, 0x10000, PF_R, 0x10000));
+        assert!(!has_flags(&later, 0x3000, 0x2000, PF_W, 0x10000));
     }
 
     #[test]

@@ -34,6 +34,59 @@ impl<const N: usize> Msg<N> {
         self
     }
 
+    /// Bytes that come from outside (paths, names, a PT_INTERP or `#!` line, arguments), kept
+    /// on one line and harmless to a terminal: printable UTF-8 as it is; a control character
+    /// (C0, DEL, C1), a bidirectional-text control, a byte that is not UTF-8 and the backslash
+    /// itself as `\xNN` (`\u{NNNN}` for the ones beyond a byte), `\n`, `\t` or `\\`. An escape
+    /// is never cut in two.
+    pub fn escaped(&mut self, text: &[u8]) -> &mut Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let hex = |value: u32, at: usize| DIGITS[(value >> at & 15) as usize];
+        for chunk in text.utf8_chunks() {
+            let invalid = chunk.invalid().iter().map(|&byte| (u32::from(byte), false));
+            for (code, valid) in chunk.valid().chars().map(|c| (u32::from(c), true)).chain(invalid) {
+                let mut piece = [0u8; 9];
+                let piece: &[u8] = match code {
+                    0x5c if valid => b"\\\\",
+                    0x0a if valid => b"\\n",
+                    0x09 if valid => b"\\t",
+                    0..0x20 | 0x7f..0xa0 => {
+                        piece[..4].copy_from_slice(&[b'\\', b'x', hex(code, 4), hex(code, 0)]);
+                        &piece[..4]
+                    }
+                    _ if !valid => {
+                        piece[..4].copy_from_slice(&[b'\\', b'x', hex(code, 4), hex(code, 0)]);
+                        &piece[..4]
+                    }
+                    0x200e | 0x200f | 0x202a..=0x202e | 0x2066..=0x2069 => {
+                        piece.copy_from_slice(&[
+                            b'\\',
+                            b'u',
+                            b'{',
+                            hex(code, 12),
+                            hex(code, 8),
+                            hex(code, 4),
+                            hex(code, 0),
+                            b'}',
+                            0,
+                        ]);
+                        &piece[..8]
+                    }
+                    _ => {
+                        let c = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
+                        let len = c.encode_utf8(&mut piece).len();
+                        &piece[..len]
+                    }
+                };
+                if piece.len() > N - self.len {
+                    return self;
+                }
+                self.bytes(piece);
+            }
+        }
+        self
+    }
+
     pub fn text(&mut self, text: &str) -> &mut Self {
         self.bytes(text.as_bytes())
     }
@@ -78,6 +131,48 @@ mod tests {
         let mut msg = Msg::<64>::new();
         msg.text("a=").dec(0).text(" b=").dec(18446744073709551615).text(" c=").hex(0x7f00_1000).text(" d=").hex(0);
         assert_eq!(msg.as_bytes(), b"a=0 b=18446744073709551615 c=0x7f001000 d=0x0");
+    }
+
+    fn escaped(text: &[u8]) -> Vec<u8> {
+        let mut msg = Msg::<256>::new();
+        msg.escaped(text);
+        msg.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn escaped_keeps_printable_utf8_paths_readable() {
+        assert_eq!(escaped(b"/usr/bin/my prog"), b"/usr/bin/my prog");
+        assert_eq!(
+            escaped("/home/jos\u{e9}/\u{65e5}\u{672c}/\u{1f600}".as_bytes()),
+            "/home/jos\u{e9}/\u{65e5}\u{672c}/\u{1f600}".as_bytes()
+        );
+    }
+
+    #[test]
+    fn escaped_keeps_a_message_on_one_line_and_free_of_terminal_controls() {
+        assert_eq!(escaped(b"/lib/ld\npreload: forged: line"), b"/lib/ld\\npreload: forged: line");
+        assert_eq!(escaped(b"a\rb\tc\x1b[31md\x07e\x7f\x00"), b"a\\x0db\\tc\\x1b[31md\\x07e\\x7f\\x00");
+        // Bytes that are not UTF-8 (a raw C1 CSI among them), and C1 controls encoded in UTF-8.
+        assert_eq!(escaped(b"\x9b2J\xff\xc3"), b"\\x9b2J\\xff\\xc3");
+        assert_eq!(escaped("\u{9b}2J\u{85}".as_bytes()), b"\\x9b2J\\x85");
+        // Bidirectional overrides that would reorder what is shown.
+        assert_eq!(escaped("a\u{202e}b\u{2066}".as_bytes()), b"a\\u{202e}b\\u{2066}");
+        // The backslash itself, so that an escape is never ambiguous.
+        assert_eq!(escaped(b"a\\x41"), b"a\\\\x41");
+        for line in [&b"\n\r\x0b\x0c\x1b\x85"[..], "\u{2028}\u{2029}".as_bytes()] {
+            let out = escaped(line);
+            assert!(out.iter().all(|&b| b >= 0x20 && b != 0x7f), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn escaped_never_cuts_an_escape() {
+        let mut msg = Msg::<5>::new();
+        msg.text("ab").escaped(b"\n\n");
+        assert_eq!(msg.as_bytes(), b"ab\\n");
+        let mut msg = Msg::<5>::new();
+        msg.text("ab").escaped("\u{e9}\u{202e}".as_bytes());
+        assert_eq!(msg.as_bytes(), "ab\u{e9}".as_bytes());
     }
 
     #[test]

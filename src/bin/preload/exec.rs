@@ -107,7 +107,12 @@ pub fn resolve<'b>(request: &Request, storage: Storage<'b>) -> Result<Resolved<'
             let label = label.get().map_err(|errno| Error::failure(name.to_bytes(), errno))?;
             label.bytes(name.to_bytes()).text(" (fd ").dec(fd as u64).text(")");
             let label: &'b [u8] = label.as_bytes();
-            (source::from_fd(fd, name.to_bytes()).map_err(|refusal| Error::at(label, refusal))?, name, label)
+            (
+                source::from_fd(fd, name.to_bytes(), request.options.max_size)
+                    .map_err(|refusal| Error::at(label, refusal))?,
+                name,
+                label,
+            )
         }
         None => {
             let (file, path) = source::find(name, request.stack.getenv(b"PATH"), path)
@@ -121,7 +126,17 @@ pub fn resolve<'b>(request: &Request, storage: Storage<'b>) -> Result<Resolved<'
     #[cfg(feature = "sealed")]
     let mut file = unseal(file, request, named)?;
     #[cfg(not(feature = "sealed"))]
-    let mut file = file;
+    let mut file = match request.stack.getenv(b"PRELOAD_KEY_FD") {
+        // Without sealed support nothing is a container the key could authenticate: a key
+        // offered must not reach the program all the same.
+        Some(_) => {
+            return Err(Error::cannot_execute(
+                named,
+                "a key is offered (PRELOAD_KEY_FD) but this preload has no sealed support",
+            ));
+        }
+        None => file,
+    };
     let mut chain = [&NO_LEVEL; MAX_SCRIPT_DEPTH];
     let mut depth = 0;
     let mut free: &'b mut [Level] = &mut [];
@@ -162,11 +177,16 @@ pub fn resolve<'b>(request: &Request, storage: Storage<'b>) -> Result<Resolved<'
 fn unseal<'b>(file: File, request: &Request, named: &'b [u8]) -> Result<File, Error<'b>> {
     use crate::input::sealed;
     use rustix::fd::AsFd;
+    let key_fd_var = request.stack.getenv(sealed::KEY_FD_VAR);
     if !preload::input::sealed::is_sealed(file.head()) {
-        return Ok(file);
+        return match key_fd_var {
+            None => Ok(file),
+            // A plain program (or a script) in place of a container must not get the key.
+            Some(value) => Err(Error::at(named, sealed::refuse_key(value, file.fd.as_fd()))),
+        };
     }
-    let program = sealed::unseal(file.fd.as_fd(), file.size, request.stack.getenv(sealed::KEY_FD_VAR))
-        .map_err(|refusal| Error::at(named, refusal))?;
+    let program =
+        sealed::unseal(file.fd.as_fd(), file.size, key_fd_var).map_err(|refusal| Error::at(named, refusal))?;
     Ok(file.unsealed(program))
 }
 

@@ -273,6 +273,9 @@ pub fn launch<'b>(
         auxv_size: layout.auxv_len as u32,
         exe_fd: -1,
     };
+    // Every file is opened and everything mapped: PR_SET_MM_MAP needs the capability, and
+    // `credentials::apply` then sets the program's sets.
+    credentials::raise_for_mm(credentials);
     let exe = set_mm(&mut map, resolved.file.fd.as_fd());
     let dropped = credentials::apply(credentials)
         .map_err(|_| fail(Refusal::failure("cannot drop the capabilities of the preloader's file")))?;

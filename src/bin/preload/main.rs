@@ -36,7 +36,7 @@ use preload::exec::args::Level;
 use preload::exec::binfmt::{self, AT_EXECFD, AT_FLAGS};
 use preload::exec::script::MAX_SCRIPT_DEPTH;
 use preload::exec::search::PATH_MAX;
-use preload::plan::credentials::Ids;
+use preload::plan::credentials::{Ids, ProgramCredentials};
 use preload::plan::stack::AT_SECURE;
 use preload::report::msg::Msg;
 use rustix::fd::AsFd;
@@ -84,9 +84,9 @@ unsafe extern "C" fn preload_main(sp: *const u64) -> ! {
         Err(usage) => {
             let mut out = Printer::new(STDERR);
             if let Some(value) = usage.value() {
-                out.line().bytes(value).text(": ");
+                out.line().escaped(value).text(": ");
             }
-            out.line().text(usage.reason()).bytes(usage.argument()).text(" (try 'preload --help')");
+            out.line().text(usage.reason()).escaped(usage.argument()).text(" (try 'preload --help')");
             out.end();
             125
         }
@@ -165,6 +165,15 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize, first_a
             opened.program.take().map(File::into_descriptor);
             opened.interpreter.take().map(File::into_descriptor);
             buffers.release();
+            // The unsealing's dead frames (key, cipher states) are below this one, on the stack
+            // the stub copies the program's image onto; the hand-off is a mapping of its own.
+            #[cfg(feature = "sealed")]
+            if jump.sealed {
+                sys::wipe::dead_stack();
+            }
+            // Every file is opened and everything mapped: the stub's PR_SET_MM_MAP needs the
+            // capability, and its capset then sets the program's sets.
+            credentials::raise_for_mm(&jump.credentials);
             // SAFETY: the hand-off is complete: its ops map and set everything, unmap the
             // preloader and the hand-off, and jump to `entry`, mapped executable by then.
             unsafe { sys::stage2::enter(jump.stub, handoff) }
@@ -181,6 +190,11 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize, first_a
 /// Where the jump goes: the stage-2 stub, which finds the rest in the hand-off.
 struct Jump {
     stub: u64,
+    /// The capability is raised for the stub.
+    credentials: ProgramCredentials,
+    /// The stack is wiped first.
+    #[cfg(feature = "sealed")]
+    sealed: bool,
 }
 
 /// How the program is entered: an x86_64 one as the kernel enters it, an i386 one in compat mode.
@@ -229,11 +243,12 @@ fn launch<'b>(
     let userns_failed = |failure| Error::Userns { path: resolved.exe_path, failure };
     let userns = userns::enter(options.userns, ids).map_err(userns_failed)?;
     let left = userns::program_caps(userns, ids).map_err(|errno| Error::failure(resolved.exe_path, errno))?;
-    let mut set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &credentials, left, handoff);
+    let grant = mm::Grant { credentials: &credentials, left, ids };
+    let mut set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &grant, handoff);
     // In a new namespace, the stub's PR_SET_MM_MAP refusing exe would run the program without
     // it: the probe tells now, while a refusal can still be reported.
     if options.verbose || userns == userns::Outcome::Entered {
-        set.exe = mm::probe(handoff, set.exe, plan.stage2.stub.is_some());
+        set.exe = mm::probe(handoff, set.exe, plan.stage2.stub.is_some(), &credentials);
     }
     userns::check_exe(userns, &set.exe).map_err(userns_failed)?;
     let finish = finish::prepare(&resolved, &inspected, &plan, &mapped, &stack, &set, handoff)?;
@@ -249,5 +264,10 @@ fn launch<'b>(
         let not_honoured = credentials::not_honoured(resolved.file.fd.as_fd(), ids);
         report::credentials(&mut out, resolved.exe_path, not_honoured, set.dropped);
     }
-    Ok(Some(Next::X86_64(Jump { stub: finish.stub })))
+    Ok(Some(Next::X86_64(Jump {
+        stub: finish.stub,
+        credentials,
+        #[cfg(feature = "sealed")]
+        sealed: resolved.is_sealed(),
+    })))
 }

@@ -4,11 +4,12 @@
 //! stepped aside (`finish`): the kernel refuses a new exe while the old one is mapped (EBUSY).
 
 use preload::cstr;
-use preload::plan::credentials::{Caps, ProgramCredentials};
-use rustix::fd::AsRawFd;
+use preload::plan::credentials::{Caps, Ids, ProgramCredentials};
+use rustix::fd::{AsFd, AsRawFd};
 use rustix::io::Errno;
 use rustix::process::PrctlMmMap;
 
+use crate::credentials;
 use crate::exec::Resolved;
 use crate::load::{Inspected, Mapped};
 use crate::stack::{Built, Keep};
@@ -38,6 +39,19 @@ pub enum ExeOutcome {
     Unchanged(Errno),
     /// PR_SET_MM_MAP itself fails: nothing is set.
     Failed(Errno),
+    /// Not changed on purpose (`credentials::withholds_exe`): the program's file is set-ID or
+    /// has file capabilities, and only the preloader's capability would let exe name it.
+    Withheld,
+}
+
+/// What the program is granted: the credentials a plain exec by the caller gives it, the
+/// capabilities a new user namespace leaves it in their place (`userns`), and the caller's ids
+/// (exe is withheld from a set-ID or capable program).
+#[derive(Clone, Copy)]
+pub struct Grant<'a> {
+    pub credentials: &'a ProgramCredentials,
+    pub left: Option<Caps>,
+    pub ids: Ids,
 }
 
 /// _LINUX_CAPABILITY_VERSION_3: 64-bit sets in two 32-bit halves.
@@ -45,17 +59,16 @@ const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 /// Set comm and prepare the rest for the stub; what it expects of exe is what the stub's
 /// PR_SET_MM_MAP does, unless that is refused altogether (`Keep::KernelStrings`) — `probe`
-/// tells the rest for --verbose. `left`: the capabilities the program gets in a new user
-/// namespace (`userns`), which take the place of `credentials`'.
+/// tells the rest for --verbose.
 pub fn point_at_program(
     resolved: &Resolved,
     inspected: &Inspected,
     mapped: &Mapped,
     stack: &Built,
-    credentials: &ProgramCredentials,
-    left: Option<Caps>,
+    grant: &Grant,
     handoff: &mut Handoff,
 ) -> MmOutcome {
+    let Grant { credentials, left, ids } = *grant;
     let path = resolved.path;
     let comm = match resolved.execfn().iter().rposition(|&b| b == b'/') {
         Some(slash) => cstr(&path.to_bytes_with_nul()[slash + 1..]),
@@ -79,7 +92,9 @@ pub fn point_at_program(
         auxv_size: layout.auxv_len as u32,
         exe_fd,
     };
-    let exe_fd = resolved.file.fd.as_raw_fd();
+    let file = resolved.file;
+    let withheld = credentials::withholds_exe(credentials, file.fd.as_fd(), ids);
+    let exe_fd = if withheld { -1 } else { file.fd.as_raw_fd() };
     let parts = handoff.parts();
     parts.maps[0] = map(exe_fd);
     parts.maps[1] = map(-1);
@@ -91,26 +106,36 @@ pub fn point_at_program(
     let exe = match stack.keep {
         // Asked before the stack was built: the stub's PR_SET_MM_MAP will be refused too.
         Keep::KernelStrings(why) => ExeOutcome::Failed(why),
+        Keep::Nothing if withheld => ExeOutcome::Withheld,
         Keep::Nothing => ExeOutcome::SetAfterSteppingAside,
     };
     MmOutcome { exe, dropped: credentials.caps.is_some(), left: left.is_some(), comm_refused }
 }
 
 /// For --verbose, and in a new user namespace (`userns::check_exe`): try PR_SET_MM_MAP once
-/// here, while the preloader is mapped, to tell what the stub's will do: `stepped_aside` when
-/// the stub runs from its own page (the preloader's image then unmapped, so the kernel's EBUSY,
-/// which comes after its capability check, is no answer).
-pub fn probe(handoff: &mut Handoff, expected: ExeOutcome, stepped_aside: bool) -> ExeOutcome {
-    if let ExeOutcome::Failed(_) = expected {
+/// here, while the preloader is mapped, to tell what the
+/// to tell what the stub's will do: `stepped_aside` when the stub runs from its own page (the preloader's image
+/// then unmapped, so the kernel's EBUSY is no answer). With the capability the stub will have,
+/// raised for this try alone.
+pub fn probe(
+    handoff: &mut Handoff,
+    expected: ExeOutcome,
+    stepped_aside: bool,
+    credentials: &ProgramCredentials,
+) -> ExeOutcome {
+    if let ExeOutcome::Failed(_) | ExeOutcome::Withheld = expected {
         return expected;
     }
     let maps = handoff.parts().maps;
-    match proc::set_mm_map(&maps[0]) {
+    credentials::raise_for_mm(credentials);
+    let outcome = match proc::set_mm_map(&maps[0]) {
         Ok(()) => ExeOutcome::Set,
         Err(Errno::BUSY) if stepped_aside => ExeOutcome::SetAfterSteppingAside,
         Err(why) => match proc::set_mm_map(&maps[1]) {
             Ok(()) => ExeOutcome::Unchanged(why),
             Err(errno) => ExeOutcome::Failed(errno),
         },
-    }
+    };
+    credentials::lower(credentials);
+    outcome
 }

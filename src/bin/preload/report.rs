@@ -78,11 +78,11 @@ impl<'a> Error<'a> {
         let mut out = Printer::new(STDERR);
         let status = match self {
             Self::At { path, refusal } => {
-                out.line().bytes(path).text(": ").text(refusal.reason);
+                out.line().escaped(path).text(": ").text(refusal.reason);
                 refusal.status
             }
             Self::Interpreter { path, interpreter, refusal } => {
-                out.line().bytes(path).text(": interpreter ").bytes(interpreter).text(": ").text(refusal.reason);
+                out.line().escaped(path).text(": interpreter ").escaped(interpreter).text(": ").text(refusal.reason);
                 Status::CannotExecute
             }
             Self::Reservation { range, why } => {
@@ -91,7 +91,7 @@ impl<'a> Error<'a> {
                     ReserveError::Overlap { other, name, name_len } => out
                         .line()
                         .text(" overlaps ")
-                        .bytes(&name[..usize::from(*name_len)])
+                        .escaped(&name[..usize::from(*name_len)])
                         .text(" ")
                         .hex(other.start)
                         .text("-")
@@ -146,7 +146,7 @@ fn flags_text(flags: u32) -> &'static str {
 
 /// The segments of `image`, at `bias` when known.
 fn image(out: &mut Printer, role: &str, path: &[u8], image: &Image, bias: Option<u64>) {
-    out.line().text(role).text(" ").bytes(path).text(if image.relocatable { ": ET_DYN" } else { ": ET_EXEC" });
+    out.line().text(role).text(" ").escaped(path).text(if image.relocatable { ": ET_DYN" } else { ": ET_EXEC" });
     match bias {
         Some(bias) => out.line().text(", load bias ").hex(bias).text(", entry ").hex(bias.wrapping_add(image.entry)),
         None => out.line().text(", placed by mmap, entry +").hex(image.entry),
@@ -183,7 +183,7 @@ pub fn plan(out: &mut Printer, resolved: &Resolved, inspected: &Inspected, plan:
     match &file.held {
         Held::File => {}
         Held::Stream(memfd) => {
-            out.line().bytes(name).text(": a stream of ").dec(file.size).text(if file.copy_segments() {
+            out.line().escaped(name).text(": a stream of ").dec(file.size).text(if file.copy_segments() {
                 " bytes, held in a sealed memfd; segments copied into anonymous memory"
             } else {
                 " bytes, held in a sealed memfd; segments mapped from it"
@@ -199,7 +199,7 @@ pub fn plan(out: &mut Printer, resolved: &Resolved, inspected: &Inspected, plan:
         }
         #[cfg(feature = "sealed")]
         Held::Sealed(_) => {
-            out.line().bytes(name).text(": sealed, authenticated; ").dec(file.size);
+            out.line().escaped(name).text(": sealed, authenticated; ").dec(file.size);
             out.line()
                 .text(" bytes inflated into anonymous memory, segments copied; its container stands for it as exe");
             out.end();
@@ -251,6 +251,10 @@ pub fn outcome(out: &mut Printer, mapped: &Mapped, stack: &Built, set: &MmOutcom
             .text("/proc/self/exe could not be set (")
             .text(errno_text(errno.raw_os_error()))
             .text("): it stays the preloader"),
+        ExeOutcome::Withheld => out.line().text(
+            "/proc/self/exe left on the preloader: the program's file is set-ID or has file capabilities, which it \
+             runs without, and only the preloader's capability would let exe name it",
+        ),
         ExeOutcome::Failed(errno) => out
             .line()
             .text("PR_SET_MM_MAP refused (")
@@ -265,7 +269,7 @@ pub fn outcome(out: &mut Printer, mapped: &Mapped, stack: &Built, set: &MmOutcom
 /// the preloader's file were dropped.
 pub fn credentials(out: &mut Printer, path: &[u8], not_honoured: Option<&str>, dropped: bool) {
     if let Some(what) = not_honoured {
-        out.line().bytes(path).text(": ").text(what).text(credentials::NOT_HONOURED);
+        out.line().escaped(path).text(": ").text(what).text(credentials::NOT_HONOURED);
         out.end();
     }
     if dropped {

@@ -54,7 +54,8 @@ pub fn enter(wanted: bool, ids: Ids) -> Result<Outcome, Failure> {
 pub fn check_exe(outcome: Outcome, exe: &ExeOutcome) -> Result<(), Failure> {
     let errno = match exe {
         ExeOutcome::Unchanged(errno) | ExeOutcome::Failed(errno) => Some(*errno),
-        ExeOutcome::Set | ExeOutcome::SetAfterSteppingAside => None,
+        // Withheld by preload itself (a set-ID or capable program), not refused by the kernel.
+        ExeOutcome::Set | ExeOutcome::SetAfterSteppingAside | ExeOutcome::Withheld => None,
     };
     match errno {
         Some(errno) if outcome == Outcome::Entered && userns::exe_refused_in_namespace(Some(errno.raw_os_error())) => {

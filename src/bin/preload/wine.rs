@@ -2,10 +2,13 @@
 //! default ranges (plus WINEPRELOADRESERVE) reserved, and the address of a table of the ranges
 //! really reserved stored in that symbol.
 
+use core::cell::Cell;
+
 use goblin::elf64::program_header::{PF_R, PF_W, PT_DYNAMIC};
 use preload::elf::Image;
 use preload::elf::symbols::{self, Memory};
-use preload::plan::load::has_flags;
+use preload::page_start;
+use preload::plan::load::{has_flags, page_run};
 use preload::plan::reserve::{self, Range, RangeList, WINE_DEFAULT_RANGES};
 use preload::report::refusal::Refusal;
 use rustix::io::Errno;
@@ -24,11 +27,32 @@ struct Mapped<'a> {
     bias: u64,
     /// File pages past the end of the file are mapped but fault (SIGBUS).
     file_size: u64,
+    /// The last run of readable pages found ([`page_run`]), unbiased: the reads of a lookup
+    /// mostly fall in it, and each check costs a pass over every PT_LOAD.
+    readable: Cell<(u64, u64)>,
+}
+
+impl Mapped<'_> {
+    fn readable(&self, vaddr: u64, len: u64) -> bool {
+        let Some(end) = vaddr.checked_add(len) else { return false };
+        let (start, run_end) = self.readable.get();
+        if start <= vaddr && end <= run_end {
+            return true;
+        }
+        let page = page_start(vaddr);
+        match page_run(self.image, page, self.file_size) {
+            Some((flags, run_end)) if flags & PF_R != 0 => {
+                self.readable.set((page, run_end));
+                end <= run_end || has_flags(self.image, vaddr, len, PF_R, self.file_size)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Memory for Mapped<'_> {
     fn read(&self, vaddr: u64, buf: &mut [u8]) -> bool {
-        if !has_flags(self.image, vaddr, buf.len() as u64, PF_R, self.file_size) {
+        if !self.readable(vaddr, buf.len() as u64) {
             return false;
         }
         // SAFETY: every page of the bytes is mapped readable at this bias, within the file, as
@@ -42,7 +66,12 @@ impl Memory for Mapped<'_> {
 /// writable data object.
 pub fn find_symbol(image: &Image, bias: u64, file_size: u64) -> Option<u64> {
     let dynamic = image.phdrs.iter().find(|ph| ph.p_type == PT_DYNAMIC)?;
-    let symbol = symbols::find_object(&Mapped { image, bias, file_size }, dynamic.p_vaddr, dynamic.p_memsz, SYMBOL)?;
+    let symbol = symbols::find_object(
+        &Mapped { image, bias, file_size, readable: Cell::new((0, 0)) },
+        dynamic.p_vaddr,
+        dynamic.p_memsz,
+        SYMBOL,
+    )?;
     has_flags(image, symbol, 8, PF_R | PF_W, file_size).then_some(bias + symbol)
 }
 
@@ -103,5 +132,5 @@ pub fn reserve(
 /// The program mapped at `bias`, read as [`find_symbol`] reads it, for other readers of its
 /// dynamic section (`origin`).
 pub fn mapped<'a>(image: &'a Image<'a>, bias: u64, file_size: u64) -> impl Memory + 'a {
-    Mapped { image, bias, file_size }
+    Mapped { image, bias, file_size, readable: Cell::new((0, 0)) }
 }

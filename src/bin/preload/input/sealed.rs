@@ -8,7 +8,8 @@
 use core::cell::Cell;
 
 use preload::input::sealed::{
-    self, CHUNK_SIZE, Chunks, Compressor, HEADER_SIZE, Header, InflateState, Inflating, KEY_SIZE, Key, Secret, TAG_SIZE,
+    self, AUTHENTICATION_PIECE, Authenticator, CHUNK_SIZE, Chunks, Compressor, HEADER_SIZE, Header, InflateState,
+    Inflating, KEY_SIZE, Key, Secret, TAG_SIZE,
 };
 use preload::input::{HEAD_SIZE, stream};
 use preload::page_align;
@@ -26,6 +27,13 @@ pub const KEY_FD_VAR: &[u8] = b"PRELOAD_KEY_FD";
 const NO_KEY: &str = "sealed program: no key (give its descriptor in PRELOAD_KEY_FD)";
 const BAD_KEY_FD: &str = "sealed program: PRELOAD_KEY_FD must name an open descriptor above 2";
 const KEY_UNREADABLE: &str = "sealed program: cannot read the key from PRELOAD_KEY_FD";
+const KEY_TIMEOUT: &str = "sealed program: the key's descriptor sent nothing more for 10 s and did not end";
+/// Why a program that is not a sealed container is refused when a key is offered.
+pub const KEY_FOR_PLAIN: &str =
+    "a key is offered (PRELOAD_KEY_FD) but this is not a sealed container: refusing to run it with the key";
+
+/// How long to wait for more of the key before giving up on its descriptor.
+const KEY_WAIT_SECONDS: i64 = 10;
 
 /// The descriptor number in `PRELOAD_KEY_FD`: decimal, and not stdin, stdout or stderr, which
 /// belong to the program.
@@ -37,9 +45,10 @@ fn key_fd(value: &[u8]) -> Option<i32> {
     (fd > 2).then_some(fd)
 }
 
-/// Read the key, to the end of its descriptor, into `key`, and close the descriptor. `own` is
-/// the one descriptor the preloader has opened itself by now (the container's): never the key's.
-fn read_key(fd_var: Option<&[u8]>, own: BorrowedFd, key: &mut Key) -> Result<(), Refusal> {
+/// Take over the key's descriptor named by `fd_var`: it is the preloader's from here, and is
+/// closed when the result is dropped. `own` is the one descriptor the preloader has opened
+/// itself by now (the container's): never the key's.
+fn take_key_fd(fd_var: Option<&[u8]>, own: BorrowedFd) -> Result<OwnedFd, Refusal> {
     let fd = key_fd(fd_var.ok_or(Refusal::cannot_execute(NO_KEY))?)
         .filter(|&fd| fd != own.as_raw_fd())
         .ok_or(Refusal::cannot_execute(BAD_KEY_FD))?;
@@ -47,11 +56,71 @@ fn read_key(fd_var: Option<&[u8]>, own: BorrowedFd, key: &mut Key) -> Result<(),
     rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(fd) }).map_err(|_| Refusal::cannot_execute(BAD_KEY_FD))?;
     // SAFETY: the descriptor is open (checked above) and was handed over for the key alone;
     // the preloader owns it from here and closes it, so the program never sees it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A key is offered (`fd_var`, PRELOAD_KEY_FD's value) to a program that is not a sealed
+/// container (`own` is its descriptor): close the key's descriptor, and refuse. The key is for
+/// a container's authentication alone; a plain program (or a script) must never run with it.
+pub fn refuse_key(fd_var: &[u8], own: BorrowedFd) -> Refusal {
+    drop(take_key_fd(Some(fd_var), own));
+    Refusal::cannot_execute(KEY_FOR_PLAIN)
+}
+
+/// Read the key, to the end of its descriptor, into `key`, and close the descriptor. Each wait
+/// for more of it is bounded (a descriptor that sends part of a key and never ends would
+/// otherwise hold the launch forever).
+fn read_key(fd_var: Option<&[u8]>, own: BorrowedFd, key: &mut Key) -> Result<(), Refusal> {
+    let fd = take_key_fd(fd_var, own)?;
     // One byte more than the longest key form, to tell a longer text apart.
     let mut text = Secret::<{ 2 * KEY_SIZE + 2 }>::zeroed();
-    let len = io::read_to_fill(&fd, &mut text.0).map_err(|_| Refusal::cannot_execute(KEY_UNREADABLE))?;
+    let mut len = 0;
+    while len < text.0.len() {
+        match io::wait_readable(&fd, KEY_WAIT_SECONDS) {
+            Ok(true) => {}
+            Ok(false) => return Err(Refusal::cannot_execute(KEY_TIMEOUT)),
+            Err(_) => return Err(Refusal::cannot_execute(KEY_UNREADABLE)),
+        }
+        match io::read(&fd, &mut text.0[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(Errno::AGAIN) => {}
+            Err(_) => return Err(Refusal::cannot_execute(KEY_UNREADABLE)),
+        }
+    }
     sealed::parse_key(&text.0[..len], key).map_err(Refusal::cannot_execute)
+}
+
+/// The largest body read whole before its tag is checked; a larger one is authenticated in
+/// pieces first, so that what a forged header declares is never held (a sparse container
+/// declaring 64 GiB would fill memory until the OOM killer came). Memory before authentication
+/// is thus at most this much, whatever the header says. Not lower: the check in pieces is a
+/// second pass of Poly1305 over the file (about 30% more CPU time for a 100 MB container,
+/// measured), which a body read whole is spared.
+const HELD_BEFORE_AUTHENTICATION: usize = 128 << 20;
+
+/// Check the tag of the container's body (`body_len` bytes after the header), read in pieces
+/// through a small window: memory independent of the size the header declares.
+#[cold]
+fn authenticate_in_pieces(
+    container: BorrowedFd<'_>,
+    key: &Key,
+    header_bytes: &[u8; HEADER_SIZE],
+    body_len: usize,
+    tag: &[u8; TAG_SIZE],
+) -> Result<(), Refusal> {
+    let mut auth = Authenticator::new(key, header_bytes)?;
+    let mut window = Mapping::new(AUTHENTICATION_PIECE, MapFlags::empty())
+        .map_err(|errno| Refusal::failure_errno(errno.raw_os_error()))?;
+    let mut offset = 0;
+    while offset < body_len {
+        let piece = &mut window.bytes()[..AUTHENTICATION_PIECE.min(body_len - offset)];
+        io::pread_exact(container, (HEADER_SIZE + offset) as u64, piece)
+            .map_err(|errno| Refusal::from_errno(errno.raw_os_error()))?;
+        auth.update(piece);
+        offset += piece.len();
+    }
+    auth.verify(tag)
 }
 
 /// A private anonymous read-write mapping holding plaintext: wiped, then unmapped, when dropped.
@@ -154,6 +223,12 @@ pub fn unseal(container: BorrowedFd<'_>, container_size: u64, key_fd_var: Option
 
     // Header::parse bounds the body size to about MAX_PROGRAM_SIZE, so none of this overflows.
     let body_len = header.body_size as usize;
+    let mut tag = [0u8; TAG_SIZE];
+    let io_error = |errno: Errno| Refusal::from_errno(errno.raw_os_error());
+    io::pread_exact(container, (HEADER_SIZE + body_len) as u64, &mut tag).map_err(io_error)?;
+    if body_len > HELD_BEFORE_AUTHENTICATION {
+        authenticate_in_pieces(container, &key, &header_bytes, body_len, &tag)?;
+    }
     let state_at = page_align(body_len as u64) as usize;
     let workspace = match header.compressor {
         Compressor::Zlib => size_of::<InflateState>(),
@@ -166,10 +241,8 @@ pub fn unseal(container: BorrowedFd<'_>, container_size: u64, key_fd_var: Option
     crate::sys::mem::advise_huge_pages(mapping.base() as u64, body_len as u64);
     // SAFETY: the body's place at the start of the mapping, which nothing else refers to yet.
     let body = unsafe { core::slice::from_raw_parts_mut(mapping.base(), body_len) };
-    let io_error = |errno: Errno| Refusal::from_errno(errno.raw_os_error());
     io::pread_exact(container, HEADER_SIZE as u64, body).map_err(io_error)?;
-    let mut tag = [0u8; TAG_SIZE];
-    io::pread_exact(container, (HEADER_SIZE + body_len) as u64, &mut tag).map_err(io_error)?;
+    // Authenticated (again) as held: a container changed since the check above is refused here.
     sealed::open(&key, &header_bytes, body, &tag)?;
     drop(key);
 

@@ -239,7 +239,7 @@ pub fn open(path: &CStr) -> Result<File, Refusal> {
 /// used as it is; anything else is read to its end into a sealed memfd named after `name`.
 /// The descriptor itself is closed (stdin, stdout and stderr excepted): the program gets the
 /// descriptors a direct run would have.
-pub fn from_fd(fd: i32, name: &[u8]) -> Result<File, Refusal> {
+pub fn from_fd(fd: i32, name: &[u8], max_size: Option<u64>) -> Result<File, Refusal> {
     let own = io::dup_inherited(fd).map_err(refuse)?;
     io::close_inherited(fd);
     let stat = rustix::fs::fstat(&own).map_err(refuse)?;
@@ -253,14 +253,14 @@ pub fn from_fd(fd: i32, name: &[u8]) -> Result<File, Refusal> {
             }
         }
         FileType::Directory => Err(Refusal::cannot_execute("Is a directory")),
-        _ => from_stream(&mut FdStream::new(own)?, name),
+        _ => from_stream(&mut FdStream::new(own), name, max_size),
     }
 }
 
-/// Take a program that arrives as `stream` into a sealed memfd named after `name`, to be
-/// loaded from there as anonymous copies of its segments.
-pub fn from_stream(stream: &mut impl ByteStream, name: &[u8]) -> Result<File, Refusal> {
-    let (memfd, size, held) = stream::load(stream, name)?;
+/// Take a program that arrives as `stream` (at most `max_size` bytes) into a sealed memfd
+/// named after `name`, to be loaded from there as anonymous copies of its segments.
+pub fn from_stream(stream: &mut impl ByteStream, name: &[u8], max_size: Option<u64>) -> Result<File, Refusal> {
+    let (memfd, size, held) = stream::load(stream, name, max_size)?;
     File::with_head(memfd, size, Held::Stream(held))
 }
 

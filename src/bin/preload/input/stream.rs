@@ -4,13 +4,14 @@
 //! from the memfd into anonymous memory (see `load::map`): at most the program and one copy.
 
 use preload::cstr;
-use preload::input::stream::{self, ByteStream};
+use preload::input::stream::{self, ByteStream, Limit};
 use preload::report::msg::Msg;
 use preload::report::refusal::Refusal;
 use rustix::fd::OwnedFd;
-use rustix::fs::{MemfdFlags, OFlags, SealFlags};
+use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::io::Errno;
 use rustix::mm::MapFlags;
+use rustix::process::Resource;
 
 use crate::sys::io;
 use crate::sys::mem::Mapping;
@@ -33,29 +34,40 @@ pub struct Memfd {
 pub struct FdStream(OwnedFd);
 
 impl FdStream {
-    /// Read `fd` in blocking mode: if it was inherited non-blocking (a socket, say), that is
-    /// cleared, as the program is wanted whole.
-    pub fn new(fd: OwnedFd) -> Result<Self, Refusal> {
-        let flags = rustix::fs::fcntl_getfl(&fd).map_err(failure)?;
-        if flags.contains(OFlags::NONBLOCK) {
-            rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK).map_err(failure)?;
-        }
-        Ok(Self(fd))
+    pub fn new(fd: OwnedFd) -> Self {
+        Self(fd)
     }
 }
 
 impl ByteStream for FdStream {
+    /// A descriptor inherited non-blocking (a socket, say) is waited on with poll when it has
+    /// nothing yet: its O_NONBLOCK belongs to the open file description the caller shares, and
+    /// is left as the caller set it.
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Refusal> {
-        io::read(&self.0, buf).map_err(|errno| Refusal::from_errno(errno.raw_os_error()))
+        loop {
+            match io::read(&self.0, buf) {
+                Err(Errno::AGAIN) => {
+                    io::wait_readable(&self.0, -1).map_err(|errno| Refusal::from_errno(errno.raw_os_error()))?;
+                }
+                other => return other.map_err(|errno| Refusal::from_errno(errno.raw_os_error())),
+            }
+        }
     }
 }
 
-/// The stream loader: `stream` to its end into a sealed memfd named after `name`.
-pub fn load(stream: &mut impl ByteStream, name: &[u8]) -> Result<(OwnedFd, u64, Memfd), Refusal> {
+/// The stream loader: `stream` to its end into a sealed memfd named after `name`, refused when
+/// longer than `max_size` (`--max-size`, or its default) or than RLIMIT_FSIZE allows the memfd
+/// (a write past it would raise SIGXFSZ: no byte past it is written).
+pub fn load(
+    stream: &mut impl ByteStream,
+    name: &[u8],
+    max_size: Option<u64>,
+) -> Result<(OwnedFd, u64, Memfd), Refusal> {
+    let limit = Limit::new(max_size, rustix::process::getrlimit(Resource::Fsize).current);
     let (memfd, held) = create(name)?;
     // The bytes in flight, in a mapping of their own (the launch stack stays small).
     let mut window = Mapping::new(WINDOW, MapFlags::empty()).map_err(failure)?;
-    let size = stream::drain(stream, window.bytes(), |chunk| io::write_all(&memfd, chunk).map_err(failure))?;
+    let size = stream::drain(stream, window.bytes(), limit, |chunk| io::write_all(&memfd, chunk).map_err(failure))?;
     drop(window);
     let seals = SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE;
     rustix::fs::fcntl_add_seals(&memfd, seals).map_err(failure)?;

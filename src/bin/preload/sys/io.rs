@@ -48,6 +48,20 @@ pub fn read_to_fill(fd: impl AsFd, buf: &mut [u8]) -> Result<usize, Errno> {
     Ok(len)
 }
 
+/// Wait until `fd` can be read (or is at its end, or in error), at most `seconds` (without
+/// limit if negative): false when the time ran out. Retried when a signal interrupts it.
+pub fn wait_readable(fd: impl AsFd, seconds: i64) -> Result<bool, Errno> {
+    let timeout = rustix::event::Timespec { tv_sec: seconds, tv_nsec: 0 };
+    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+    loop {
+        match rustix::event::poll(&mut fds, (seconds >= 0).then_some(&timeout)) {
+            Ok(ready) => return Ok(ready > 0),
+            Err(Errno::INTR) => {}
+            Err(errno) => return Err(errno),
+        }
+    }
+}
+
 /// Fill `buf` from the start of the file at `path` (EIO if it is shorter).
 pub fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<(), Errno> {
     let fd = rustix::fs::openat(

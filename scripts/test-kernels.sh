@@ -149,6 +149,9 @@ say "kernels: ${packages[*]}"
 
 # --- build on the host ---------------------------------------------------------------------
 cargo build --release
+# The preloader without sealed support that tests/errors.rs runs (the guest has no toolchain).
+cargo build --release --bin preload --no-default-features --target-dir target/without-sealed
+export PRELOAD_WITHOUT_SEALED=$PWD/target/without-sealed/release/preload
 cargo test --release --no-run --message-format=json >"$work/build.json"
 declare -A test_binary=()
 while IFS=$'\t' read -r name path; do

@@ -25,8 +25,8 @@ use rustix::mm::MapFlags;
 use rustix::process::PrctlMmMap;
 
 use crate::exec::{Request, Resolved};
-use crate::input::source::{self, File, Spill};
-use crate::load::{self, Inspected, Interpreter};
+use crate::input::source::{File, Spill};
+use crate::load::{self, Inspected};
 use crate::mm::{ExeOutcome, MmOutcome};
 use crate::report::{Error, Printer};
 use crate::stack::{Built, KEY_FD_ASSIGNMENT, Keep};
@@ -85,42 +85,21 @@ fn inspect_all<'b>(
     storage: Storage<'b>,
 ) -> Result<Inspected<'b>, Error<'b>> {
     let Storage { phdrs, interp_path, interp_phdrs, interp_file, widened } = storage;
-    let (file, exe_path) = (resolved.file, resolved.exe_path);
+    let exe_path = resolved.exe_path;
     let size = core::mem::size_of::<ProgramHeader>();
     let mapping = widened.insert(
         Mapping::new(2 * ia32::MAX_PHDRS * size, MapFlags::empty()).map_err(|errno| Error::failure(exe_path, errno))?,
     );
     let all: &mut [ProgramHeader] = plain::slice_from_mut_bytes(mapping.bytes()).unwrap_or(&mut []);
     let (own, interp_out) = all.split_at_mut(all.len() / 2);
-    let image = inspect(file, phdrs, own).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
-    let extent = Extent::of(&image);
-    let Some(ph) = image.interp() else {
-        if chosen.is_some() {
-            return Err(Error::at(exe_path, Refusal::failure("--interp given, but the program has no PT_INTERP")));
-        }
-        elf::check_has_loads(&image).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
-        return Ok(Inspected { image, extent, interpreter: None });
-    };
-    let path = match chosen {
-        Some(path) => path,
-        None => {
-            let refuse = |reason| Error::cannot_execute(exe_path, reason);
-            elf::check_interp(ph, file.size).map_err(refuse)?;
-            let bytes = file.bytes(ph.p_offset, ph.p_filesz as usize, interp_path).map_err(refuse)?;
-            let len = elf::interp_path(bytes).map_err(refuse)?.len();
-            cstr(&bytes[..=len])
-        }
-    };
-    let interpreter_error = |refusal| Error::Interpreter { path: exe_path, interpreter: path.to_bytes(), refusal };
-    let interp: &File = interp_file.insert(source::open(path).map_err(interpreter_error)?);
-    let interp_image = inspect(interp, interp_phdrs, interp_out)
-        .and_then(|image| elf::check_has_loads(&image).map(|()| image))
-        .map_err(|reason| interpreter_error(Refusal::cannot_execute(reason)))?;
-    Ok(Inspected {
-        image,
-        extent,
-        interpreter: Some(Interpreter { path: path.to_bytes(), file: interp, image: interp_image }),
-    })
+    let storage = load::Storage { phdrs, interp_path, interp_phdrs, interp_file };
+    load::inspect_all_with(
+        resolved,
+        chosen,
+        storage,
+        move |file, spill| inspect(file, spill, own),
+        move |file, spill| inspect(file, spill, interp_out),
+    )
 }
 
 /// A placement the kernel leaves to a compat mmap becomes a bias at the slot that mmap gives.

@@ -298,9 +298,21 @@ pub fn inspect_all<'b>(
     chosen: Option<&'static CStr>,
     storage: Storage<'b>,
 ) -> Result<Inspected<'b>, Error<'b>> {
+    inspect_all_with(resolved, chosen, storage, inspect, inspect)
+}
+
+/// [`inspect_all`] with the validation of each file given: `program`'s, then `interpreter`'s
+/// (an i386 program's widen their 32-bit headers, each into a buffer of its own).
+pub fn inspect_all_with<'b>(
+    resolved: &Resolved<'b>,
+    chosen: Option<&'static CStr>,
+    storage: Storage<'b>,
+    program: impl FnOnce(&'b File, &'b mut Spill) -> Result<Image<'b>, &'static str>,
+    interpreter: impl FnOnce(&'b File, &'b mut Spill) -> Result<Image<'b>, &'static str>,
+) -> Result<Inspected<'b>, Error<'b>> {
     let Storage { phdrs, interp_path, interp_phdrs, interp_file } = storage;
     let (file, exe_path) = (resolved.file, resolved.exe_path);
-    let image = inspect(file, phdrs).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
+    let image = program(file, phdrs).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
     let extent = Extent::of(&image);
     let Some(ph) = image.interp() else {
         if chosen.is_some() {
@@ -321,7 +333,7 @@ pub fn inspect_all<'b>(
     };
     let interpreter_error = |refusal| Error::Interpreter { path: exe_path, interpreter: path.to_bytes(), refusal };
     let interp: &File = interp_file.insert(source::open(path).map_err(interpreter_error)?);
-    let interp_image = inspect(interp, interp_phdrs)
+    let interp_image = interpreter(interp, interp_phdrs)
         .and_then(|image| elf::check_has_loads(&image).map(|()| image))
         .map_err(|reason| interpreter_error(Refusal::cannot_execute(reason)))?;
     Ok(Inspected {

@@ -6,7 +6,6 @@
 //! never looked at. The 32-bit header and program headers are read field by field and widened
 //! to the 64-bit structures, so that the load plan ([`crate::plan::load`]) works on both alike.
 
-use goblin::elf::header::{ET_DYN, ET_EXEC};
 use goblin::elf64::header::{ELFMAG, Header};
 use goblin::elf64::program_header::ProgramHeader;
 
@@ -64,20 +63,11 @@ pub fn header(bytes: &[u8]) -> Result<Header, &'static str> {
 /// Where the 32-bit program header table lies in the file: (offset, length), after the compat
 /// loader's checks of the header (the same checks as the 64-bit one, with 32-byte entries).
 pub fn phdr_table(header: &Header) -> Result<(u64, usize), &'static str> {
-    if header.e_type != ET_EXEC && header.e_type != ET_DYN {
-        return Err("not an executable or shared object (ELF type is neither EXEC nor DYN)");
-    }
+    super::check_type(header)?;
     if !matches!(header.e_machine, EM_386 | EM_486) {
         return Err("wrong machine: not an i386 program");
     }
-    if usize::from(header.e_phentsize) != SIZEOF_PHDR {
-        return Err("bad program header entry size");
-    }
-    let len = usize::from(header.e_phnum) * SIZEOF_PHDR;
-    if len == 0 || len > MAX_PHDR_TABLE {
-        return Err("bad number of program headers");
-    }
-    Ok((header.e_phoff, len))
+    super::table_of(header, SIZEOF_PHDR)
 }
 
 /// The 32-bit program headers in `table` (whole entries only, any alignment), widened into
@@ -122,6 +112,7 @@ pub fn executable_stack(image: &Image) -> bool {
 mod tests {
     use super::*;
     use goblin::elf::header::EM_X86_64;
+    use goblin::elf::header::{ET_DYN, ET_EXEC};
     use goblin::elf64::program_header::{PF_R, PF_W, PF_X, PT_GNU_STACK, PT_INTERP, PT_LOAD};
 
     pub fn header_bytes(e_type: u16, machine: u16, phnum: u16) -> [u8; 52] {

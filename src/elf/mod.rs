@@ -49,19 +49,31 @@ pub fn header(bytes: &[u8]) -> Result<Header, &'static str> {
 /// Where the program header table lies in the file: (offset, length), after the kernel's checks
 /// of the header.
 pub fn phdr_table(header: &Header) -> Result<(u64, usize), &'static str> {
-    if header.e_type != ET_EXEC && header.e_type != ET_DYN {
-        return Err("not an executable or shared object (ELF type is neither EXEC nor DYN)");
-    }
+    check_type(header)?;
     if matches!(header.e_machine, EM_386 | EM_486) {
         return Err("an i386 (32-bit) program: preload runs x86_64 programs only");
     }
     if header.e_machine != EM_X86_64 {
         return Err("wrong machine: not an x86_64 program");
     }
-    if usize::from(header.e_phentsize) != SIZEOF_PHDR {
+    table_of(header, SIZEOF_PHDR)
+}
+
+/// The checks both loaders make of the type, before their own of the machine.
+pub(crate) fn check_type(header: &Header) -> Result<(), &'static str> {
+    match header.e_type {
+        ET_EXEC | ET_DYN => Ok(()),
+        _ => Err("not an executable or shared object (ELF type is neither EXEC nor DYN)"),
+    }
+}
+
+/// The checks both loaders make of the table, with entries of `entry_size` bytes: (offset,
+/// length).
+pub(crate) fn table_of(header: &Header, entry_size: usize) -> Result<(u64, usize), &'static str> {
+    if usize::from(header.e_phentsize) != entry_size {
         return Err("bad program header entry size");
     }
-    let len = usize::from(header.e_phnum) * SIZEOF_PHDR;
+    let len = usize::from(header.e_phnum) * entry_size;
     if len == 0 || len > MAX_PHDR_TABLE {
         return Err("bad number of program headers");
     }

@@ -337,19 +337,7 @@ pub fn failure_message(name: &[u8], out: &mut [u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn load(vaddr: u64, offset: u64, filesz: u64, memsz: u64, flags: u32) -> ProgramHeader {
-        ProgramHeader {
-            p_type: PT_LOAD,
-            p_flags: flags,
-            p_offset: offset,
-            p_vaddr: vaddr,
-            p_paddr: vaddr,
-            p_filesz: filesz,
-            p_memsz: memsz,
-            p_align: 0x1000,
-        }
-    }
+    use crate::elf::tests::load;
 
     #[test]
     fn op_and_header_have_the_stubs_layout() {

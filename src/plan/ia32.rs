@@ -57,14 +57,7 @@ pub fn placement(
 /// start_brk of an i386 program, as [`super::load::start_brk`] with the ia32 ELF_ET_DYN_BASE
 /// (for a static-pie) and the 32 MiB compat randomisation.
 pub fn start_brk(elf_brk: u64, static_pie: bool, randomize: bool, random: u64) -> u64 {
-    let mut brk = page_align(if static_pie { ELF_ET_DYN_BASE } else { elf_brk });
-    if randomize {
-        if !static_pie {
-            brk += PAGE_SIZE;
-        }
-        brk += (random % (BRK_RND_RANGE / PAGE_SIZE)) * PAGE_SIZE;
-    }
-    brk
+    super::load::start_brk_with(ELF_ET_DYN_BASE, BRK_RND_RANGE, elf_brk, static_pie, randomize, random)
 }
 
 /// The end of the `[stack]` mapping of a compat exec (randomize_stack_top).

@@ -281,12 +281,24 @@ pub fn pie_bias(extent: &Extent, rnd: u64) -> u64 {
 /// heap at ELF_ET_DYN_BASE; with randomisation a one-page gap (not for static-pie) and up to
 /// 1 GiB of random pages follow, as `arch_randomize_brk` does.
 pub fn start_brk(elf_brk: u64, static_pie: bool, randomize: bool, random: u64) -> u64 {
-    let mut brk = page_align(if static_pie { ELF_ET_DYN_BASE } else { elf_brk });
+    start_brk_with(ELF_ET_DYN_BASE, BRK_RND_RANGE, elf_brk, static_pie, randomize, random)
+}
+
+/// The rule of [`start_brk`] with a loader's own ELF_ET_DYN_BASE and randomisation range.
+pub(crate) fn start_brk_with(
+    dyn_base: u64,
+    rnd_range: u64,
+    elf_brk: u64,
+    static_pie: bool,
+    randomize: bool,
+    random: u64,
+) -> u64 {
+    let mut brk = page_align(if static_pie { dyn_base } else { elf_brk });
     if randomize {
         if !static_pie {
             brk += PAGE_SIZE;
         }
-        brk += (random % (BRK_RND_RANGE / PAGE_SIZE)) * PAGE_SIZE;
+        brk += (random % (rnd_range / PAGE_SIZE)) * PAGE_SIZE;
     }
     brk
 }

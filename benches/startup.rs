@@ -63,6 +63,12 @@ void start_c(long *sp) {
     sys3(231, 127, 0, 0);
 }
 "#;
+/// An ELF interpreter that does nothing but exit 0 (a static-pie without libc): a PIE naming it
+/// in PT_INTERP measures the loader alone. ld.so's own start is dominated by CPUID, which a VM
+/// traps (about 23 µs each on the 2-core Firecracker machine of the README's figures, some 600 µs
+/// of a /bin/true launch), and so hides what the loader costs.
+const EXIT_INTERP_C: &str = r#"__asm__(".globl _start\n_start:\n\tmov $231, %eax\n\txor %edi, %edi\n\tsyscall\n");
+"#;
 /// Prints its own VmHWM (peak RSS of the mm, which through preload includes the preloader's own
 /// pages) and VmRSS (what is still resident when main runs).
 const VM_STATUS_C: &str = r#"#include <stdio.h>
@@ -110,6 +116,7 @@ fn main() {
         &["-static", "-nostdlib", "-fno-pie", "-no-pie", "-fno-stack-protector"],
     );
     let execve_only = copy_program(&execve_only, &scratch.join("execve-only-copy"), None);
+    let loader_only = loader_only_program(&scratch);
 
     println!("preloader:  {} ({})", preload.display(), binary.describe());
     let meta = fs::metadata(&sparse).unwrap_or_else(|e| fail(&format!("{}: {e}", sparse.display())));
@@ -117,12 +124,13 @@ fn main() {
     println!("launches:   {n} per case (PRELOAD_BENCH_N), after {WARMUP_ROUNDS} untimed, round-robin");
     println!();
 
-    let mut cases = timing_cases(preload, &static_empty, &sparse, &execve_only);
+    let programs = Programs { static_empty, sparse, execve_only, loader_only };
+    let mut cases = timing_cases(preload, &programs);
     run_round_robin(&mut cases, n);
     print_table(&cases);
     println!();
     print_syscalls(preload, &scratch);
-    print_faults(preload, &static_empty);
+    print_faults(preload, &programs.static_empty);
     println!();
     print_size(&binary, preload, &scratch);
     println!();
@@ -205,6 +213,17 @@ fn copy_program(program: &Path, copy: &Path, len: Option<u64>) -> PathBuf {
     copy.to_path_buf()
 }
 
+/// A PIE (the empty C program) whose PT_INTERP names [`EXIT_INTERP_C`], both copied as the
+/// other timed programs are.
+fn loader_only_program(scratch: &Path) -> PathBuf {
+    let flags = ["-nostdlib", "-static-pie", "-fPIE", "-fno-stack-protector"];
+    let interp = compile_with(scratch, "exit-interp", EXIT_INTERP_C, &flags);
+    let interp = copy_program(&interp, &scratch.join("exit-interp-copy"), None);
+    let dynamic_linker = format!("-Wl,--dynamic-linker={}", interp.display());
+    let program = compile_with(scratch, "loader-only", EMPTY_C, &["-pie", "-fPIE", &dynamic_linker]);
+    copy_program(&program, &scratch.join("loader-only-copy"), None)
+}
+
 /// What the section headers say about the preloader binary.
 struct Binary {
     bytes: u64,
@@ -274,7 +293,16 @@ struct Case {
     nanos: Vec<u64>,
 }
 
-fn timing_cases(preload: &Path, static_empty: &Path, sparse: &Path, execve_only: &Path) -> Vec<Case> {
+/// The programs built for the bench.
+struct Programs {
+    static_empty: PathBuf,
+    sparse: PathBuf,
+    execve_only: PathBuf,
+    loader_only: PathBuf,
+}
+
+fn timing_cases(preload: &Path, programs: &Programs) -> Vec<Case> {
+    let Programs { static_empty, sparse, execve_only, loader_only } = programs;
     let many: Vec<String> = (0..MANY_ARGS).map(|i| format!("argument-{i:05}")).collect();
     let case = |group, how, program: &Path, args: &[&Path]| {
         let mut cmd = Command::new(program);
@@ -297,6 +325,10 @@ fn timing_cases(preload: &Path, static_empty: &Path, sparse: &Path, execve_only:
         case("/bin/true, 10k args", "preload", preload, &[true_path]),
         case("static C, 1 GiB sparse", "direct", sparse, &[]),
         case("static C, 1 GiB sparse", "preload", preload, &[sparse]),
+        case("loader only", "direct", loader_only, &[]),
+        case("loader only", "preload", preload, &[loader_only]),
+        case("loader only", "wine-pre", Path::new(WINE_PRELOADER), &[loader_only]),
+        case("loader only", "execve", execve_only, &[loader_only]),
     ];
     for case in cases.iter_mut().filter(|case| case.group.contains("10k")) {
         case.cmd.args(&many);
@@ -389,6 +421,13 @@ fn print_table(cases: &[Case]) {
         let ratio = preload_true.0 / find("/bin/true", peer).unwrap().0;
         println!("goal: preload/{peer} ≤ 1.0 for /bin/true ({name}) {ratio:.3}  {}", verdict(ratio <= 1.0));
     }
+    let loader = |how| find("loader only", how).unwrap().0;
+    println!(
+        "loader only, added to a direct run (median µs): preload {:+.1}, wine-pre {:+.1}, execve {:+.1}",
+        loader("preload") - loader("direct"),
+        loader("wine-pre") - loader("direct"),
+        loader("execve") - loader("direct"),
+    );
     let small = find("static C", "preload").unwrap();
     let big = find("static C, 1 GiB sparse", "preload").unwrap();
     let (small_direct, big_direct) =

@@ -315,3 +315,20 @@ fn userns_is_refused_for_i386_programs() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("preload: ") && stderr.contains("--userns is not supported for i386"), "{stderr}");
 }
+
+/// preload asks whether IA32 emulation is on with SIGSEGV caught and unblocked for a moment: the
+/// program inherits the caller's mask and ignored signals all the same, SIGSEGV among them.
+#[test]
+fn i386_program_inherits_sigsegv_blocked_and_ignored() {
+    let perl = common::require_tool("perl");
+    let script = "use POSIX; $SIG{SEGV} = 'IGNORE'; sigprocmask(SIG_BLOCK, POSIX::SigSet->new(SIGSEGV)) or die; \
+                  exec {$ARGV[0]} @ARGV or die";
+    let (_, inv) = probe(Variant::I386Static);
+    let both = inv.wrapped_in([perl.as_os_str(), "-e".as_ref(), script.as_ref()]).run_both();
+    let (direct, preloaded) = (lines(&both.direct, "direct"), lines(&both.preloaded, "preloaded"));
+    for key in ["status.SigBlk", "status.SigIgn"] {
+        let mask = u64::from_str_radix(value(&direct, key), 16).unwrap();
+        assert_ne!(mask & 1 << (11 - 1), 0, "scenario check: SIGSEGV in {key}");
+        assert_eq!(value(&direct, key), value(&preloaded, key), "{key}");
+    }
+}

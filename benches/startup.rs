@@ -449,8 +449,8 @@ fn verdict(met: bool) -> &'static str {
 
 /// Counts the system calls of `preload /bin/true` between the preloader's entry and its jump to
 /// ld.so, from `strace -f -o FILE` (the markers: [`strace::preloader_calls`]). As a check, the
-/// last of them must be the stub's `munmap` of the stage-2 hand-off just before the jump; a
-/// warning is printed otherwise.
+/// last of them must be the stub's last op, the `close` of ld.so's descriptor just before the
+/// jump; a warning is printed otherwise.
 fn print_syscalls(preload: &Path, scratch: &Path) {
     let log = scratch.join("strace.log");
     run_ok(Command::new("strace").arg("-f").arg("-o").arg(&log).arg(preload).arg(TRUE));
@@ -465,11 +465,8 @@ fn print_syscalls(preload: &Path, scratch: &Path) {
     // A failed call is e.g. "prctl EBUSY" (PR_SET_MM_MAP while the preloader's own file is still
     // mapped; EPERM without CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE).
     println!("  {}", strace::summary(preloader));
-    if preloader.last().is_none_or(|call| call.name != "munmap") {
-        println!(
-            "  warning: the last call before brk(NULL) is not munmap; the boundary may be off ({})",
-            log.display()
-        );
+    if preloader.last().is_none_or(|call| call.name != "close") {
+        println!("  warning: the last call before brk(NULL) is not close; the boundary may be off ({})", log.display());
     }
 }
 

@@ -7,9 +7,9 @@
 //!     PRELOAD_BENCH_N=500 cargo bench --bench startup
 //!
 //! Prints the machine, then a table of launch times (median and p90 of fork+exec+wait as seen by
-//! the parent, all cases alternated round-robin in one run so that machine noise spreads evenly),
-//! the system calls the preloader makes from its entry to the jump, its stripped size and its peak
-//! memory. Needs gcc with the static glibc (libc6-dev), strace, wine64-preloader and GNU time (page
+//! the parent, all cases alternated in rounds of one launch each, shuffled per round, so that
+//! machine noise spreads evenly), the system calls the preloader makes from its entry to the
+//! jump, its stripped size and its peak memory. Needs gcc with the static glibc (libc6-dev), strace, wine64-preloader and GNU time (page
 //! faults).
 //!
 //! Std only, on purpose: dev-dependencies that enable `std` on rustix or goblin would break the
@@ -121,7 +121,7 @@ fn main() {
     println!("preloader:  {} ({})", preload.display(), binary.describe());
     let meta = fs::metadata(&sparse).unwrap_or_else(|e| fail(&format!("{}: {e}", sparse.display())));
     println!("sparse:     {} ({} bytes, {} KiB allocated)", sparse.display(), meta.len(), meta.blocks() / 2);
-    println!("launches:   {n} per case (PRELOAD_BENCH_N), after {WARMUP_ROUNDS} untimed, round-robin");
+    println!("launches:   {n} per case (PRELOAD_BENCH_N), after {WARMUP_ROUNDS} untimed, in shuffled rounds");
     println!();
 
     let programs = Programs { static_empty, sparse, execve_only, loader_only };
@@ -336,13 +336,18 @@ fn timing_cases(preload: &Path, programs: &Programs) -> Vec<Case> {
     cases
 }
 
-/// Launches every case `n` times, one launch of each per round; the starting case rotates from
-/// round to round so that no case always follows the same one.
+/// Launches every case `n` times, one launch of each per round, in an order shuffled afresh each
+/// round: with a fixed or merely rotated order a case nearly always follows the same one, and
+/// what that one leaves behind (caches, the other CPU's load) biases it by a few µs.
 fn run_round_robin(cases: &mut [Case], n: usize) {
     let started = Instant::now();
+    let mut order: Vec<usize> = (0..cases.len()).collect();
+    let mut random = Xorshift(0x9e37_79b9_7f4a_7c15);
     for round in 0..WARMUP_ROUNDS + n {
-        for k in 0..cases.len() {
-            let index = (round + k) % cases.len();
+        for last in (1..order.len()).rev() {
+            order.swap(last, random.below(last + 1));
+        }
+        for &index in &order {
             let nanos = launch(&mut cases[index].cmd);
             if round >= WARMUP_ROUNDS {
                 cases[index].nanos.push(nanos);
@@ -351,6 +356,19 @@ fn run_round_robin(cases: &mut [Case], n: usize) {
     }
     let launches = cases.len() * (WARMUP_ROUNDS + n);
     eprintln!("({launches} launches in {:.1} s)", started.elapsed().as_secs_f64());
+}
+
+/// A fixed-seed xorshift64 generator: the same shuffles in every run, and no dependency.
+struct Xorshift(u64);
+
+impl Xorshift {
+    /// A number below `bound` (the modulo bias is negligible for a few dozen cases).
+    fn below(&mut self, bound: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % bound as u64) as usize
+    }
 }
 
 /// One fork+exec+wait (std spawns with posix_spawn), in nanoseconds.

@@ -258,7 +258,7 @@ fn the_stubs_copy_of_the_hand_off_is_wiped_before_the_jump() {
     let scan = build_c("stack_below", Variant::Static);
     let needle = "could not be finished after the preloader";
     let run = |extra: &[&str]| {
-        let output = Command::new(common::preload()).arg(&scan).arg(needle).args(extra).output().expect("spawn");
+        let output = common::output(Command::new(common::preload()).arg(&scan).arg(needle).args(extra));
         success(&output, "preload stack_below")
     };
     assert_eq!(run(&[]), "clean\n", "the head's copy was left on the stack");

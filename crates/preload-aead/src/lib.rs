@@ -5,8 +5,7 @@
 //! the crate that names the concrete types, with that crate's opt-level. preload builds at
 //! opt-level "z" for size, where ChaCha20 runs at about a sixth of its speed; naming the types
 //! here, in a crate the root Cargo.toml builds at opt-level 3, keeps the speed while the rest
-//! stays small. Which backends are used is chosen by the `chacha20_backend` and
-//! `poly1305_backend` cfgs in .cargo/config.toml.
+//! stays small. The backends (AVX2, SSE2, portable) are chosen at run time: see .cargo/config.toml.
 #![no_std]
 
 use chacha20::ChaCha20;

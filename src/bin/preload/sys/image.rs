@@ -39,8 +39,8 @@ fn program_headers() -> &'static [ProgramHeader] {
 /// program, which the stub does not launch, the preloader stays mapped. Swap each of
 /// the preloader's file-backed segments for an anonymous copy at the same address: map, copy,
 /// protect, then mremap over the original in one step, so the code running here survives.
-/// Only the pages with file contents are copied: linker.ld keeps the writable load free of file
-/// bytes, so the kernel mapped it anonymous and it stays as it is.
+/// Only the pages with file contents are copied (the text load, and the writable load's .data
+/// where there is any, linker.ld): the kernel maps the rest anonymous, and it stays as it is.
 pub fn replace_own_file_mappings() -> Result<(), Errno> {
     let base = span().start;
     for ph in program_headers().iter().filter(|ph| ph.p_type == PT_LOAD && ph.p_filesz > 0) {

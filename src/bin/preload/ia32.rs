@@ -282,7 +282,7 @@ fn set_mm(map: &mut PrctlMmMap, exe: BorrowedFd<'_>) -> ExeOutcome {
         Ok(()) => return ExeOutcome::Set,
         Err(errno) => errno,
     };
-    match replace_own_file_mappings() {
+    match sys::without_personality(sys::READ_IMPLIES_EXEC, replace_own_file_mappings) {
         Ok(()) if first == Errno::BUSY => match sys_proc::set_mm_map(map) {
             Ok(()) => ExeOutcome::SetAfterSteppingAside,
             Err(errno) => without_exe(map, errno),

@@ -117,6 +117,24 @@ pub fn add_personality(flags: u64) -> Result<(), Errno> {
     }
 }
 
+/// Run `step` with `flags` taken out of the personality, then put them back: mappings the
+/// preloader makes for itself meanwhile (`image::replace_own_file_mappings`) get the protection
+/// asked for, not the PROT_EXEC that READ_IMPLIES_EXEC adds to every readable one.
+pub fn without_personality<T>(flags: u64, step: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
+    let current = personality(0xffff_ffff);
+    if current < 0 || current as u64 & flags == 0 {
+        return step();
+    }
+    if personality(current as u64 & !flags) < 0 {
+        return Err(Errno::INVAL);
+    }
+    let result = step();
+    match personality(current as u64) {
+        -4095..=-1 => Err(Errno::INVAL),
+        _ => result,
+    }
+}
+
 /// The span of the vDSO's mappings ([vvar], [vvar_vclock], [vdso]) and where [vdso] starts.
 fn vdso_span() -> Option<(preload::plan::reserve::Range, u64)> {
     let mut maps = [0u8; MAPS_BUFFER];

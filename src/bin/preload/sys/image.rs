@@ -14,6 +14,8 @@ unsafe extern "C" {
     static __ehdr_start: Header;
     /// The end of its image.
     static _end: u8;
+    /// The start of the room at the end of its image, which it never touches.
+    static __room: u8;
 }
 
 /// The pages the preloader's image spans.
@@ -37,30 +39,36 @@ fn program_headers() -> &'static [ProgramHeader] {
 
 /// The kernel refuses a new exe while any mapping of the old one exists (EBUSY): for an i386
 /// program, which the stub does not launch, the preloader stays mapped. Swap each of
-/// the preloader's file-backed segments for an anonymous copy at the same address: map, copy,
+/// the preloader's loads with file bytes for an anonymous copy at the same address: map, copy,
 /// protect, then mremap over the original in one step, so the code running here survives.
-/// Only the pages with file contents are copied (the text load, and the writable load's .data
-/// where there is any, linker.ld): the kernel maps the rest anonymous, and it stays as it is.
+/// The copy spans the whole load, so that each stays one mapping, but only the bytes before
+/// linker.ld's room are copied (the room is never touched, and stays without pages); a load
+/// without file bytes (the writable one of a build without .data) was mapped anonymous by the
+/// kernel, and stays as it is.
 pub fn replace_own_file_mappings() -> Result<(), Errno> {
     let base = span().start;
+    // Only the address of the linker-defined symbol is taken, which needs no unsafe.
+    let room = &raw const __room as u64;
     for ph in program_headers().iter().filter(|ph| ph.p_type == PT_LOAD && ph.p_filesz > 0) {
         let start = page_start(base + ph.p_vaddr);
-        let len = page_align(base + ph.p_vaddr + ph.p_filesz) - start;
-        // POPULATE: every page is written at once, and allocating them in the mmap costs less
-        // than a page fault for each.
-        let mut copy = Mapping::new(len as usize, MapFlags::POPULATE)?;
-        // SAFETY: [start, start+len) are the file-backed pages of one of the preloader's own
-        // segments, mapped and readable (every segment has PF_R).
-        unsafe { mem::read(start, &mut copy.bytes()[..len as usize]) };
-        let (copy, _) = copy.into_raw();
+        let end = page_align(base + ph.p_vaddr + ph.p_memsz);
+        let used = page_align(end.min(room)) - start;
+        // POPULATE where every page is written (the text load): allocating them in the mmap
+        // costs less than a page fault for each.
+        let populate = if start + used == end { MapFlags::POPULATE } else { MapFlags::empty() };
+        let mut copy = Mapping::new((end - start) as usize, populate)?;
+        // SAFETY: [start, start+used) are the pages of one of the preloader's own loads before
+        // the room, mapped and readable (every load has PF_R).
+        unsafe { mem::read(start, &mut copy.bytes()[..used as usize]) };
+        let (copy, len) = copy.into_raw();
         let prot = crate::load::prot(ph.p_flags);
         // SAFETY: the copy is ours alone; it gets the original's bytes and protection before it
         // atomically replaces the original, so no code or data changes under the running code.
         unsafe {
             if prot != ProtFlags::READ | ProtFlags::WRITE {
-                mem::protect(copy as u64, len, prot)?;
+                mem::protect(copy as u64, len as u64, prot)?;
             }
-            rustix::mm::mremap_fixed(copy.cast(), len as usize, len as usize, MremapFlags::MAYMOVE, start as *mut _)?;
+            rustix::mm::mremap_fixed(copy.cast(), len, len, MremapFlags::MAYMOVE, start as *mut _)?;
         }
     }
     Ok(())

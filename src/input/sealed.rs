@@ -942,7 +942,10 @@ mod tests {
         assert_eq!(decode_all(Compressor::Lz4Chunks, &body, program.len() as u64 - 1).map(|_| ()), corrupt);
         assert_eq!(decode_all(Compressor::Lz4Chunks, &body, program.len() as u64 + 1).map(|_| ()), corrupt);
         // Trailing bytes, a cut body, a length word that runs past the end.
-        assert_eq!(Chunks::new(program.len() as u64, &mut Body::plain(&[&body[..], b"x"].concat())).map(|_| ()), corrupt);
+        assert_eq!(
+            Chunks::new(program.len() as u64, &mut Body::plain(&[&body[..], b"x"].concat())).map(|_| ()),
+            corrupt
+        );
         assert_eq!(Chunks::new(program.len() as u64, &mut Body::plain(&body[..body.len() - 1])).map(|_| ()), corrupt);
         let mut long = body.clone();
         long[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());

@@ -162,18 +162,14 @@ pub fn add_personality(flags: u64) -> Result<(), Errno> {
 /// preloader makes for itself meanwhile (`image::replace_own_file_mappings`) get the protection
 /// asked for, not the PROT_EXEC that READ_IMPLIES_EXEC adds to every readable one.
 pub fn without_personality<T>(flags: u64, step: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
-    let current = personality(0xffff_ffff);
-    if current < 0 || current as u64 & flags == 0 {
+    let current = personality(0xffff_ffff)? as u64;
+    if current & flags == 0 {
         return step();
     }
-    if personality(current as u64 & !flags) < 0 {
-        return Err(Errno::INVAL);
-    }
+    personality(current & !flags)?;
     let result = step();
-    match personality(current as u64) {
-        -4095..=-1 => Err(Errno::INVAL),
-        _ => result,
-    }
+    personality(current)?;
+    result
 }
 
 /// The span of the vDSO's mappings ([vvar], [vvar_vclock], [vdso]) and where [vdso] starts.

@@ -189,7 +189,7 @@ fn throughputs(container: &[u8], key_file: &Path) -> (Compressor, f64, f64, f64,
         }
         Compressor::Lz4Chunks => {
             let mut workspace = Box::new(Workspace::zeroed());
-            let mut held = Body::encrypted(encrypted, &mut keystream);
+            let mut held = Body::encrypted(0, encrypted, &mut keystream);
             Chunks::new(header.program_size, &mut held)
                 .and_then(|mut chunks| chunks.read_exact_at(&mut held, &mut workspace, 0, &mut program))
                 .unwrap_or_else(|refusal| fail(refusal.reason));

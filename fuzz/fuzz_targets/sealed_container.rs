@@ -186,7 +186,7 @@ impl Decoder {
 
 fn held<'b>(body: &'b [u8], keystream: Option<&'b mut Keystream>) -> Body<'b> {
     match keystream {
-        Some(keystream) => Body::encrypted(body, keystream),
+        Some(keystream) => Body::encrypted(0, body, keystream),
         None => Body::plain(body),
     }
 }

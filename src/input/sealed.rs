@@ -73,6 +73,8 @@ const BAD_SIZES: &str = "authentication failed: program or body size out of rang
 /// After authentication: only a faulty sealer can produce these.
 const CORRUPT: &str = "sealed program does not decompress";
 const WRONG_SIZE: &str = "sealed program's size differs from its header";
+/// A read behind what the loader said it was done with: a fault of the preloader's.
+const FORGOTTEN: &str = "sealed program read again behind what was released";
 
 /// Whether a file starts like a sealed container.
 pub fn is_sealed(head: &[u8]) -> bool {
@@ -445,26 +447,32 @@ impl Keystream {
 }
 
 /// An LZ4-chunk body as held: still encrypted (the preloader's, authenticated, decrypted as it
-/// is read), or plain.
+/// is read), or plain; from `origin` on (what is before it is released: [`Chunks::forget_before`]).
 pub struct Body<'b> {
+    origin: usize,
     bytes: &'b [u8],
     keystream: Option<&'b mut Keystream>,
 }
 
 impl<'b> Body<'b> {
     pub fn plain(bytes: &'b [u8]) -> Self {
-        Self { bytes, keystream: None }
+        Self { origin: 0, bytes, keystream: None }
     }
 
-    /// An encrypted body; only once its tag is checked.
-    pub fn encrypted(bytes: &'b [u8], keystream: &'b mut Keystream) -> Self {
-        Self { bytes, keystream: Some(keystream) }
+    /// An encrypted body, `bytes` from its offset `origin` on; only once its tag is checked.
+    pub fn encrypted(origin: usize, bytes: &'b [u8], keystream: &'b mut Keystream) -> Self {
+        Self { origin, bytes, keystream: Some(keystream) }
+    }
+
+    fn len(&self) -> usize {
+        self.origin + self.bytes.len()
     }
 
     /// The body's plain bytes at `at`, into `out`.
     fn read(&mut self, at: usize, out: &mut [u8]) -> Result<(), Refusal> {
         let corrupt = || Refusal::cannot_execute(CORRUPT);
-        let held = self.bytes.get(at..).and_then(|rest| rest.get(..out.len())).ok_or_else(corrupt)?;
+        let within = at.checked_sub(self.origin).ok_or(Refusal::failure(FORGOTTEN))?;
+        let held = self.bytes.get(within..).and_then(|rest| rest.get(..out.len())).ok_or_else(corrupt)?;
         match &mut self.keystream {
             Some(keystream) => keystream.0.apply_at_into(at as u64, held, out).ok_or_else(corrupt),
             None => {
@@ -493,7 +501,8 @@ impl Workspace {
 /// Where decoding an LZ4-chunk body has got to: the chunk whose length word is at `at`, and
 /// which chunk the workspace holds decoded. Any chunk decodes on its own, so reads may come in
 /// any order; reading behind the cursor walks the length words again from the start (a few
-/// hundred words for 100 MB), never decodes again what it skips.
+/// hundred words for 100 MB), or from the first chunk not forgotten, never decodes again what
+/// it skips.
 #[derive(Clone, Copy, Debug)]
 pub struct Chunks {
     size: u64,
@@ -504,6 +513,9 @@ pub struct Chunks {
     buffered: u64,
     /// Bytes decoded, those decoded twice included (for tests and the benchmark).
     decoded: u64,
+    /// The first chunk still read, and where its length word is: a read behind the cursor
+    /// walks again from here ([`Chunks::forget_before`]), not from the start.
+    floor: (u64, usize),
 }
 
 impl Chunks {
@@ -513,7 +525,7 @@ impl Chunks {
     /// decoded.
     pub fn new(program_size: u64, body: &mut Body) -> Result<Self, Refusal> {
         let count = program_size.div_ceil(CHUNK_SIZE as u64);
-        let mut chunks = Self { size: program_size, next: 0, at: 0, buffered: 0, decoded: 0 };
+        let mut chunks = Self { size: program_size, next: 0, at: 0, buffered: 0, decoded: 0, floor: (0, 0) };
         for index in 0..count {
             let (stored, len) = chunks.chunk(body)?;
             let size = chunks.len_of(index);
@@ -523,7 +535,7 @@ impl Chunks {
             chunks.at += 4 + len;
             chunks.next += 1;
         }
-        if chunks.at != body.bytes.len() {
+        if chunks.at != body.len() {
             return Err(Refusal::cannot_execute(CORRUPT));
         }
         chunks.next = 0;
@@ -533,6 +545,17 @@ impl Chunks {
 
     pub fn decoded(&self) -> u64 {
         self.decoded
+    }
+
+    /// The program before `offset` will not be read again (the loader has copied it): the
+    /// chunks before it, as far as the cursor has walked, are forgotten, so that the body before
+    /// them can be released. Returns where the first chunk still read starts in the body. A
+    /// later read of a forgotten chunk is refused, never decoded from released bytes.
+    pub fn forget_before(&mut self, offset: u64) -> usize {
+        if offset / CHUNK_SIZE as u64 >= self.next {
+            self.floor = (self.next, self.at);
+        }
+        self.floor.1
     }
 
     /// The decoded size of chunk `index`.
@@ -546,7 +569,7 @@ impl Chunks {
         body.read(self.at, &mut word)?;
         let word = u32::from_le_bytes(word);
         let len = (word & !STORED) as usize;
-        match body.bytes.len().checked_sub(self.at + 4) {
+        match body.len().checked_sub(self.at + 4) {
             Some(rest) if len <= rest => Ok((word & STORED != 0, len)),
             _ => Err(Refusal::cannot_execute(CORRUPT)),
         }
@@ -556,8 +579,10 @@ impl Chunks {
     /// bytes meanwhile (`Chunks::new` checked that they are shorter than the chunk).
     fn decode(&mut self, body: &mut Body, index: u64, out: &mut [u8], compressed: &mut [u8]) -> Result<(), Refusal> {
         if index < self.next {
-            self.next = 0;
-            self.at = 0;
+            if index < self.floor.0 {
+                return Err(Refusal::failure(FORGOTTEN));
+            }
+            (self.next, self.at) = self.floor;
         }
         while self.next < index {
             self.at += 4 + self.chunk(body)?.1;
@@ -694,7 +719,7 @@ mod tests {
             Compressor::Lz4Chunks => {
                 let mut program = vec![0u8; header.program_size as usize];
                 let mut workspace = Box::new(Workspace::zeroed());
-                let mut body = Body::encrypted(&body, &mut keystream);
+                let mut body = Body::encrypted(0, &body, &mut keystream);
                 let mut chunks = Chunks::new(header.program_size, &mut body)?;
                 chunks.read_exact_at(&mut body, &mut workspace, 0, &mut program)?;
                 Ok(program)
@@ -978,7 +1003,7 @@ mod tests {
         seal(&Secret(KEY), &header, &mut encrypted);
         assert_ne!(encrypted, plain);
         let mut keystream = Keystream::new(&Secret(KEY), &header);
-        chunk_reads_in_any_order(&program, &mut Body::encrypted(&encrypted, &mut keystream));
+        chunk_reads_in_any_order(&program, &mut Body::encrypted(0, &encrypted, &mut keystream));
     }
 
     fn chunk_reads_in_any_order(program: &[u8], body: &mut Body) {
@@ -1017,6 +1042,33 @@ mod tests {
             chunks.read_exact_at(body, &mut workspace, program.len() as u64 - 1, &mut [0; 2]),
             Err(Refusal::cannot_execute(WRONG_SIZE))
         );
+    }
+
+    #[test]
+    fn forgotten_chunks_are_refused_and_the_rest_reads_from_what_is_kept() {
+        let program = sample(6 * CHUNK_SIZE + 99);
+        let header =
+            Header { compressor: Compressor::Lz4Chunks, nonce: [3; NONCE_SIZE], program_size: 0, body_size: 0 };
+        let mut body = lz4_chunks(&program);
+        seal(&Secret(KEY), &header, &mut body);
+        let mut keystream = Keystream::new(&Secret(KEY), &header);
+        let mut workspace = Box::new(Workspace::zeroed());
+        let mut chunks = Chunks::new(program.len() as u64, &mut Body::encrypted(0, &body, &mut keystream)).unwrap();
+        let mut first = vec![0u8; 3 * CHUNK_SIZE];
+        chunks.read_exact_at(&mut Body::encrypted(0, &body, &mut keystream), &mut workspace, 0, &mut first).unwrap();
+        // The cursor is at chunk 2: it and what follows are kept, and read from there.
+        let kept = chunks.forget_before(3 * CHUNK_SIZE as u64);
+        assert!(kept > CHUNK_SIZE && kept < 3 * CHUNK_SIZE, "chunk 2 starts at {kept}");
+        let mut read = |offset: usize, len: usize| {
+            let mut buf = vec![0u8; len];
+            let mut held = Body::encrypted(kept, &body[kept..], &mut keystream);
+            chunks.read_exact_at(&mut held, &mut workspace, offset as u64, &mut buf).map(|()| buf)
+        };
+        assert_eq!(read(5 * CHUNK_SIZE, CHUNK_SIZE + 99).unwrap(), &program[5 * CHUNK_SIZE..]);
+        assert_eq!(read(2 * CHUNK_SIZE + 5, 2 * CHUNK_SIZE).unwrap(), &program[2 * CHUNK_SIZE + 5..][..2 * CHUNK_SIZE]);
+        for offset in [0, CHUNK_SIZE + 1, 2 * CHUNK_SIZE - 1] {
+            assert_eq!(read(offset, 10), Err(Refusal::failure(FORGOTTEN)), "read at {offset}");
+        }
     }
 
     #[test]

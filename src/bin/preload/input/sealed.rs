@@ -20,7 +20,7 @@ use rustix::io::Errno;
 use rustix::mm::MapFlags;
 
 use crate::sys::io;
-use crate::sys::mem::Mapping;
+use crate::sys::mem::{self, Mapping};
 
 /// The environment variable that names the key's descriptor.
 pub const KEY_FD_VAR: &[u8] = b"PRELOAD_KEY_FD";
@@ -165,6 +165,8 @@ enum Decoder {
 pub struct Unsealed {
     mapping: Plain,
     body_len: usize,
+    /// The body before this offset is unmapped (an LZ4-chunk body, once copied from).
+    released: Cell<usize>,
     keystream_at: usize,
     state_at: usize,
     head_at: usize,
@@ -192,8 +194,10 @@ impl Unsealed {
         // only read, and keystream and workspace (written in `unseal` to what they must be) are
         // touched by this method alone, which does not recurse: no other reference to them
         // exists while these live. `buf` is the caller's, outside the mapping.
+        // The body from `released` on, which is mapped.
         let result = unsafe {
-            let body = core::slice::from_raw_parts(self.mapping.base(), self.body_len);
+            let released = self.released.get();
+            let body = core::slice::from_raw_parts(self.mapping.base().add(released), self.body_len - released);
             let workspace = self.mapping.base().add(self.state_at);
             match &mut decoder {
                 Decoder::Zlib(inflating) => {
@@ -202,14 +206,40 @@ impl Unsealed {
                 Decoder::Chunks(chunks) => {
                     let keystream = &mut *self.mapping.base().add(self.keystream_at).cast::<Keystream>();
                     let workspace = &mut *workspace.cast::<Workspace>();
-                    chunks.read_exact_at(&mut Body::encrypted(body, keystream), workspace, offset, buf)
+                    chunks.read_exact_at(&mut Body::encrypted(released, body, keystream), workspace, offset, buf)
                 }
             }
         };
         self.decoder.set(decoder);
         result.map_err(|_| Errno::IO)
     }
+
+    /// The program before `offset` will not be read again (the loader copies the segments in
+    /// file order): an LZ4-chunk body's pages before the chunks still read are unmapped, in
+    /// whole huge pages, so that the program's pages, written next, take their place instead of
+    /// fresh memory (the peak is then about the program, not the program and the body). A zlib
+    /// body is kept whole: a read behind its window inflates again from its start.
+    pub fn release_before(&self, offset: u64) {
+        let mut decoder = self.decoder.get();
+        if let Decoder::Chunks(chunks) = &mut decoder {
+            let end = chunks.forget_before(offset) & !(RELEASE_STEP - 1);
+            let start = self.released.get();
+            // SAFETY: body pages of the mapping before the first chunk still read: the decoder
+            // refuses to read a forgotten chunk, and read_exact_at borrows the body only from
+            // `released` on; nothing else refers to them. Nothing of the preloader's own.
+            if end > start
+                && unsafe { mem::unmap(self.mapping.base() as u64 + start as u64, (end - start) as u64) }.is_ok()
+            {
+                self.released.set(end);
+            }
+        }
+        self.decoder.set(decoder);
+    }
 }
+
+/// The body is released in steps of a huge page (2 MiB): a page freed whole can hold a
+/// segment's next huge page.
+const RELEASE_STEP: usize = 2 << 20;
 
 /// Authenticate and decrypt the container open as `container` (`container_size` bytes) with the
 /// key from `key_fd_var`. The result reads like the plain program's file (inflating on demand);
@@ -284,13 +314,14 @@ pub fn unseal(container: BorrowedFd<'_>, container_size: u64, key_fd_var: Option
         }
         // The workspace is the mapping's zero pages: any bytes are a valid Workspace.
         Compressor::Lz4Chunks => {
-            Decoder::Chunks(Chunks::new(header.program_size, &mut Body::encrypted(body, keystream))?)
+            Decoder::Chunks(Chunks::new(header.program_size, &mut Body::encrypted(0, body, keystream))?)
         }
     };
     let head_len = header.program_size.min(HEAD_SIZE as u64) as usize;
     let unsealed = Unsealed {
         mapping,
         body_len,
+        released: Cell::new(0),
         keystream_at,
         state_at,
         head_at,

@@ -128,6 +128,7 @@ fn authenticate_in_pieces(
 /// keystream, plaintext): those are wiped, then the whole is unmapped, when it is dropped.
 struct Plain {
     mapping: Mapping,
+    len: usize,
     secret_from: usize,
 }
 
@@ -136,7 +137,7 @@ impl Plain {
         // NORESERVE: sizes come from a header whose tag is not checked yet when the body is read.
         let mapping =
             Mapping::new(len, MapFlags::NORESERVE).map_err(|errno| Refusal::failure_errno(errno.raw_os_error()))?;
-        Ok(Self { mapping, secret_from })
+        Ok(Self { mapping, len, secret_from })
     }
 
     fn base(&self) -> *mut u8 {
@@ -146,7 +147,12 @@ impl Plain {
 
 impl Drop for Plain {
     fn drop(&mut self) {
-        sealed::wipe(&mut self.mapping.bytes()[self.secret_from..]);
+        // SAFETY: the bytes from `secret_from` to `len` stay mapped until the mapping is
+        // dropped (only body pages before them are ever unmapped: `release_before`), and
+        // nothing refers to them any more.
+        let secret =
+            unsafe { core::slice::from_raw_parts_mut(self.base().add(self.secret_from), self.len - self.secret_from) };
+        sealed::wipe(secret);
     }
 }
 
@@ -190,11 +196,11 @@ impl Unsealed {
     /// The program's bytes at `offset`, as `pread` on the plain file would give them.
     pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
         let mut decoder = self.decoder.get();
-        // SAFETY: body, keystream and workspace are disjoint places in the mapping; the body is
-        // only read, and keystream and workspace (written in `unseal` to what they must be) are
-        // touched by this method alone, which does not recurse: no other reference to them
-        // exists while these live. `buf` is the caller's, outside the mapping.
-        // The body from `released` on, which is mapped.
+        // SAFETY: body (from `released` on: what is still mapped), keystream and workspace are
+        // disjoint places in the mapping; the body is only read, and keystream and workspace
+        // (written in `unseal` to what they must be) are touched by this method alone, which
+        // does not recurse: no other reference to them exists while these live. `buf` is the
+        // caller's, outside the mapping.
         let result = unsafe {
             let released = self.released.get();
             let body = core::slice::from_raw_parts(self.mapping.base().add(released), self.body_len - released);
@@ -224,12 +230,11 @@ impl Unsealed {
         if let Decoder::Chunks(chunks) = &mut decoder {
             let end = chunks.forget_before(offset) & !(RELEASE_STEP - 1);
             let start = self.released.get();
+            let (addr, len) = (self.mapping.base() as u64 + start as u64, end.saturating_sub(start) as u64);
             // SAFETY: body pages of the mapping before the first chunk still read: the decoder
             // refuses to read a forgotten chunk, and read_exact_at borrows the body only from
             // `released` on; nothing else refers to them. Nothing of the preloader's own.
-            if end > start
-                && unsafe { mem::unmap(self.mapping.base() as u64 + start as u64, (end - start) as u64) }.is_ok()
-            {
+            if len > 0 && unsafe { mem::unmap(addr, len) }.is_ok() {
                 self.released.set(end);
             }
         }

@@ -182,6 +182,10 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize, first_a
         Ok(Some(Next::Ia32(entry))) => {
             drop(opened);
             buffers.release();
+            // What a sealed program's cipher left in the vector registers (32-bit code reaches
+            // the upper halves of ymm0-7); the preloader's stack goes with the jump.
+            #[cfg(feature = "sealed")]
+            sys::wipe::vector_registers();
             entry.enter()
         }
         Err(error) => error.report(),

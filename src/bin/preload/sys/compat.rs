@@ -158,20 +158,6 @@ pub fn add_personality(flags: u64) -> Result<(), Errno> {
     personality(current as u64 | flags).map(|_| ())
 }
 
-/// Run `step` with `flags` taken out of the personality, then put them back: mappings the
-/// preloader makes for itself meanwhile (`image::replace_own_file_mappings`) get the protection
-/// asked for, not the PROT_EXEC that READ_IMPLIES_EXEC adds to every readable one.
-pub fn without_personality<T>(flags: u64, step: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
-    let current = personality(0xffff_ffff)? as u64;
-    if current & flags == 0 {
-        return step();
-    }
-    personality(current & !flags)?;
-    let result = step();
-    personality(current)?;
-    result
-}
-
 /// The span of the vDSO's mappings ([vvar], [vvar_vclock], [vdso]) and where [vdso] starts.
 fn vdso_span() -> Option<(preload::plan::reserve::Range, u64)> {
     let mut maps = [0u8; MAPS_BUFFER];
@@ -210,17 +196,10 @@ pub fn replace_vdso() -> Result<Vdso32, Errno> {
 
 /// Map the `len` bytes below `top` as a stack that grows down (MAP_GROWSDOWN, as the kernel's
 /// [stack] VMA), read-write, plus exec for an executable stack; never over anything.
-/// Then copy `image` to its top.
-pub fn map_stack(top: u64, len: u64, exec: bool, image: &[u8]) -> Result<u64, Errno> {
-    if image.len() as u64 > len {
-        return Err(Errno::TOOBIG);
-    }
+pub fn map_stack(top: u64, len: u64, exec: bool) -> Result<u64, Errno> {
     let prot = ProtFlags::READ | ProtFlags::WRITE | if exec { ProtFlags::EXEC } else { ProtFlags::empty() };
     let flags = MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE | MapFlags::GROWSDOWN;
     // SAFETY: a new mapping where nothing is mapped (FIXED_NOREPLACE).
     let addr = unsafe { rustix::mm::mmap_anonymous((top - len) as *mut c_void, len as usize, prot, flags) }?;
-    let start = top - image.len() as u64;
-    // SAFETY: the top of the fresh mapping, which nothing else refers to.
-    unsafe { mem::bytes_mut(start, image.len() as u64) }.copy_from_slice(image);
     Ok(addr as u64)
 }

@@ -10,8 +10,10 @@
 //! authentication with arbitrary keys, headers, bodies and tags never panics, and accepts what
 //! `seal` made (and nothing with one bit changed); the keystream decrypts what `seal` encrypted;
 //! reads of a well-formed body (LZ4 chunks, plain or still encrypted, or zlib) at any offsets,
-//! in any order, give exactly the program's bytes, and an arbitrary body, chunked (plain or
-//! through the keystream) or zlib, is refused rather than read past.
+//! in any order, give exactly the program's bytes, and so do reads in file order from what is
+//! kept of an encrypted body whose chunks before each read are forgotten (released, as the
+//! preloader does behind its copy); an arbitrary body, chunked (plain or through the keystream)
+//! or zlib, is refused rather than read past.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -168,26 +170,36 @@ impl Decoder {
             }
             Compressor::Lz4Chunks => {
                 let mut keystream = sealing.map(|(key, header)| Keystream::new(key, header));
-                let chunks = Chunks::new(size, &mut held(body, keystream.as_mut())).ok()?;
+                let chunks = Chunks::new(size, &mut held(body, 0, keystream.as_mut())).ok()?;
                 Some(Decoder::Chunks(chunks, Box::new(Workspace::zeroed()), keystream))
             }
         }
     }
 
     fn read(&mut self, body: &[u8], offset: u64, buf: &mut [u8]) -> bool {
+        self.read_kept(body, 0, offset, buf)
+    }
+
+    /// A read from what is kept of an LZ4-chunk body: `body[kept..]`, as the preloader holds it
+    /// once it has released the rest (`Chunks::forget_before`).
+    fn read_kept(&mut self, body: &[u8], kept: usize, offset: u64, buf: &mut [u8]) -> bool {
         match self {
             Decoder::Zlib(inflating, state) => inflating.read_exact_at(body, state, offset, buf).is_ok(),
             Decoder::Chunks(chunks, workspace, keystream) => {
-                chunks.read_exact_at(&mut held(body, keystream.as_mut()), workspace, offset, buf).is_ok()
+                chunks.read_exact_at(&mut held(body, kept, keystream.as_mut()), workspace, offset, buf).is_ok()
             }
         }
     }
 }
 
-fn held<'b>(body: &'b [u8], keystream: Option<&'b mut Keystream>) -> Body<'b> {
+/// `body` from `kept` on (what is before it released), read through the keystream if given.
+fn held<'b>(body: &'b [u8], kept: usize, keystream: Option<&'b mut Keystream>) -> Body<'b> {
     match keystream {
-        Some(keystream) => Body::encrypted(0, body, keystream),
-        None => Body::plain(body),
+        Some(keystream) => Body::encrypted(kept, &body[kept..], keystream),
+        None => {
+            assert_eq!(kept, 0, "only the preloader's encrypted body is released");
+            Body::plain(body)
+        }
     }
 }
 
@@ -207,6 +219,27 @@ fn check_decode(compressor: Compressor, body: &[u8], program_size: u64, reads: &
                 !complete || offset + buf.len() as u64 > program_size,
                 "{compressor:?}: read at {offset}+{} refused",
                 buf.len()
+            );
+        }
+    }
+    // As the loader copies a sealed program: in file order, forgetting what lies before each read
+    // and reading from what is kept of the body. No read in that order meets a forgotten chunk.
+    let Some(mut decoder) = Decoder::new(compressor, body, program_size, sealing) else { return };
+    let mut in_order: Vec<(u64, usize)> =
+        reads.iter().map(|&(offset, len)| (u64::from(offset) % (program_size + 1), usize::from(len))).collect();
+    in_order.sort_unstable();
+    let mut kept = 0;
+    for (offset, len) in in_order {
+        if let Decoder::Chunks(chunks, _, Some(_)) = &mut decoder {
+            kept = chunks.forget_before(offset);
+        }
+        let mut buf = vec![0u8; len];
+        if decoder.read_kept(body, kept, offset, &mut buf) {
+            assert_eq!(buf, whole[offset as usize..][..len], "{compressor:?}: read at {offset}, {kept} kept");
+        } else {
+            assert!(
+                !complete || offset + len as u64 > program_size,
+                "{compressor:?}: in order, read at {offset}+{len}"
             );
         }
     }

@@ -455,3 +455,25 @@ fn not_a_directory_is_126_as_with_env() {
         assert_eq!(through, direct, "preload {program} with PATH={path_var}");
     }
 }
+
+/// A soft RLIMIT_STACK far below the preloader's own stack use (20 KiB, where a dynamic shell
+/// still runs directly): preload raises its soft limit for its own frames and puts the caller's
+/// back, so the program runs and sees the limits it was given. With the hard limit as small,
+/// preload refuses with 125 and one line instead of crashing on its own stack.
+#[test]
+fn a_small_stack_limit_is_the_programs_not_the_preloaders() {
+    let prlimit = require_tool("prlimit");
+    let script = "ulimit -Ss; ulimit -Hs; grep 'Max stack size' /proc/self/limits";
+    for program in [Invocation::new("/bin/sh").args(["-c", script]), Invocation::new("/bin/true")] {
+        let both = program.wrapped_in([prlimit.as_os_str(), "--stack=20480:unlimited".as_ref()]).assert_same();
+        both.expect_exit(0);
+    }
+    let output =
+        Invocation::new("/bin/true").wrapped_in([prlimit.as_os_str(), "--stack=20480:20480".as_ref()]).run_preloaded();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "hard 20 KiB: {} ({stderr:?})", render_status(output.status));
+    assert!(
+        stderr.starts_with("preload: ") && stderr.lines().count() == 1 && stderr.contains("RLIMIT_STACK"),
+        "hard 20 KiB: one `preload: ` line naming RLIMIT_STACK, got {stderr:?}"
+    );
+}

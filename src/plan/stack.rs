@@ -26,6 +26,24 @@ pub const AT_SYSINFO_EHDR: u64 = 33;
 /// __kernel_vsyscall of the 32-bit vDSO, given to i386 programs only.
 pub const AT_SYSINFO: u64 = 32;
 
+/// The stack the preloader's own frames may grow into before the stub replaces them with the
+/// program's image: the room the kernel's exec gives every new stack (setup_arg_pages'
+/// stack_expand). Under a smaller RLIMIT_STACK a direct exec still runs; the preloader then
+/// raises its soft limit for its own run and puts the caller's back before the stub.
+pub const PRELOADER_STACK: u64 = 128 << 10;
+
+/// The soft RLIMIT_STACK the preloader runs under, from the caller's limits (`None`:
+/// unlimited): `Ok(None)` when the soft limit already leaves [`PRELOADER_STACK`], `Ok(Some(n))`
+/// to raise it to `n` for the preloader's own run, `Err(hard)` when the hard limit is too small.
+pub fn preloader_stack_limit(soft: Option<u64>, hard: Option<u64>) -> Result<Option<u64>, u64> {
+    match (soft, hard) {
+        (None, _) => Ok(None),
+        (Some(soft), _) if soft >= PRELOADER_STACK => Ok(None),
+        (Some(_), Some(hard)) if hard < PRELOADER_STACK => Err(hard),
+        (Some(_), _) => Ok(Some(PRELOADER_STACK)),
+    }
+}
+
 /// MAX_ARG_STRLEN: one string, NUL included, may not exceed 32 pages.
 pub const MAX_ARG_STRLEN: usize = 32 * 4096;
 /// The kernel's argument space: a quarter of RLIMIT_STACK, at most 6 MiB, at least 128 KiB.
@@ -354,6 +372,18 @@ impl Writer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_preloader_raises_a_small_soft_stack_limit_up_to_its_room() {
+        let room = PRELOADER_STACK;
+        assert_eq!(preloader_stack_limit(None, None), Ok(None), "unlimited");
+        assert_eq!(preloader_stack_limit(Some(8 << 20), Some(8 << 20)), Ok(None));
+        assert_eq!(preloader_stack_limit(Some(room), Some(room)), Ok(None), "exactly the room");
+        assert_eq!(preloader_stack_limit(Some(16 << 10), None), Ok(Some(room)), "hard unlimited");
+        assert_eq!(preloader_stack_limit(Some(16 << 10), Some(room)), Ok(Some(room)));
+        assert_eq!(preloader_stack_limit(Some(16 << 10), Some(room - 1)), Err(room - 1));
+        assert_eq!(preloader_stack_limit(Some(0), Some(0)), Err(0));
+    }
 
     const TOP: u64 = 0x7fff_f000_0000;
 

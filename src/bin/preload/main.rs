@@ -40,7 +40,6 @@ use preload::plan::credentials::{Ids, ProgramCredentials};
 use preload::plan::stack::AT_SECURE;
 use preload::report::msg::Msg;
 use rustix::fd::AsFd;
-use rustix::process::Resource;
 
 use crate::exec::Request;
 use crate::input::source::{File, Spill};
@@ -50,9 +49,21 @@ use crate::sys::io::{STDERR, STDOUT, print};
 use crate::sys::mem::{Lazy, Mapping};
 use crate::sys::stage2::Handoff;
 
-/// Called by `_start` with the kernel's initial stack pointer.
+/// Called by `_start` with the kernel's initial stack pointer. A small frame: under a small
+/// RLIMIT_STACK the soft limit is raised before the preloader's large frames are touched.
 unsafe extern "C" fn preload_main(sp: *const u64) -> ! {
-    // SAFETY: `_start` passes the stack pointer the kernel entered with.
+    match stack::Limit::make_room() {
+        // SAFETY: `_start` passes the stack pointer the kernel entered with.
+        Ok(stack_limit) => unsafe { main_with_room(sp, stack_limit) },
+        Err(hard) => arch::exit(report::stack_limit_refusal(hard)),
+    }
+}
+
+/// # Safety
+/// `sp` is the stack pointer the kernel entered `_start` with.
+#[inline(never)]
+unsafe fn main_with_room(sp: *const u64, stack_limit: stack::Limit) -> ! {
+    // SAFETY: the caller's contract.
     let stack = unsafe { InitialStack::from_sp(sp) };
     let ids = Ids::from_auxv(stack.auxv());
     if ids.is_setid() {
@@ -79,7 +90,7 @@ unsafe extern "C" fn preload_main(sp: *const u64) -> ! {
             options.userns =
                 preload::plan::userns::wanted(options.userns, stack.getenv(preload::plan::userns::ENV_VAR));
             let first_arg = binfmt.map_or(program + 1, |start| start.first_arg);
-            run(&stack, &options, program, first_arg)
+            run(&stack, &options, program, first_arg, &stack_limit)
         }
         Err(usage) => {
             let mut out = Printer::new(STDERR);
@@ -145,13 +156,18 @@ struct Opened {
 }
 
 /// Run the program; returns only on failure or after --dry-run, with the exit status.
-fn run(stack: &InitialStack, options: &Options<'static>, program: usize, first_arg: usize) -> i32 {
+fn run(
+    stack: &InitialStack,
+    options: &Options<'static>,
+    program: usize,
+    first_arg: usize,
+    stack_limit: &stack::Limit,
+) -> i32 {
     // One constant, so that the compiler clears the buffers in place instead of building each
     // part in a temporary and copying it in: every stack page touched costs a page fault.
     let mut buffers = Buffers::EMPTY;
     let mut opened = Opened { program: None, interpreter: None, widened: None };
-    let stack_limit = rustix::process::getrlimit(Resource::Stack).current.unwrap_or(u64::MAX);
-    let request = Request { stack, options, program, first_arg, stack_limit };
+    let request = Request { stack, options, program, first_arg, stack_limit: stack_limit.soft() };
     // The first mapping, before anything else is mapped top-down: where it lands tells where the
     // kernel put the vDSO (see `plan`).
     let mut handoff = match Handoff::map() {
@@ -176,6 +192,7 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize, first_a
             // Every file is opened and everything mapped: the stub's PR_SET_MM_MAP needs the
             // capability, and its capset then sets the program's sets.
             credentials::raise_for_mm(&jump.credentials);
+            stack_limit.restore();
             // SAFETY: the hand-off is complete: its ops map and set everything, unmap the
             // preloader and the hand-off, and jump to `entry`, mapped executable by then.
             unsafe { sys::stage2::enter(jump.stub, handoff) }

@@ -130,6 +130,21 @@ pub fn setid_refusal(ids: Ids) -> i32 {
     Status::Failure as i32
 }
 
+/// RLIMIT_STACK's hard limit leaves the preloader too little stack: the message; returns the
+/// exit status.
+#[cold]
+pub fn stack_limit_refusal(hard: u64) -> i32 {
+    let mut out = Printer::new(STDERR);
+    out.line()
+        .text("the stack limit (RLIMIT_STACK, hard) of ")
+        .dec(hard)
+        .text(" bytes is below the ")
+        .dec(preload::plan::stack::PRELOADER_STACK)
+        .text(" bytes the preloader needs");
+    out.end();
+    Status::Failure as i32
+}
+
 /// Started by binfmt_misc in a way it cannot be used: the message; returns the exit status.
 #[cold]
 pub fn binfmt_refusal(reason: &str) -> i32 {

@@ -2,8 +2,11 @@
 //! the stage-2 hand-off, which the stub copies onto the real [stack] at the jump.
 
 use preload::exec::args::Prefix;
-use preload::plan::stack::{AT_SYSINFO_EHDR, ProgramAux, StackImage, StackLayout, WORD, program_auxv};
+use preload::plan::stack::{
+    AT_SYSINFO_EHDR, ProgramAux, StackImage, StackLayout, WORD, preloader_stack_limit, program_auxv,
+};
 use rustix::io::Errno;
+use rustix::process::{self, Resource, Rlimit};
 
 use crate::exec::{Request, Resolved};
 use crate::load::{Inspected, Mapped};
@@ -103,4 +106,41 @@ pub fn build<'b>(
     spec.write(&layout, &mut handoff.parts().image[..size]);
     let exec_refused = image.executable_stack() && mem::make_stack_executable(plan.top - 1).is_err();
     Ok(Built { image: image_at, layout, size, exec_refused, keep })
+}
+
+/// RLIMIT_STACK as the caller set it, which the program's layout follows, and whether the
+/// preloader raised its soft limit for its own frames (`preload::plan::stack::PRELOADER_STACK`).
+pub struct Limit {
+    caller: Rlimit,
+    raised: bool,
+}
+
+impl Limit {
+    /// Read RLIMIT_STACK and raise the soft limit where it leaves the preloader too little
+    /// stack; `Err(hard)` when the hard limit does. Runs before the preloader's large frames.
+    pub fn make_room() -> Result<Self, u64> {
+        let caller = process::getrlimit(Resource::Stack);
+        let raised = match preloader_stack_limit(caller.current, caller.maximum)? {
+            None => false,
+            Some(soft) => {
+                process::setrlimit(Resource::Stack, Rlimit { current: Some(soft), maximum: caller.maximum }).is_ok()
+            }
+        };
+        Ok(Self { caller, raised })
+    }
+
+    /// The caller's soft limit (`u64::MAX`: unlimited).
+    pub fn soft(&self) -> u64 {
+        self.caller.current.unwrap_or(u64::MAX)
+    }
+
+    /// Put the caller's limit back before the stub runs: the preloader's frames have grown the
+    /// stack over every page the stub writes, and the program grows it under the caller's limit.
+    pub fn restore(&self) {
+        if self.raised {
+            // Lowering a soft limit to what it was cannot fail but for a seccomp filter, which
+            // then leaves the program the preloader's room: nothing to report at this point.
+            let _ = process::setrlimit(Resource::Stack, self.caller);
+        }
+    }
 }

@@ -44,7 +44,7 @@ pub fn check_args<'s>(
     if strings.clone().any(|s| s.len() >= MAX_ARG_STRLEN) {
         return Err(TooBig);
     }
-    let (_, bytes) = string_bytes(strings);
+    let (_, bytes) = count_and_bytes(&mut strings.clone(), None);
     if bytes + pointers * WORD > argument_space(stack_limit) {
         return Err(TooBig);
     }
@@ -186,8 +186,12 @@ pub const WORD: u64 = size_of::<u64>() as u64;
 /// An i386 word.
 pub const WORD32: u64 = size_of::<u32>() as u64;
 
-fn string_bytes<'s>(strings: impl Iterator<Item = &'s [u8]>) -> (u64, u64) {
-    strings.fold((0, 0), |(count, bytes), s| (count + 1, bytes + s.len() as u64 + 1))
+/// How many `strings` there are, and the bytes with their NULs of those not in `kept`. Through
+/// `dyn`, like the other helpers of [`StackImage`]: one copy serves every kind of iterator.
+fn count_and_bytes<'s>(strings: &mut dyn Iterator<Item = &'s [u8]>, kept: Option<(u64, u64)>) -> (u64, u64) {
+    strings.fold((0, 0), |(count, bytes), s| {
+        (count + 1, if kept_at(kept, s).is_some() { bytes } else { bytes + s.len() as u64 + 1 })
+    })
 }
 
 impl<'a, 'arg, 'env, A, E, X> StackImage<'a, A, E, X>
@@ -198,11 +202,10 @@ where
 {
     /// argc, and the bytes of the argument strings to write (those not in `kept`).
     fn argc_and_arg_bytes(&self, kept: Option<(u64, u64)>) -> (u64, u64) {
-        match string_bytes(self.argv.clone()) {
+        match count_and_bytes(&mut self.argv.clone(), kept) {
             // An empty argv gets "" as argv[0].
             (0, _) => (1, 1),
-            counted if kept.is_none() => counted,
-            (argc, _) => (argc, string_bytes(self.argv.clone().filter(|s| kept_at(kept, s).is_none())).1),
+            counted => counted,
         }
     }
 
@@ -231,8 +234,7 @@ where
             None => end - if kept.is_some() { 0 } else { WORD } - (self.execfn.len() as u64 + 1),
         };
         let below_execfn = if kept_at(kept, self.execfn).is_some() { end } else { execfn };
-        let (envc, env_bytes) = string_bytes(self.envp.clone().filter(|s| kept_at(kept, s).is_none()));
-        let envc = if kept.is_some() { self.envp.clone().count() as u64 } else { envc };
+        let (envc, env_bytes) = count_and_bytes(&mut self.envp.clone(), kept);
         let (argc, arg_bytes) = self.argc_and_arg_bytes(kept);
         let env_start = below_execfn - env_bytes;
         let arg_start = env_start - arg_bytes;
@@ -246,7 +248,7 @@ where
         };
         p -= 16;
         let random = p;
-        let auxv_len = (self.auxv.clone().count() as u64 + 1) * 2 * self.word;
+        let auxv_len = (count(&mut self.auxv.clone()) + 1) * 2 * self.word;
         let sp = (p - auxv_len - (argc + 1 + envc + 1 + 1) * self.word) & !15;
         StackLayout {
             sp,
@@ -285,39 +287,14 @@ where
             out.put_word(&mut word, string);
             string += 1;
         }
-        let mut put = |out: &mut Writer, word: &mut u64, s: &[u8]| {
-            let addr = match layout.kept_at(s) {
-                Some(addr) => addr,
-                None => {
-                    let addr = string;
-                    string = out.put_bytes(addr, s);
-                    addr
-                }
-            };
-            out.put_word(word, addr);
-        };
-        for s in self.argv.clone() {
-            put(&mut out, &mut word, s);
-        }
-        out.put_word(&mut word, 0);
-        for s in self.envp.clone() {
-            put(&mut out, &mut word, s);
-        }
-        out.put_word(&mut word, 0);
-
-        for (key, value) in self.auxv.clone() {
-            let value = match key {
-                AT_RANDOM => layout.random,
-                AT_EXECFN => layout.execfn,
-                AT_PLATFORM if self.platform.is_some() => layout.platform,
-                _ => value,
-            };
-            out.put_word(&mut word, key);
-            out.put_word(&mut word, value);
-        }
-        out.put_word(&mut word, AT_NULL);
-        out.put_word(&mut word, 0);
+        out.put_strings(&mut word, &mut string, layout, &mut self.argv.clone());
+        out.put_strings(&mut word, &mut string, layout, &mut self.envp.clone());
+        out.put_auxv(word, layout, self.platform.is_some(), &mut self.auxv.clone());
     }
+}
+
+fn count<T>(items: &mut dyn Iterator<Item = T>) -> u64 {
+    items.fold(0, |count, _| count + 1)
 }
 
 struct Writer<'i> {
@@ -338,6 +315,52 @@ impl Writer<'_> {
         let end = addr + bytes.len() as u64;
         self.put_raw(end, &[0]);
         end + 1
+    }
+
+    /// Store the pointers to `strings` from `word` on, and a NULL; each string not in the kept
+    /// area is stored at `string`, which moves past it.
+    fn put_strings<'s>(
+        &mut self,
+        word: &mut u64,
+        string: &mut u64,
+        layout: &StackLayout,
+        strings: &mut dyn Iterator<Item = &'s [u8]>,
+    ) {
+        for s in strings {
+            let addr = match layout.kept_at(s) {
+                Some(addr) => addr,
+                None => {
+                    let addr = *string;
+                    *string = self.put_bytes(addr, s);
+                    addr
+                }
+            };
+            self.put_word(word, addr);
+        }
+        self.put_word(word, 0);
+    }
+
+    /// Store the auxv pairs from `word` on, the pointers among them to what `layout` placed,
+    /// and AT_NULL.
+    fn put_auxv(
+        &mut self,
+        mut word: u64,
+        layout: &StackLayout,
+        has_platform: bool,
+        auxv: &mut dyn Iterator<Item = (u64, u64)>,
+    ) {
+        for (key, value) in auxv {
+            let value = match key {
+                AT_RANDOM => layout.random,
+                AT_EXECFN => layout.execfn,
+                AT_PLATFORM if has_platform => layout.platform,
+                _ => value,
+            };
+            self.put_word(&mut word, key);
+            self.put_word(&mut word, value);
+        }
+        self.put_word(&mut word, AT_NULL);
+        self.put_word(&mut word, 0);
     }
 
     /// Store `value` as a word (an i386 word keeps its low 32 bits).

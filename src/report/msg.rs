@@ -2,9 +2,15 @@
 //! hex): core::fmt would cost several KiB of the binary.
 
 /// A line being assembled; output past the capacity is dropped, never overflows.
-pub struct Msg<const N: usize> {
-    buf: [u8; N],
+pub type Msg<const N: usize> = Buffer<[u8; N]>;
+
+/// Any [`Msg`], whatever its capacity: the formatting is compiled once, for this type.
+pub type Line = Buffer<[u8]>;
+
+/// The storage of a [`Msg`] (`B` is its byte array) or, unsized, a [`Line`].
+pub struct Buffer<B: ?Sized> {
     len: usize,
+    buf: B,
 }
 
 impl<const N: usize> Default for Msg<N> {
@@ -15,9 +21,25 @@ impl<const N: usize> Default for Msg<N> {
 
 impl<const N: usize> Msg<N> {
     pub const fn new() -> Self {
-        Self { buf: [0; N], len: 0 }
+        Self { len: 0, buf: [0; N] }
     }
+}
 
+impl<const N: usize> core::ops::Deref for Msg<N> {
+    type Target = Line;
+
+    fn deref(&self) -> &Line {
+        self
+    }
+}
+
+impl<const N: usize> core::ops::DerefMut for Msg<N> {
+    fn deref_mut(&mut self) -> &mut Line {
+        self
+    }
+}
+
+impl Line {
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
@@ -27,7 +49,7 @@ impl<const N: usize> Msg<N> {
     }
 
     pub fn bytes(&mut self, text: &[u8]) -> &mut Self {
-        let room = N - self.len;
+        let room = self.buf.len() - self.len;
         let take = text.len().min(room);
         self.buf[self.len..self.len + take].copy_from_slice(&text[..take]);
         self.len += take;
@@ -78,7 +100,7 @@ impl<const N: usize> Msg<N> {
                         &piece[..len]
                     }
                 };
-                if piece.len() > N - self.len {
+                if piece.len() > self.buf.len() - self.len {
                     return self;
                 }
                 self.bytes(piece);

@@ -23,6 +23,34 @@ impl<const N: usize> Msg<N> {
     pub const fn new() -> Self {
         Self { len: 0, buf: [0; N] }
     }
+
+    // The formatting itself is [`Line`]'s, compiled once; these forward to it so that a chain
+    // of calls on a `Msg` passes a thin pointer, shorter at each of the many call sites than
+    // the unsized `Line`'s.
+
+    pub fn bytes(&mut self, text: &[u8]) -> &mut Self {
+        Line::bytes(self, text);
+        self
+    }
+
+    pub fn text(&mut self, text: &str) -> &mut Self {
+        self.bytes(text.as_bytes())
+    }
+
+    pub fn escaped(&mut self, text: &[u8]) -> &mut Self {
+        Line::escaped(self, text);
+        self
+    }
+
+    pub fn dec(&mut self, value: u64) -> &mut Self {
+        Line::dec(self, value);
+        self
+    }
+
+    pub fn hex(&mut self, value: u64) -> &mut Self {
+        Line::hex(self, value);
+        self
+    }
 }
 
 impl<const N: usize> core::ops::Deref for Msg<N> {

@@ -8,7 +8,7 @@ use preload::plan::credentials::{self, Ids};
 use preload::plan::load::{Placement, Segment};
 use preload::plan::reserve::Range;
 use preload::plan::userns as plan_userns;
-use preload::report::msg::{Line, Msg};
+use preload::report::msg::Msg;
 use preload::report::refusal::{Refusal, Status, errno_text};
 use rustix::io::Errno;
 
@@ -35,7 +35,7 @@ impl Printer {
         printer
     }
 
-    pub fn line(&mut self) -> &mut Line {
+    pub fn line(&mut self) -> &mut Msg<512> {
         &mut self.line
     }
 

@@ -151,16 +151,22 @@ struct Three {
     reference: Output,
 }
 
-fn three(script: &str, args: &[&OsStr]) -> Three {
+/// `inv` run in a new user namespace made by util-linux's unshare, [`USER`] mapped to itself: the
+/// reference for `preload --userns`.
+fn under_unshare(inv: &Invocation) -> Invocation {
     let unshare = common::require_tool("unshare");
-    let inv = as_user(plain("/bin/sh").args(["-c", script, "sh"]).args(args), USER, &[100]);
-    let reference = inv.clone().wrapped_in([
+    inv.clone().wrapped_in([
         unshare.into_os_string(),
         "--user".into(),
         format!("--map-user={USER}").into(),
         format!("--map-group={USER}").into(),
         "--".into(),
-    ]);
+    ])
+}
+
+fn three(script: &str, args: &[&OsStr]) -> Three {
+    let inv = as_user(plain("/bin/sh").args(["-c", script, "sh"]).args(args), USER, &[100]);
+    let reference = under_unshare(&inv);
     let three = Three {
         direct: inv.run_direct(),
         userns: inv.preload_option("--userns").run_preloaded(),
@@ -177,15 +183,8 @@ fn three(script: &str, args: &[&OsStr]) -> Three {
 #[test]
 fn the_program_gets_what_a_plain_exec_in_the_namespace_gives() {
     let probe_program = build_c("probe", Variant::Pie);
-    let unshare = common::require_tool("unshare");
     let inv = as_user(plain(&probe_program), USER, &[100]);
-    let reference = inv.clone().wrapped_in([
-        unshare.into_os_string(),
-        "--user".into(),
-        format!("--map-user={USER}").into(),
-        format!("--map-group={USER}").into(),
-        "--".into(),
-    ]);
+    let reference = under_unshare(&inv);
     let output = inv.preload_option("--userns").preload_option("--verbose").run_preloaded();
     let facts =
         |output: &Output, what| probe::facts(&probe::parse(&Output { stderr: Vec::new(), ..output.clone() }, what));

@@ -11,10 +11,13 @@
 
 use goblin::elf::header::{ET_DYN, ET_EXEC};
 use goblin::elf64::header::ELFMAG;
-use goblin::elf64::program_header::{PF_W, PT_LOAD, ProgramHeader};
+use goblin::elf64::program_header::{PT_LOAD, ProgramHeader};
 use libfuzzer_sys::fuzz_target;
 use preload::elf::{self, ia32};
-use preload::{page_offset, page_start};
+
+#[path = "common/load_rules.rs"]
+mod load_rules;
+use load_rules::broken_rules;
 
 fn u32_at(bytes: &[u8], at: usize) -> u64 {
     u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()))
@@ -67,41 +70,16 @@ fuzz_target!(|file: &[u8]| {
         Ok(image) => {
             assert_eq!(image.relocatable, header.e_type == ET_DYN);
             for ph in image.loads() {
-                assert!(broken_rules(ph, file_size).is_empty(), "accepted {ph:?}");
+                assert!(broken_rules(ph, file_size, ia32::TASK_SIZE).is_empty(), "accepted {ph:?}");
                 assert!(ph.p_vaddr + ph.p_memsz <= ia32::TASK_SIZE, "{ph:?}");
             }
         }
         Err(reason) => {
             let rules = loads()
-                .map(|ph| broken_rules(ph, file_size))
+                .map(|ph| broken_rules(ph, file_size, ia32::TASK_SIZE))
                 .find(|rules| !rules.is_empty())
                 .unwrap_or_else(|| panic!("refused with {reason:?}, but no PT_LOAD breaks a rule: {phdrs:?}"));
             assert!(rules.contains(&reason), "refused with {reason:?}, the first bad PT_LOAD breaks {rules:?}");
         }
     }
 });
-
-/// The compat loader's rules a PT_LOAD breaks, restated independently.
-fn broken_rules(ph: &ProgramHeader, file_size: u64) -> Vec<&'static str> {
-    let mut rules = Vec::new();
-    if ph.p_vaddr >= ia32::TASK_SIZE || ph.p_vaddr + ph.p_memsz > ia32::TASK_SIZE {
-        rules.push("segment outside the user address space");
-    }
-    if ph.p_filesz > ph.p_memsz {
-        rules.push("segment file size exceeds its memory size");
-    }
-    if ph.p_filesz > 0 {
-        if page_offset(ph.p_offset) != page_offset(ph.p_vaddr) {
-            rules.push("segment offset and address differ modulo the page size");
-        }
-        let file_end = ph.p_offset + ph.p_filesz;
-        if ph.p_flags & PF_W != 0
-            && ph.p_memsz > ph.p_filesz
-            && page_offset(file_end) != 0
-            && page_start(file_end) >= file_size
-        {
-            rules.push("a writable segment's bss starts past the end of the file");
-        }
-    }
-    rules
-}

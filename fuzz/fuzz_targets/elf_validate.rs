@@ -19,6 +19,10 @@ use preload::elf::{self, Aligned, MAX_INTERP_LEN, MAX_PHDR_TABLE, TASK_SIZE};
 use preload::input::stream;
 use preload::{page_offset, page_start};
 
+#[path = "common/load_rules.rs"]
+mod load_rules;
+use load_rules::broken_rules;
+
 fuzz_target!(|file: &[u8]| {
     check_stream_start(file);
     let Ok(header) = elf::header(file) else {
@@ -46,7 +50,7 @@ fuzz_target!(|file: &[u8]| {
     match elf::validate(&header, phdrs, file_size) {
         Ok(image) => check_accepted(&image, header.e_type, file, file_size),
         Err(reason) => {
-            let first_broken = loads().map(|ph| broken_rules(ph, file_size)).find(|rules| !rules.is_empty());
+            let first_broken = loads().map(|ph| broken_rules(ph, file_size, TASK_SIZE)).find(|rules| !rules.is_empty());
             let rules = first_broken
                 .unwrap_or_else(|| panic!("refused with {reason:?}, but no PT_LOAD breaks a rule: {phdrs:?}"));
             assert!(
@@ -79,41 +83,12 @@ fn in_file(offset: u64, size: u64, file_size: u64) -> bool {
     offset.checked_add(size).is_some_and(|end| end <= file_size)
 }
 
-/// The rules of `check_load` a PT_LOAD breaks, restated independently.
-fn broken_rules(ph: &ProgramHeader, file_size: u64) -> Vec<&'static str> {
-    let mut rules = Vec::new();
-    if ph.p_vaddr >= TASK_SIZE || ph.p_vaddr.checked_add(ph.p_memsz).is_none_or(|end| end > TASK_SIZE) {
-        rules.push("segment outside the user address space");
-    }
-    if ph.p_filesz > ph.p_memsz {
-        rules.push("segment file size exceeds its memory size");
-    }
-    if ph.p_filesz > 0 {
-        if page_offset(ph.p_offset) != page_offset(ph.p_vaddr) {
-            rules.push("segment offset and address differ modulo the page size");
-        }
-        match ph.p_offset.checked_add(ph.p_filesz) {
-            None => rules.push("segment beyond end of file"),
-            Some(file_end)
-                if ph.p_flags & PF_W != 0
-                    && ph.p_memsz > ph.p_filesz
-                    && page_offset(file_end) != 0
-                    && page_start(file_end) >= file_size =>
-            {
-                rules.push("a writable segment's bss starts past the end of the file")
-            }
-            Some(_) => {}
-        }
-    }
-    rules
-}
-
 fn check_accepted(image: &elf::Image, e_type: u16, file: &[u8], file_size: u64) {
     assert_eq!(image.relocatable, e_type == ET_DYN);
     // Without a PT_LOAD only a program with an interpreter runs (main.rs checks the rest).
     assert_eq!(elf::check_has_loads(image).is_ok(), image.loads().next().is_some());
     for ph in image.loads() {
-        assert!(broken_rules(ph, file_size).is_empty(), "accepted {ph:?}");
+        assert!(broken_rules(ph, file_size, TASK_SIZE).is_empty(), "accepted {ph:?}");
         assert!(ph.p_vaddr < TASK_SIZE && ph.p_vaddr + ph.p_memsz <= TASK_SIZE, "{ph:?}");
         assert!(ph.p_filesz <= ph.p_memsz, "{ph:?}");
         if ph.p_filesz > 0 {

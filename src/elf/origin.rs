@@ -79,21 +79,7 @@ fn string_has_origin(mem: &impl Memory, strtab: u64, offset: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A flat image from address 0.
-    struct Flat(Vec<u8>);
-
-    impl Memory for Flat {
-        fn read(&self, vaddr: u64, buf: &mut [u8]) -> bool {
-            let Some(src) =
-                usize::try_from(vaddr).ok().and_then(|start| self.0.get(start..start.checked_add(buf.len())?))
-            else {
-                return false;
-            };
-            buf.copy_from_slice(src);
-            true
-        }
-    }
+    use crate::elf::symbols::tests::Flat;
 
     const DYN: usize = 0x100;
     const STRTAB: usize = 0x400;
@@ -101,15 +87,15 @@ mod tests {
     /// A dynamic section with `entries` (DT_NULL appended) and a string table of `strings`
     /// at their offsets.
     fn image(entries: &[(u64, u64)], strings: &[(usize, &[u8])]) -> Flat {
-        let mut img = vec![0u8; 0x800];
+        let mut img = Flat(vec![0u8; 0x800]);
         for (i, (tag, value)) in entries.iter().chain(&[(DT_NULL, 0)]).enumerate() {
-            img[DYN + 16 * i..DYN + 16 * i + 8].copy_from_slice(&tag.to_le_bytes());
-            img[DYN + 16 * i + 8..DYN + 16 * i + 16].copy_from_slice(&value.to_le_bytes());
+            img.put(DYN + 16 * i, &tag.to_le_bytes());
+            img.put(DYN + 16 * i + 8, &value.to_le_bytes());
         }
         for (offset, text) in strings {
-            img[STRTAB + offset..STRTAB + offset + text.len()].copy_from_slice(text);
+            img.put(STRTAB + offset, text);
         }
-        Flat(img)
+        img
     }
 
     fn check(entries: &[(u64, u64)], strings: &[(usize, &[u8])]) -> Option<RunPath> {

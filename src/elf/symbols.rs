@@ -169,11 +169,11 @@ pub fn find_object(mem: &impl Memory, dynamic: u64, dynamic_len: u64, name: &[u8
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    /// A flat image starting at vaddr 0.
-    struct Flat(Vec<u8>);
+    /// A flat image starting at vaddr 0 (origin.rs's tests read it too).
+    pub(in crate::elf) struct Flat(pub(in crate::elf) Vec<u8>);
 
     impl Memory for Flat {
         fn read(&self, vaddr: u64, buf: &mut [u8]) -> bool {
@@ -188,7 +188,7 @@ mod tests {
     }
 
     impl Flat {
-        fn put(&mut self, at: usize, bytes: &[u8]) {
+        pub(in crate::elf) fn put(&mut self, at: usize, bytes: &[u8]) {
             if self.0.len() < at + bytes.len() {
                 self.0.resize(at + bytes.len(), 0);
             }

@@ -37,7 +37,7 @@ impl Level {
     }
 
     pub fn interpreter(&self) -> &CStr {
-        CStr::from_bytes_until_nul(&self.interpreter).unwrap_or(c"")
+        crate::cstr(&self.interpreter)
     }
 
     pub fn argument(&self) -> Option<&[u8]> {

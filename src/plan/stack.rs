@@ -106,7 +106,8 @@ pub fn compat_auxv(
     aux: ProgramAux,
     vdso: Option<Vdso32>,
 ) -> impl Iterator<Item = (u64, u64)> + Clone {
-    let arch = vdso.into_iter().flat_map(|vdso| [(AT_SYSINFO, vdso.entry), (AT_SYSINFO_EHDR, vdso.base)]);
+    let Vdso32 { entry, base } = vdso.unwrap_or(Vdso32 { base: 0, entry: 0 });
+    let arch = [(AT_SYSINFO, entry), (AT_SYSINFO_EHDR, base)].into_iter().take(if vdso.is_some() { 2 } else { 0 });
     let generic = program_auxv(kernel, aux)
         .filter(|&(key, _)| key != AT_SYSINFO_EHDR && key != AT_SYSINFO)
         .map(|(key, value)| if key == AT_PHENT { (key, crate::elf::ia32::SIZEOF_PHDR as u64) } else { (key, value) });

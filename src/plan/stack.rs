@@ -201,15 +201,6 @@ where
     E: Iterator<Item = &'env [u8]> + Clone,
     X: Iterator<Item = (u64, u64)> + Clone,
 {
-    /// argc, and the bytes of the argument strings to write (those not in `kept`).
-    fn argc_and_arg_bytes(&self, kept: Option<(u64, u64)>) -> (u64, u64) {
-        match count_and_bytes(&mut self.argv.clone(), kept) {
-            // An empty argv gets "" as argv[0].
-            (0, _) => (1, 1),
-            counted => counted,
-        }
-    }
-
     /// The layout `create_elf_tables` makes, from the top of the stack down.
     pub fn layout(&self) -> StackLayout {
         self.layout_in(None)
@@ -227,6 +218,41 @@ where
     }
 
     fn layout_in(&self, kept: Option<(u64, u64)>) -> StackLayout {
+        self.erased().layout(kept, &mut self.argv.clone(), &mut self.envp.clone(), &mut self.auxv.clone())
+    }
+
+    /// Write the image for `layout` into `image`, which stands for the memory [sp, top) and
+    /// must be zeroed and exactly that long.
+    pub fn write(&self, layout: &StackLayout, image: &mut [u8]) {
+        let (argv, envp, auxv) = (&mut self.argv.clone(), &mut self.envp.clone(), &mut self.auxv.clone());
+        self.erased().write(layout, image, argv, envp, auxv);
+    }
+
+    fn erased(&self) -> Erased<'_, 'a> {
+        let Self { top, execfn, platform, ref random, gap, word, .. } = *self;
+        Erased { top, execfn, platform, random, gap, word }
+    }
+}
+
+/// A [`StackImage`] without its iterators, which its methods pass as `dyn Iterator`: the layout
+/// and the writing are compiled once, whatever the iterators.
+struct Erased<'s, 'a> {
+    top: u64,
+    execfn: &'a [u8],
+    platform: Option<&'a [u8]>,
+    random: &'s [u8; 16],
+    gap: u64,
+    word: u64,
+}
+
+impl Erased<'_, '_> {
+    fn layout<'arg, 'env>(
+        &self,
+        kept: Option<(u64, u64)>,
+        argv: &mut dyn Iterator<Item = &'arg [u8]>,
+        envp: &mut dyn Iterator<Item = &'env [u8]>,
+        auxv: &mut dyn Iterator<Item = (u64, u64)>,
+    ) -> StackLayout {
         let end = kept.map_or(self.top, |(start, _)| start);
         let execfn = match kept_at(kept, self.execfn) {
             Some(addr) => addr,
@@ -235,8 +261,12 @@ where
             None => end - if kept.is_some() { 0 } else { WORD } - (self.execfn.len() as u64 + 1),
         };
         let below_execfn = if kept_at(kept, self.execfn).is_some() { end } else { execfn };
-        let (envc, env_bytes) = count_and_bytes(&mut self.envp.clone(), kept);
-        let (argc, arg_bytes) = self.argc_and_arg_bytes(kept);
+        let (envc, env_bytes) = count_and_bytes(envp, kept);
+        let (argc, arg_bytes) = match count_and_bytes(argv, kept) {
+            // An empty argv gets "" as argv[0].
+            (0, _) => (1, 1),
+            counted => counted,
+        };
         let env_start = below_execfn - env_bytes;
         let arg_start = env_start - arg_bytes;
         let mut p = (arg_start - self.gap) & !15;
@@ -249,7 +279,7 @@ where
         };
         p -= 16;
         let random = p;
-        let auxv_len = (count(&mut self.auxv.clone()) + 1) * 2 * self.word;
+        let auxv_len = (count(auxv) + 1) * 2 * self.word;
         let sp = (p - auxv_len - (argc + 1 + envc + 1 + 1) * self.word) & !15;
         StackLayout {
             sp,
@@ -268,9 +298,14 @@ where
         }
     }
 
-    /// Write the image for `layout` into `image`, which stands for the memory [sp, top) and
-    /// must be zeroed and exactly that long.
-    pub fn write(&self, layout: &StackLayout, image: &mut [u8]) {
+    fn write<'arg, 'env>(
+        &self,
+        layout: &StackLayout,
+        image: &mut [u8],
+        argv: &mut dyn Iterator<Item = &'arg [u8]>,
+        envp: &mut dyn Iterator<Item = &'env [u8]>,
+        auxv: &mut dyn Iterator<Item = (u64, u64)>,
+    ) {
         assert_eq!(image.len(), layout.image_size(), "image buffer must span [sp, end)");
         let mut out = Writer { image, base: layout.sp, word: self.word };
         if layout.kept_at(self.execfn).is_none() {
@@ -279,18 +314,20 @@ where
         if let Some(name) = self.platform {
             out.put_bytes(layout.platform, name);
         }
-        out.put_raw(layout.random, &self.random);
+        out.put_raw(layout.random, self.random);
 
         let mut word = layout.sp;
         out.put_word(&mut word, layout.argc);
         let mut string = layout.arg_start;
-        if self.argv.clone().next().is_none() {
+        if out.put_strings(&mut word, &mut string, layout, argv) == 0 {
+            // An empty argv gets "" as argv[0] (the image is zeroed).
             out.put_word(&mut word, string);
             string += 1;
         }
-        out.put_strings(&mut word, &mut string, layout, &mut self.argv.clone());
-        out.put_strings(&mut word, &mut string, layout, &mut self.envp.clone());
-        out.put_auxv(word, layout, self.platform.is_some(), &mut self.auxv.clone());
+        out.put_word(&mut word, 0);
+        out.put_strings(&mut word, &mut string, layout, envp);
+        out.put_word(&mut word, 0);
+        out.put_auxv(word, layout, self.platform.is_some(), auxv);
     }
 }
 
@@ -318,16 +355,18 @@ impl Writer<'_> {
         end + 1
     }
 
-    /// Store the pointers to `strings` from `word` on, and a NULL; each string not in the kept
-    /// area is stored at `string`, which moves past it.
+    /// Store the pointers to `strings` from `word` on; each string not in the kept area is
+    /// stored at `string`, which moves past it. Returns how many there were.
     fn put_strings<'s>(
         &mut self,
         word: &mut u64,
         string: &mut u64,
         layout: &StackLayout,
         strings: &mut dyn Iterator<Item = &'s [u8]>,
-    ) {
+    ) -> u64 {
+        let mut count = 0;
         for s in strings {
+            count += 1;
             let addr = match layout.kept_at(s) {
                 Some(addr) => addr,
                 None => {
@@ -338,7 +377,7 @@ impl Writer<'_> {
             };
             self.put_word(word, addr);
         }
-        self.put_word(word, 0);
+        count
     }
 
     /// Store the auxv pairs from `word` on, the pointers among them to what `layout` placed,
@@ -518,6 +557,7 @@ mod tests {
         assert_eq!(read_str(&image, &l, l.arg_start), b"");
         assert_eq!(read_word(&image, &l, l.sp + 16), 0);
         assert_eq!(read_word(&image, &l, l.sp + 24), l.env_start);
+        assert_eq!(read_str(&image, &l, l.env_start), b"E=1");
     }
 
     #[test]

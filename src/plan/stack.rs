@@ -189,7 +189,7 @@ pub const WORD32: u64 = size_of::<u32>() as u64;
 
 /// How many `strings` there are, and the bytes with their NULs of those not in `kept`. Through
 /// `dyn`, like the other helpers of [`StackImage`]: one copy serves every kind of iterator.
-fn count_and_bytes<'s>(strings: &mut dyn Iterator<Item = &'s [u8]>, kept: Option<(u64, u64)>) -> (u64, u64) {
+fn count_and_bytes(strings: &mut dyn Iterator<Item = &[u8]>, kept: Option<(u64, u64)>) -> (u64, u64) {
     strings.fold((0, 0), |(count, bytes), s| {
         (count + 1, if kept_at(kept, s).is_some() { bytes } else { bytes + s.len() as u64 + 1 })
     })
@@ -246,11 +246,11 @@ struct Erased<'s, 'a> {
 }
 
 impl Erased<'_, '_> {
-    fn layout<'arg, 'env>(
+    fn layout(
         &self,
         kept: Option<(u64, u64)>,
-        argv: &mut dyn Iterator<Item = &'arg [u8]>,
-        envp: &mut dyn Iterator<Item = &'env [u8]>,
+        argv: &mut dyn Iterator<Item = &[u8]>,
+        envp: &mut dyn Iterator<Item = &[u8]>,
         auxv: &mut dyn Iterator<Item = (u64, u64)>,
     ) -> StackLayout {
         let end = kept.map_or(self.top, |(start, _)| start);
@@ -298,12 +298,12 @@ impl Erased<'_, '_> {
         }
     }
 
-    fn write<'arg, 'env>(
+    fn write(
         &self,
         layout: &StackLayout,
         image: &mut [u8],
-        argv: &mut dyn Iterator<Item = &'arg [u8]>,
-        envp: &mut dyn Iterator<Item = &'env [u8]>,
+        argv: &mut dyn Iterator<Item = &[u8]>,
+        envp: &mut dyn Iterator<Item = &[u8]>,
         auxv: &mut dyn Iterator<Item = (u64, u64)>,
     ) {
         assert_eq!(image.len(), layout.image_size(), "image buffer must span [sp, end)");
@@ -357,12 +357,12 @@ impl Writer<'_> {
 
     /// Store the pointers to `strings` from `word` on; each string not in the kept area is
     /// stored at `string`, which moves past it. Returns how many there were.
-    fn put_strings<'s>(
+    fn put_strings(
         &mut self,
         word: &mut u64,
         string: &mut u64,
         layout: &StackLayout,
-        strings: &mut dyn Iterator<Item = &'s [u8]>,
+        strings: &mut dyn Iterator<Item = &[u8]>,
     ) -> u64 {
         let mut count = 0;
         for s in strings {

@@ -40,6 +40,8 @@ pub fn cstr(bytes: &[u8]) -> &core::ffi::CStr {
 }
 
 /// Round `value` up to a page boundary (saturating at the last page).
+// Not inlined: at each of its many callers the saturating add is longer than a call.
+#[inline(never)]
 pub const fn page_align(value: u64) -> u64 {
     page_start(value.saturating_add(PAGE_SIZE - 1))
 }

@@ -16,7 +16,7 @@ use rustix::io::Errno;
 use crate::input::source::Held;
 use crate::input::source::{self, File};
 use crate::report::Error;
-use crate::sys::initial_stack::InitialStack;
+use crate::sys::initial_stack::{InitialStack, Strings};
 use crate::sys::mem::{Lazy, Zeroable};
 
 /// What was asked for: the preloader's own stack, its options, and where PROGRAM is in argv.
@@ -44,8 +44,8 @@ impl Request<'_> {
     }
 
     /// The program's arguments after argv[0].
-    pub fn rest(&self) -> impl Iterator<Item = &'static [u8]> + Clone {
-        self.stack.args().skip(self.first_arg)
+    pub fn rest(&self) -> Strings {
+        self.stack.args_from(self.first_arg)
     }
 }
 

@@ -106,7 +106,13 @@ impl InitialStack {
     }
 
     pub fn args(&self) -> Strings {
-        Self::strings(self.argv, self.envp.first().copied().unwrap_or(self.execfn))
+        self.args_from(0)
+    }
+
+    /// The arguments from `argv[first]` on.
+    pub fn args_from(&self, first: usize) -> Strings {
+        let list = self.argv.get(first..).unwrap_or_default();
+        Self::strings(list, self.envp.first().copied().unwrap_or(self.execfn))
     }
 
     pub fn arg(&self, index: usize) -> &'static CStr {

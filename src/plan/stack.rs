@@ -36,15 +36,14 @@ pub fn argument_space(stack_limit: u64) -> u64 {
 /// The kernel's E2BIG rules (bprm_stack_limits, copy_strings): every string (argv, environment
 /// and execfn) shorter than MAX_ARG_STRLEN, and all of them with their NULs plus one pointer for
 /// each of the execve's `pointers` (its argc, at least 1, plus envc) within the argument space.
-pub fn check_args<'s>(
-    strings: impl Iterator<Item = &'s [u8]> + Clone,
-    pointers: u64,
-    stack_limit: u64,
-) -> Result<(), TooBig> {
-    if strings.clone().any(|s| s.len() >= MAX_ARG_STRLEN) {
-        return Err(TooBig);
+pub fn check_args<'s>(strings: impl Iterator<Item = &'s [u8]>, pointers: u64, stack_limit: u64) -> Result<(), TooBig> {
+    let mut bytes = 0;
+    for s in strings {
+        if s.len() >= MAX_ARG_STRLEN {
+            return Err(TooBig);
+        }
+        bytes += s.len() as u64 + 1;
     }
-    let (_, bytes) = count_and_bytes(&mut strings.clone(), None);
     if bytes + pointers * WORD > argument_space(stack_limit) {
         return Err(TooBig);
     }

@@ -171,6 +171,7 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize, first_a
             #[cfg(feature = "sealed")]
             if jump.sealed {
                 sys::wipe::dead_stack();
+                sys::wipe::vector_registers();
             }
             // Every file is opened and everything mapped: the stub's PR_SET_MM_MAP needs the
             // capability, and its capset then sets the program's sets.

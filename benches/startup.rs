@@ -7,9 +7,9 @@
 //!     PRELOAD_BENCH_N=500 cargo bench --bench startup
 //!
 //! Prints the machine, then a table of launch times (median and p90 of fork+exec+wait as seen by
-//! the parent, all cases alternated round-robin in one run so that machine noise spreads evenly),
-//! the system calls the preloader makes from its entry to the jump, its stripped size and its peak
-//! memory. Needs gcc with the static glibc (libc6-dev), strace, wine64-preloader and GNU time (page
+//! the parent, all cases alternated in rounds of one launch each, shuffled per round, so that
+//! machine noise spreads evenly), the system calls the preloader makes from its entry to the
+//! jump, its stripped size and its peak memory. Needs gcc with the static glibc (libc6-dev), strace, wine64-preloader and GNU time (page
 //! faults).
 //!
 //! Std only, on purpose: dev-dependencies that enable `std` on rustix or goblin would break the
@@ -63,6 +63,12 @@ void start_c(long *sp) {
     sys3(231, 127, 0, 0);
 }
 "#;
+/// An ELF interpreter that does nothing but exit 0 (a static-pie without libc): a PIE naming it
+/// in PT_INTERP measures the loader alone. ld.so's own start is dominated by CPUID, which a VM
+/// traps (about 23 µs each on the 2-core Firecracker machine of the README's figures, some 600 µs
+/// of a /bin/true launch), and so hides what the loader costs.
+const EXIT_INTERP_C: &str = r#"__asm__(".globl _start\n_start:\n\tmov $231, %eax\n\txor %edi, %edi\n\tsyscall\n");
+"#;
 /// Prints its own VmHWM (peak RSS of the mm, which through preload includes the preloader's own
 /// pages) and VmRSS (what is still resident when main runs).
 const VM_STATUS_C: &str = r#"#include <stdio.h>
@@ -110,19 +116,21 @@ fn main() {
         &["-static", "-nostdlib", "-fno-pie", "-no-pie", "-fno-stack-protector"],
     );
     let execve_only = copy_program(&execve_only, &scratch.join("execve-only-copy"), None);
+    let loader_only = loader_only_program(&scratch);
 
     println!("preloader:  {} ({})", preload.display(), binary.describe());
     let meta = fs::metadata(&sparse).unwrap_or_else(|e| fail(&format!("{}: {e}", sparse.display())));
     println!("sparse:     {} ({} bytes, {} KiB allocated)", sparse.display(), meta.len(), meta.blocks() / 2);
-    println!("launches:   {n} per case (PRELOAD_BENCH_N), after {WARMUP_ROUNDS} untimed, round-robin");
+    println!("launches:   {n} per case (PRELOAD_BENCH_N), after {WARMUP_ROUNDS} untimed, in shuffled rounds");
     println!();
 
-    let mut cases = timing_cases(preload, &static_empty, &sparse, &execve_only);
+    let programs = Programs { static_empty, sparse, execve_only, loader_only };
+    let mut cases = timing_cases(preload, &programs);
     run_round_robin(&mut cases, n);
     print_table(&cases);
     println!();
     print_syscalls(preload, &scratch);
-    print_faults(preload, &static_empty);
+    print_faults(preload, &programs.static_empty);
     println!();
     print_size(&binary, preload, &scratch);
     println!();
@@ -205,6 +213,17 @@ fn copy_program(program: &Path, copy: &Path, len: Option<u64>) -> PathBuf {
     copy.to_path_buf()
 }
 
+/// A PIE (the empty C program) whose PT_INTERP names [`EXIT_INTERP_C`], both copied as the
+/// other timed programs are.
+fn loader_only_program(scratch: &Path) -> PathBuf {
+    let flags = ["-nostdlib", "-static-pie", "-fPIE", "-fno-stack-protector"];
+    let interp = compile_with(scratch, "exit-interp", EXIT_INTERP_C, &flags);
+    let interp = copy_program(&interp, &scratch.join("exit-interp-copy"), None);
+    let dynamic_linker = format!("-Wl,--dynamic-linker={}", interp.display());
+    let program = compile_with(scratch, "loader-only", EMPTY_C, &["-pie", "-fPIE", &dynamic_linker]);
+    copy_program(&program, &scratch.join("loader-only-copy"), None)
+}
+
 /// What the section headers say about the preloader binary.
 struct Binary {
     bytes: u64,
@@ -274,7 +293,16 @@ struct Case {
     nanos: Vec<u64>,
 }
 
-fn timing_cases(preload: &Path, static_empty: &Path, sparse: &Path, execve_only: &Path) -> Vec<Case> {
+/// The programs built for the bench.
+struct Programs {
+    static_empty: PathBuf,
+    sparse: PathBuf,
+    execve_only: PathBuf,
+    loader_only: PathBuf,
+}
+
+fn timing_cases(preload: &Path, programs: &Programs) -> Vec<Case> {
+    let Programs { static_empty, sparse, execve_only, loader_only } = programs;
     let many: Vec<String> = (0..MANY_ARGS).map(|i| format!("argument-{i:05}")).collect();
     let case = |group, how, program: &Path, args: &[&Path]| {
         let mut cmd = Command::new(program);
@@ -297,6 +325,10 @@ fn timing_cases(preload: &Path, static_empty: &Path, sparse: &Path, execve_only:
         case("/bin/true, 10k args", "preload", preload, &[true_path]),
         case("static C, 1 GiB sparse", "direct", sparse, &[]),
         case("static C, 1 GiB sparse", "preload", preload, &[sparse]),
+        case("loader only", "direct", loader_only, &[]),
+        case("loader only", "preload", preload, &[loader_only]),
+        case("loader only", "wine-pre", Path::new(WINE_PRELOADER), &[loader_only]),
+        case("loader only", "execve", execve_only, &[loader_only]),
     ];
     for case in cases.iter_mut().filter(|case| case.group.contains("10k")) {
         case.cmd.args(&many);
@@ -304,13 +336,18 @@ fn timing_cases(preload: &Path, static_empty: &Path, sparse: &Path, execve_only:
     cases
 }
 
-/// Launches every case `n` times, one launch of each per round; the starting case rotates from
-/// round to round so that no case always follows the same one.
+/// Launches every case `n` times, one launch of each per round, in an order shuffled afresh each
+/// round: with a fixed or merely rotated order a case nearly always follows the same one, and
+/// what that one leaves behind (caches, the other CPU's load) biases it by a few µs.
 fn run_round_robin(cases: &mut [Case], n: usize) {
     let started = Instant::now();
+    let mut order: Vec<usize> = (0..cases.len()).collect();
+    let mut random = Xorshift(0x9e37_79b9_7f4a_7c15);
     for round in 0..WARMUP_ROUNDS + n {
-        for k in 0..cases.len() {
-            let index = (round + k) % cases.len();
+        for last in (1..order.len()).rev() {
+            order.swap(last, random.below(last + 1));
+        }
+        for &index in &order {
             let nanos = launch(&mut cases[index].cmd);
             if round >= WARMUP_ROUNDS {
                 cases[index].nanos.push(nanos);
@@ -319,6 +356,19 @@ fn run_round_robin(cases: &mut [Case], n: usize) {
     }
     let launches = cases.len() * (WARMUP_ROUNDS + n);
     eprintln!("({launches} launches in {:.1} s)", started.elapsed().as_secs_f64());
+}
+
+/// A fixed-seed xorshift64 generator: the same shuffles in every run, and no dependency.
+struct Xorshift(u64);
+
+impl Xorshift {
+    /// A number below `bound` (the modulo bias is negligible for a few dozen cases).
+    fn below(&mut self, bound: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % bound as u64) as usize
+    }
 }
 
 /// One fork+exec+wait (std spawns with posix_spawn), in nanoseconds.
@@ -389,6 +439,13 @@ fn print_table(cases: &[Case]) {
         let ratio = preload_true.0 / find("/bin/true", peer).unwrap().0;
         println!("goal: preload/{peer} ≤ 1.0 for /bin/true ({name}) {ratio:.3}  {}", verdict(ratio <= 1.0));
     }
+    let loader = |how| find("loader only", how).unwrap().0;
+    println!(
+        "loader only, added to a direct run (median µs): preload {:+.1}, wine-pre {:+.1}, execve {:+.1}",
+        loader("preload") - loader("direct"),
+        loader("wine-pre") - loader("direct"),
+        loader("execve") - loader("direct"),
+    );
     let small = find("static C", "preload").unwrap();
     let big = find("static C, 1 GiB sparse", "preload").unwrap();
     let (small_direct, big_direct) =
@@ -410,8 +467,8 @@ fn verdict(met: bool) -> &'static str {
 
 /// Counts the system calls of `preload /bin/true` between the preloader's entry and its jump to
 /// ld.so, from `strace -f -o FILE` (the markers: [`strace::preloader_calls`]). As a check, the
-/// last of them must be the stub's `munmap` of the stage-2 hand-off just before the jump; a
-/// warning is printed otherwise.
+/// last of them must be the stub's last op, the `close` of ld.so's descriptor just before the
+/// jump; a warning is printed otherwise.
 fn print_syscalls(preload: &Path, scratch: &Path) {
     let log = scratch.join("strace.log");
     run_ok(Command::new("strace").arg("-f").arg("-o").arg(&log).arg(preload).arg(TRUE));
@@ -426,11 +483,8 @@ fn print_syscalls(preload: &Path, scratch: &Path) {
     // A failed call is e.g. "prctl EBUSY" (PR_SET_MM_MAP while the preloader's own file is still
     // mapped; EPERM without CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE).
     println!("  {}", strace::summary(preloader));
-    if preloader.last().is_none_or(|call| call.name != "munmap") {
-        println!(
-            "  warning: the last call before brk(NULL) is not munmap; the boundary may be off ({})",
-            log.display()
-        );
+    if preloader.last().is_none_or(|call| call.name != "close") {
+        println!("  warning: the last call before brk(NULL) is not close; the boundary may be off ({})", log.display());
     }
 }
 

@@ -2,8 +2,9 @@
 //! the kernel's (same order, sizes, permissions, offsets, names and gaps; with `setarch -R` the
 //! same addresses) but for the stub's one page; exe is set with one PR_SET_MM_MAP; everything
 //! runs under PR_SET_MDWE; a failure after the preloader is gone prints the prepared message
-//! and exits 127; without a page for the stub, the final operations run in place and exe is
-//! tried while the preloader is mapped (a kernel without the EBUSY rule takes it).
+//! and exits 127; the stub's copy of the hand-off on the stack is wiped before the jump; without a
+//! page for the stub, the final operations run in place and exe is tried while the preloader is
+//! mapped (a kernel without the EBUSY rule takes it).
 
 mod common;
 
@@ -247,6 +248,22 @@ fn a_failure_after_stepping_aside_prints_the_prepared_message_and_exits_127() {
     );
     // Without the fault the same run succeeds: the fault is what failed it.
     assert!(with_fault(&[["9", "4", "999", "12"]], &["/bin/true"]).status.success());
+}
+
+#[test]
+fn the_stubs_copy_of_the_hand_off_is_wiped_before_the_jump() {
+    // The stub runs from a copy of the hand-off's head on the stack below the program's stack
+    // pointer; the failure message is part of it. A static program (whose start uses little
+    // stack) scans [stack] below its frame for the message's text.
+    let scan = build_c("stack_below", Variant::Static);
+    let needle = "could not be finished after the preloader";
+    let run = |extra: &[&str]| {
+        let output = common::output(Command::new(common::preload()).arg(&scan).arg(needle).args(extra));
+        success(&output, "preload stack_below")
+    };
+    assert_eq!(run(&[]), "clean\n", "the head's copy was left on the stack");
+    // The scan finds what lies below the frame: the text planted there by a call.
+    assert_eq!(run(&["plant"]), "found\n");
 }
 
 #[test]

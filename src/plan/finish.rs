@@ -8,9 +8,11 @@
 //! static-pie) at the top of the mmap area where the kernel would have put it, maps the vDSO
 //! below it (`ARCH_MAP_VDSO_64`, where the kernel maps it for a program on 6.11+), sets the mm
 //! fields and exe with one `PR_SET_MM_MAP`, drops the capabilities of the preloader's file,
-//! closes the preloader's descriptors, then copies the stack image, unmaps the hand-off and
-//! jumps. Everything the stub reads is in the [`Header`] it is handed, and in memory the ops
-//! point to; it has no data of its own and no relocations.
+//! closes the preloader's descriptors, then jumps. It first copies the stack image to its place
+//! and the hand-off's head (the header, the ops and what they point to) onto the stack below it
+//! ([`scratch_below`]), so that the hand-off goes in the same munmap as the preloader's image.
+//! Everything the stub reads is in the [`Header`] it is handed, and in memory the ops point to;
+//! it has no data of its own and no relocations.
 //!
 //! After the preloader is gone a failure cannot be reported through the normal path: the stub
 //! writes the message stage 1 prepared ([`failure_message`]) and exits with 127, as the kernel
@@ -123,8 +125,9 @@ impl Op {
     }
 }
 
-/// What the stub is handed (a pointer to it in rdi): the ops, the failure message, the stack
-/// image to copy to `sp`, the mapping to unmap after the copy (the hand-off itself), and the
+/// What the stub is handed (a pointer to it in rdi, at the start of the hand-off): the stack
+/// image to copy to `sp`, the `scratch_len` bytes from the header on to copy to `scratch` (where
+/// `ops` and `message` point, as does every op that points into the hand-off's head), and the
 /// entry point. Field order is the stub's ABI.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -136,12 +139,23 @@ pub struct Header {
     pub image: u64,
     pub image_len: u64,
     pub sp: u64,
-    pub unmap: u64,
-    pub unmap_len: u64,
+    pub scratch: u64,
+    pub scratch_len: u64,
     pub entry: u64,
     /// 0: the program is entered in 64-bit mode (a near return); else the code segment of a far
     /// jump to it, [`USER32_CS`] for an i386 program.
     pub code_segment: u64,
+}
+
+/// Bytes kept free between the scratch copy and `sp`: the stub pushes the entry point and the
+/// flags there, and uses the slot below them for MXCSR.
+pub const SCRATCH_MARGIN: u64 = 256;
+
+/// Where the stub copies the hand-off's first `len` bytes: on the stack below the program's
+/// stack pointer `sp` (pages the preloader's own frames have touched), 16-aligned, clear of the
+/// image above and of what the stub pushes before the jump.
+pub const fn scratch_below(sp: u64, len: u64) -> u64 {
+    (sp - SCRATCH_MARGIN - len) & !15
 }
 
 /// __USER32_CS: the 32-bit user code segment of x86_64 Linux, where an i386 program runs.
@@ -360,6 +374,15 @@ mod tests {
         assert_eq!(op.flags, 2 | 1 << 8);
         assert_eq!(Op::munmap(1, 2).flags, FATAL);
         assert_eq!(Op::zero(1, 2).flags, ZERO);
+    }
+
+    #[test]
+    fn the_scratch_lies_below_the_stack_pointer_and_what_the_stub_pushes() {
+        let sp = 0x7ffc_1234_5678;
+        let at = scratch_below(sp, 0x2000);
+        assert_eq!(at % 16, 0);
+        assert!(at + 0x2000 + SCRATCH_MARGIN <= sp, "{at:#x}");
+        assert!(sp - at < 0x2000 + SCRATCH_MARGIN + 16, "{at:#x}");
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The eighth step, finish: the final operations, for the stub (`arch/stage2.rs`) to carry out
 //! once the preloader has stepped aside (`preload::plan::finish`):
 //!
-//! 1. unmap the preloader's image (and the vDSO block right below it, when it is mapped again),
-//!    so that nothing of the preloader is left and the kernel's EBUSY rule for exe is met with
-//!    nothing copied;
+//! 1. unmap the preloader's image (and the vDSO block right below it, when it is mapped again, and
+//!    the hand-off below that, which the stub has copied what it needs from), so that nothing of
+//!    the preloader is left and the kernel's EBUSY rule for exe is met with nothing copied;
 //! 2. map the interpreter (or a static-pie) where the kernel would have put it: at the top of the
 //!    mmap area, which the preloader's image held;
 //! 3. map the vDSO where the kernel maps it for a program on this kernel (below that image, on
@@ -15,7 +15,7 @@
 //! Without the stub's own page (no memfd can be mapped executable and no anonymous page made
 //! so) the stub runs in place in the preloader's text: steps 1 to 3 are left out (the images are
 //! mapped by the fifth step), and PR_SET_MM_MAP is tried with exe while the preloader is still
-//! mapped, which only a kernel without the EBUSY rule accepts.
+//! mapped, which only a kernel without the EBUSY rule accepts; the hand-off is unmapped last.
 
 use preload::plan::finish::{
     Header, Op, PR_SET_DUMPABLE, SYS_CAPSET, SYS_PRCTL, USER32_CS, failure_message, map_segments,
@@ -49,8 +49,9 @@ pub fn prepare<'b>(
     set: &MmOutcome,
     handoff: &mut Handoff,
 ) -> Result<Finish, Error<'b>> {
-    let (maps, caps, message) = (handoff.addr_of_maps(), handoff.addr_of_caps(), handoff.addr_of_message());
-    let (ops_at, image, range) = (handoff.addr_of_ops(), handoff.addr_of_image(), handoff.range());
+    // The ops point into the stub's copy of the head, which it makes before it runs them.
+    let head = handoff.head_below(stack.layout.sp);
+    let (image, (handoff_start, handoff_end)) = (handoff.addr_of_image(), handoff.range());
     let parts = handoff.parts();
     let mut ops = parts.ops;
     let message_len = failure_message(resolved.exe_path, parts.message) as u64;
@@ -58,9 +59,13 @@ pub fn prepare<'b>(
     if let Some(old) = stage2.ia32_stack {
         ops.push(Op::munmap(old.start, old.len()));
     }
+    let mut handoff_unmapped = false;
     if stage2.stub.is_some() {
         let own = image::span();
         let start = mapped.vdso.map_or(own.start, |vdso| vdso.old_start.min(own.start));
+        // The hand-off, the first mapping with a hint of 0, lies right below (unless moved).
+        handoff_unmapped = handoff_end == start;
+        let start = if handoff_unmapped { handoff_start } else { start };
         ops.push(Op::munmap(start, stage2.mmap_top - start));
     }
     let top_image = match (stage2.top, &inspected.interpreter) {
@@ -75,6 +80,7 @@ pub fn prepare<'b>(
     if let Some(vdso) = mapped.vdso {
         ops.push(Op::map_vdso(vdso.at));
     }
+    let (maps, caps) = (head.maps(), head.caps());
     let size = core::mem::size_of::<rustix::process::PrctlMmMap>() as u64;
     ops.push(Op::set_mm_map(maps, size).tolerant().on_ok_skip(1));
     ops.push(Op::set_mm_map(maps + size, size).tolerant());
@@ -91,19 +97,22 @@ pub fn prepare<'b>(
     if let Some(interp) = &inspected.interpreter {
         ops.push(Op::close(interp.file.fd.as_raw_fd() as u64));
     }
+    if !handoff_unmapped {
+        ops.push(Op::munmap(handoff_start, handoff_end - handoff_start).tolerant());
+    }
     if ops.overflowed() {
         return Err(Error::at(resolved.exe_path, Refusal::failure("too many final operations")));
     }
     *parts.header = Header {
-        ops: ops_at,
+        ops: head.ops(),
         nops: ops.len() as u64,
-        message,
+        message: head.message(),
         message_len,
         image,
         image_len: stack.size as u64,
         sp: stack.layout.sp,
-        unmap: range.0,
-        unmap_len: range.1 - range.0,
+        scratch: head.at(),
+        scratch_len: head.len(),
         entry: mapped.entry,
         code_segment: if stage2.ia32_stack.is_some() { USER32_CS } else { 0 },
     };

@@ -269,7 +269,7 @@ fn step_aside<'b>(
     // In a new namespace, the stub's PR_SET_MM_MAP refusing exe would run the program without
     // it: the probe tells now, while a refusal can still be reported.
     if options.verbose || userns == userns::Outcome::Entered {
-        set.exe = mm::probe(handoff, set.exe, plan.stage2.stub.is_some(), &credentials);
+        set.exe = mm::probe(handoff, stack, set.exe, plan.stage2.stub.is_some(), &credentials);
     }
     userns::check_exe(userns, &set.exe).map_err(userns_failed)?;
     let finish = finish::prepare(resolved, inspected, plan, mapped, stack, &set, handoff)?;

@@ -88,7 +88,8 @@ pub fn point_at_program(
         arg_end: layout.arg_end,
         env_start: layout.env_start,
         env_end: layout.env_end,
-        auxv: stack.auxv() as *mut u64,
+        // Where the stub has copied the image by the time it calls PR_SET_MM_MAP.
+        auxv: layout.auxv as *mut u64,
         auxv_size: layout.auxv_len as u32,
         exe_fd,
     };
@@ -119,6 +120,7 @@ pub fn point_at_program(
 /// raised for this try alone.
 pub fn probe(
     handoff: &mut Handoff,
+    stack: &Built,
     expected: ExeOutcome,
     stepped_aside: bool,
     credentials: &ProgramCredentials,
@@ -126,7 +128,11 @@ pub fn probe(
     if let ExeOutcome::Failed(_) | ExeOutcome::Withheld = expected {
         return expected;
     }
+    // The saved auxv from the image where it is now, in the hand-off (the stub's, from its copy
+    // on the stack, which holds the preloader's frames until then).
     let maps = handoff.parts().maps;
+    let copied = maps[0].auxv;
+    maps.iter_mut().for_each(|map| map.auxv = stack.auxv() as *mut u64);
     credentials::raise_for_mm(credentials);
     let outcome = match proc::set_mm_map(&maps[0]) {
         Ok(()) => ExeOutcome::Set,
@@ -137,5 +143,6 @@ pub fn probe(
         },
     };
     credentials::lower(credentials);
+    maps.iter_mut().for_each(|map| map.auxv = copied);
     outcome
 }

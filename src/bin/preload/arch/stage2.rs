@@ -7,13 +7,16 @@
 //! made, run in place in the preloader's own text. It is entered with rdi = the
 //! [`Header`](preload::plan::finish::Header) and uses no stack until the jump:
 //!
-//! 1. each op: a system call with its six arguments (or the zeroing pseudo-op); on a failure
+//! 1. copy the stack image to the real stack, and the hand-off's head (the header, the ops and
+//!    what they point to) below it, and go on from that copy: an op can then unmap the hand-off
+//!    (with the preloader's image, in one munmap);
+//! 2. each op: a system call with its six arguments (or the zeroing pseudo-op); on a failure
 //!    marked fatal, write the prepared message to stderr and exit_group(127), as the kernel ends
 //!    a process that fails past its point of no return; otherwise skip as the op's flags say;
-//! 2. copy the stack image to the real stack, unmap the hand-off it was in, and enter the program
-//!    in the state the kernel leaves: rsp at argc, every general register zero, default x87 and
-//!    SSE control state, zeroed xmm registers, rflags 0x202; an i386 program in 32-bit mode, by a
-//!    far jump to the header's code segment, with ds and es the user data segment.
+//! 3. wipe the copy of the head, and enter the program in the state the kernel leaves: rsp at
+//!    argc, every general register zero, default x87 and SSE control state, zeroed xmm
+//!    registers, rflags 0x202; an i386 program in 32-bit mode, by a far jump to the header's
+//!    code segment, with ds and es the user data segment.
 
 use core::arch::{asm, global_asm};
 
@@ -27,7 +30,17 @@ global_asm!(
     ".hidden preload_stage2_end",
     ".p2align 4",
     "preload_stage2:",
+    // The image to its place, then the head to the scratch below it, which r15 points to next.
     "mov r15, rdi",
+    "mov rsi, [r15 + 32]",
+    "mov rcx, [r15 + 40]",
+    "mov rdi, [r15 + 48]",
+    "rep movsb",
+    "mov rsi, r15",
+    "mov rdi, [r15 + 56]",
+    "mov rcx, [r15 + 64]",
+    "mov r15, rdi",
+    "rep movsb",
     "mov r13, [r15]",
     "mov r14, [r15 + 8]",
     // The ops: r13 the current one, r14 how many are left.
@@ -81,24 +94,17 @@ global_asm!(
     "mov edi, 127",
     "syscall",
     "ud2",
-    // The stack image onto the stack, the hand-off unmapped (if any), the jump.
+    // The head's copy wiped, the jump.
     "8:",
-    "mov rsi, [r15 + 32]",
-    "mov rcx, [r15 + 40]",
-    "mov rdi, [r15 + 48]",
-    "mov rsp, rdi",
-    "rep movsb",
     "mov r10, [r15 + 72]",
     "mov r9, [r15 + 80]",
-    "mov rdi, [r15 + 56]",
-    "mov rsi, [r15 + 64]",
-    "test rsi, rsi",
-    "jz 9f",
-    "mov eax, 11",
-    "syscall",
+    "mov rsp, [r15 + 48]",
+    "mov rdi, r15",
+    "mov rcx, [r15 + 64]",
+    "xor eax, eax",
+    "rep stosb",
     // The entry, [sp - 8], for a near return; for an i386 program a far pointer below it,
     // offset [sp - 24] and code segment [sp - 20] (0 otherwise), with ds and es its data segment.
-    "9:",
     "push r10",
     "push 0x202",
     "mov [rsp - 8], r10d",

@@ -19,7 +19,8 @@ use crate::stage2;
 /// The hand-off: the first mapping the preloader makes, top-down, so that it lands right below
 /// whatever the kernel mapped last and tells where that is ([`Vdso::locate`]). Page 0 holds the
 /// header, the two PR_SET_MM_MAP structures, the capability sets and the failure message; page 1 the
-/// ops; the rest the stack image (16 KiB before it grows).
+/// ops; the rest the stack image (16 KiB before it grows). The stub copies the first two pages,
+/// the head, onto the stack ([`Head`]) and runs from that copy.
 pub struct Handoff {
     base: u64,
     len: u64,
@@ -34,6 +35,8 @@ const OPS_AT: usize = PAGE_SIZE as usize;
 const OPS: usize = PAGE_SIZE as usize / size_of::<Op>();
 const IMAGE_AT: usize = 2 * PAGE_SIZE as usize;
 const INITIAL_LEN: u64 = 6 * PAGE_SIZE;
+/// The head: everything before the image.
+const HEAD_LEN: u64 = IMAGE_AT as u64;
 
 /// The parts of the hand-off, borrowed apart.
 pub struct Parts<'h> {
@@ -103,21 +106,9 @@ impl Handoff {
         }
     }
 
-    /// Addresses of the parts, for the ops that point into the hand-off.
-    pub fn addr_of_maps(&self) -> u64 {
-        self.base + MAPS_AT as u64
-    }
-
-    pub fn addr_of_caps(&self) -> u64 {
-        self.base + CAPS_AT as u64
-    }
-
-    pub fn addr_of_message(&self) -> u64 {
-        self.base + MESSAGE_AT as u64
-    }
-
-    pub fn addr_of_ops(&self) -> u64 {
-        self.base + OPS_AT as u64
+    /// The head as the stub sees it: copied below the program's stack pointer `sp`.
+    pub fn head_below(&self, sp: u64) -> Head {
+        Head { at: finish::scratch_below(sp, HEAD_LEN) }
     }
 
     pub fn addr_of_image(&self) -> u64 {
@@ -126,6 +117,39 @@ impl Handoff {
 
     pub fn header_ptr(&self) -> *const Header {
         self.base as *const Header
+    }
+}
+
+/// Where the parts of the hand-off's head are in the stub's copy of it, for the header and the
+/// ops that point into it.
+#[derive(Clone, Copy)]
+pub struct Head {
+    at: u64,
+}
+
+impl Head {
+    pub fn at(self) -> u64 {
+        self.at
+    }
+
+    pub fn len(self) -> u64 {
+        HEAD_LEN
+    }
+
+    pub fn maps(self) -> u64 {
+        self.at + MAPS_AT as u64
+    }
+
+    pub fn caps(self) -> u64 {
+        self.at + CAPS_AT as u64
+    }
+
+    pub fn message(self) -> u64 {
+        self.at + MESSAGE_AT as u64
+    }
+
+    pub fn ops(self) -> u64 {
+        self.at + OPS_AT as u64
     }
 }
 

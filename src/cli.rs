@@ -114,53 +114,86 @@ PROGRAM without a '/' is searched for in PATH. Exit status: PROGRAM's own, or
 
 /// Parse the preloader's own argv (`args[0]` is the preloader's name).
 pub fn parse<'a>(args: impl IntoIterator<Item = &'a [u8]>) -> Result<Command<'a>, UsageError<'a>> {
+    // Spellings are compared with `==`, not matched as patterns: a byte-string pattern compiles
+    // to a comparison per byte, several times longer.
+    let is = |arg: &[u8], long: &str, short: &str| arg == long.as_bytes() || arg == short.as_bytes();
     let mut options = Options::default();
     let mut args = args.into_iter().enumerate().skip(1);
     while let Some((index, arg)) = args.next() {
-        match arg {
-            b"--" => {
-                return args
-                    .next()
-                    .map(|(program, _)| Command::Run { options, program })
-                    .ok_or(UsageError::MissingProgram);
-            }
-            b"--help" | b"-h" => return Ok(Command::Help),
-            b"--version" | b"-V" => return Ok(Command::Version),
-            b"--verbose" | b"-v" => options.verbose = true,
-            b"--dry-run" | b"-n" => options.dry_run = true,
-            b"--userns" => options.userns = true,
-            _ if arg.len() > 1 && arg[0] == b'-' => {
-                let (name, inline) = match arg.iter().position(|&b| b == b'=') {
-                    Some(eq) => (&arg[..eq], Some(&arg[eq + 1..])),
-                    None => (arg, None),
-                };
-                if !matches!(name, b"--argv0" | b"--reserve" | b"--base" | b"--interp" | b"--fd" | b"--max-size") {
-                    return Err(UsageError::UnknownOption(arg));
-                }
-                let value = match inline {
-                    Some(value) => value,
-                    None => args.next().ok_or(UsageError::MissingValue(arg))?.1,
-                };
-                set_valued_option(&mut options, name, value)?;
-            }
-            _ => return Ok(Command::Run { options, program: index }),
+        if arg == b"--" {
+            return args.next().map(|(program, _)| Command::Run { options, program }).ok_or(UsageError::MissingProgram);
+        } else if is(arg, "--help", "-h") {
+            return Ok(Command::Help);
+        } else if is(arg, "--version", "-V") {
+            return Ok(Command::Version);
+        } else if is(arg, "--verbose", "-v") {
+            options.verbose = true;
+        } else if is(arg, "--dry-run", "-n") {
+            options.dry_run = true;
+        } else if arg == b"--userns" {
+            options.userns = true;
+        } else if arg.len() > 1 && arg[0] == b'-' {
+            let (name, inline) = match arg.iter().position(|&b| b == b'=') {
+                Some(eq) => (&arg[..eq], Some(&arg[eq + 1..])),
+                None => (arg, None),
+            };
+            let Some(option) = Valued::named(name) else {
+                return Err(UsageError::UnknownOption(arg));
+            };
+            let value = match inline {
+                Some(value) => value,
+                None => args.next().ok_or(UsageError::MissingValue(arg))?.1,
+            };
+            set_valued_option(&mut options, option, value)?;
+        } else {
+            return Ok(Command::Run { options, program: index });
         }
     }
     Err(UsageError::MissingProgram)
 }
 
-fn set_valued_option<'a>(options: &mut Options<'a>, name: &[u8], value: &'a [u8]) -> Result<(), UsageError<'a>> {
+/// The options that take a value.
+#[derive(Clone, Copy)]
+enum Valued {
+    Argv0,
+    Interp,
+    Reserve,
+    Fd,
+    MaxSize,
+    Base,
+}
+
+impl Valued {
+    const ALL: [Self; 6] = [Self::Argv0, Self::Interp, Self::Reserve, Self::Fd, Self::MaxSize, Self::Base];
+
+    fn spelling(self) -> &'static str {
+        match self {
+            Self::Argv0 => "--argv0",
+            Self::Interp => "--interp",
+            Self::Reserve => "--reserve",
+            Self::Fd => "--fd",
+            Self::MaxSize => "--max-size",
+            Self::Base => "--base",
+        }
+    }
+
+    fn named(name: &[u8]) -> Option<Self> {
+        Self::ALL.into_iter().find(|option| option.spelling().as_bytes() == name)
+    }
+}
+
+fn set_valued_option<'a>(options: &mut Options<'a>, option: Valued, value: &'a [u8]) -> Result<(), UsageError<'a>> {
     let bad = |reason| UsageError::BadValue(value, reason);
-    match name {
-        b"--argv0" => options.argv0 = Some(value),
-        b"--interp" => options.interp = Some(value),
-        b"--reserve" => options.reserve.push(reserve::parse_range(value).map_err(bad)?).map_err(bad)?,
-        b"--fd" => options.fd = Some(parse_fd(value).ok_or(bad("--fd needs a descriptor number"))?),
-        b"--max-size" => {
+    match option {
+        Valued::Argv0 => options.argv0 = Some(value),
+        Valued::Interp => options.interp = Some(value),
+        Valued::Reserve => options.reserve.push(reserve::parse_range(value).map_err(bad)?).map_err(bad)?,
+        Valued::Fd => options.fd = Some(parse_fd(value).ok_or(bad("--fd needs a descriptor number"))?),
+        Valued::MaxSize => {
             options.max_size =
                 Some(parse_size(value).ok_or(bad("--max-size needs a size in bytes (suffix K, M or G)"))?)
         }
-        _ => {
+        Valued::Base => {
             let base = reserve::parse_address(value).map_err(bad)?;
             if base % PAGE_SIZE != 0 || base == 0 {
                 return Err(bad("--base needs a non-zero page-aligned address"));
@@ -215,6 +248,48 @@ mod tests {
     fn program_ends_the_options() {
         let cmd = parse_strs(&["preload", "--verbose", "ls", "--help"]).unwrap();
         assert_eq!(cmd, Command::Run { options: Options { verbose: true, ..Options::default() }, program: 2 });
+    }
+
+    #[test]
+    fn every_spelling_of_every_option_is_recognised_and_nothing_close_to_one() {
+        let run = |options| Ok(Command::Run { options, program: 2 });
+        let flags = [
+            ("--verbose", Options { verbose: true, ..Options::default() }),
+            ("-v", Options { verbose: true, ..Options::default() }),
+            ("--dry-run", Options { dry_run: true, ..Options::default() }),
+            ("-n", Options { dry_run: true, ..Options::default() }),
+            ("--userns", Options { userns: true, ..Options::default() }),
+        ];
+        for (flag, options) in flags {
+            assert_eq!(parse_strs(&["p", flag, "prog"]), run(options), "{flag}");
+        }
+        for help in ["--help", "-h"] {
+            assert_eq!(parse_strs(&["p", help, "prog"]), Ok(Command::Help));
+        }
+        for version in ["--version", "-V"] {
+            assert_eq!(parse_strs(&["p", version, "prog"]), Ok(Command::Version));
+        }
+        let mut reserve = RangeList::default();
+        reserve.push(reserve::parse_range(b"1000-2000").unwrap()).unwrap();
+        let valued = [
+            ("--argv0=a", Options { argv0: Some(b"a"), ..Options::default() }),
+            ("--interp=/l", Options { interp: Some(b"/l"), ..Options::default() }),
+            ("--reserve=1000-2000", Options { reserve, ..Options::default() }),
+            ("--fd=3", Options { fd: Some(3), ..Options::default() }),
+            ("--max-size=1K", Options { max_size: Some(1024), ..Options::default() }),
+            ("--base=1000", Options { base: Some(0x1000), ..Options::default() }),
+        ];
+        for (option, options) in valued {
+            assert_eq!(parse_strs(&["p", option, "prog"]), run(options), "{option}");
+        }
+        for unknown in ["--verbos", "--verbose=1", "--userns=1", "-vn", "--fd3", "--argv", "---", "-"] {
+            let expected = if unknown == "-" {
+                Ok(Command::Run { options: Options::default(), program: 1 })
+            } else {
+                Err(UsageError::UnknownOption(unknown.as_bytes()))
+            };
+            assert_eq!(parse_strs(&["p", unknown, "prog"]), expected, "{unknown}");
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl Level {
     }
 
     pub fn interpreter(&self) -> &CStr {
-        CStr::from_bytes_until_nul(&self.interpreter).unwrap_or(c"")
+        crate::cstr(&self.interpreter)
     }
 
     pub fn argument(&self) -> Option<&[u8]> {
@@ -59,7 +59,7 @@ pub struct Prefix<'a> {
 
 impl<'a> Prefix<'a> {
     /// `levels` are the `#!` lines followed, outermost first; `path` is the program as opened.
-    pub fn new(levels: &[&'a Level], path: &'a [u8], argv0: &'a [u8]) -> Self {
+    pub fn new(levels: &'a [Level], path: &'a [u8], argv0: &'a [u8]) -> Self {
         let mut prefix = Self { strings: [&[]; MAX_PREFIX], len: 0 };
         if levels.is_empty() {
             prefix.push(argv0);
@@ -91,7 +91,7 @@ impl<'a> Prefix<'a> {
 /// the prefix, the original arguments after argv[0] (`rest`), the environment and execfn. The
 /// pointers are counted for the execve as made, with the arguments as given.
 pub fn check<'a, 'r: 'a, 'e: 'a>(
-    levels: &[&'a Level],
+    levels: &'a [Level],
     execfn: &'a [u8],
     argv0: &'a [u8],
     rest: impl Iterator<Item = &'r [u8]> + Clone,
@@ -124,16 +124,15 @@ mod tests {
     #[test]
     fn one_script_gives_interpreter_argument_and_the_script_path() {
         let sh = level(b"/bin/sh", Some(b"-e x"));
-        assert_eq!(Prefix::new(&[&sh], b"./script", b"ignored").as_slice(), [&b"/bin/sh"[..], b"-e x", b"./script"]);
+        assert_eq!(Prefix::new(&[sh], b"./script", b"ignored").as_slice(), [&b"/bin/sh"[..], b"-e x", b"./script"]);
     }
 
     #[test]
     fn nested_scripts_run_innermost_first_each_with_the_outer_one_as_its_script() {
         // ./outer says "#!/tmp/inner -o", /tmp/inner says "#!/bin/sh".
-        let outer = level(b"/tmp/inner", Some(b"-o"));
-        let inner = level(b"/bin/sh", None);
+        let levels = [level(b"/tmp/inner", Some(b"-o")), level(b"/bin/sh", None)];
         assert_eq!(
-            Prefix::new(&[&outer, &inner], b"./outer", b"x").as_slice(),
+            Prefix::new(&levels, b"./outer", b"x").as_slice(),
             [&b"/bin/sh"[..], b"/tmp/inner", b"-o", b"./outer"]
         );
     }
@@ -151,7 +150,7 @@ mod tests {
         let at_limit = level(&[b'a'; BINPRM_BUF_SIZE - 2], None);
         let none = core::iter::empty::<&[u8]>;
         assert_eq!(check(&[], b"./p", b"./p", none(), none(), 8 << 20), Ok(()));
-        assert_eq!(check(&[&at_limit], b"./p", b"./p", none(), none(), 8 << 20), Ok(()));
+        assert_eq!(check(&[at_limit], b"./p", b"./p", none(), none(), 8 << 20), Ok(()));
         // A single string of MAX_ARG_STRLEN bytes is refused, wherever it is.
         let huge = [b'b'; MAX_ARG_STRLEN];
         assert_eq!(check(&[], b"./p", b"./p", core::iter::once(&huge[..]), none(), 8 << 20), Err(TooBig));

@@ -177,6 +177,8 @@ impl<'a> OpList<'a> {
         Self { ops, len: 0, overflowed: false }
     }
 
+    // Not inlined: each op is built once, in the caller's frame, instead of in every slot.
+    #[inline(never)]
     pub fn push(&mut self, op: Op) {
         match self.ops.get_mut(self.len) {
             Some(slot) => {

@@ -54,15 +54,14 @@ pub fn argument_space(stack_limit: u64) -> u64 {
 /// The kernel's E2BIG rules (bprm_stack_limits, copy_strings): every string (argv, environment
 /// and execfn) shorter than MAX_ARG_STRLEN, and all of them with their NULs plus one pointer for
 /// each of the execve's `pointers` (its argc, at least 1, plus envc) within the argument space.
-pub fn check_args<'s>(
-    strings: impl Iterator<Item = &'s [u8]> + Clone,
-    pointers: u64,
-    stack_limit: u64,
-) -> Result<(), TooBig> {
-    if strings.clone().any(|s| s.len() >= MAX_ARG_STRLEN) {
-        return Err(TooBig);
+pub fn check_args<'s>(strings: impl Iterator<Item = &'s [u8]>, pointers: u64, stack_limit: u64) -> Result<(), TooBig> {
+    let mut bytes = 0;
+    for s in strings {
+        if s.len() >= MAX_ARG_STRLEN {
+            return Err(TooBig);
+        }
+        bytes += s.len() as u64 + 1;
     }
-    let (_, bytes) = string_bytes(strings);
     if bytes + pointers * WORD > argument_space(stack_limit) {
         return Err(TooBig);
     }
@@ -124,7 +123,8 @@ pub fn compat_auxv(
     aux: ProgramAux,
     vdso: Option<Vdso32>,
 ) -> impl Iterator<Item = (u64, u64)> + Clone {
-    let arch = vdso.into_iter().flat_map(|vdso| [(AT_SYSINFO, vdso.entry), (AT_SYSINFO_EHDR, vdso.base)]);
+    let Vdso32 { entry, base } = vdso.unwrap_or(Vdso32 { base: 0, entry: 0 });
+    let arch = [(AT_SYSINFO, entry), (AT_SYSINFO_EHDR, base)].into_iter().take(if vdso.is_some() { 2 } else { 0 });
     let generic = program_auxv(kernel, aux)
         .filter(|&(key, _)| key != AT_SYSINFO_EHDR && key != AT_SYSINFO)
         .map(|(key, value)| if key == AT_PHENT { (key, crate::elf::ia32::SIZEOF_PHDR as u64) } else { (key, value) });
@@ -204,8 +204,12 @@ pub const WORD: u64 = size_of::<u64>() as u64;
 /// An i386 word.
 pub const WORD32: u64 = size_of::<u32>() as u64;
 
-fn string_bytes<'s>(strings: impl Iterator<Item = &'s [u8]>) -> (u64, u64) {
-    strings.fold((0, 0), |(count, bytes), s| (count + 1, bytes + s.len() as u64 + 1))
+/// How many `strings` there are, and the bytes with their NULs of those not in `kept`. Through
+/// `dyn`, like the other helpers of [`StackImage`]: one copy serves every kind of iterator.
+fn count_and_bytes(strings: &mut dyn Iterator<Item = &[u8]>, kept: Option<(u64, u64)>) -> (u64, u64) {
+    strings.fold((0, 0), |(count, bytes), s| {
+        (count + 1, if kept_at(kept, s).is_some() { bytes } else { bytes + s.len() as u64 + 1 })
+    })
 }
 
 impl<'a, 'arg, 'env, A, E, X> StackImage<'a, A, E, X>
@@ -214,16 +218,6 @@ where
     E: Iterator<Item = &'env [u8]> + Clone,
     X: Iterator<Item = (u64, u64)> + Clone,
 {
-    /// argc, and the bytes of the argument strings to write (those not in `kept`).
-    fn argc_and_arg_bytes(&self, kept: Option<(u64, u64)>) -> (u64, u64) {
-        match string_bytes(self.argv.clone()) {
-            // An empty argv gets "" as argv[0].
-            (0, _) => (1, 1),
-            counted if kept.is_none() => counted,
-            (argc, _) => (argc, string_bytes(self.argv.clone().filter(|s| kept_at(kept, s).is_none())).1),
-        }
-    }
-
     /// The layout `create_elf_tables` makes, from the top of the stack down.
     pub fn layout(&self) -> StackLayout {
         self.layout_in(None)
@@ -241,6 +235,41 @@ where
     }
 
     fn layout_in(&self, kept: Option<(u64, u64)>) -> StackLayout {
+        self.erased().layout(kept, &mut self.argv.clone(), &mut self.envp.clone(), &mut self.auxv.clone())
+    }
+
+    /// Write the image for `layout` into `image`, which stands for the memory [sp, top) and
+    /// must be zeroed and exactly that long.
+    pub fn write(&self, layout: &StackLayout, image: &mut [u8]) {
+        let (argv, envp, auxv) = (&mut self.argv.clone(), &mut self.envp.clone(), &mut self.auxv.clone());
+        self.erased().write(layout, image, argv, envp, auxv);
+    }
+
+    fn erased(&self) -> Erased<'_, 'a> {
+        let Self { top, execfn, platform, ref random, gap, word, .. } = *self;
+        Erased { top, execfn, platform, random, gap, word }
+    }
+}
+
+/// A [`StackImage`] without its iterators, which its methods pass as `dyn Iterator`: the layout
+/// and the writing are compiled once, whatever the iterators.
+struct Erased<'s, 'a> {
+    top: u64,
+    execfn: &'a [u8],
+    platform: Option<&'a [u8]>,
+    random: &'s [u8; 16],
+    gap: u64,
+    word: u64,
+}
+
+impl Erased<'_, '_> {
+    fn layout(
+        &self,
+        kept: Option<(u64, u64)>,
+        argv: &mut dyn Iterator<Item = &[u8]>,
+        envp: &mut dyn Iterator<Item = &[u8]>,
+        auxv: &mut dyn Iterator<Item = (u64, u64)>,
+    ) -> StackLayout {
         let end = kept.map_or(self.top, |(start, _)| start);
         let execfn = match kept_at(kept, self.execfn) {
             Some(addr) => addr,
@@ -249,9 +278,12 @@ where
             None => end - if kept.is_some() { 0 } else { WORD } - (self.execfn.len() as u64 + 1),
         };
         let below_execfn = if kept_at(kept, self.execfn).is_some() { end } else { execfn };
-        let (envc, env_bytes) = string_bytes(self.envp.clone().filter(|s| kept_at(kept, s).is_none()));
-        let envc = if kept.is_some() { self.envp.clone().count() as u64 } else { envc };
-        let (argc, arg_bytes) = self.argc_and_arg_bytes(kept);
+        let (envc, env_bytes) = count_and_bytes(envp, kept);
+        let (argc, arg_bytes) = match count_and_bytes(argv, kept) {
+            // An empty argv gets "" as argv[0].
+            (0, _) => (1, 1),
+            counted => counted,
+        };
         let env_start = below_execfn - env_bytes;
         let arg_start = env_start - arg_bytes;
         let mut p = (arg_start - self.gap) & !15;
@@ -264,7 +296,7 @@ where
         };
         p -= 16;
         let random = p;
-        let auxv_len = (self.auxv.clone().count() as u64 + 1) * 2 * self.word;
+        let auxv_len = (count(auxv) + 1) * 2 * self.word;
         let sp = (p - auxv_len - (argc + 1 + envc + 1 + 1) * self.word) & !15;
         StackLayout {
             sp,
@@ -283,9 +315,14 @@ where
         }
     }
 
-    /// Write the image for `layout` into `image`, which stands for the memory [sp, top) and
-    /// must be zeroed and exactly that long.
-    pub fn write(&self, layout: &StackLayout, image: &mut [u8]) {
+    fn write(
+        &self,
+        layout: &StackLayout,
+        image: &mut [u8],
+        argv: &mut dyn Iterator<Item = &[u8]>,
+        envp: &mut dyn Iterator<Item = &[u8]>,
+        auxv: &mut dyn Iterator<Item = (u64, u64)>,
+    ) {
         assert_eq!(image.len(), layout.image_size(), "image buffer must span [sp, end)");
         let mut out = Writer { image, base: layout.sp, word: self.word };
         if layout.kept_at(self.execfn).is_none() {
@@ -294,48 +331,25 @@ where
         if let Some(name) = self.platform {
             out.put_bytes(layout.platform, name);
         }
-        out.put_raw(layout.random, &self.random);
+        out.put_raw(layout.random, self.random);
 
         let mut word = layout.sp;
         out.put_word(&mut word, layout.argc);
         let mut string = layout.arg_start;
-        if self.argv.clone().next().is_none() {
+        if out.put_strings(&mut word, &mut string, layout, argv) == 0 {
+            // An empty argv gets "" as argv[0] (the image is zeroed).
             out.put_word(&mut word, string);
             string += 1;
         }
-        let mut put = |out: &mut Writer, word: &mut u64, s: &[u8]| {
-            let addr = match layout.kept_at(s) {
-                Some(addr) => addr,
-                None => {
-                    let addr = string;
-                    string = out.put_bytes(addr, s);
-                    addr
-                }
-            };
-            out.put_word(word, addr);
-        };
-        for s in self.argv.clone() {
-            put(&mut out, &mut word, s);
-        }
         out.put_word(&mut word, 0);
-        for s in self.envp.clone() {
-            put(&mut out, &mut word, s);
-        }
+        out.put_strings(&mut word, &mut string, layout, envp);
         out.put_word(&mut word, 0);
-
-        for (key, value) in self.auxv.clone() {
-            let value = match key {
-                AT_RANDOM => layout.random,
-                AT_EXECFN => layout.execfn,
-                AT_PLATFORM if self.platform.is_some() => layout.platform,
-                _ => value,
-            };
-            out.put_word(&mut word, key);
-            out.put_word(&mut word, value);
-        }
-        out.put_word(&mut word, AT_NULL);
-        out.put_word(&mut word, 0);
+        out.put_auxv(word, layout, self.platform.is_some(), auxv);
     }
+}
+
+fn count<T>(items: &mut dyn Iterator<Item = T>) -> u64 {
+    items.fold(0, |count, _| count + 1)
 }
 
 struct Writer<'i> {
@@ -356,6 +370,54 @@ impl Writer<'_> {
         let end = addr + bytes.len() as u64;
         self.put_raw(end, &[0]);
         end + 1
+    }
+
+    /// Store the pointers to `strings` from `word` on; each string not in the kept area is
+    /// stored at `string`, which moves past it. Returns how many there were.
+    fn put_strings(
+        &mut self,
+        word: &mut u64,
+        string: &mut u64,
+        layout: &StackLayout,
+        strings: &mut dyn Iterator<Item = &[u8]>,
+    ) -> u64 {
+        let mut count = 0;
+        for s in strings {
+            count += 1;
+            let addr = match layout.kept_at(s) {
+                Some(addr) => addr,
+                None => {
+                    let addr = *string;
+                    *string = self.put_bytes(addr, s);
+                    addr
+                }
+            };
+            self.put_word(word, addr);
+        }
+        count
+    }
+
+    /// Store the auxv pairs from `word` on, the pointers among them to what `layout` placed,
+    /// and AT_NULL.
+    fn put_auxv(
+        &mut self,
+        mut word: u64,
+        layout: &StackLayout,
+        has_platform: bool,
+        auxv: &mut dyn Iterator<Item = (u64, u64)>,
+    ) {
+        for (key, value) in auxv {
+            let value = match key {
+                AT_RANDOM => layout.random,
+                AT_EXECFN => layout.execfn,
+                AT_PLATFORM if has_platform => layout.platform,
+                _ => value,
+            };
+            self.put_word(&mut word, key);
+            self.put_word(&mut word, value);
+        }
+        self.put_word(&mut word, AT_NULL);
+        self.put_word(&mut word, 0);
     }
 
     /// Store `value` as a word (an i386 word keeps its low 32 bits).
@@ -524,6 +586,7 @@ mod tests {
         assert_eq!(read_str(&image, &l, l.arg_start), b"");
         assert_eq!(read_word(&image, &l, l.sp + 16), 0);
         assert_eq!(read_word(&image, &l, l.sp + 24), l.env_start);
+        assert_eq!(read_str(&image, &l, l.env_start), b"E=1");
     }
 
     #[test]

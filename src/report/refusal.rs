@@ -81,32 +81,75 @@ const ELIBBAD: i32 = 80;
 const EUSERS: i32 = 87;
 
 /// The C library's wording of the errnos a program launch can meet.
-pub fn errno_text(errno: i32) -> &'static str {
-    match errno {
-        EPERM => "Operation not permitted",
-        ENOENT => "No such file or directory",
-        EIO => "Input/output error",
-        E2BIG => "Argument list too long",
-        ENOEXEC => "Exec format error",
-        EBADF => "Bad file descriptor",
-        ENOMEM => "Cannot allocate memory",
-        EACCES => "Permission denied",
-        EFAULT => "Bad address",
-        EBUSY => "Device or resource busy",
-        EEXIST => "File exists",
-        ENOTDIR => "Not a directory",
-        EISDIR => "Is a directory",
-        EINVAL => "Invalid argument",
-        EMFILE => "Too many open files",
-        ETXTBSY => "Text file busy",
-        ENOSPC => "No space left on device",
-        ENAMETOOLONG => "File name too long",
-        ENOSYS => "Function not implemented",
-        ELOOP => "Too many levels of symbolic links",
-        ELIBBAD => "Accessing a corrupted shared library",
-        EUSERS => "Too many users",
-        _ => "Unknown error",
+const ERRNO_TEXTS: [(i32, &str); 22] = [
+    (EPERM, "Operation not permitted"),
+    (ENOENT, "No such file or directory"),
+    (EIO, "Input/output error"),
+    (E2BIG, "Argument list too long"),
+    (ENOEXEC, "Exec format error"),
+    (EBADF, "Bad file descriptor"),
+    (ENOMEM, "Cannot allocate memory"),
+    (EACCES, "Permission denied"),
+    (EFAULT, "Bad address"),
+    (EBUSY, "Device or resource busy"),
+    (EEXIST, "File exists"),
+    (ENOTDIR, "Not a directory"),
+    (EISDIR, "Is a directory"),
+    (EINVAL, "Invalid argument"),
+    (EMFILE, "Too many open files"),
+    (ETXTBSY, "Text file busy"),
+    (ENOSPC, "No space left on device"),
+    (ENAMETOOLONG, "File name too long"),
+    (ENOSYS, "Function not implemented"),
+    (ELOOP, "Too many levels of symbolic links"),
+    (ELIBBAD, "Accessing a corrupted shared library"),
+    (EUSERS, "Too many users"),
+];
+
+/// [`ERRNO_TEXTS`] packed at compile time as errno, length, text, one after the other: looked up
+/// by a short loop, where a `match` would compile to a jump table and code for each arm.
+static ERRNO_PACKED: [u8; packed_len()] = pack();
+
+const fn packed_len() -> usize {
+    let mut len = 0;
+    let mut i = 0;
+    while i < ERRNO_TEXTS.len() {
+        len += 2 + ERRNO_TEXTS[i].1.len();
+        i += 1;
     }
+    len
+}
+
+const fn pack() -> [u8; packed_len()] {
+    let mut packed = [0; packed_len()];
+    let (mut at, mut i) = (0, 0);
+    while i < ERRNO_TEXTS.len() {
+        let (errno, text) = ERRNO_TEXTS[i];
+        assert!(errno > 0 && errno < 256 && text.len() < 256);
+        packed[at] = errno as u8;
+        packed[at + 1] = text.len() as u8;
+        let mut j = 0;
+        while j < text.len() {
+            packed[at + 2 + j] = text.as_bytes()[j];
+            j += 1;
+        }
+        at += 2 + text.len();
+        i += 1;
+    }
+    packed
+}
+
+pub fn errno_text(errno: i32) -> &'static str {
+    let mut rest: &'static [u8] = &ERRNO_PACKED;
+    while let [key, len, tail @ ..] = rest {
+        let (text, next) = tail.split_at(usize::from(*len).min(tail.len()));
+        if i32::from(*key) == errno {
+            // SAFETY: `text` is one whole &str of ERRNO_TEXTS, copied byte for byte by `pack`.
+            return unsafe { core::str::from_utf8_unchecked(text) };
+        }
+        rest = next;
+    }
+    "Unknown error"
 }
 
 #[cfg(test)]
@@ -123,5 +166,15 @@ mod tests {
         assert_eq!(Refusal::from_errno(EACCES).status as u8, 126);
         assert_eq!(Refusal::from_errno(EACCES).reason, "Permission denied");
         assert_eq!(Refusal::from_errno(9999).reason, "Unknown error");
+    }
+
+    #[test]
+    fn every_errno_text_is_found_whole() {
+        for (errno, text) in ERRNO_TEXTS {
+            assert_eq!(errno_text(errno), text);
+        }
+        for unknown in [0, -1, 3, 255, 256 + EPERM, i32::MAX] {
+            assert_eq!(errno_text(unknown), "Unknown error", "{unknown}");
+        }
     }
 }

@@ -16,7 +16,7 @@ use rustix::io::Errno;
 use crate::input::source::Held;
 use crate::input::source::{self, File};
 use crate::report::Error;
-use crate::sys::initial_stack::InitialStack;
+use crate::sys::initial_stack::{InitialStack, Strings};
 use crate::sys::mem::{Lazy, Zeroable};
 
 /// What was asked for: the preloader's own stack, its options, and where PROGRAM is in argv.
@@ -44,8 +44,8 @@ impl Request<'_> {
     }
 
     /// The program's arguments after argv[0].
-    pub fn rest(&self) -> impl Iterator<Item = &'static [u8]> + Clone {
-        self.stack.args().skip(self.first_arg)
+    pub fn rest(&self) -> Strings {
+        self.stack.args_from(self.first_arg)
     }
 }
 
@@ -73,14 +73,13 @@ pub struct Resolved<'b> {
     /// How messages name what is loaded: the innermost `#!` interpreter, else the path (or
     /// "NAME (fd N)").
     pub exe_path: &'b [u8],
-    levels: [&'b Level; MAX_SCRIPT_DEPTH],
-    depth: usize,
+    levels: &'b [Level],
 }
 
 impl<'b> Resolved<'b> {
     /// The `#!` lines followed, outermost first.
-    pub fn levels(&self) -> &[&'b Level] {
-        &self.levels[..self.depth]
+    pub fn levels(&self) -> &'b [Level] {
+        self.levels
     }
 
     pub fn execfn(&self) -> &'b [u8] {
@@ -96,8 +95,6 @@ impl<'b> Resolved<'b> {
         false
     }
 }
-
-static NO_LEVEL: Level = Level::EMPTY;
 
 pub fn resolve<'b>(request: &Request, storage: Storage<'b>) -> Result<Resolved<'b>, Error<'b>> {
     let Storage { path, levels, label, opened } = storage;
@@ -137,39 +134,41 @@ pub fn resolve<'b>(request: &Request, storage: Storage<'b>) -> Result<Resolved<'
         }
         None => file,
     };
-    let mut chain = [&NO_LEVEL; MAX_SCRIPT_DEPTH];
+    // The levels followed are `chain[..depth]`, filled in order; a message names one after
+    // `chain` is given up for good (`named_by`).
+    let mut chain: &'b mut [Level] = &mut [];
     let mut depth = 0;
-    let mut free: &'b mut [Level] = &mut [];
     let mut storage = Some(levels);
-    let mut current = execfn;
     loop {
         let shebang = match script::parse(file.head()) {
             None => break,
-            Some(Err(reason)) => return Err(Error::cannot_execute(current, reason)),
+            Some(Err(reason)) => return Err(Error::cannot_execute(named_by(chain, depth, execfn), reason)),
             Some(Ok(shebang)) => shebang,
         };
         if let Some(lazy) = storage.take() {
-            free = lazy.get().map_err(|errno| Error::failure(execfn, errno))?;
+            chain = lazy.get().map_err(|errno| Error::failure(execfn, errno))?;
         }
-        let Some((level, rest)) = core::mem::take(&mut free).split_first_mut() else {
+        let Some(level) = chain.get_mut(depth) else {
             return Err(Error::cannot_execute(execfn, "Too many levels of #! interpreters"));
         };
-        free = rest;
         level.keep(&shebang);
-        let level: &'b Level = level;
-        chain[depth] = level;
         depth += 1;
         check_arguments(request, &chain[..depth], execfn)?;
-        let interpreter = level.interpreter();
-        file = source::open(interpreter).map_err(|refusal| Error::Interpreter {
-            path: current,
-            interpreter: interpreter.to_bytes(),
-            refusal,
-        })?;
-        current = interpreter.to_bytes();
+        if let Err(refusal) = source::open(chain[depth - 1].interpreter()).map(|opened| file = opened) {
+            let (path, interpreter) = (named_by(chain, depth - 1, execfn), named_by(chain, depth, execfn));
+            return Err(Error::Interpreter { path, interpreter, refusal });
+        }
     }
-    let exe_path = if depth > 0 { current } else { named };
-    Ok(Resolved { file: &*opened.insert(file), path, exe_path, levels: chain, depth })
+    let levels: &'b [Level] = chain;
+    let levels = &levels[..depth];
+    let exe_path = if depth > 0 { named_by(levels, depth, execfn) } else { named };
+    Ok(Resolved { file: &*opened.insert(file), path, exe_path, levels })
+}
+
+/// What is run after following `depth` of the `#!` levels: the innermost interpreter, or
+/// `execfn` before the first.
+fn named_by<'b>(levels: &'b [Level], depth: usize, execfn: &'b [u8]) -> &'b [u8] {
+    depth.checked_sub(1).and_then(|last| levels.get(last)).map_or(execfn, |level| level.interpreter().to_bytes())
 }
 
 /// A sealed container: authenticated and decrypted, to be inflated as it is loaded.
@@ -191,7 +190,7 @@ fn unseal<'b>(file: File, request: &Request, named: &'b [u8]) -> Result<File, Er
 }
 
 /// The kernel's E2BIG check after the `levels` followed so far.
-fn check_arguments<'b>(request: &Request, levels: &[&'b Level], execfn: &'b [u8]) -> Result<(), Error<'b>> {
+fn check_arguments<'b>(request: &Request, levels: &[Level], execfn: &'b [u8]) -> Result<(), Error<'b>> {
     args::check(levels, execfn, request.argv0(), request.rest(), request.stack.env(), request.stack_limit)
         .map_err(|_| Error::at(execfn, Refusal::from_errno(Errno::TOOBIG.raw_os_error())))
 }

@@ -325,9 +325,28 @@ pub fn inspect_all_with<'b>(
     program: impl FnOnce(&'b File, &'b mut Spill) -> Result<Image<'b>, &'static str>,
     interpreter: impl FnOnce(&'b File, &'b mut Spill) -> Result<Image<'b>, &'static str>,
 ) -> Result<Inspected<'b>, Error<'b>> {
+    // The work is compiled once, the validations passed as `dyn`: each is called at most once.
+    let (mut program, mut interpreter) = (Some(program), Some(interpreter));
+    let mut program = |file, spill| program.take().map(|program| program(file, spill));
+    let mut interpreter = |file, spill| interpreter.take().map(|interpreter| interpreter(file, spill));
+    inspect_files(resolved, chosen, storage, &mut program, &mut interpreter)
+}
+
+/// A validation of [`inspect_all_with`]; `None` if called a second time.
+type Validation<'v, 'b> = dyn FnMut(&'b File, &'b mut Spill) -> Option<Result<Image<'b>, &'static str>> + 'v;
+
+fn inspect_files<'b>(
+    resolved: &Resolved<'b>,
+    chosen: Option<&'static CStr>,
+    storage: Storage<'b>,
+    program: &mut Validation<'_, 'b>,
+    interpreter: &mut Validation<'_, 'b>,
+) -> Result<Inspected<'b>, Error<'b>> {
+    const CALLED_TWICE: &str = "validated twice";
     let Storage { phdrs, interp_path, interp_phdrs, interp_file } = storage;
     let (file, exe_path) = (resolved.file, resolved.exe_path);
-    let image = program(file, phdrs).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
+    let image =
+        program(file, phdrs).unwrap_or(Err(CALLED_TWICE)).map_err(|reason| Error::cannot_execute(exe_path, reason))?;
     let extent = Extent::of(&image);
     let Some(ph) = image.interp() else {
         if chosen.is_some() {
@@ -349,6 +368,7 @@ pub fn inspect_all_with<'b>(
     let interpreter_error = |refusal| Error::Interpreter { path: exe_path, interpreter: path.to_bytes(), refusal };
     let interp: &File = interp_file.insert(source::open(path).map_err(interpreter_error)?);
     let interp_image = interpreter(interp, interp_phdrs)
+        .unwrap_or(Err(CALLED_TWICE))
         .and_then(|image| elf::check_has_loads(&image).map(|()| image))
         .map_err(|reason| interpreter_error(Refusal::cannot_execute(reason)))?;
     Ok(Inspected {

@@ -279,7 +279,7 @@ pub fn from_stream(stream: &mut impl ByteStream, name: &[u8], max_size: Option<u
 fn descriptor_executable(fd: &OwnedFd, name: &[u8]) -> Result<(), Errno> {
     let mut label = Msg::<256>::new();
     label.bytes(&name[..name.len().min(255)]).text("\0");
-    if let Some(result) = kernel_check(fd, CStr::from_bytes_until_nul(label.as_bytes()).unwrap_or(c"")) {
+    if let Some(result) = kernel_check(fd, cstr(label.as_bytes())) {
         return result;
     }
     let mut link = Msg::<32>::new();

@@ -38,6 +38,34 @@ fn packed_bytes(ptr: *const c_char, next: *const c_char) -> &'static [u8] {
     bytes(ptr)
 }
 
+/// Strings of the initial stack (argv or envp), one concrete iterator type for every user:
+/// each generic user is compiled once for it, and a step is one call.
+#[derive(Clone)]
+pub struct Strings {
+    list: &'static [*const c_char],
+    /// The string that follows the last one of `list`.
+    after: *const c_char,
+}
+
+impl Iterator for Strings {
+    type Item = &'static [u8];
+
+    fn next(&mut self) -> Option<&'static [u8]> {
+        let (&ptr, rest) = self.list.split_first()?;
+        self.list = rest;
+        Some(packed_bytes(ptr, rest.first().copied().unwrap_or(self.after)))
+    }
+
+    fn count(self) -> usize {
+        self.list.len()
+    }
+
+    fn nth(&mut self, n: usize) -> Option<&'static [u8]> {
+        self.list = self.list.get(n..).unwrap_or_default();
+        self.next()
+    }
+}
+
 impl InitialStack {
     /// # Safety
     /// `sp` is the stack pointer the kernel entered `_start` with.
@@ -73,14 +101,18 @@ impl InitialStack {
 
     /// The strings of `list`, each measured against the string that follows it, the last against
     /// `after`.
-    fn strings(list: &'static [*const c_char], after: *const c_char) -> impl Iterator<Item = &'static [u8]> + Clone {
-        list.iter()
-            .zip(list.iter().skip(1).copied().chain(core::iter::once(after)))
-            .map(|(&ptr, next)| packed_bytes(ptr, next))
+    fn strings(list: &'static [*const c_char], after: *const c_char) -> Strings {
+        Strings { list, after }
     }
 
-    pub fn args(&self) -> impl Iterator<Item = &'static [u8]> + Clone {
-        Self::strings(self.argv, self.envp.first().copied().unwrap_or(self.execfn))
+    pub fn args(&self) -> Strings {
+        self.args_from(0)
+    }
+
+    /// The arguments from `argv[first]` on.
+    pub fn args_from(&self, first: usize) -> Strings {
+        let list = self.argv.get(first..).unwrap_or_default();
+        Self::strings(list, self.envp.first().copied().unwrap_or(self.execfn))
     }
 
     pub fn arg(&self, index: usize) -> &'static CStr {
@@ -88,7 +120,7 @@ impl InitialStack {
         unsafe { CStr::from_ptr(self.argv[index]) }
     }
 
-    pub fn env(&self) -> impl Iterator<Item = &'static [u8]> + Clone {
+    pub fn env(&self) -> Strings {
         Self::strings(self.envp, self.execfn)
     }
 

@@ -39,6 +39,7 @@ declare -A package_of=(
   [busybox]=busybox
   [java]=openjdk-17-jre-headless
   [node]=nodejs
+  [valgrind]=valgrind
 )
 missing=()
 for cmd in "${!package_of[@]}"; do

@@ -326,3 +326,48 @@ fn i386_program_inherits_sigsegv_blocked_and_ignored() {
         assert_eq!(value(&direct, key), value(&preloaded, key), "{key}");
     }
 }
+
+/// valgrind's x86 tools are static i386 ET_EXEC programs that amd64 valgrind's launcher execs
+/// for a 32-bit client, naming itself in VALGRIND_LAUNCHER.
+fn valgrind_tool(tool: &Path) -> Invocation {
+    Invocation::new(tool)
+        .env("VALGRIND_LAUNCHER", common::require_tool("valgrind"))
+        .env("VALGRIND_LIB", "/usr/libexec/valgrind")
+}
+
+/// Every x86 tool prints the same `--help` through preload as when the kernel runs it.
+#[test]
+fn valgrind_x86_tools_help_as_under_the_kernel() {
+    let tools: Vec<_> = std::fs::read_dir("/usr/libexec/valgrind")
+        .expect("valgrind's tool directory")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.to_string_lossy().ends_with("-x86-linux"))
+        // getoff is a helper of valgrind's, not a tool: it has no --help.
+        .filter(|path| !path.to_string_lossy().contains("/getoff-"))
+        .collect();
+    assert!(tools.len() >= 5, "scenario check: valgrind's x86 tools, found {tools:?}");
+    for tool in tools {
+        valgrind_tool(&tool).arg("--help").assert_same().expect_exit(0).expect_stdout_contains("usage: valgrind");
+    }
+}
+
+/// memcheck-x86-linux run through preload checks a static i386 client as when the kernel runs
+/// it: the same report, the uninitialised read found, the client's output.
+#[test]
+fn valgrind_memcheck_x86_checks_an_i386_client_as_under_the_kernel() {
+    let client = build_c("uninitialised", Variant::I386Static);
+    let both = valgrind_tool(Path::new("/usr/libexec/valgrind/memcheck-x86-linux")).arg(&client).run_both();
+    let report = |output: &std::process::Output| {
+        let text = String::from_utf8_lossy(&output.stderr);
+        text.lines().map(|line| line.split_once("== ").map_or(line, |(_, rest)| rest).to_owned()).collect::<Vec<_>>()
+    };
+    let (direct, preloaded) = (report(&both.direct), report(&both.preloaded));
+    assert!(
+        direct.iter().any(|line| line.contains("Conditional jump or move depends on uninitialised value")),
+        "scenario check: memcheck reports the uninitialised read directly: {direct:#?}"
+    );
+    assert_eq!(direct, preloaded, "memcheck's report, direct and through preload");
+    assert_eq!(both.direct.stdout, both.preloaded.stdout, "the client's output");
+    assert_eq!(both.direct.status.code(), Some(0));
+    assert_eq!(both.preloaded.status.code(), Some(0));
+}

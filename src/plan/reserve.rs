@@ -37,6 +37,21 @@ pub const WINE_DEFAULT_RANGES: [Range; 4] = [
     Range::new(0x7fff_fe00_0000, 0x7fff_ffff_0000),
 ];
 
+/// Wine 8.0's i386 preloader table: the low 64 KiB (below `vm.mmap_min_addr` only a process with
+/// CAP_SYS_RAWIO gets it), DOS area, low memory, and the top-down allocations with user shared
+/// data and the virtual heap.
+pub const WINE_I386_DEFAULT_RANGES: [Range; 4] = [
+    Range::new(0, 0x1_0000),
+    Range::new(0x1_0000, 0x11_0000),
+    Range::new(0x11_0000, 0x6800_0000),
+    Range::new(0x7f00_0000, 0x8200_0000),
+];
+
+/// The page Wine's preloader makes readable and executable when a range it reserved holds it:
+/// the last below 2 GiB, a workaround for kernels that limited the code segment to the highest
+/// executable address (exec-shield). Only the i386 table holds it.
+pub const WINE_EXEC_PAGE: Range = Range::new(0x7fff_f000, 0x8000_0000);
+
 /// How many ranges one launch can hold.
 pub const MAX_RANGES: usize = 24;
 

@@ -10,6 +10,7 @@
 use core::ffi::CStr;
 
 use goblin::elf64::program_header::ProgramHeader;
+use preload::elf::symbols::Class;
 use preload::elf::{self, Image, ia32};
 use preload::exec::args::Prefix;
 use preload::plan::credentials::{Ids, ProgramCredentials};
@@ -179,6 +180,10 @@ pub fn launch<'b>(
         }
         _ => fail(load::map_error(errno)),
     })?;
+    let mut verbose = Printer::new(crate::sys::io::STDERR);
+    let program = (image, Class::Elf32, bias, resolved.file.size);
+    let verbose = options.verbose.then_some(&mut verbose);
+    crate::wine::offer_ranges(program, exe_path, request.stack, &protected, &mut plan.reserved, verbose)?;
     let (base, entry) = match &inspected.interpreter {
         Some(interp) => {
             let interp_extent = Extent::of(&interp.image);

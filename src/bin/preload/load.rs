@@ -4,6 +4,7 @@ use core::ffi::CStr;
 
 use goblin::elf64::program_header::{PF_R, PF_W, PF_X};
 use preload::cstr;
+use preload::elf::symbols::Class;
 use preload::elf::{self, Image};
 use preload::plan::finish::{Vdso, back_to_back, item_start, vdso_block_start};
 use preload::plan::load::{Extent, Owned, Placement, Segment, foreign_mapping, start_brk};
@@ -391,7 +392,7 @@ pub fn map_all<'b>(
     resolved: &Resolved<'b>,
     inspected: &Inspected<'b>,
     plan: &mut Plan,
-    mut verbose: Option<&mut Printer>,
+    verbose: Option<&mut Printer>,
 ) -> Result<Mapped, Error<'b>> {
     let (file, image, exe_path) = (resolved.file, &inspected.image, resolved.exe_path);
     let fail = |refusal| Error::at(exe_path, refusal);
@@ -416,16 +417,9 @@ pub fn map_all<'b>(
             _ => fail(map_error(errno)),
         })?,
     };
-    if let Some(symbol) = (!program_at_top).then(|| wine::find_symbol(image, bias, file.size)).flatten() {
-        wine::reserve(request.stack, &protected, &mut plan.reserved, verbose.as_deref_mut())?;
-        let reserved = plan.reserved.as_slice();
-        // SAFETY: the symbol was found in the program just mapped.
-        let table = unsafe { wine::publish(reserved, symbol) }.map_err(|errno| Error::failure(exe_path, errno))?;
-        if let Some(out) = verbose {
-            out.line().text("wine_main_preload_info at ").hex(symbol).text(" -> table at ").hex(table);
-            out.line().text(", ").dec(reserved.len() as u64).text(" ranges");
-            out.end();
-        }
+    if !program_at_top {
+        let program = (image, Class::Elf64, bias, file.size);
+        wine::offer_ranges(program, exe_path, request.stack, &protected, &mut plan.reserved, verbose)?;
     }
     let (base, entry) = match &inspected.interpreter {
         Some(interp) if matches!(plan.stage2.top, Some(Top::Interpreter)) => {

@@ -39,6 +39,7 @@ declare -A package_of=(
   [busybox]=busybox
   [java]=openjdk-17-jre-headless
   [node]=nodejs
+  [i686-w64-mingw32-gcc]=gcc-mingw-w64-i686
 )
 missing=()
 for cmd in "${!package_of[@]}"; do
@@ -55,6 +56,10 @@ done
 compgen -G '/usr/lib/gcc/x86_64-linux-gnu/*/32/crtbegin.o' >/dev/null || missing+=(gcc-multilib)
 [ -e /usr/lib32/libc.a ] || missing+=(libc6-dev-i386)
 [ -e /lib/ld-linux.so.2 ] || missing+=(libc6-i386)
+# Wine's i386 side (tests/wine.rs): Debian's i386 loader and Wine's own i386 preloader, the
+# oracle, from the i386 architecture (added below when missing).
+[ -x /usr/lib/wine/wine ] || missing+=(wine32:i386)
+[ -x /usr/lib/wine/wine-preloader ] || missing+=(wine32-preloader:i386)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -62,6 +67,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
   echo "scripts/test.sh: installing ${missing[*]}" >&2
+  if [[ " ${missing[*]}" == *:i386* ]] && ! dpkg --print-foreign-architectures | grep -qx i386; then
+    dpkg --add-architecture i386
+  fi
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi

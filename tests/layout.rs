@@ -189,7 +189,11 @@ fn interp_runs_the_program_through_the_named_interpreter() {
 
 /// Builds tests/c/wine_info.c with its symbol exported, as Wine's loader is linked.
 fn wine_info(scratch: &Scratch, pie: bool) -> PathBuf {
-    wine_info_with(scratch, if pie { "wine_info-pie" } else { "wine_info-nopie" }, &[if pie { "-pie" } else { "-no-pie" }])
+    wine_info_with(
+        scratch,
+        if pie { "wine_info-pie" } else { "wine_info-nopie" },
+        &[if pie { "-pie" } else { "-no-pie" }],
+    )
 }
 
 /// tests/c/wine_info.c built as `name` with `flags` added.

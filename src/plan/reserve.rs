@@ -137,9 +137,29 @@ pub fn find_in_maps<'m>(maps: &'m [u8], range: &Range) -> Option<(Range, &'m [u8
     })
 }
 
+/// Make room in a full buffer of /proc/self/maps text read so far, keeping the whole lines of
+/// its second half at its start: returns how many bytes are kept. Read on this way, every run of
+/// adjacent lines shorter than half the buffer is whole in the buffer at some point.
+pub fn keep_last_lines(buf: &mut [u8]) -> usize {
+    let half = buf.len() / 2;
+    let start = buf[half..].iter().position(|&b| b == b'\n').map_or(buf.len(), |at| half + at + 1);
+    buf.copy_within(start.., 0);
+    buf.len() - start
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keeps_whole_lines_of_the_second_half() {
+        let mut buf = *b"aaaa\nbbbb\ncccc\ndd";
+        let kept = keep_last_lines(&mut buf);
+        assert_eq!(&buf[..kept], b"cccc\ndd");
+        // A second half without a line end keeps nothing (a line longer than half the buffer).
+        let mut long = *b"a\nbbbbbbbbb";
+        assert_eq!(keep_last_lines(&mut long), 0);
+    }
 
     #[test]
     fn finds_the_overlapping_mapping_and_its_name() {

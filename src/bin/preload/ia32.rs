@@ -146,6 +146,9 @@ pub fn launch<'b>(
     let has_interpreter = inspected.interpreter.is_some();
     plan.placement = compat::placement(image.relocatable, has_interpreter, options.base, extent, rnd)
         .map_err(|reason| fail(Refusal::failure(reason)))?;
+    if !compat::fits(plan.placement, extent) {
+        return Err(fail(Refusal::cannot_execute("a segment ends beyond the compat address space (0xffffe000)")));
+    }
     let top = compat::stack_top(plan.randomize, plan.random.mmap >> 32);
     if options.dry_run || options.verbose {
         let mut out = Printer::new(if options.dry_run { crate::sys::io::STDOUT } else { crate::sys::io::STDERR });
@@ -173,7 +176,8 @@ pub fn launch<'b>(
         reserve::reserve(range, &protected).map_err(|why| Error::Reservation { range: *range, why })?;
     }
     let mut owned = Owned::default();
-    let placement = in_compat_area(plan.placement, extent).map_err(failure)?;
+    // No compat slot for the image is the kernel's mapping failure (ENOMEM): refused as such.
+    let placement = in_compat_area(plan.placement, extent).map_err(|errno| fail(load::map_error(errno)))?;
     let bias = load::map(resolved.file, image, extent, placement, &mut owned).map_err(|errno| match errno {
         rustix::io::Errno::EXIST if options.base.is_some() => {
             fail(Refusal::failure("--base: the program's address range is already in use"))
@@ -231,7 +235,10 @@ pub fn launch<'b>(
     let mut scratch = Mapping::new(size, MapFlags::POPULATE).map_err(failure)?;
     spec.write(&layout, &mut scratch.bytes()[..size]);
     let vma_len = top - page_start(layout.arg_start) + STACK_EXPAND;
-    sys::map_stack(top, vma_len, ia32::executable_stack(image), &scratch.bytes()[..size]).map_err(failure)?;
+    // A segment where the stack goes (the kernel's bss mapping would unmap that part of the
+    // stack) is refused as one over the preloader's memory.
+    sys::map_stack(top, vma_len, ia32::executable_stack(image), &scratch.bytes()[..size])
+        .map_err(|errno| fail(load::map_error(errno)))?;
 
     // comm, the mm fields and the 32-bit auxv as the saved one (what a compat exec leaves in
     // saved_auxv: 4-byte keys and values), and exe.

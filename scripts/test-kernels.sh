@@ -16,6 +16,8 @@
 #                           itself); empty (set but empty): none
 #   PRELOAD_KERNEL_COMMAND  a bash command to run first, in the repository, as root (for looking
 #                           at a kernel: e.g. 'setarch -R cat /proc/self/maps'); it counts as a test
+#   PRELOAD_KERNEL_APPEND   more kernel command-line arguments (e.g. ia32_emulation=0, which
+#                           6.7+ knows: IA32 emulation off)
 #   PRELOAD_KERNEL_TIMEOUT  seconds one kernel may take from boot to power-off (default 3600);
 #                           a kernel that does not report within it is a failure
 #   PRELOAD_KERNEL_CPUS     guest CPUs (default 2), PRELOAD_KERNEL_MEMORY guest MiB (default 2048)
@@ -346,14 +348,14 @@ run_kernel() {
 
   log=$dir/console.log
   : >"$log"
-  say "booting $release ($package) under ${accel[*]}, $cpus CPUs, $memory MiB, at most ${timeout_s} s"
+  say "booting $release ($package) under ${accel[*]}, $cpus CPUs, $memory MiB, at most ${timeout_s} s${PRELOAD_KERNEL_APPEND:+, with $PRELOAD_KERNEL_APPEND}"
   local started=$SECONDS
   # mitigations=off: the guest only runs the tests, and TCG pays dearly for page table switches.
   nice -n "$niceness" timeout -k 10 "$timeout_s" qemu-system-x86_64 "${accel[@]}" \
     -smp "$cpus" -m "$memory" -nodefaults -no-reboot -display none -monitor none \
     -serial "file:$log" \
     -kernel "$vmlinuz" -initrd "$initramfs" \
-    -append "console=ttyS0 panic=-1 loglevel=4 mitigations=off" \
+    -append "console=ttyS0 panic=-1 loglevel=4 mitigations=off${PRELOAD_KERNEL_APPEND:+ $PRELOAD_KERNEL_APPEND}" \
     -virtfs local,path=/,mount_tag=host,security_model=passthrough,readonly=on,multidevs=remap \
     </dev/null >"$dir/qemu.out" 2>&1 &
   qemu_pid=$!

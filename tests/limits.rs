@@ -290,10 +290,22 @@ fn without_pt_load(scratch: &Scratch, name: &str, interp: &Path) -> PathBuf {
 
 #[test]
 fn i386_programs_run_as_the_kernel_runs_them() {
-    // The kernel runs them through IA32 emulation, preload in compat mode (tests/ia32.rs).
+    // The kernel runs them through IA32 emulation, preload in compat mode (tests/ia32.rs); with
+    // the emulation off (ia32_emulation=0, scripts/test-kernels.sh's PRELOAD_KERNEL_APPEND) the
+    // kernel refuses them with ENOEXEC, and preload with 126 before it maps anything.
     let scratch = Scratch::new("i386");
     let program = scratch.write("i386", common::elf::i386_exit_42(), 0o755);
-    Invocation::new(&program).assert_same().expect_exit(42);
+    match common::elf::execve_errno(&program) {
+        None => {
+            Invocation::new(&program).assert_same().expect_exit(42);
+        }
+        Some(8) => {
+            eprintln!("IA32 emulation is off: the kernel refuses i386 programs (ENOEXEC)");
+            let output = Invocation::new(&program).run_preloaded();
+            assert_refused(&output, "IA32 emulation is off", "an i386 program without IA32 emulation");
+        }
+        Some(errno) => panic!("scenario check: the kernel refuses the i386 program with errno {errno}"),
+    }
 }
 
 /// An address inside the preloader's own image while it runs (its pages at the top of the mmap

@@ -1,7 +1,8 @@
 /* The i386 probe (tests/ia32.rs): built with gcc -m32, it reports as key=value lines what a
  * program sees of its exec through the kernel's IA32 emulation: arguments, environment, the
  * auxv on its stack and in /proc/self/auxv, its maps, the mm fields in /proc/self/stat, comm,
- * exe, personality, where the stack pointer and the heap are, and whether the compat ABI works
+ * exe, personality, the signal mask and ignored signals, where the stack pointer and the heap are,
+ * and whether the compat ABI works
  * (a signal handler with SA_SIGINFO returning through the 32-bit vDSO, a thread, a fork, the
  * vDSO's clock_gettime). */
 #define _GNU_SOURCE
@@ -91,6 +92,12 @@ int main(int argc, char **argv) {
     uname(&uts);
     printf("machine=%s\n", uts.machine);
     printf("addr.brk_from_end=0x%lx\n", (unsigned long)((char *)sbrk(0) - &end));
+
+    /* The signal state the exec passed on: the mask and the ignored signals. */
+    n = read_file("/proc/self/status", text, sizeof text - 1);
+    text[n] = 0;
+    for (char *s = strtok(text, "\n"); s; s = strtok(NULL, "\n"))
+        if (!strncmp(s, "SigBlk:", 7) || !strncmp(s, "SigIgn:", 7)) printf("status.%.6s=%s\n", s, s + 8);
 
     struct sigaction sa = {.sa_sigaction = on_signal, .sa_flags = SA_SIGINFO};
     sigaction(SIGUSR1, &sa, NULL);

@@ -131,6 +131,12 @@ pub fn launch<'b>(
     let exe_path = resolved.exe_path;
     let fail = |refusal| Error::at(exe_path, refusal);
     let failure = |errno| Error::failure(exe_path, errno);
+    if !sys::ia32_emulation().map_err(failure)? {
+        // What the kernel's exec answers then (ENOEXEC), before it looks at the program headers.
+        return Err(fail(Refusal::cannot_execute(
+            "an i386 (32-bit) program, and this kernel's IA32 emulation is off (ia32_emulation=0)",
+        )));
+    }
     if options.userns {
         // The i386 path sets exe in the preloader (no stage 2 yet), where a new namespace would
         // have to be entered before its PR_SET_MM_MAP: not done yet, and never silently ignored.

@@ -59,7 +59,7 @@ pub fn set_mm_map(map: &PrctlMmMap) -> Result<(), Errno> {
 /// # Safety
 /// The call, with these arguments, must not touch memory other than what they describe as the
 /// kernel's ABI for `nr` says, and that memory must be valid for it.
-unsafe fn syscall5(nr: usize, args: [usize; 5]) -> isize {
+pub(crate) unsafe fn syscall5(nr: usize, args: [usize; 5]) -> isize {
     let ret: isize;
     // SAFETY: the caller's contract; `syscall` clobbers rcx and r11 only.
     unsafe {

@@ -40,9 +40,14 @@ fn run_wine(scratch: &Scratch, mut command: Command) -> Output {
 }
 
 fn assert_hello(output: &Output) {
+    assert_says(output, b"hello\r\n", "wine");
+}
+
+/// Asserts that the run `what` succeeded with exactly `expected` on stdout.
+fn assert_says(output: &Output, expected: &[u8], what: &str) {
     assert!(
-        output.status.success() && output.stdout == b"hello\r\n",
-        "wine: {}, stdout {:?}, stderr:\n{}",
+        output.status.success() && output.stdout == expected,
+        "{what}: {}, stdout {:?}, stderr:\n{}",
         render_status(output.status),
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
@@ -60,22 +65,9 @@ fn wine64_runs_through_preload_from_outside_its_directory() {
 
 #[test]
 fn preload_as_wine64_preloader_runs_every_wine_process() {
-    // The layout Wine 8.0 expects: <root>/lib/wine/{wine64,wine64-preloader,wineserver},
-    // <root>/lib/x86_64-linux-gnu/wine (ntdll.so and the DLLs), <root>/share/wine.
     let _shared = ALONE.read().unwrap_or_else(|e| e.into_inner());
     let scratch = Scratch::new("wine-preloader");
-    let root = scratch.path().join("root");
-    let bin = scratch.copy(Path::new(WINE64), "root/lib/wine/wine64", 0o755);
-    scratch.copy(common::preload(), "root/lib/wine/wine64-preloader", 0o755);
-    std::fs::create_dir_all(root.join("lib/x86_64-linux-gnu")).expect("mkdir");
-    std::fs::create_dir_all(root.join("share")).expect("mkdir");
-    for (target, link) in [
-        (WINESERVER, "lib/wine/wineserver"),
-        ("/usr/lib/x86_64-linux-gnu/wine", "lib/x86_64-linux-gnu/wine"),
-        ("/usr/share/wine", "share/wine"),
-    ] {
-        symlink(target, root.join(link)).expect("symlink");
-    }
+    let bin = wine_tree(&scratch, "root", &X86_64, common::preload());
     let trace = scratch.path().join("execs");
     let mut command = Command::new(require_tool("strace"));
     command
@@ -103,31 +95,42 @@ fn preload_as_wine64_preloader_runs_every_wine_process() {
 const I386_RANGES: [(u64, u64); 3] = [(0x1_0000, 0x11_0000), (0x11_0000, 0x6800_0000), (0x7f00_0000, 0x8200_0000)];
 const I386_RESERVE: (u64, u64) = (0x7000_0000, 0x7010_0000);
 
-/// The i386 tree Wine 8.0 expects, with `preloader` as its `wine-preloader`:
-/// <root>/lib/wine/{wine,wine-preloader,wineserver}, <root>/lib/i386-linux-gnu/wine (ntdll.so
-/// and the DLLs), <root>/share/wine. Returns the loader's path.
-fn i386_tree(scratch: &Scratch, name: &str, preloader: &Path) -> PathBuf {
+/// One side of Wine: its loader, the name it execs its preloader by, and the multiarch
+/// directory of its ntdll.so and DLLs.
+struct WineAbi {
+    loader: &'static str,
+    preloader: &'static str,
+    triplet: &'static str,
+}
+
+const X86_64: WineAbi = WineAbi { loader: WINE64, preloader: "wine64-preloader", triplet: "x86_64-linux-gnu" };
+const I386: WineAbi = WineAbi { loader: WINE, preloader: "wine-preloader", triplet: "i386-linux-gnu" };
+
+/// The tree Wine 8.0 expects, under `name`, with `preloader` as the ABI's preloader:
+/// <root>/lib/wine/{LOADER,PRELOADER,wineserver}, <root>/lib/TRIPLET/wine (ntdll.so and the
+/// DLLs), <root>/share/wine. Returns the loader's path.
+fn wine_tree(scratch: &Scratch, name: &str, abi: &WineAbi, preloader: &Path) -> PathBuf {
     let root = scratch.path().join(name);
-    let wine = scratch.copy(Path::new(WINE), &format!("{name}/lib/wine/wine"), 0o755);
-    scratch.copy(preloader, &format!("{name}/lib/wine/wine-preloader"), 0o755);
-    std::fs::create_dir_all(root.join("lib/i386-linux-gnu")).expect("mkdir");
+    let loader_name = Path::new(abi.loader).file_name().expect("a file name").to_string_lossy();
+    let loader = scratch.copy(Path::new(abi.loader), &format!("{name}/lib/wine/{loader_name}"), 0o755);
+    scratch.copy(preloader, &format!("{name}/lib/wine/{}", abi.preloader), 0o755);
+    std::fs::create_dir_all(root.join("lib").join(abi.triplet)).expect("mkdir");
     std::fs::create_dir_all(root.join("share")).expect("mkdir");
+    let dlls = format!("/usr/lib/{}/wine", abi.triplet);
     for (target, link) in [
-        (WINESERVER, "lib/wine/wineserver"),
-        ("/usr/lib/i386-linux-gnu/wine", "lib/i386-linux-gnu/wine"),
-        ("/usr/share/wine", "share/wine"),
+        (WINESERVER, "lib/wine/wineserver".to_string()),
+        (&dlls, format!("lib/{}/wine", abi.triplet)),
+        ("/usr/share/wine", "share/wine".to_string()),
     ] {
         symlink(target, root.join(link)).expect("symlink");
     }
-    wine
+    loader
 }
 
 /// A run of tests/c/win32_wait.c: its exit, output, and the wine process's /proc/PID/maps
 /// read while the program waited for its input.
 struct WaitRun {
-    status: std::process::ExitStatus,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+    output: Output,
     maps: String,
 }
 
@@ -171,7 +174,7 @@ fn run_waiting(wine: &Path, exe: &Path, prefix: &Path) -> WaitRun {
     assert!(!watchdog.join().expect("watchdog thread"), "wine did not finish within 90 s and was killed");
     let waited = common::output(Command::new(WINESERVER).arg("-w").env("WINEPREFIX", prefix)).status;
     assert!(waited.success(), "wineserver -w failed");
-    WaitRun { status, stdout: [first.into_bytes(), rest].concat(), stderr, maps }
+    WaitRun { output: Output { status, stdout: [first.into_bytes(), rest].concat(), stderr }, maps }
 }
 
 /// The mappings of `maps` cut to `range`, as `start-end perms` (names left out: user shared data
@@ -220,8 +223,8 @@ fn preload_as_wine_preloader_runs_i386_wine_as_wines_own_preloader_does() {
             .arg(&source),
     );
     assert!(compiled.status.success(), "i686-w64-mingw32-gcc failed: {}", String::from_utf8_lossy(&compiled.stderr));
-    let through_preload = i386_tree(&scratch, "preload", common::preload());
-    let through_wine = i386_tree(&scratch, "wine", Path::new(WINE_PRELOADER));
+    let through_preload = wine_tree(&scratch, "preload", &I386, common::preload());
+    let through_wine = wine_tree(&scratch, "wine", &I386, Path::new(WINE_PRELOADER));
     let prefix = scratch.path().join("prefix");
 
     // The prefix is made through preload: wineboot and the services Wine starts for it run
@@ -229,13 +232,7 @@ fn preload_as_wine_preloader_runs_i386_wine_as_wines_own_preloader_does() {
     let first = run_waiting(&through_preload, &exe, &prefix);
     let runs = [run_waiting(&through_preload, &exe, &prefix), run_waiting(&through_wine, &exe, &prefix)];
     for (run, what) in [(&first, "first (new prefix)"), (&runs[0], "preload"), (&runs[1], "Wine's preloader")] {
-        assert!(
-            run.status.success() && run.stdout == b"hello from i386 Windows\r\n",
-            "{what}: {}, stdout {:?}, stderr:\n{}",
-            render_status(run.status),
-            String::from_utf8_lossy(&run.stdout),
-            String::from_utf8_lossy(&run.stderr)
-        );
+        assert_says(&run.output, b"hello from i386 Windows\r\n", what);
     }
     let [preloaded, own] = &runs;
     // Which preloader ran: Wine's stays mapped; preload leaves none of its file mapped.

@@ -74,6 +74,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
+# musl i386 (tests/ia32.rs): musl-dev:i386 depends on Debian's i686 cross compiler, which
+# conflicts with gcc-multilib, so musl:i386 and musl-dev:i386 are unpacked into target/musl-i386
+# (not installed); the tests link the i386 probe against that tree with gcc -m32.
+musl_i386=target/musl-i386
+if [ ! -e "$musl_i386/usr/lib/i386-linux-musl/libc.a" ] || [ ! -e "$musl_i386/lib/ld-musl-i386.so.1" ]; then
+  dpkg --print-foreign-architectures | grep -qx i386 \
+    || die "the i386 architecture is missing (dpkg --add-architecture i386; apt-get update), which musl i386 needs"
+  echo "scripts/test.sh: unpacking musl:i386 and musl-dev:i386 into $musl_i386" >&2
+  debs=$(mktemp -d)
+  (cd "$debs" && apt-get download musl:i386 musl-dev:i386) || die "cannot download musl:i386 and musl-dev:i386"
+  mkdir -p "$musl_i386"
+  for deb in "$debs"/*.deb; do dpkg -x "$deb" "$musl_i386"; done
+  rm -rf "$debs"
+fi
+
 # The quick checks first, each naming what failed: formatting (the root package and fuzz/, a
 # package of its own), lints (every target: the binaries, the core, tests, benches), then the
 # core's unit tests, which need neither root nor the tools above.

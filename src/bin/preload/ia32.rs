@@ -71,6 +71,7 @@ pub struct Storage<'b> {
 fn inspect<'p>(file: &'p File, spill: &'p mut Spill, out: &'p mut [ProgramHeader]) -> Result<Image<'p>, &'static str> {
     let header = ia32::header(file.head())?;
     let (offset, len) = ia32::phdr_table(&header)?;
+    load::check_table_for_kernel(len)?;
     let table = file.bytes(offset, len, spill).map_err(|_| "program headers beyond end of file")?;
     let phdrs = ia32::widen(table, out);
     if file.copy_segments() {

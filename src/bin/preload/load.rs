@@ -28,16 +28,22 @@ use crate::{reserve, wine};
 pub fn inspect<'p>(file: &'p File, spill: &'p mut Spill) -> Result<Image<'p>, &'static str> {
     let header = elf::header(file.head())?;
     let (offset, len) = elf::phdr_table(&header)?;
-    if len > elf::PAGE_PHDR_TABLE {
-        // Kernels before 6.17 read one page of program headers: asked only for a larger table.
-        elf::check_phdr_table_for_kernel(len, rustix::system::uname().release().to_bytes())?;
-    }
+    check_table_for_kernel(len)?;
     let table = file.bytes(offset, len, spill).map_err(|_| "program headers beyond end of file")?;
     let phdrs = elf::program_headers(table);
     if file.held_in_memory() {
         elf::check_segments_in_file(phdrs, file.size)?;
     }
     elf::validate(&header, phdrs, file.size)
+}
+
+/// Kernels before 6.17 read one page of program headers, of either class: the release is asked
+/// for only for a larger table of `len` bytes.
+pub fn check_table_for_kernel(len: usize) -> Result<(), &'static str> {
+    if len > elf::PAGE_PHDR_TABLE {
+        elf::check_phdr_table_for_kernel(len, rustix::system::uname().release().to_bytes())?;
+    }
+    Ok(())
 }
 
 /// The mmap protection for a segment's PF_R/PF_W/PF_X.

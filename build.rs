@@ -14,14 +14,6 @@ fn main() {
     ] {
         println!("cargo:rustc-link-arg-bin=preload={arg}");
     }
-    // `--cfg preload_cpu_detect` (see .cargo/config.toml): a layout with initialised writable
-    // data, for the cipher crates' run-time CPU detection.
-    let script = match std::env::var_os("CARGO_CFG_PRELOAD_CPU_DETECT") {
-        Some(_) => "linker-data.ld",
-        None => "linker.ld",
-    };
-    println!("cargo:rustc-link-arg-bin=preload=-Wl,-T,{manifest}/{script}");
+    println!("cargo:rustc-link-arg-bin=preload=-Wl,-T,{manifest}/linker.ld");
     println!("cargo:rerun-if-changed=linker.ld");
-    println!("cargo:rerun-if-changed=linker-data.ld");
-    println!("cargo::rustc-check-cfg=cfg(preload_cpu_detect)");
 }

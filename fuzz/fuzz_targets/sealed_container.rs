@@ -1,22 +1,26 @@
-//! Sealed containers (`sealed`): `Header::parse` and `encode`, `parse_key`, `seal` and `open`,
-//! and the on-demand decoders the loader reads the program through: `Chunks` (LZ4 chunks,
-//! format 2) and `Inflating` (zlib, format 1).
+//! Sealed containers (`sealed`): `Header::parse` and `encode`, `parse_key`, `seal`, the
+//! `Authenticator` and the `Keystream`, and the on-demand decoders the loader reads the program
+//! through: `Chunks` (LZ4 chunks, format 2, over a plain body or an encrypted one decrypted as
+//! it is read) and `Inflating` (zlib, format 1).
 //!
 //! Checks: arbitrary header bytes never panic; an accepted header has its sizes within the
 //! documented bounds (program 1..=MAX_PROGRAM_SIZE, body 2..=max_body_size), a container size
 //! that does not overflow, and encodes back to the same bytes; a key is accepted exactly when
 //! it is 32 raw bytes or 64 hex digits with an optional newline, and decodes to those bytes;
-//! `open` with arbitrary keys, headers, bodies and tags never panics, and authenticates what
-//! `seal` made (and nothing with one bit changed), restoring the body; reads of a well-formed
-//! body (LZ4 chunks or zlib) at any offsets, in any order, give exactly the program's bytes,
-//! and an arbitrary body, chunked or zlib, is refused rather than read past.
+//! authentication with arbitrary keys, headers, bodies and tags never panics, and accepts what
+//! `seal` made (and nothing with one bit changed); the keystream decrypts what `seal` encrypted;
+//! reads of a well-formed body (LZ4 chunks, plain or still encrypted, or zlib) at any offsets,
+//! in any order, give exactly the program's bytes, and so do reads in file order from what is
+//! kept of an encrypted body whose chunks before each read are forgotten (released, as the
+//! preloader does behind its copy); an arbitrary body, chunked (plain or through the keystream)
+//! or zlib, is refused rather than read past.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use preload::input::sealed::{
-    self, CHUNK_SIZE, Chunks, Compressor, HEADER_SIZE, Header, InflateState, Inflating, KEY_SIZE, MAGIC,
-    MAX_PROGRAM_SIZE, Secret, TAG_SIZE,
+    self, AUTHENTICATION_PIECE, Authenticator, Body, CHUNK_SIZE, Chunks, Compressor, HEADER_SIZE, Header, InflateState,
+    Inflating, KEY_SIZE, Keystream, MAGIC, MAX_PROGRAM_SIZE, Secret, TAG_SIZE, Workspace,
 };
 
 #[derive(Arbitrary, Debug)]
@@ -54,14 +58,16 @@ fuzz_target!(|input: Input| {
     let key = check_key(&input.key_text);
     let key = key.unwrap_or(Secret::zeroed());
 
-    // Arbitrary containers: refused or not, never a panic, and a refused body stays as it was.
-    let mut body = input.body.clone();
-    if sealed::open(&key, &header_bytes, &mut body, &input.tag).is_err() {
-        assert_eq!(body, input.body, "a refused body was changed");
-    }
-    let declared = Header::parse(&header_bytes).map_or(input.body.len() as u64, |h| h.program_size.min(1 << 22));
+    // Arbitrary containers: authenticated or not, never a panic.
+    let _ = authenticate(&key, &header_bytes, &input.body, &input.tag);
+    let parsed = Header::parse(&header_bytes);
+    let declared = parsed.as_ref().map_or(input.body.len() as u64, |h| h.program_size.min(1 << 22));
     for compressor in [Compressor::Zlib, Compressor::Lz4Chunks] {
-        check_decode(compressor, &input.body, declared, &input.reads);
+        check_decode(compressor, &input.body, declared, &input.reads, None);
+    }
+    // An arbitrary body through the keystream too, as the preloader reads an LZ4 one.
+    if let Ok(header) = &parsed {
+        check_decode(Compressor::Lz4Chunks, &input.body, declared, &input.reads, Some((&key, header)));
     }
 
     let repeat = usize::from(input.repeat % 64).max(1);
@@ -137,41 +143,73 @@ fn check_key(text: &[u8]) -> Option<sealed::Key> {
     Some(key)
 }
 
-/// A decoder for `body` of `compressor`, as the shell keeps it; `None` when the body's
-/// structure is refused up front (LZ4 chunks).
-enum Decoder {
-    Zlib(Inflating, Box<InflateState>),
-    Chunks(Chunks, Box<[u8; CHUNK_SIZE]>),
+/// The preloader's check of a body it holds: every piece as it is read.
+fn authenticate(key: &sealed::Key, header_bytes: &[u8; HEADER_SIZE], body: &[u8], tag: &[u8; TAG_SIZE]) -> bool {
+    let Ok(mut auth) = Authenticator::new(key, header_bytes) else { return false };
+    body.chunks(AUTHENTICATION_PIECE).for_each(|piece| auth.update(piece));
+    auth.verify(tag).is_ok()
 }
 
+/// A decoder for `body` of `compressor`, as the shell keeps it (an LZ4-chunk body decrypted as
+/// it is read when a keystream is given); `None` when the body's structure is refused up front
+/// (LZ4 chunks).
+enum Decoder {
+    Zlib(Inflating, Box<InflateState>),
+    Chunks(Chunks, Box<Workspace>, Option<Keystream>),
+}
+
+/// What an encrypted body's keystream is made from.
+type Sealing<'a> = Option<(&'a sealed::Key, &'a Header)>;
+
 impl Decoder {
-    fn new(compressor: Compressor, body: &[u8], program_size: u64) -> Option<Decoder> {
+    fn new(compressor: Compressor, body: &[u8], size: u64, sealing: Sealing) -> Option<Self> {
         match compressor {
             Compressor::Zlib => {
                 let mut state = Box::new(InflateState::new());
-                Some(Decoder::Zlib(Inflating::new(program_size, &mut state), state))
+                Some(Decoder::Zlib(Inflating::new(size, &mut state), state))
             }
             Compressor::Lz4Chunks => {
-                let buffer = vec![0u8; CHUNK_SIZE].into_boxed_slice().try_into().unwrap();
-                Chunks::new(program_size, body).ok().map(|chunks| Decoder::Chunks(chunks, buffer))
+                let mut keystream = sealing.map(|(key, header)| Keystream::new(key, header));
+                let chunks = Chunks::new(size, &mut held(body, 0, keystream.as_mut())).ok()?;
+                Some(Decoder::Chunks(chunks, Box::new(Workspace::zeroed()), keystream))
             }
         }
     }
 
     fn read(&mut self, body: &[u8], offset: u64, buf: &mut [u8]) -> bool {
+        self.read_kept(body, 0, offset, buf)
+    }
+
+    /// A read from what is kept of an LZ4-chunk body: `body[kept..]`, as the preloader holds it
+    /// once it has released the rest (`Chunks::forget_before`).
+    fn read_kept(&mut self, body: &[u8], kept: usize, offset: u64, buf: &mut [u8]) -> bool {
         match self {
             Decoder::Zlib(inflating, state) => inflating.read_exact_at(body, state, offset, buf).is_ok(),
-            Decoder::Chunks(chunks, buffer) => chunks.read_exact_at(body, buffer, offset, buf).is_ok(),
+            Decoder::Chunks(chunks, workspace, keystream) => {
+                chunks.read_exact_at(&mut held(body, kept, keystream.as_mut()), workspace, offset, buf).is_ok()
+            }
+        }
+    }
+}
+
+/// `body` from `kept` on (what is before it released), read through the keystream if given.
+fn held<'b>(body: &'b [u8], kept: usize, keystream: Option<&'b mut Keystream>) -> Body<'b> {
+    match keystream {
+        Some(keystream) => Body::encrypted(kept, &body[kept..], keystream),
+        None => {
+            assert_eq!(kept, 0, "only the preloader's encrypted body is released");
+            Body::plain(body)
         }
     }
 }
 
 /// Reads through the decoder: each either refused or, when the whole program decodes, the
 /// program's bytes at that offset.
-fn check_decode(compressor: Compressor, body: &[u8], program_size: u64, reads: &[(u32, u16)]) {
+fn check_decode(compressor: Compressor, body: &[u8], program_size: u64, reads: &[(u32, u16)], sealing: Sealing) {
     let mut whole = vec![0u8; program_size as usize];
-    let complete = Decoder::new(compressor, body, program_size).is_some_and(|mut d| d.read(body, 0, &mut whole));
-    let Some(mut decoder) = Decoder::new(compressor, body, program_size) else { return };
+    let complete =
+        Decoder::new(compressor, body, program_size, sealing).is_some_and(|mut d| d.read(body, 0, &mut whole));
+    let Some(mut decoder) = Decoder::new(compressor, body, program_size, sealing) else { return };
     for &(offset, len) in reads {
         let (offset, mut buf) = (u64::from(offset) % (program_size + 1), vec![0u8; usize::from(len)]);
         if decoder.read(body, offset, &mut buf) {
@@ -181,6 +219,27 @@ fn check_decode(compressor: Compressor, body: &[u8], program_size: u64, reads: &
                 !complete || offset + buf.len() as u64 > program_size,
                 "{compressor:?}: read at {offset}+{} refused",
                 buf.len()
+            );
+        }
+    }
+    // As the loader copies a sealed program: in file order, forgetting what lies before each read
+    // and reading from what is kept of the body. No read in that order meets a forgotten chunk.
+    let Some(mut decoder) = Decoder::new(compressor, body, program_size, sealing) else { return };
+    let mut in_order: Vec<(u64, usize)> =
+        reads.iter().map(|&(offset, len)| (u64::from(offset) % (program_size + 1), usize::from(len))).collect();
+    in_order.sort_unstable();
+    let mut kept = 0;
+    for (offset, len) in in_order {
+        if let Decoder::Chunks(chunks, _, Some(_)) = &mut decoder {
+            kept = chunks.forget_before(offset);
+        }
+        let mut buf = vec![0u8; len];
+        if decoder.read_kept(body, kept, offset, &mut buf) {
+            assert_eq!(buf, whole[offset as usize..][..len], "{compressor:?}: read at {offset}, {kept} kept");
+        } else {
+            assert!(
+                !complete || offset + len as u64 > program_size,
+                "{compressor:?}: in order, read at {offset}+{len}"
             );
         }
     }
@@ -199,26 +258,32 @@ fn check_round_trip(key: &sealed::Key, input: &Input, compressor: Compressor, pr
     let tag = sealed::seal(key, &header, &mut body);
     assert!(compressed.len() < 16 || body != compressed, "the body was not encrypted");
 
-    // One bit changed anywhere in the container: refused, body untouched.
+    // One bit changed anywhere in the container: refused.
     let mut container = [&header_bytes[..], &body, &tag].concat();
     let bit = input.flip as usize % (container.len() * 8);
     container[bit / 8] ^= 1 << (bit % 8);
     let (flipped_header, rest) = container.split_at(HEADER_SIZE);
     let (flipped_body, flipped_tag) = rest.split_at(rest.len() - TAG_SIZE);
-    let mut flipped_body = flipped_body.to_vec();
     assert!(
-        sealed::open(key, flipped_header.try_into().unwrap(), &mut flipped_body, flipped_tag.try_into().unwrap())
-            .is_err(),
+        !authenticate(key, flipped_header.try_into().unwrap(), flipped_body, flipped_tag.try_into().unwrap()),
         "bit {bit} flipped, still authentic"
     );
-    assert_eq!(flipped_body, &rest[..rest.len() - TAG_SIZE]);
+    assert!(authenticate(key, &header_bytes, &body, &tag), "sealed with this key");
 
-    sealed::open(key, &header_bytes, &mut body, &tag).expect("sealed with this key");
-    assert_eq!(body, compressed);
-    check_decode(compressor, &body, header.program_size, &input.reads);
+    // As the preloader reads it: an LZ4-chunk body still encrypted, decrypted as it is read; a
+    // zlib one decrypted in place first.
+    let sealing = match compressor {
+        Compressor::Lz4Chunks => Some((key, &header)),
+        Compressor::Zlib => {
+            Keystream::new(key, &header).decrypt_at(0, &mut body).expect("within the nonce's keystream");
+            assert_eq!(body, compressed);
+            None
+        }
+    };
+    check_decode(compressor, &body, header.program_size, &input.reads, sealing);
     let mut out = vec![0u8; program.len()];
     let mut decoder =
-        Decoder::new(compressor, &body, header.program_size).expect("a sealed body's structure is accepted");
+        Decoder::new(compressor, &body, header.program_size, sealing).expect("a sealed body's structure is accepted");
     assert!(decoder.read(&body, 0, &mut out), "{compressor:?}: a sealed body decodes");
     assert_eq!(out, program);
 }

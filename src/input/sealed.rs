@@ -30,8 +30,10 @@
 //! inflates again from the start, so the loader reads in file order.
 //!
 //! Integers are little-endian. Nothing of the body is used before the tag has been checked:
-//! [`open`] authenticates the whole container, then decrypts the body in place, and
-//! [`Chunks`] or [`Inflating`] decode it on demand, as the loader reads the program.
+//! [`Authenticator`] checks the whole body as held, then [`Keystream`] decrypts it: a zlib
+//! body in place before [`Inflating`] inflates it on demand; an LZ4-chunk body chunk by chunk
+//! as [`Chunks`] decodes it on demand (a stored chunk decrypted straight into its destination),
+//! as the loader reads the program.
 
 use miniz_oxide::inflate::TINFLStatus;
 use miniz_oxide::inflate::core::{DecompressorOxide, decompress_with_limit, inflate_flags};
@@ -71,6 +73,8 @@ const BAD_SIZES: &str = "authentication failed: program or body size out of rang
 /// After authentication: only a faulty sealer can produce these.
 const CORRUPT: &str = "sealed program does not decompress";
 const WRONG_SIZE: &str = "sealed program's size differs from its header";
+/// A read behind what the loader said it was done with: a fault of the preloader's.
+const FORGOTTEN: &str = "sealed program read again behind what was released";
 
 /// Whether a file starts like a sealed container.
 pub fn is_sealed(head: &[u8]) -> bool {
@@ -250,27 +254,13 @@ pub fn seal(key: &Key, header: &Header, body: &mut [u8]) -> [u8; TAG_SIZE] {
     preload_aead::seal(&key.0, &header.nonce, &header.encode(), body).unwrap_or([0; TAG_SIZE])
 }
 
-/// Check the tag over `header_bytes` and `body`, then decrypt `body` in place. On failure the
-/// body is left as it was: nothing unauthenticated is ever decrypted.
-pub fn open(key: &Key, header_bytes: &[u8; HEADER_SIZE], body: &mut [u8], tag: &[u8; TAG_SIZE]) -> Result<(), Refusal> {
-    let header = Header::parse(header_bytes)?;
-    if header.body_size != body.len() as u64 {
-        return Err(Refusal::cannot_execute(TRUNCATED));
-    }
-    // The key is borrowed, never copied to a temporary; the cipher's own copy is wiped on drop.
-    match preload_aead::open(&key.0, &header.nonce, header_bytes, body, tag) {
-        true => Ok(()),
-        false => Err(Refusal::cannot_execute(AUTHENTICATION_FAILED)),
-    }
-}
-
-/// The tag of a container checked over a body read in pieces, in memory independent of the
-/// size its header declares: so that a forged container is refused before its body is held
-/// (a sparse file declaring 64 GiB would otherwise be read into memory first). It is the same
-/// computation as [`open`]'s (RFC 8439 2.8: Poly1305 keyed with the first 32 bytes of the
-/// ChaCha20 keystream, over the header padded to 16 bytes, the body padded, and both lengths).
-/// Only a check: what is used is what [`open`] authenticates again as it holds it, so a file
-/// changed in between is refused there.
+/// The tag of a container checked over a body fed in pieces (RFC 8439 2.8: Poly1305 keyed with
+/// the first 32 bytes of the ChaCha20 keystream, over the header padded to 16 bytes, the body
+/// padded, and both lengths): each piece as it is read into memory, while it is in the cache,
+/// and, for a large body, first as read through a small window, in memory independent of the
+/// size its header declares (a sparse file declaring 64 GiB is then refused before its body is
+/// held). What is used is what was authenticated as held, so a file changed in between is
+/// refused.
 pub struct Authenticator {
     mac: preload_aead::Authenticator,
     body_size: u64,
@@ -440,35 +430,109 @@ pub fn compress_chunk(chunk: &[u8], out: &mut [u8]) -> usize {
     4 + (len & !STORED) as usize
 }
 
+/// The keystream of an authenticated body, to decrypt its bytes where they are needed (an
+/// LZ4-chunk body is never decrypted in place: each chunk is decrypted straight into the
+/// program's pages, or into the decoder's workspace). Its copy of the key is wiped when dropped.
+pub struct Keystream(preload_aead::Keystream);
+
+impl Keystream {
+    pub fn new(key: &Key, header: &Header) -> Self {
+        Self(preload_aead::Keystream::new(&key.0, &header.nonce))
+    }
+
+    /// Decrypt in place `bytes`, the body's at `offset` (a zlib body, whole).
+    pub fn decrypt_at(&mut self, offset: usize, bytes: &mut [u8]) -> Result<(), Refusal> {
+        self.0.apply_at(offset as u64, bytes).ok_or(Refusal::cannot_execute(CORRUPT))
+    }
+}
+
+/// An LZ4-chunk body as held: still encrypted (the preloader's, authenticated, decrypted as it
+/// is read), or plain; from `origin` on (what is before it is released: [`Chunks::forget_before`]).
+pub struct Body<'b> {
+    origin: usize,
+    bytes: &'b [u8],
+    keystream: Option<&'b mut Keystream>,
+}
+
+impl<'b> Body<'b> {
+    pub fn plain(bytes: &'b [u8]) -> Self {
+        Self { origin: 0, bytes, keystream: None }
+    }
+
+    /// An encrypted body, `bytes` from its offset `origin` on; only once its tag is checked.
+    pub fn encrypted(origin: usize, bytes: &'b [u8], keystream: &'b mut Keystream) -> Self {
+        Self { origin, bytes, keystream: Some(keystream) }
+    }
+
+    fn len(&self) -> usize {
+        self.origin + self.bytes.len()
+    }
+
+    /// The body's plain bytes at `at`, into `out`.
+    fn read(&mut self, at: usize, out: &mut [u8]) -> Result<(), Refusal> {
+        let corrupt = || Refusal::cannot_execute(CORRUPT);
+        let within = at.checked_sub(self.origin).ok_or(Refusal::failure(FORGOTTEN))?;
+        let held = self.bytes.get(within..).and_then(|rest| rest.get(..out.len())).ok_or_else(corrupt)?;
+        match &mut self.keystream {
+            Some(keystream) => keystream.0.apply_at_into(at as u64, held, out).ok_or_else(corrupt),
+            None => {
+                out.copy_from_slice(held);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The LZ4-chunk decoder's buffers: the chunk decoded last (the partial chunks at a read's ends
+/// come from it), and one chunk's compressed bytes (decrypted there, then decoded). Any bytes
+/// are valid, zeros included.
+#[repr(C)]
+pub struct Workspace {
+    decoded: [u8; CHUNK_SIZE],
+    compressed: [u8; CHUNK_SIZE],
+}
+
+impl Workspace {
+    pub const fn zeroed() -> Self {
+        Self { decoded: [0; CHUNK_SIZE], compressed: [0; CHUNK_SIZE] }
+    }
+}
+
 /// Where decoding an LZ4-chunk body has got to: the chunk whose length word is at `at`, and
-/// which chunk the caller's one-chunk buffer holds. Any chunk decodes on its own, so reads may
-/// come in any order; reading behind the cursor walks the length words again from the start
-/// (a few hundred words for 100 MB), never decodes again what it skips.
+/// which chunk the workspace holds decoded. Any chunk decodes on its own, so reads may come in
+/// any order; reading behind the cursor walks the length words again from the start (a few
+/// hundred words for 100 MB), or from the first chunk not forgotten, never decodes again what
+/// it skips.
 #[derive(Clone, Copy, Debug)]
 pub struct Chunks {
     size: u64,
     /// The chunk whose length word is at `at`.
     next: u64,
     at: usize,
-    /// 1 + the chunk the buffer holds, 0 for none.
+    /// 1 + the chunk the workspace holds, 0 for none.
     buffered: u64,
     /// Bytes decoded, those decoded twice included (for tests and the benchmark).
     decoded: u64,
+    /// The first chunk still read, and where its length word is: a read behind the cursor
+    /// walks again from here ([`Chunks::forget_before`]), not from the start.
+    floor: (u64, usize),
 }
 
 impl Chunks {
     /// The decoder for `body`, whose header declared `program_size`: checks the chunk
     /// structure (one length word for each chunk, each within the body, stored chunks of the
-    /// chunk's size, nothing after the last) before anything is decoded.
-    pub fn new(program_size: u64, body: &[u8]) -> Result<Self, Refusal> {
+    /// chunk's size, compressed ones shorter, nothing after the last) before anything is
+    /// decoded.
+    pub fn new(program_size: u64, body: &mut Body) -> Result<Self, Refusal> {
         let count = program_size.div_ceil(CHUNK_SIZE as u64);
-        let mut chunks = Self { size: program_size, next: 0, at: 0, buffered: 0, decoded: 0 };
+        let mut chunks = Self { size: program_size, next: 0, at: 0, buffered: 0, decoded: 0, floor: (0, 0) };
         for index in 0..count {
-            let (stored, data) = chunks.chunk(body)?;
-            if data.is_empty() || (stored && data.len() != chunks.len_of(index)) {
+            let (stored, len) = chunks.chunk(body)?;
+            let size = chunks.len_of(index);
+            if len == 0 || (stored && len != size) || (!stored && len >= size) {
                 return Err(Refusal::cannot_execute(CORRUPT));
             }
-            chunks.at += 4 + data.len();
+            chunks.at += 4 + len;
             chunks.next += 1;
         }
         if chunks.at != body.len() {
@@ -483,50 +547,68 @@ impl Chunks {
         self.decoded
     }
 
+    /// The program before `offset` will not be read again (the loader has copied it): the
+    /// chunks before it, as far as the cursor has walked, are forgotten, so that the body before
+    /// them can be released. Returns where the first chunk still read starts in the body. A
+    /// later read of a forgotten chunk is refused, never decoded from released bytes.
+    pub fn forget_before(&mut self, offset: u64) -> usize {
+        if offset / CHUNK_SIZE as u64 >= self.next {
+            self.floor = (self.next, self.at);
+        }
+        self.floor.1
+    }
+
     /// The decoded size of chunk `index`.
     fn len_of(&self, index: u64) -> usize {
         (self.size - index * CHUNK_SIZE as u64).min(CHUNK_SIZE as u64) as usize
     }
 
-    /// The chunk at the cursor: whether it is stored, and its bytes in `body`.
-    fn chunk<'b>(&self, body: &'b [u8]) -> Result<(bool, &'b [u8]), Refusal> {
-        let corrupt = || Refusal::cannot_execute(CORRUPT);
-        let word = body.get(self.at..self.at + 4).ok_or_else(corrupt)?;
-        let word = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+    /// The chunk at the cursor: whether it is stored, and its length, within the body.
+    fn chunk(&self, body: &mut Body) -> Result<(bool, usize), Refusal> {
+        let mut word = [0u8; 4];
+        body.read(self.at, &mut word)?;
+        let word = u32::from_le_bytes(word);
         let len = (word & !STORED) as usize;
-        let data = body.get(self.at + 4..).and_then(|rest| rest.get(..len)).ok_or_else(corrupt)?;
-        Ok((word & STORED != 0, data))
+        match body.len().checked_sub(self.at + 4) {
+            Some(rest) if len <= rest => Ok((word & STORED != 0, len)),
+            _ => Err(Refusal::cannot_execute(CORRUPT)),
+        }
     }
 
-    /// Decode chunk `index` into `out`, exactly its size.
-    fn decode(&mut self, body: &[u8], index: u64, out: &mut [u8]) -> Result<(), Refusal> {
+    /// Decode chunk `index` into `out`, exactly its size; `compressed` holds its compressed
+    /// bytes meanwhile (`Chunks::new` checked that they are shorter than the chunk).
+    fn decode(&mut self, body: &mut Body, index: u64, out: &mut [u8], compressed: &mut [u8]) -> Result<(), Refusal> {
         if index < self.next {
-            self.next = 0;
-            self.at = 0;
+            if index < self.floor.0 {
+                return Err(Refusal::failure(FORGOTTEN));
+            }
+            (self.next, self.at) = self.floor;
         }
         while self.next < index {
-            self.at += 4 + self.chunk(body)?.1.len();
+            self.at += 4 + self.chunk(body)?.1;
             self.next += 1;
         }
-        let (stored, data) = self.chunk(body)?;
+        let (stored, len) = self.chunk(body)?;
         self.decoded += out.len() as u64;
         if stored {
-            out.copy_from_slice(data);
-            return Ok(());
+            return body.read(self.at + 4, out);
         }
-        match lz4_flex::block::decompress_into(data, out) {
+        let compressed = compressed.get_mut(..len).ok_or(Refusal::cannot_execute(CORRUPT))?;
+        body.read(self.at + 4, compressed)?;
+        match lz4_flex::block::decompress_into(compressed, out) {
             Ok(len) if len == out.len() => Ok(()),
             _ => Err(Refusal::cannot_execute(CORRUPT)),
         }
     }
 
     /// The program's bytes at `offset`, as `pread` on the plain file would give them: whole
-    /// chunks are decoded straight into `buf`, the ends through `buffer`, which keeps the last
-    /// chunk decoded there (the next segment usually starts in it).
+    /// chunks are decoded (a stored one decrypted) straight into `buf`, the ends through the
+    /// workspace, which keeps the last chunk decoded there (the next segment usually starts in
+    /// it).
     pub fn read_exact_at(
         &mut self,
-        body: &[u8],
-        buffer: &mut [u8; CHUNK_SIZE],
+        body: &mut Body,
+        workspace: &mut Workspace,
         offset: u64,
         buf: &mut [u8],
     ) -> Result<(), Refusal> {
@@ -543,14 +625,14 @@ impl Chunks {
             let filled = (at - offset) as usize;
             let out = &mut buf[filled..filled + take];
             if take == len && self.buffered != index + 1 {
-                self.decode(body, index, out)?;
+                self.decode(body, index, out, &mut workspace.compressed)?;
             } else {
                 if self.buffered != index + 1 {
                     self.buffered = 0;
-                    self.decode(body, index, &mut buffer[..len])?;
+                    self.decode(body, index, &mut workspace.decoded[..len], &mut workspace.compressed)?;
                     self.buffered = index + 1;
                 }
-                out.copy_from_slice(&buffer[within..within + take]);
+                out.copy_from_slice(&workspace.decoded[within..within + take]);
             }
             at += take as u64;
         }
@@ -610,24 +692,39 @@ mod tests {
                 Inflating::new(size, &mut state).read_exact_at(body, &mut state, 0, &mut program)?;
             }
             Compressor::Lz4Chunks => {
-                let mut buffer: Box<[u8; CHUNK_SIZE]> = vec![0u8; CHUNK_SIZE].into_boxed_slice().try_into().unwrap();
-                Chunks::new(size, body)?.read_exact_at(body, &mut buffer, 0, &mut program)?;
+                let mut workspace = Box::new(Workspace::zeroed());
+                let mut body = Body::plain(body);
+                Chunks::new(size, &mut body)?.read_exact_at(&mut body, &mut workspace, 0, &mut program)?;
             }
         }
         Ok(program)
     }
 
-    /// The reading side, as the shell does it.
+    /// The reading side, as the shell does it: the body authenticated, then a zlib body
+    /// decrypted in place and inflated, an LZ4-chunk body decoded as it is decrypted.
     fn unseal(container: &[u8], key: &[u8; KEY_SIZE]) -> Result<Vec<u8>, Refusal> {
         let header_bytes: &[u8; HEADER_SIZE] = container[..HEADER_SIZE].try_into().unwrap();
         let header = Header::parse(header_bytes)?;
         if (container.len() as u64) < header.container_size() {
             return Err(Refusal::cannot_execute(TRUNCATED));
         }
-        let tag_at = container.len() - TAG_SIZE;
-        let mut body = container[HEADER_SIZE..tag_at].to_vec();
-        open(&Secret(*key), header_bytes, &mut body, container[tag_at..].try_into().unwrap())?;
-        decode_all(header.compressor, &body, header.program_size)
+        authenticate(container, key, AUTHENTICATION_PIECE)?;
+        let mut body = container[HEADER_SIZE..container.len() - TAG_SIZE].to_vec();
+        let mut keystream = Keystream::new(&Secret(*key), &header);
+        match header.compressor {
+            Compressor::Zlib => {
+                keystream.decrypt_at(0, &mut body)?;
+                decode_all(header.compressor, &body, header.program_size)
+            }
+            Compressor::Lz4Chunks => {
+                let mut program = vec![0u8; header.program_size as usize];
+                let mut workspace = Box::new(Workspace::zeroed());
+                let mut body = Body::encrypted(0, &body, &mut keystream);
+                let mut chunks = Chunks::new(header.program_size, &mut body)?;
+                chunks.read_exact_at(&mut body, &mut workspace, 0, &mut program)?;
+                Ok(program)
+            }
+        }
     }
 
     /// The tag checked as the shell checks a large container: the body in pieces of `piece`.
@@ -642,7 +739,7 @@ mod tests {
     }
 
     #[test]
-    fn authenticating_in_pieces_agrees_with_open() {
+    fn authentication_in_pieces_of_any_size_agrees_with_the_aead() {
         for len in [1, 15, 16, 17, 1000, 200_000] {
             let container = seal_program(&sample(len), &KEY);
             for piece in [16, 64, AUTHENTICATION_PIECE] {
@@ -658,7 +755,6 @@ mod tests {
                 flipped[at] ^= 0x10;
                 let piecewise = authenticate(&flipped, &KEY, 64);
                 assert!(piecewise.is_err(), "{len} bytes, byte {at} flipped");
-                assert_eq!(piecewise.is_err(), unseal(&flipped, &KEY).is_err());
             }
         }
         // A body fed short is refused.
@@ -806,24 +902,6 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_open_leaves_the_body_encrypted() {
-        let container = seal_program(&sample(1000), &KEY);
-        let mut body = container[HEADER_SIZE..container.len() - TAG_SIZE].to_vec();
-        let before = body.clone();
-        let header: &[u8; HEADER_SIZE] = container[..HEADER_SIZE].try_into().unwrap();
-        assert!(
-            open(
-                &Secret([0; KEY_SIZE]),
-                header,
-                &mut body,
-                container[container.len() - TAG_SIZE..].try_into().unwrap()
-            )
-            .is_err()
-        );
-        assert_eq!(body, before);
-    }
-
-    #[test]
     fn a_body_that_inflates_to_another_size_or_not_at_all_is_refused() {
         let program = sample(5000);
         let compressed = compress(&program);
@@ -884,21 +962,28 @@ mod tests {
         let corrupt = Err(Refusal::cannot_execute(CORRUPT));
         // Declared sizes that need another number of chunks, or another last chunk.
         for declared in [5000, CHUNK_SIZE as u64, 2 * CHUNK_SIZE as u64 + 1] {
-            assert_eq!(Chunks::new(declared, &body).map(|_| ()), corrupt, "declared {declared}");
+            assert_eq!(Chunks::new(declared, &mut Body::plain(&body)).map(|_| ()), corrupt, "declared {declared}");
         }
         assert_eq!(decode_all(Compressor::Lz4Chunks, &body, program.len() as u64 - 1).map(|_| ()), corrupt);
         assert_eq!(decode_all(Compressor::Lz4Chunks, &body, program.len() as u64 + 1).map(|_| ()), corrupt);
         // Trailing bytes, a cut body, a length word that runs past the end.
-        assert_eq!(Chunks::new(program.len() as u64, &[&body[..], b"x"].concat()).map(|_| ()), corrupt);
-        assert_eq!(Chunks::new(program.len() as u64, &body[..body.len() - 1]).map(|_| ()), corrupt);
+        assert_eq!(
+            Chunks::new(program.len() as u64, &mut Body::plain(&[&body[..], b"x"].concat())).map(|_| ()),
+            corrupt
+        );
+        assert_eq!(Chunks::new(program.len() as u64, &mut Body::plain(&body[..body.len() - 1])).map(|_| ()), corrupt);
         let mut long = body.clone();
         long[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
-        assert_eq!(Chunks::new(program.len() as u64, &long).map(|_| ()), corrupt);
+        assert_eq!(Chunks::new(program.len() as u64, &mut Body::plain(&long)).map(|_| ()), corrupt);
         // A stored chunk of the wrong length; an empty chunk.
         let stored = [&(10u32 | STORED).to_le_bytes()[..], &[0u8; 10]].concat();
-        assert_eq!(Chunks::new(11, &stored).map(|_| ()), corrupt);
+        assert_eq!(Chunks::new(11, &mut Body::plain(&stored)).map(|_| ()), corrupt);
         assert_eq!(decode_all(Compressor::Lz4Chunks, &stored, 10).unwrap(), vec![0u8; 10]);
-        assert_eq!(Chunks::new(1, &0u32.to_le_bytes()).map(|_| ()), corrupt);
+        assert_eq!(Chunks::new(1, &mut Body::plain(&0u32.to_le_bytes())).map(|_| ()), corrupt);
+        // A compressed chunk no shorter than the chunk (preload-seal stores those): it would not
+        // fit the workspace's place for compressed bytes.
+        let unshrunk = [&10u32.to_le_bytes()[..], &[0u8; 10]].concat();
+        assert_eq!(Chunks::new(10, &mut Body::plain(&unshrunk)).map(|_| ()), corrupt);
         // LZ4 data that does not decode to the chunk's size: the structure is fine, the read fails.
         let mut garbled = lz4_chunks(&program[..5000]);
         garbled[4] = 0xff;
@@ -909,9 +994,21 @@ mod tests {
     #[test]
     fn chunk_reads_in_any_order_decode_each_chunk_about_once() {
         let program = sample(10 * CHUNK_SIZE + 777);
-        let body = lz4_chunks(&program);
-        let mut buffer: Box<[u8; CHUNK_SIZE]> = vec![0u8; CHUNK_SIZE].into_boxed_slice().try_into().unwrap();
-        let mut chunks = Chunks::new(program.len() as u64, &body).unwrap();
+        let plain = lz4_chunks(&program);
+        chunk_reads_in_any_order(&program, &mut Body::plain(&plain));
+        // As the preloader holds it: encrypted, decrypted only as it is read.
+        let header =
+            Header { compressor: Compressor::Lz4Chunks, nonce: [3; NONCE_SIZE], program_size: 0, body_size: 0 };
+        let mut encrypted = plain.clone();
+        seal(&Secret(KEY), &header, &mut encrypted);
+        assert_ne!(encrypted, plain);
+        let mut keystream = Keystream::new(&Secret(KEY), &header);
+        chunk_reads_in_any_order(&program, &mut Body::encrypted(0, &encrypted, &mut keystream));
+    }
+
+    fn chunk_reads_in_any_order(program: &[u8], body: &mut Body) {
+        let mut workspace = Box::new(Workspace::zeroed());
+        let mut chunks = Chunks::new(program.len() as u64, body).unwrap();
         // Segments in reverse file order, sharing their boundary chunks, then the headers again.
         let pieces = [
             (8 * CHUNK_SIZE + 100, 2 * CHUNK_SIZE + 677),
@@ -920,13 +1017,13 @@ mod tests {
             (0, 4096),
             (0, 64),
         ];
-        let mut read = |chunks: &mut Chunks, (offset, len): (usize, usize)| {
+        let mut read = |chunks: &mut Chunks, body: &mut Body, (offset, len): (usize, usize)| {
             let mut buf = vec![0u8; len];
-            chunks.read_exact_at(&body, &mut buffer, offset as u64, &mut buf).unwrap();
+            chunks.read_exact_at(body, &mut workspace, offset as u64, &mut buf).unwrap();
             assert!(buf == program[offset..offset + len], "{len} bytes at {offset}");
         };
         for piece in pieces {
-            read(&mut chunks, piece);
+            read(&mut chunks, body, piece);
         }
         // At most the two partial chunks at a read's ends again: nothing is decoded from the start.
         assert!(
@@ -936,15 +1033,42 @@ mod tests {
             program.len()
         );
         // In file order, every chunk exactly once.
-        let mut in_order = Chunks::new(program.len() as u64, &body).unwrap();
+        let mut in_order = Chunks::new(program.len() as u64, body).unwrap();
         for piece in pieces.iter().rev().skip(1) {
-            read(&mut in_order, *piece);
+            read(&mut in_order, body, *piece);
         }
         assert_eq!(in_order.decoded(), program.len() as u64);
         assert_eq!(
-            chunks.read_exact_at(&body, &mut buffer, program.len() as u64 - 1, &mut [0; 2]),
+            chunks.read_exact_at(body, &mut workspace, program.len() as u64 - 1, &mut [0; 2]),
             Err(Refusal::cannot_execute(WRONG_SIZE))
         );
+    }
+
+    #[test]
+    fn forgotten_chunks_are_refused_and_the_rest_reads_from_what_is_kept() {
+        let program = sample(6 * CHUNK_SIZE + 99);
+        let header =
+            Header { compressor: Compressor::Lz4Chunks, nonce: [3; NONCE_SIZE], program_size: 0, body_size: 0 };
+        let mut body = lz4_chunks(&program);
+        seal(&Secret(KEY), &header, &mut body);
+        let mut keystream = Keystream::new(&Secret(KEY), &header);
+        let mut workspace = Box::new(Workspace::zeroed());
+        let mut chunks = Chunks::new(program.len() as u64, &mut Body::encrypted(0, &body, &mut keystream)).unwrap();
+        let mut first = vec![0u8; 3 * CHUNK_SIZE];
+        chunks.read_exact_at(&mut Body::encrypted(0, &body, &mut keystream), &mut workspace, 0, &mut first).unwrap();
+        // The cursor is at chunk 2: it and what follows are kept, and read from there.
+        let kept = chunks.forget_before(3 * CHUNK_SIZE as u64);
+        assert!(kept > CHUNK_SIZE && kept < 3 * CHUNK_SIZE, "chunk 2 starts at {kept}");
+        let mut read = |offset: usize, len: usize| {
+            let mut buf = vec![0u8; len];
+            let mut held = Body::encrypted(kept, &body[kept..], &mut keystream);
+            chunks.read_exact_at(&mut held, &mut workspace, offset as u64, &mut buf).map(|()| buf)
+        };
+        assert_eq!(read(5 * CHUNK_SIZE, CHUNK_SIZE + 99).unwrap(), &program[5 * CHUNK_SIZE..]);
+        assert_eq!(read(2 * CHUNK_SIZE + 5, 2 * CHUNK_SIZE).unwrap(), &program[2 * CHUNK_SIZE + 5..][..2 * CHUNK_SIZE]);
+        for offset in [0, CHUNK_SIZE + 1, 2 * CHUNK_SIZE - 1] {
+            assert_eq!(read(offset, 10), Err(Refusal::failure(FORGOTTEN)), "read at {offset}");
+        }
     }
 
     #[test]

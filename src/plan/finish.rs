@@ -139,7 +139,15 @@ pub struct Header {
     pub unmap: u64,
     pub unmap_len: u64,
     pub entry: u64,
+    /// 0: the program is entered in 64-bit mode (a near return); else the code segment of a far
+    /// jump to it, [`USER32_CS`] for an i386 program.
+    pub code_segment: u64,
 }
+
+/// __USER32_CS: the 32-bit user code segment of x86_64 Linux, where an i386 program runs.
+pub const USER32_CS: u64 = 0x23;
+/// __USER_DS, which is also __USER32_DS: an i386 program's ds and es (and ss, as for 64-bit).
+pub const USER_DS: u64 = 0x2b;
 
 /// Ops written into caller-provided storage (the hand-off mapping). Ops past its end are
 /// dropped and the list remembers it ([`OpList::overflowed`]): one check at the end instead of
@@ -342,7 +350,10 @@ mod tests {
     #[test]
     fn op_and_header_have_the_stubs_layout() {
         assert_eq!(core::mem::size_of::<Op>(), 64);
-        assert_eq!(core::mem::size_of::<Header>(), 80);
+        assert_eq!(core::mem::size_of::<Header>(), 88);
+        // The offsets arch/stage2.rs reads.
+        assert_eq!(core::mem::offset_of!(Header, entry), 72);
+        assert_eq!(core::mem::offset_of!(Header, code_segment), 80);
         let op = Op::write(2, 0x1000, 5).on_ok_skip(2).on_err_skip(1);
         assert_eq!(op.flags, 2 | 1 << 8);
         assert_eq!(Op::munmap(1, 2).flags, FATAL);

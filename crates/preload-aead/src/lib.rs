@@ -1,18 +1,19 @@
-//! ChaCha20-Poly1305 (RFC 8439) over a body in place, with a detached tag: the two operations
-//! preload's sealed containers need, as plain functions.
+//! ChaCha20-Poly1305 (RFC 8439) with a detached tag, for preload's sealed containers: sealing
+//! a body in place (the AEAD crate's own code), authenticating one in pieces, and decrypting an
+//! authenticated one at any offset (straight to where its bytes are needed, so that no plaintext
+//! copy of the body is made).
 //!
 //! Why a crate of its own: the cipher's code is generic, so it is compiled (monomorphised) in
 //! the crate that names the concrete types, with that crate's opt-level. preload builds at
 //! opt-level "z" for size, where ChaCha20 runs at about a sixth of its speed; naming the types
 //! here, in a crate the root Cargo.toml builds at opt-level 3, keeps the speed while the rest
-//! stays small. Which backends are used is chosen by the `chacha20_backend` and
-//! `poly1305_backend` cfgs in .cargo/config.toml.
+//! stays small. The backends (AVX2, SSE2, portable) are chosen at run time: see .cargo/config.toml.
 #![no_std]
 
 use chacha20::ChaCha20;
-use chacha20::cipher::{KeyIvInit, StreamCipher};
+use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use poly1305::Poly1305;
 use poly1305::universal_hash::UniversalHash;
 
@@ -29,18 +30,10 @@ pub fn seal(key: &[u8; KEY_SIZE], nonce: &[u8; NONCE_SIZE], aad: &[u8], body: &m
     cipher.encrypt_inout_detached(&Nonce::from(*nonce), aad, body.into()).ok().map(Into::into)
 }
 
-/// Check `tag` over `aad` and `body`, and only then decrypt `body` in place: on failure the
-/// body is left as it was.
-#[inline(never)]
-pub fn open(key: &[u8; KEY_SIZE], nonce: &[u8; NONCE_SIZE], aad: &[u8], body: &mut [u8], tag: &[u8; TAG_SIZE]) -> bool {
-    let cipher = ChaCha20Poly1305::new(key.into());
-    cipher.decrypt_inout_detached(&Nonce::from(*nonce), aad, body.into(), &Tag::from(*tag)).is_ok()
-}
-
-/// The tag of [`open`] computed over a body fed in pieces (RFC 8439 2.8: Poly1305 keyed with the
+/// The tag of [`seal`] computed over a body fed in pieces (RFC 8439 2.8: Poly1305 keyed with the
 /// first 32 bytes of the ChaCha20 keystream, over `aad` padded to 16 bytes, the body padded, and
-/// both lengths), so that a body can be authenticated without being held whole. It decrypts
-/// nothing.
+/// both lengths), so that a body can be authenticated as it is read, or without being held whole.
+/// It decrypts nothing.
 pub struct Authenticator {
     mac: Poly1305,
     aad_len: u64,
@@ -85,5 +78,37 @@ impl Authenticator {
         lengths[8..].copy_from_slice(&self.body_len.to_le_bytes());
         self.mac.update_padded(&lengths);
         self.mac.verify(&(*tag).into()).is_ok()
+    }
+}
+
+/// The ChaCha20 keystream that encrypts a body (RFC 8439 2.8: counter 1 at the body's first
+/// byte; block 0 keys Poly1305), to decrypt any part of an authenticated body where it is
+/// needed. Its copy of the key is wiped when it is dropped (zeroize).
+pub struct Keystream(ChaCha20);
+
+/// The keystream bytes before the body's first: block 0.
+const BODY_START: u64 = 64;
+
+impl Keystream {
+    #[inline(never)]
+    pub fn new(key: &[u8; KEY_SIZE], nonce: &[u8; NONCE_SIZE]) -> Self {
+        Self(ChaCha20::new(key.into(), nonce.into()))
+    }
+
+    /// XOR `output` (the body's bytes at `offset`, copied or encrypted in place) with the
+    /// keystream there. `None` past the 256 GiB a nonce covers.
+    #[inline(never)]
+    pub fn apply_at(&mut self, offset: u64, output: &mut [u8]) -> Option<()> {
+        self.0.try_seek(BODY_START.checked_add(offset)?).ok()?;
+        self.0.try_apply_keystream(output).ok()
+    }
+
+    /// Decrypt `input`, the body's bytes at `offset`, into `output` (of the same length):
+    /// one pass, no copy of the plaintext but `output`. `None` for different lengths or past
+    /// the 256 GiB a nonce covers.
+    #[inline(never)]
+    pub fn apply_at_into(&mut self, offset: u64, input: &[u8], output: &mut [u8]) -> Option<()> {
+        self.0.try_seek(BODY_START.checked_add(offset)?).ok()?;
+        self.0.try_apply_keystream_b2b(input, output).ok()
     }
 }

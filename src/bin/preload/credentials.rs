@@ -4,7 +4,6 @@
 use preload::plan::credentials::{self, AfterExec, Caps, Ids, ProgramCredentials, ProgramFile};
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
-use rustix::process::DumpableBehavior;
 use rustix::thread::{CapabilitiesSecureBits, CapabilitySet, CapabilitySets};
 
 /// The program's credentials, decided before its stack is built (AT_SECURE goes into it).
@@ -66,25 +65,6 @@ pub fn lower(credentials: &ProgramCredentials) {
         // As in `inspect`, which succeeded with the same sets.
         let _ = set_effective(program.effective);
     }
-}
-
-/// Install the program's capability sets, and the dumpability a plain exec leaves (SUID_DUMP_USER:
-/// same real and effective ids, a readable file), which the kernel took away from the preloader
-/// for the capabilities its file granted. Called after PR_SET_MM_MAP, which needed them, for an
-/// i386 program (the stub does it for an x86_64 one).
-/// Returns whether anything was dropped.
-pub fn apply(credentials: &ProgramCredentials) -> Result<bool, Errno> {
-    let Some(caps) = credentials.caps else {
-        return Ok(false);
-    };
-    let sets = CapabilitySets {
-        effective: CapabilitySet::from_bits_retain(caps.effective),
-        permitted: CapabilitySet::from_bits_retain(caps.permitted),
-        inheritable: CapabilitySet::from_bits_retain(caps.inheritable),
-    };
-    rustix::thread::set_capabilities(None, sets)?;
-    rustix::process::set_dumpable_behavior(DumpableBehavior::Dumpable)?;
-    Ok(true)
 }
 
 /// What a kernel exec would have taken from the program's file and the preloader does not

@@ -17,7 +17,9 @@
 //! mapped by the fifth step), and PR_SET_MM_MAP is tried with exe while the preloader is still
 //! mapped, which only a kernel without the EBUSY rule accepts.
 
-use preload::plan::finish::{Header, Op, PR_SET_DUMPABLE, SYS_CAPSET, SYS_PRCTL, failure_message, map_segments};
+use preload::plan::finish::{
+    Header, Op, PR_SET_DUMPABLE, SYS_CAPSET, SYS_PRCTL, USER32_CS, failure_message, map_segments,
+};
 use preload::plan::load::Extent;
 use preload::report::refusal::Refusal;
 use rustix::fd::AsRawFd;
@@ -53,6 +55,9 @@ pub fn prepare<'b>(
     let mut ops = parts.ops;
     let message_len = failure_message(resolved.exe_path, parts.message) as u64;
     let stage2 = &plan.stage2;
+    if let Some(old) = stage2.ia32_stack {
+        ops.push(Op::munmap(old.start, old.len()));
+    }
     if stage2.stub.is_some() {
         let own = image::span();
         let start = mapped.vdso.map_or(own.start, |vdso| vdso.old_start.min(own.start));
@@ -100,6 +105,7 @@ pub fn prepare<'b>(
         unmap: range.0,
         unmap_len: range.1 - range.0,
         entry: mapped.entry,
+        code_segment: if stage2.ia32_stack.is_some() { USER32_CS } else { 0 },
     };
     let stub = stage2.stub.unwrap_or(stage2::code().as_ptr() as u64);
     Ok(Finish { stub })

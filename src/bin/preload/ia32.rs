@@ -3,9 +3,9 @@
 //! so that the x86_64 mapping code serves both); plan with the compat bases; map the program
 //! and its interpreter below 4 GiB, where a compat mmap puts them; replace the 64-bit vDSO with
 //! the 32-bit one (ARCH_MAP_VDSO_32) at the slot the exec would give it; build a 32-bit stack
-//! image with the compat auxv on a new stack below 4 GiB; set the mm fields with the 32-bit auxv
-//! as the saved one; and enter compat mode ([`crate::arch_ia32`]), unmapping the preloader's
-//! 64-bit stack on the way.
+//! image with the compat auxv for a new stack below 4 GiB; then the x86_64 launch's last steps
+//! ([`crate::step_aside`]), with the 32-bit auxv as the saved one, and the stage-2 stub, which
+//! also unmaps the preloader's 64-bit stack and enters the program in 32-bit mode.
 
 use core::ffi::CStr;
 
@@ -13,49 +13,27 @@ use goblin::elf64::program_header::ProgramHeader;
 use preload::elf::symbols::Class;
 use preload::elf::{self, Image, ia32};
 use preload::exec::args::Prefix;
-use preload::plan::credentials::{Ids, ProgramCredentials};
+use preload::plan::credentials::ProgramCredentials;
 use preload::plan::ia32 as compat;
 use preload::plan::load::{Extent, Owned, Placement};
-use preload::plan::reserve::Range;
 use preload::plan::stack::{ProgramAux, StackImage, WORD32, compat_auxv};
 use preload::report::refusal::Refusal;
-use preload::{PAGE_SIZE, cstr, page_align, page_start};
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd};
-use rustix::io::Errno;
+use preload::{PAGE_SIZE, page_align, page_start};
 use rustix::mm::MapFlags;
-use rustix::process::PrctlMmMap;
 
 use crate::exec::{Request, Resolved};
 use crate::input::source::{File, Spill};
 use crate::load::{self, Inspected};
-use crate::mm::{ExeOutcome, MmOutcome};
 use crate::report::{Error, Printer};
 use crate::stack::{Built, KEY_FD_ASSIGNMENT, Keep};
 use crate::sys::compat as sys;
-use crate::sys::image::replace_own_file_mappings;
 use crate::sys::mem::Mapping;
-use crate::sys::proc::{self as sys_proc, MAPS_BUFFER, read_maps};
+use crate::sys::proc::{MAPS_BUFFER, read_maps};
 use crate::sys::stage2::Handoff;
-use crate::{credentials, plan, reserve};
+use crate::{Jump, plan, reserve};
 
 /// The kernel grows a new [stack] by 128 KiB below the pages the strings take (setup_arg_pages).
 const STACK_EXPAND: u64 = 128 << 10;
-
-/// Where the program is entered, once everything else is released.
-pub struct Entry {
-    sp: u64,
-    entry: u64,
-    old_stack: Range,
-}
-
-impl Entry {
-    pub fn enter(self) -> ! {
-        // SAFETY: `sp` is on the new 32-bit stack, whose image is complete, with the 128 KiB the
-        // kernel leaves below it; the old stack is the preloader's, which the caller no longer
-        // uses; `entry` was mapped executable below 4 GiB.
-        unsafe { crate::arch_ia32::enter(self.sp, self.entry, self.old_stack.start, self.old_stack.len()) }
-    }
-}
 
 /// Storage the inspected images refer to until the jump.
 pub struct Storage<'b> {
@@ -126,8 +104,8 @@ pub fn launch<'b>(
     resolved: &Resolved<'b>,
     storage: Storage<'b>,
     credentials: &ProgramCredentials,
-    handoff: &Handoff,
-) -> Result<Option<Entry>, Error<'b>> {
+    handoff: &mut Handoff,
+) -> Result<Option<Jump>, Error<'b>> {
     let options = request.options;
     let exe_path = resolved.exe_path;
     let fail = |refusal| Error::at(exe_path, refusal);
@@ -138,17 +116,14 @@ pub fn launch<'b>(
             "an i386 (32-bit) program, and this kernel's IA32 emulation is off (ia32_emulation=0)",
         )));
     }
-    if options.userns {
-        // The i386 path sets exe in the preloader (no stage 2 yet), where a new namespace would
-        // have to be entered before its PR_SET_MM_MAP: not done yet, and never silently ignored.
-        return Err(fail(Refusal::failure("--userns is not supported for i386 programs yet")));
-    }
     let chosen_interp = options.interp.map(crate::sys::initial_stack::argument_tail);
     let inspected = inspect_all(resolved, chosen_interp, storage)?;
     let (image, extent) = (&inspected.image, &inspected.extent);
 
     // The randomisation and reservations as for x86_64, then the compat placement.
     let mut plan = plan::plan(request, resolved, &inspected, handoff)?;
+    // Nothing for the stub to map: the images and the 32-bit vDSO are mapped below.
+    (plan.stage2.top, plan.stage2.move_vdso) = (None, false);
     let rnd = if plan.randomize { compat::mmap_rnd(plan.random.mmap) } else { 0 };
     let has_interpreter = inspected.interpreter.is_some();
     plan.placement = compat::placement(image.relocatable, has_interpreter, options.base, extent, rnd)
@@ -215,7 +190,8 @@ pub fn launch<'b>(
     let static_pie = image.relocatable && !has_interpreter;
     let start_brk = compat::start_brk(bias + extent.end_bss, static_pie, plan.randomize, plan.random.brk);
 
-    // The stack image, built in a scratch mapping, then copied to a new [stack] below 4 GiB.
+    // The stack image, built in the hand-off, which the stub copies onto a new [stack] below
+    // 4 GiB.
     let stack = request.stack;
     let prefix = Prefix::new(resolved.levels(), resolved.execfn(), request.argv0());
     let aux = ProgramAux {
@@ -239,82 +215,24 @@ pub fn launch<'b>(
     };
     let layout = spec.layout();
     let size = layout.size(top);
-    let mut scratch = Mapping::new(size, MapFlags::POPULATE).map_err(failure)?;
-    spec.write(&layout, &mut scratch.bytes()[..size]);
+    handoff.fit(size as u64).map_err(failure)?;
+    spec.write(&layout, &mut handoff.parts().image[..size]);
     let vma_len = top - page_start(layout.arg_start) + STACK_EXPAND;
     // A segment where the stack goes (the kernel's bss mapping would unmap that part of the
     // stack) is refused as one over the preloader's memory.
-    sys::map_stack(top, vma_len, ia32::executable_stack(image), &scratch.bytes()[..size])
-        .map_err(|errno| fail(load::map_error(errno)))?;
+    sys::map_stack(top, vma_len, ia32::executable_stack(image)).map_err(|errno| fail(load::map_error(errno)))?;
+    let built = Built { image: handoff.addr_of_image(), layout, size, exec_refused: false, keep: Keep::Nothing };
 
-    // comm, the mm fields and the 32-bit auxv as the saved one (what a compat exec leaves in
-    // saved_auxv: 4-byte keys and values), and exe.
-    let path = resolved.path;
-    let comm = match resolved.execfn().iter().rposition(|&b| b == b'/') {
-        Some(slash) => cstr(&path.to_bytes_with_nul()[slash + 1..]),
-        None => path,
-    };
-    let comm_refused = rustix::thread::set_name(comm).err();
-    let mut map = PrctlMmMap {
-        start_code: bias + extent.start_code,
-        end_code: bias + extent.end_code,
-        start_data: bias + extent.start_data,
-        end_data: bias + extent.end_data,
-        start_brk,
-        brk: start_brk,
-        start_stack: layout.sp,
-        arg_start: layout.arg_start,
-        arg_end: layout.arg_end,
-        env_start: layout.env_start,
-        env_end: layout.env_end,
-        auxv: layout.auxv as *mut u64,
-        auxv_size: layout.auxv_len as u32,
-        exe_fd: -1,
-    };
-    // Every file is opened and everything mapped: PR_SET_MM_MAP needs the capability, and
-    // `credentials::apply` then sets the program's sets.
-    credentials::raise_for_mm(credentials);
-    let exe = set_mm(&mut map, resolved.file.fd.as_fd());
-    let dropped = credentials::apply(credentials)
-        .map_err(|_| fail(Refusal::failure("cannot drop the capabilities of the preloader's file")))?;
+    // comm, the mm fields with the 32-bit auxv as the saved one (what a compat exec leaves in
+    // saved_auxv: 4-byte keys and values), exe and the capabilities as for x86_64, by the stub,
+    // which unmaps the preloader's stack too and enters the program in 32-bit mode.
     if options.verbose {
-        // As for x86_64 (report::outcome's lines are what tests/mutants.rs reads).
         let mut out = Printer::new(crate::sys::io::STDERR);
         out.line().text("32-bit vDSO ").hex(vdso.base).text(", __kernel_vsyscall ").hex(vdso.entry);
         out.end();
-        let mapped = load::Mapped { bias, base, entry, start_brk, vdso: None };
-        let built = Built { image: scratch.as_ptr() as u64, layout, size, exec_refused: false, keep: Keep::Nothing };
-        crate::report::outcome(&mut out, &mapped, &built, &MmOutcome { exe, dropped, left: false, comm_refused });
-        let not_honoured = credentials::not_honoured(resolved.file.fd.as_fd(), Ids::from_auxv(stack.auxv()));
-        crate::report::credentials(&mut out, exe_path, not_honoured, dropped);
     }
-    Ok(Some(Entry { sp: layout.sp, entry, old_stack }))
-}
-
-/// Apply `map` with exe set to `exe`, as the stub does for x86_64, but with the preloader still
-/// mapped: on a refusal its own file mappings are replaced by anonymous copies (what EBUSY asks
-/// for; otherwise it keeps the preloader's file out of /proc/self/maps all the same), then
-/// PR_SET_MM_MAP is tried again, with exe for EBUSY, else without.
-fn set_mm(map: &mut PrctlMmMap, exe: BorrowedFd<'_>) -> ExeOutcome {
-    map.exe_fd = exe.as_raw_fd();
-    let first = match sys_proc::set_mm_map(map) {
-        Ok(()) => return ExeOutcome::Set,
-        Err(errno) => errno,
-    };
-    match replace_own_file_mappings() {
-        Ok(()) if first == Errno::BUSY => match sys_proc::set_mm_map(map) {
-            Ok(()) => ExeOutcome::SetAfterSteppingAside,
-            Err(errno) => without_exe(map, errno),
-        },
-        Ok(()) => without_exe(map, first),
-        Err(errno) => without_exe(map, errno),
-    }
-}
-
-fn without_exe(map: &mut PrctlMmMap, why: Errno) -> ExeOutcome {
-    map.exe_fd = -1;
-    match sys_proc::set_mm_map(map) {
-        Ok(()) => ExeOutcome::Unchanged(why),
-        Err(errno) => ExeOutcome::Failed(errno),
-    }
+    plan.stage2.ia32_stack = Some(old_stack);
+    let mapped = load::Mapped { bias, base, entry, start_brk, vdso: None };
+    let ready = crate::Ready { plan: &plan, mapped: &mapped, stack: &built };
+    crate::step_aside(request, resolved, &inspected, ready, *credentials, handoff)
 }

@@ -142,6 +142,9 @@ fn spans_disjoint(image: &Image) -> bool {
     true
 }
 
+/// What `copy_in_file_order` copies at a time: 8 MiB, whole LZ4 chunks of a sealed program.
+const COPY_RUN: u64 = 8 << 20;
+
 /// Copy the bytes of every segment that `map_segment` mapped without them, in file order
 /// whatever the order of the PT_LOADs (a sealed program is decoded from one stream, and a zlib
 /// body inflates again from its start for a read behind its window), then give each segment
@@ -164,9 +167,21 @@ fn copy_in_file_order(file: &File, image: &Image, bias: u64) -> Result<(), Errno
         // Huge pages for large segments where the kernel gives them for the asking (THP
         // "madvise"): far fewer faults while the bytes go in. Only a hint.
         mem::advise_huge_pages(addr, bytes);
-        // SAFETY: the first `bytes` <= file_len bytes of the segment's read-write mapping, made
-        // by map_segment; no two segments share a page (spans_disjoint).
-        file.read_exact_at(seg.offset, unsafe { mem::bytes_mut(addr, bytes) })?;
+        // In runs that end at multiples of COPY_RUN in the file: before each, what lies before
+        // it is copied (the segments are taken in file order), so a sealed program's body
+        // behind it is released as the copy goes.
+        let mut copied = 0;
+        while copied < bytes {
+            let offset = seg.offset + copied;
+            #[cfg(feature = "sealed")]
+            file.done_before(offset);
+            let run = (COPY_RUN - offset % COPY_RUN).min(bytes - copied);
+            // SAFETY: `run` bytes of the first `bytes` <= file_len bytes of the segment's
+            // read-write mapping, made by map_segment; no two segments share a page
+            // (spans_disjoint).
+            file.read_exact_at(offset, unsafe { mem::bytes_mut(addr + copied, run) })?;
+            copied += run;
+        }
     }
     for ph in image.loads() {
         let seg = Segment::of(ph);

@@ -160,16 +160,18 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize, first_a
     };
     match launch(&request, &mut buffers, &mut opened, &mut handoff) {
         Ok(None) => 0,
-        Ok(Some(Next::X86_64(jump))) => {
+        Ok(Some(jump)) => {
             // The stub uses the descriptors (exe, the interpreter's mappings), then closes them.
             opened.program.take().map(File::into_descriptor);
             opened.interpreter.take().map(File::into_descriptor);
+            opened.widened.take();
             buffers.release();
             // The unsealing's dead frames (key, cipher states) are below this one, on the stack
             // the stub copies the program's image onto; the hand-off is a mapping of its own.
             #[cfg(feature = "sealed")]
             if jump.sealed {
                 sys::wipe::dead_stack();
+                sys::wipe::vector_registers();
             }
             // Every file is opened and everything mapped: the stub's PR_SET_MM_MAP needs the
             // capability, and its capset then sets the program's sets.
@@ -177,11 +179,6 @@ fn run(stack: &InitialStack, options: &Options<'static>, program: usize, first_a
             // SAFETY: the hand-off is complete: its ops map and set everything, unmap the
             // preloader and the hand-off, and jump to `entry`, mapped executable by then.
             unsafe { sys::stage2::enter(jump.stub, handoff) }
-        }
-        Ok(Some(Next::Ia32(entry))) => {
-            drop(opened);
-            buffers.release();
-            entry.enter()
         }
         Err(error) => error.report(),
     }
@@ -197,19 +194,13 @@ struct Jump {
     sealed: bool,
 }
 
-/// How the program is entered: an x86_64 one as the kernel enters it, an i386 one in compat mode.
-enum Next {
-    X86_64(Jump),
-    Ia32(ia32::Entry),
-}
-
 /// The steps of a launch; `Ok(None)` after --dry-run.
 fn launch<'b>(
     request: &Request,
     buffers: &'b mut Buffers,
     opened: &'b mut Opened,
     handoff: &mut Handoff,
-) -> Result<Option<Next>, Error<'b>> {
+) -> Result<Option<Jump>, Error<'b>> {
     let Buffers { path, levels, phdrs, interp_path, interp_phdrs, label } = buffers;
     let options = request.options;
     // The program's credentials as a plain exec would give them (AT_SECURE goes on its stack).
@@ -222,7 +213,7 @@ fn launch<'b>(
     if preload::elf::ia32::is_ia32(resolved.file.head()) {
         let (interp_file, widened) = (&mut opened.interpreter, &mut opened.widened);
         let storage = ia32::Storage { phdrs, interp_path, interp_phdrs, interp_file, widened };
-        return Ok(ia32::launch(request, &resolved, storage, &credentials, handoff)?.map(Next::Ia32));
+        return ia32::launch(request, &resolved, storage, &credentials, handoff);
     }
     let chosen_interp = options.interp.map(argument_tail);
     let storage = load::Storage { phdrs, interp_path, interp_phdrs, interp_file: &mut opened.interpreter };
@@ -240,34 +231,67 @@ fn launch<'b>(
 
     let mapped = load::map_all(request, &resolved, &inspected, &mut plan, verbose)?;
     let stack = stack::build(request, &resolved, &inspected, &plan, &mapped, credentials.secure, handoff)?;
+    step_aside(
+        request,
+        &resolved,
+        &inspected,
+        Ready { plan: &plan, mapped: &mapped, stack: &stack },
+        credentials,
+        handoff,
+    )
+}
+
+/// The program mapped and its stack image built, for the stub.
+struct Ready<'r> {
+    plan: &'r plan::Plan,
+    mapped: &'r load::Mapped,
+    stack: &'r stack::Built,
+}
+
+/// The last steps of every launch, x86_64 or i386: the user namespace, the mm fields, exe and
+/// the capabilities prepared for the stub, the final operations, and --verbose's outcome.
+fn step_aside<'b>(
+    request: &Request,
+    resolved: &exec::Resolved<'b>,
+    inspected: &load::Inspected,
+    ready: Ready,
+    credentials: ProgramCredentials,
+    handoff: &mut Handoff,
+) -> Result<Option<Jump>, Error<'b>> {
+    let Ready { plan, mapped, stack } = ready;
+    let options = request.options;
+    let ids = Ids::from_auxv(request.stack.auxv());
     let userns_failed = |failure| Error::Userns { path: resolved.exe_path, failure };
     let userns = userns::enter(options.userns, ids).map_err(userns_failed)?;
     let left = userns::program_caps(userns, ids).map_err(|errno| Error::failure(resolved.exe_path, errno))?;
     let grant = mm::Grant { credentials: &credentials, left, ids };
-    let mut set = mm::point_at_program(&resolved, &inspected, &mapped, &stack, &grant, handoff);
+    let mut set = mm::point_at_program(resolved, inspected, mapped, stack, &grant, handoff);
     // In a new namespace, the stub's PR_SET_MM_MAP refusing exe would run the program without
     // it: the probe tells now, while a refusal can still be reported.
     if options.verbose || userns == userns::Outcome::Entered {
         set.exe = mm::probe(handoff, set.exe, plan.stage2.stub.is_some(), &credentials);
     }
     userns::check_exe(userns, &set.exe).map_err(userns_failed)?;
-    let finish = finish::prepare(&resolved, &inspected, &plan, &mapped, &stack, &set, handoff)?;
+    let finish = finish::prepare(resolved, inspected, plan, mapped, stack, &set, handoff)?;
     if options.verbose {
         let mut out = Printer::new(STDERR);
-        report::outcome(&mut out, &mapped, &stack, &set);
+        report::outcome(&mut out, mapped, stack, &set);
         report::userns(&mut out, userns, ids);
         let exe_set = matches!(set.exe, mm::ExeOutcome::Set | mm::ExeOutcome::SetAfterSteppingAside);
-        if let Some(run_path) = origin::run_path(&inspected.image, mapped.bias, resolved.file.size).filter(|_| !exe_set)
+        // An i386 program's dynamic section has 8-byte entries, which `origin` does not read.
+        let x86_64 = plan.stage2.ia32_stack.is_none();
+        if let Some(run_path) =
+            origin::run_path(&inspected.image, mapped.bias, resolved.file.size).filter(|_| !exe_set && x86_64)
         {
             report::origin(&mut out, resolved.exe_path, run_path);
         }
         let not_honoured = credentials::not_honoured(resolved.file.fd.as_fd(), ids);
         report::credentials(&mut out, resolved.exe_path, not_honoured, set.dropped);
     }
-    Ok(Some(Next::X86_64(Jump {
+    Ok(Some(Jump {
         stub: finish.stub,
         credentials,
         #[cfg(feature = "sealed")]
         sealed: resolved.is_sealed(),
-    })))
+    }))
 }

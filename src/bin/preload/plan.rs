@@ -4,7 +4,7 @@
 use preload::plan::Random;
 use preload::plan::finish::{Vdso, item_start, stub_zone};
 use preload::plan::load::{Extent, Placement, mmap_rnd};
-use preload::plan::reserve::RangeList;
+use preload::plan::reserve::{Range, RangeList};
 use preload::plan::stack::AT_SYSINFO_EHDR;
 use preload::report::refusal::Refusal;
 use preload::{PAGE_SIZE, page_start};
@@ -62,6 +62,9 @@ pub struct Stage2 {
     /// The vDSO block can be unmapped with the preloader and mapped again where the kernel maps
     /// it for a program (6.11 and later: below the image at the top); `load` decides.
     pub move_vdso: bool,
+    /// An i386 program is entered in 32-bit mode on a stack of its own below 4 GiB: the
+    /// preloader's stack, which the stub then unmaps too (`ia32`).
+    pub ia32_stack: Option<Range>,
 }
 
 /// The image mapped at the top of the mmap area by the stub: the interpreter, or a static-pie.
@@ -147,7 +150,7 @@ fn stage2(
     let move_vdso = stub.is_some() && matches!(vdso, Vdso::Below { .. }) && sys_stage2::can_map_vdso();
     let layout = stub.is_some() && (matches!(vdso, Vdso::Stays) || move_vdso);
     let top = if layout { item } else { None };
-    Stage2 { mmap_top: own.end, stub, vdso, top, move_vdso }
+    Stage2 { mmap_top: own.end, stub, vdso, top, move_vdso, ia32_stack: None }
 }
 
 /// The launch's random bytes, from getrandom. Where it is refused, AT_RANDOM is the 16 bytes the

@@ -12,11 +12,12 @@
 //!    a process that fails past its point of no return; otherwise skip as the op's flags say;
 //! 2. copy the stack image to the real stack, unmap the hand-off it was in, and enter the program
 //!    in the state the kernel leaves: rsp at argc, every general register zero, default x87 and
-//!    SSE control state, zeroed xmm registers, rflags 0x202.
+//!    SSE control state, zeroed xmm registers, rflags 0x202; an i386 program in 32-bit mode, by a
+//!    far jump to the header's code segment, with ds and es the user data segment.
 
 use core::arch::{asm, global_asm};
 
-use preload::plan::finish::Header;
+use preload::plan::finish::{Header, USER_DS};
 
 global_asm!(
     ".pushsection .text.stage2,\"ax\",@progbits",
@@ -88,18 +89,29 @@ global_asm!(
     "mov rsp, rdi",
     "rep movsb",
     "mov r10, [r15 + 72]",
+    "mov r9, [r15 + 80]",
     "mov rdi, [r15 + 56]",
     "mov rsi, [r15 + 64]",
     "test rsi, rsi",
     "jz 9f",
     "mov eax, 11",
     "syscall",
+    // The entry, [sp - 8], for a near return; for an i386 program a far pointer below it,
+    // offset [sp - 24] and code segment [sp - 20] (0 otherwise), with ds and es its data segment.
     "9:",
     "push r10",
     "push 0x202",
-    "mov dword ptr [rsp - 8], 0x1f80",
-    "ldmxcsr [rsp - 8]",
-    "mov qword ptr [rsp - 8], 0",
+    "mov [rsp - 8], r10d",
+    "mov [rsp - 4], r9w",
+    "test r9d, r9d",
+    "jz 10f",
+    "mov eax, {user_ds}",
+    "mov ds, eax",
+    "mov es, eax",
+    "10:",
+    "mov dword ptr [rsp - 16], 0x1f80",
+    "ldmxcsr [rsp - 16]",
+    "mov qword ptr [rsp - 16], 0",
     "fninit",
     "pxor xmm0, xmm0",
     "pxor xmm1, xmm1",
@@ -132,10 +144,19 @@ global_asm!(
     "xor r13d, r13d",
     "xor r14d, r14d",
     "xor r15d, r15d",
+    "cmp word ptr [rsp - 4], 0",
+    "jne 11f",
     "popfq",
     "ret",
+    // A far jump, not an iretq: qemu's TCG before 9.1 pops an iretq frame with the kernel's
+    // privilege, which SMAP refuses (README, "32-bit (i386) programs"). lea keeps the flags.
+    "11:",
+    "popfq",
+    "lea rsp, [rsp + 8]",
+    "jmp fword ptr [rsp - 24]",
     "preload_stage2_end:",
     ".popsection",
+    user_ds = const USER_DS,
 );
 
 unsafe extern "C" {

@@ -1,15 +1,16 @@
 //! Opening a sealed container: the key from the descriptor named by `PRELOAD_KEY_FD` (never
 //! from an argument or an environment value), the whole body read into one anonymous mapping
-//! and authenticated before any of it is decrypted, then decoded on demand (LZ4 chunks straight
-//! into the segments, or zlib through its ring) as the loader copies the segments, as for a
-//! streamed program. The key, the decrypted body and the decoder's state are wiped when done
-//! with; no plaintext is ever written to a file, a memfd included.
+//! and authenticated (each piece as it is read) before any of it is decrypted, then decoded on
+//! demand as the loader copies the segments, as for a streamed program: LZ4 chunks decrypted
+//! straight into the segments (the body stays encrypted), or zlib decrypted in place and
+//! inflated through its ring. The key, the keystream, everything decrypted and the decoder's
+//! state are wiped when done with; no plaintext is ever written to a file, a memfd included.
 
 use core::cell::Cell;
 
 use preload::input::sealed::{
-    self, AUTHENTICATION_PIECE, Authenticator, CHUNK_SIZE, Chunks, Compressor, HEADER_SIZE, Header, InflateState,
-    Inflating, KEY_SIZE, Key, Secret, TAG_SIZE,
+    self, AUTHENTICATION_PIECE, Authenticator, Body, Chunks, Compressor, HEADER_SIZE, Header, InflateState, Inflating,
+    KEY_SIZE, Key, Keystream, Secret, TAG_SIZE, Workspace,
 };
 use preload::input::{HEAD_SIZE, stream};
 use preload::page_align;
@@ -19,7 +20,7 @@ use rustix::io::Errno;
 use rustix::mm::MapFlags;
 
 use crate::sys::io;
-use crate::sys::mem::Mapping;
+use crate::sys::mem::{self, Mapping};
 
 /// The environment variable that names the key's descriptor.
 pub const KEY_FD_VAR: &[u8] = b"PRELOAD_KEY_FD";
@@ -123,23 +124,35 @@ fn authenticate_in_pieces(
     auth.verify(tag)
 }
 
-/// A private anonymous read-write mapping holding plaintext: wiped, then unmapped, when dropped.
-struct Plain(Mapping);
+/// A private anonymous read-write mapping whose bytes from `secret_from` on hold secrets (the
+/// keystream, plaintext): those are wiped, then the whole is unmapped, when it is dropped.
+struct Plain {
+    mapping: Mapping,
+    len: usize,
+    secret_from: usize,
+}
 
 impl Plain {
-    fn new(len: usize) -> Result<Self, Refusal> {
+    fn new(len: usize, secret_from: usize) -> Result<Self, Refusal> {
         // NORESERVE: sizes come from a header whose tag is not checked yet when the body is read.
-        Mapping::new(len, MapFlags::NORESERVE).map(Self).map_err(|errno| Refusal::failure_errno(errno.raw_os_error()))
+        let mapping =
+            Mapping::new(len, MapFlags::NORESERVE).map_err(|errno| Refusal::failure_errno(errno.raw_os_error()))?;
+        Ok(Self { mapping, len, secret_from })
     }
 
     fn base(&self) -> *mut u8 {
-        self.0.as_ptr()
+        self.mapping.as_ptr()
     }
 }
 
 impl Drop for Plain {
     fn drop(&mut self) {
-        sealed::wipe(self.0.bytes());
+        // SAFETY: the bytes from `secret_from` to `len` stay mapped until the mapping is
+        // dropped (only body pages before them are ever unmapped: `release_before`), and
+        // nothing refers to them any more.
+        let secret =
+            unsafe { core::slice::from_raw_parts_mut(self.base().add(self.secret_from), self.len - self.secret_from) };
+        sealed::wipe(secret);
     }
 }
 
@@ -151,13 +164,16 @@ enum Decoder {
     Chunks(Chunks),
 }
 
-/// A sealed program, authenticated and decrypted, read as the loader asks: one mapping holds
-/// the decrypted (still compressed) body, the decoder's workspace, and a copy of the program's
-/// first bytes; the program is decoded on demand straight into the loader's buffers, so it is
-/// never held whole outside its own pages.
+/// A sealed program, authenticated, read as the loader asks: one mapping holds the body (an
+/// LZ4-chunk one still encrypted, a zlib one decrypted), the keystream, the decoder's workspace,
+/// and a copy of the program's first bytes; the program is decoded on demand straight into the
+/// loader's buffers, so it is never held whole outside its own pages.
 pub struct Unsealed {
     mapping: Plain,
     body_len: usize,
+    /// The body before this offset is unmapped (an LZ4-chunk body, once copied from).
+    released: Cell<usize>,
+    keystream_at: usize,
     state_at: usize,
     head_at: usize,
     head_len: usize,
@@ -180,26 +196,55 @@ impl Unsealed {
     /// The program's bytes at `offset`, as `pread` on the plain file would give them.
     pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
         let mut decoder = self.decoder.get();
-        // SAFETY: body and workspace are disjoint places in the mapping; the body is only read,
-        // and the workspace (written in `unseal` to what the decoder expects) is touched by this
-        // method alone, which does not recurse: no other reference to it exists while this one
-        // lives. `buf` is the caller's, outside the mapping.
+        // SAFETY: body (from `released` on: what is still mapped), keystream and workspace are
+        // disjoint places in the mapping; the body is only read, and keystream and workspace
+        // (written in `unseal` to what they must be) are touched by this method alone, which
+        // does not recurse: no other reference to them exists while these live. `buf` is the
+        // caller's, outside the mapping.
         let result = unsafe {
-            let body = core::slice::from_raw_parts(self.mapping.base(), self.body_len);
+            let released = self.released.get();
+            let body = core::slice::from_raw_parts(self.mapping.base().add(released), self.body_len - released);
             let workspace = self.mapping.base().add(self.state_at);
             match &mut decoder {
                 Decoder::Zlib(inflating) => {
                     inflating.read_exact_at(body, &mut *workspace.cast::<InflateState>(), offset, buf)
                 }
                 Decoder::Chunks(chunks) => {
-                    chunks.read_exact_at(body, &mut *workspace.cast::<[u8; CHUNK_SIZE]>(), offset, buf)
+                    let keystream = &mut *self.mapping.base().add(self.keystream_at).cast::<Keystream>();
+                    let workspace = &mut *workspace.cast::<Workspace>();
+                    chunks.read_exact_at(&mut Body::encrypted(released, body, keystream), workspace, offset, buf)
                 }
             }
         };
         self.decoder.set(decoder);
         result.map_err(|_| Errno::IO)
     }
+
+    /// The program before `offset` will not be read again (the loader copies the segments in
+    /// file order): an LZ4-chunk body's pages before the chunks still read are unmapped, in
+    /// whole huge pages, so that the program's pages, written next, take their place instead of
+    /// fresh memory (the peak is then about the program, not the program and the body). A zlib
+    /// body is kept whole: a read behind its window inflates again from its start.
+    pub fn release_before(&self, offset: u64) {
+        let mut decoder = self.decoder.get();
+        if let Decoder::Chunks(chunks) = &mut decoder {
+            let end = chunks.forget_before(offset) & !(RELEASE_STEP - 1);
+            let start = self.released.get();
+            let (addr, len) = (self.mapping.base() as u64 + start as u64, end.saturating_sub(start) as u64);
+            // SAFETY: body pages of the mapping before the first chunk still read: the decoder
+            // refuses to read a forgotten chunk, and read_exact_at borrows the body only from
+            // `released` on; nothing else refers to them. Nothing of the preloader's own.
+            if len > 0 && unsafe { mem::unmap(addr, len) }.is_ok() {
+                self.released.set(end);
+            }
+        }
+        self.decoder.set(decoder);
+    }
 }
+
+/// The body is released in steps of a huge page (2 MiB): a page freed whole can hold a
+/// segment's next huge page.
+const RELEASE_STEP: usize = 2 << 20;
 
 /// Authenticate and decrypt the container open as `container` (`container_size` bytes) with the
 /// key from `key_fd_var`. The result reads like the plain program's file (inflating on demand);
@@ -229,25 +274,41 @@ pub fn unseal(container: BorrowedFd<'_>, container_size: u64, key_fd_var: Option
     if body_len > HELD_BEFORE_AUTHENTICATION {
         authenticate_in_pieces(container, &key, &header_bytes, body_len, &tag)?;
     }
-    let state_at = page_align(body_len as u64) as usize;
+    let keystream_at = page_align(body_len as u64) as usize;
+    let state_at = keystream_at + page_align(size_of::<Keystream>() as u64) as usize;
     let workspace = match header.compressor {
         Compressor::Zlib => size_of::<InflateState>(),
-        Compressor::Lz4Chunks => CHUNK_SIZE,
+        Compressor::Lz4Chunks => size_of::<Workspace>(),
     };
     let head_at = state_at + page_align(workspace as u64) as usize;
-    let mapping = Plain::new(head_at + HEAD_SIZE)?;
+    // A zlib body is decrypted in place: secret too.
+    let secret_from = if header.compressor == Compressor::Zlib { 0 } else { keystream_at };
+    let mapping = Plain::new(head_at + HEAD_SIZE, secret_from)?;
     // Huge pages where the kernel has them for the asking (THP "madvise"): a 100 MB body read
     // in takes 50 faults instead of 25,600. Only a hint: an error changes nothing.
     crate::sys::mem::advise_huge_pages(mapping.base() as u64, body_len as u64);
     // SAFETY: the body's place at the start of the mapping, which nothing else refers to yet.
     let body = unsafe { core::slice::from_raw_parts_mut(mapping.base(), body_len) };
-    io::pread_exact(container, HEADER_SIZE as u64, body).map_err(io_error)?;
-    // Authenticated (again) as held: a container changed since the check above is refused here.
-    sealed::open(&key, &header_bytes, body, &tag)?;
+    // Authenticated as held, each piece as it is read (while it is in the cache): a container
+    // changed since a check in pieces above is refused here.
+    let mut auth = Authenticator::new(&key, &header_bytes)?;
+    for (index, piece) in body.chunks_mut(AUTHENTICATION_PIECE).enumerate() {
+        io::pread_exact(container, (HEADER_SIZE + index * AUTHENTICATION_PIECE) as u64, piece).map_err(io_error)?;
+        auth.update(piece);
+    }
+    auth.verify(&tag)?;
+    let keystream = mapping.base().wrapping_add(keystream_at).cast::<Keystream>();
+    // SAFETY: the keystream's place is page-aligned, inside the mapping and disjoint from the
+    // body and the workspace; it is written before it is borrowed, and wiped with the mapping.
+    let keystream = unsafe {
+        keystream.write(Keystream::new(&key, &header));
+        &mut *keystream
+    };
     drop(key);
 
     let decoder = match header.compressor {
         Compressor::Zlib => {
+            keystream.decrypt_at(0, body)?;
             let state = mapping.base().wrapping_add(state_at).cast::<InflateState>();
             // SAFETY: the state's place is page-aligned, inside the mapping and disjoint from
             // the body; it is written before it is borrowed, and the borrow ends with this block.
@@ -256,13 +317,17 @@ pub fn unseal(container: BorrowedFd<'_>, container_size: u64, key_fd_var: Option
                 Inflating::new(header.program_size, &mut *state)
             })
         }
-        // The buffer is the mapping's zero pages: any bytes are a valid [u8; CHUNK_SIZE].
-        Compressor::Lz4Chunks => Decoder::Chunks(Chunks::new(header.program_size, body)?),
+        // The workspace is the mapping's zero pages: any bytes are a valid Workspace.
+        Compressor::Lz4Chunks => {
+            Decoder::Chunks(Chunks::new(header.program_size, &mut Body::encrypted(0, body, keystream))?)
+        }
     };
     let head_len = header.program_size.min(HEAD_SIZE as u64) as usize;
     let unsealed = Unsealed {
         mapping,
         body_len,
+        released: Cell::new(0),
+        keystream_at,
         state_at,
         head_at,
         head_len,

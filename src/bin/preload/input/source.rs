@@ -111,6 +111,15 @@ impl File {
         Ok(buf)
     }
 
+    /// The program before `offset` will not be read again: a sealed program's body behind it
+    /// may be released (`Unsealed::release_before`).
+    #[cfg(feature = "sealed")]
+    pub fn done_before(&self, offset: u64) {
+        if let Held::Sealed(program) = &self.held {
+            program.release_before(offset);
+        }
+    }
+
     /// Read all of `buf` from `offset`, in as many reads as it takes.
     pub fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Errno> {
         #[cfg(feature = "sealed")]

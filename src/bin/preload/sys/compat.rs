@@ -196,17 +196,10 @@ pub fn replace_vdso() -> Result<Vdso32, Errno> {
 
 /// Map the `len` bytes below `top` as a stack that grows down (MAP_GROWSDOWN, as the kernel's
 /// [stack] VMA), read-write, plus exec for an executable stack; never over anything.
-/// Then copy `image` to its top.
-pub fn map_stack(top: u64, len: u64, exec: bool, image: &[u8]) -> Result<u64, Errno> {
-    if image.len() as u64 > len {
-        return Err(Errno::TOOBIG);
-    }
+pub fn map_stack(top: u64, len: u64, exec: bool) -> Result<u64, Errno> {
     let prot = ProtFlags::READ | ProtFlags::WRITE | if exec { ProtFlags::EXEC } else { ProtFlags::empty() };
     let flags = MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE | MapFlags::GROWSDOWN;
     // SAFETY: a new mapping where nothing is mapped (FIXED_NOREPLACE).
     let addr = unsafe { rustix::mm::mmap_anonymous((top - len) as *mut c_void, len as usize, prot, flags) }?;
-    let start = top - image.len() as u64;
-    // SAFETY: the top of the fresh mapping, which nothing else refers to.
-    unsafe { mem::bytes_mut(start, image.len() as u64) }.copy_from_slice(image);
     Ok(addr as u64)
 }

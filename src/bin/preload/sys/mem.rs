@@ -190,14 +190,6 @@ impl Mapping {
         self.base.as_ptr()
     }
 
-    /// Keep the mapping past the Mapping: its first byte and length, for whoever unmaps it (the
-    /// final jump does).
-    pub fn into_raw(self) -> (*mut u8, usize) {
-        let raw = (self.base.as_ptr(), self.len);
-        core::mem::forget(self);
-        raw
-    }
-
     /// All of it.
     pub fn bytes(&mut self) -> &mut [u8] {
         // SAFETY: `len` bytes mapped read-write in `new`; `&mut self` is the only way in.

@@ -40,6 +40,7 @@ declare -A package_of=(
   [java]=openjdk-17-jre-headless
   [node]=nodejs
   [valgrind]=valgrind
+  [i686-w64-mingw32-gcc]=gcc-mingw-w64-i686
 )
 missing=()
 for cmd in "${!package_of[@]}"; do
@@ -56,6 +57,10 @@ done
 compgen -G '/usr/lib/gcc/x86_64-linux-gnu/*/32/crtbegin.o' >/dev/null || missing+=(gcc-multilib)
 [ -e /usr/lib32/libc.a ] || missing+=(libc6-dev-i386)
 [ -e /lib/ld-linux.so.2 ] || missing+=(libc6-i386)
+# Wine's i386 side (tests/wine.rs): Debian's i386 loader and Wine's own i386 preloader, the
+# oracle, from the i386 architecture (added below when missing).
+[ -x /usr/lib/wine/wine ] || missing+=(wine32:i386)
+[ -x /usr/lib/wine/wine-preloader ] || missing+=(wine32-preloader:i386)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -63,8 +68,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
   echo "scripts/test.sh: installing ${missing[*]}" >&2
+  if [[ " ${missing[*]}" == *:i386* ]] && ! dpkg --print-foreign-architectures | grep -qx i386; then
+    dpkg --add-architecture i386
+  fi
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# musl i386 (tests/ia32.rs): musl-dev:i386 depends on Debian's i686 cross compiler, which
+# conflicts with gcc-multilib, so musl:i386 and musl-dev:i386 are unpacked into target/musl-i386
+# (not installed); the tests link the i386 probe against that tree with gcc -m32.
+musl_i386=target/musl-i386
+if [ ! -e "$musl_i386/usr/lib/i386-linux-musl/libc.a" ] || [ ! -e "$musl_i386/lib/ld-musl-i386.so.1" ]; then
+  dpkg --print-foreign-architectures | grep -qx i386 \
+    || die "the i386 architecture is missing (dpkg --add-architecture i386; apt-get update), which musl i386 needs"
+  echo "scripts/test.sh: unpacking musl:i386 and musl-dev:i386 into $musl_i386" >&2
+  debs=$(mktemp -d)
+  (cd "$debs" && apt-get download musl:i386 musl-dev:i386) || die "cannot download musl:i386 and musl-dev:i386"
+  mkdir -p "$musl_i386"
+  for deb in "$debs"/*.deb; do dpkg -x "$deb" "$musl_i386"; done
+  rm -rf "$debs"
 fi
 
 # The quick checks first, each naming what failed: formatting (the root package and fuzz/, a

@@ -371,3 +371,65 @@ fn valgrind_memcheck_x86_checks_an_i386_client_as_under_the_kernel() {
     assert_eq!(both.direct.status.code(), Some(0));
     assert_eq!(both.preloaded.status.code(), Some(0));
 }
+
+// musl i386. Debian's musl-dev:i386 depends on the i686 cross compiler, which conflicts with
+// gcc-multilib, so scripts/test.sh unpacks musl:i386 and musl-dev:i386 into MUSL_I386 instead
+// of installing them, and the probe is linked against that tree with gcc -m32; a dynamic
+// probe names the tree's ld-musl-i386.so.1 as its interpreter.
+
+/// Where scripts/test.sh unpacks musl:i386 and musl-dev:i386.
+const MUSL_I386: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/musl-i386");
+
+/// tests/c/probe32.c built against musl i386: static ET_EXEC, or a dynamic PIE.
+fn musl_probe(scratch: &Scratch, dynamic: bool) -> std::path::PathBuf {
+    let root = Path::new(MUSL_I386);
+    let lib = root.join("usr/lib/i386-linux-musl");
+    assert!(lib.join("libc.a").is_file(), "{} is missing: scripts/test.sh unpacks musl-dev:i386 there", lib.display());
+    let gcc = common::require_tool("gcc");
+    let gcc_file = |name: &str| -> std::path::PathBuf {
+        let found =
+            common::output(std::process::Command::new(&gcc).args(["-m32", &format!("-print-file-name={name}")]));
+        std::path::PathBuf::from(String::from_utf8_lossy(&found.stdout).trim())
+    };
+    let (crt1, crtbegin, crtend) =
+        if dynamic { ("Scrt1.o", "crtbeginS.o", "crtendS.o") } else { ("crt1.o", "crtbegin.o", "crtend.o") };
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/probe32.c");
+    let out = scratch.path().join(if dynamic { "probe32-musl-pie" } else { "probe32-musl-static" });
+    let mut command = std::process::Command::new(&gcc);
+    command.args(["-m32", "-std=gnu11", "-O1", "-Wall", "-Werror", "-nostdinc", "-nostdlib", "-isystem"]);
+    command.arg(root.join("usr/include/i386-linux-musl")).arg("-isystem").arg(gcc_file("include"));
+    if dynamic {
+        let interpreter = root.join("lib/ld-musl-i386.so.1");
+        command.args(["-fPIE", "-pie"]).arg(format!("-Wl,-dynamic-linker,{}", interpreter.display()));
+    } else {
+        command.args(["-static", "-fno-pie", "-no-pie"]);
+    }
+    command.arg("-o").arg(&out).arg(lib.join(crt1)).arg(lib.join("crti.o")).arg(gcc_file(crtbegin)).arg(&source);
+    command.arg(if dynamic { root.join("lib/i386-linux-musl/libc.so") } else { lib.join("libc.a") });
+    command.arg(gcc_file("libgcc.a")).arg(gcc_file(crtend)).arg(lib.join("crtn.o"));
+    let result = common::output(&mut command);
+    assert!(
+        result.status.success(),
+        "building the musl i386 probe failed:\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    out
+}
+
+#[test]
+fn i386_musl_static_same_without_aslr() {
+    let scratch = Scratch::new("i386-musl-static");
+    compare_without_aslr(&musl_probe(&scratch, false));
+}
+
+#[test]
+fn i386_musl_pie_same_without_aslr() {
+    let scratch = Scratch::new("i386-musl-pie");
+    let report = compare_without_aslr(&musl_probe(&scratch, true));
+    let interpreter = Path::new(MUSL_I386).join("lib/i386-linux-musl/libc.so");
+    let (low, _) = maps(&report);
+    assert!(
+        low.iter().any(|line| line.ends_with(&*interpreter.to_string_lossy())),
+        "scenario check: musl's ld.so is mapped:\n{low:#?}"
+    );
+}

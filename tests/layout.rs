@@ -189,16 +189,31 @@ fn interp_runs_the_program_through_the_named_interpreter() {
 
 /// Builds tests/c/wine_info.c with its symbol exported, as Wine's loader is linked.
 fn wine_info(scratch: &Scratch, pie: bool) -> PathBuf {
+    wine_info_with(
+        scratch,
+        if pie { "wine_info-pie" } else { "wine_info-nopie" },
+        &[if pie { "-pie" } else { "-no-pie" }],
+    )
+}
+
+/// tests/c/wine_info.c built as `name` with `flags` added.
+fn wine_info_with(scratch: &Scratch, name: &str, flags: &[&str]) -> PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/wine_info.c");
-    let out = scratch.path().join(if pie { "wine_info-pie" } else { "wine_info-nopie" });
-    let status = common::output(
+    let out = scratch.path().join(name);
+    let result = common::output(
         Command::new(require_tool("gcc"))
-            .args(["-O1", "-Wall", "-Werror", "-rdynamic", if pie { "-pie" } else { "-no-pie" }, "-o"])
+            .args(["-O1", "-Wall", "-Werror", "-rdynamic"])
+            .args(flags)
+            .arg("-o")
             .arg(&out)
             .arg(&source),
-    )
-    .status;
-    assert!(status.success(), "compiling {} failed", source.display());
+    );
+    assert!(
+        result.status.success(),
+        "compiling {} ({flags:?}) failed: {}",
+        source.display(),
+        String::from_utf8_lossy(&result.stderr)
+    );
     out
 }
 
@@ -303,4 +318,57 @@ fn dry_run_and_verbose_show_the_reservations() {
     ] {
         assert!(stderr.contains(line), "--verbose lacks {line:?}:\n{stderr}");
     }
+}
+
+/// Wine 8.0's i386 loader is a non-PIE at 0x7d000000, outside every range of its table.
+const WINE_I386_LOADER: [&str; 3] = ["-m32", "-no-pie", "-Wl,-Ttext-segment=0x7d000000"];
+
+/// Whether this process may map the low 64 KiB (below vm.mmap_min_addr): CAP_SYS_RAWIO.
+fn may_map_page_zero() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let effective = status.lines().find_map(|line| line.strip_prefix("CapEff:")).expect("CapEff");
+    u64::from_str_radix(effective.trim(), 16).expect("CapEff is hex") & (1 << 17) != 0
+}
+
+/// Wine's i386 table as reserved for a loader at 0x7d000000, with `extra` after the defaults,
+/// and Wine's executable page last.
+fn i386_table(extra: &[&'static str]) -> Vec<&'static str> {
+    let low = may_map_page_zero().then_some("0-10000 reserved");
+    let defaults = ["10000-110000 reserved", "110000-68000000 reserved", "7f000000-82000000 reserved"];
+    low.into_iter().chain(defaults).chain(extra.iter().copied()).chain(["7ffff000 r-xp"]).collect()
+}
+
+#[test]
+fn i386_wine_loader_gets_wines_i386_ranges_in_32_bit_words() {
+    let scratch = Scratch::new("wine-info-i386");
+    let loader = wine_info_with(&scratch, "wine_info-i386", &WINE_I386_LOADER);
+    let direct = Invocation::new(&loader).run_direct();
+    assert_eq!(direct.status.code(), Some(2), "run directly, nobody fills the table");
+    let output = Invocation::new(&loader).env("WINEPRELOADRESERVE", "70000000-70100000").run_preloaded();
+    assert_published(&output, &i386_table(&["70000000-70100000 reserved"]));
+
+    // A range above 4 GiB is kept free but cannot be published in 32-bit words: neither
+    // WINEPRELOADRESERVE nor --reserve; a --reserve range below 4 GiB is published first.
+    let output = Invocation::new(&loader)
+        .env("WINEPRELOADRESERVE", "140000000-1401a1000")
+        .preload_option("--reserve")
+        .preload_option("50000000000-50000001000")
+        .preload_option("--reserve")
+        .preload_option("90000000-90001000")
+        .run_preloaded();
+    let mut expected = vec!["90000000-90001000 reserved"];
+    expected.extend(i386_table(&[]));
+    assert_published(&output, &expected);
+}
+
+#[test]
+fn i386_wine_table_leaves_out_the_range_the_program_lies_in() {
+    // An i386 PIE goes to the compat ELF_ET_DYN_BASE (0x56555000 and up), inside Wine's low
+    // memory range, which therefore cannot be reserved and must not be published.
+    let scratch = Scratch::new("wine-info-i386-pie");
+    let pie = wine_info_with(&scratch, "wine_info-i386-pie", &["-m32", "-pie"]);
+    let output = Invocation::new(&pie).run_preloaded();
+    let (table, _) = published(&output);
+    let expected: Vec<&str> = i386_table(&[]).into_iter().filter(|line| !line.starts_with("110000-")).collect();
+    assert_eq!(table, expected);
 }

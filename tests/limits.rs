@@ -211,6 +211,27 @@ fn program_header_tables_up_to_the_kernels_limit_run_and_larger_ones_are_refused
     }
 }
 
+/// The same limit for i386 tables of 32-byte entries: 2048 from 6.17 on, 128 (one page) before.
+/// The largest is filled with tiny PT_LOADs, whose mappings put thousands of lines of
+/// /proc/self/maps around the vDSO, which preload replaces.
+#[test]
+fn i386_program_header_tables_up_to_the_kernels_limit_run_and_larger_ones_are_refused() {
+    let scratch = Scratch::new("big-table-i386");
+    let max_phdrs = if common::kernel_version() >= (6, 17) { 2048 } else { 128 };
+    for variant in [Variant::I386Static, Variant::I386StaticPie, Variant::I386Pie] {
+        let own = Elf::read(&build_c("hello", variant)).phnum();
+        let max = with_table(&scratch, variant, (max_phdrs - own - 1) as u64, max_phdrs);
+        Invocation::new(&max).assert_same().expect_exit(0);
+        let over = with_table(&scratch, variant, 100, max_phdrs + 1);
+        assert_eq!(common::elf::execve_errno(&over), Some(8), "scenario check: ENOEXEC for {} entries", max_phdrs + 1);
+        assert_refused(
+            &Invocation::new(&over).run_preloaded(),
+            "bad number of program headers",
+            "one i386 program header more than the kernel reads",
+        );
+    }
+}
+
 #[test]
 fn pt_interp_naming_preload_itself_runs_it_as_the_kernel_does() {
     // The kernel loads the named file as the interpreter, whatever it is: preload, started with

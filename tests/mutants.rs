@@ -201,7 +201,7 @@ const LAYOUT_DEPENDENT: &str = "both ran, differently, depending on memory outsi
 fn uses_memory_outside_its_image(elf: &Elf) -> bool {
     let entries: Vec<(u64, u64, u64)> = (0..elf.phnum())
         .map(|i| elf.ph(i))
-        .map(|at| (elf.get(at, 4), elf.get(at + 16, 8), elf.get(at + 40, 8)))
+        .map(|at| (elf.field(at, P_TYPE), elf.field(at, P_VADDR), elf.field(at, P_MEMSZ)))
         .collect();
     let loads: Vec<(u64, u64)> = entries
         .iter()
@@ -212,7 +212,7 @@ fn uses_memory_outside_its_image(elf: &Elf) -> bool {
     let inside = |vaddr: u64, end: u64| loads.iter().any(|&(start, stop)| start <= vaddr && end <= stop);
     // An entry point outside every PT_LOAD jumps into whatever lies beside the image: nothing
     // under the kernel, the preloader's leftover pages under preload (README: Layout).
-    let entry = elf.get(0x18, 8);
+    let entry = elf.field(0, E_ENTRY);
     !inside(entry, entry.saturating_add(1))
         || entries
             .iter()
@@ -280,7 +280,18 @@ fn interesting(rng: &mut Rng, old: u64, pool: &Pool, file_len: u64) -> u64 {
         3 => old ^ (1 << rng.below(64)),
         4 => old.wrapping_mul(2),
         5 => old / 2,
-        6 => rng.pick(&[u64::MAX, 1 << 47, (1 << 47) - PAGE, 0x7fff_ffff_f000, 1 << 63, u32::MAX as u64]),
+        // The x86_64 and compat (i386) TASK_SIZEs and their edges; a 32-bit field keeps the low half.
+        6 => rng.pick(&[
+            u64::MAX,
+            1 << 47,
+            (1 << 47) - PAGE,
+            0x7fff_ffff_f000,
+            1 << 63,
+            u32::MAX as u64,
+            0xffff_e000,
+            0xffff_d000,
+            0xc000_0000,
+        ]),
         7 => rng.below(1 << 24),
         8 | 9 => {
             let landmark = rng.pick(&pool.landmarks);
@@ -323,30 +334,33 @@ fn mutate(elf: &mut Elf, rng: &mut Rng, pool: &Pool) -> String {
         0..=5 => {
             let n = elf.phnum() as u64;
             let r = rng.below(1 << 16);
-            let (name, offset, len, v) = match rng.below(6) {
-                0 => ("e_type", 16, 2, rng.pick(&[0, 1, 2, 3, 4, 0xfe00, r])),
-                1 => ("e_machine", 18, 2, rng.pick(&[0, 3, 62, 40, 183, 0x3e3e, r])),
-                2 => ("e_phentsize", 54, 2, rng.pick(&[0, 32, 55, 57, 64, r])),
-                3 => ("e_phnum", 56, 2, rng.pick(&[0, 1, n.saturating_sub(1), n + 1, 73, 74, 1170, 1171, 0xffff, r])),
-                4 => ("e_phoff", 32, 8, interesting(rng, elf.get(32, 8), pool, file_len)),
-                _ => ("e_entry", 24, 8, interesting(rng, elf.get(24, 8), pool, file_len)),
+            // 73 and 74: the one-page limit of 64-bit tables before 6.17; 128 and 129 of
+            // 32-bit ones; 2048 and 2049 the 64 KiB limit of 32-bit tables.
+            let counts = [0, 1, n.saturating_sub(1), n + 1, 73, 74, 128, 129, 1170, 1171, 2048, 2049, 0xffff, r];
+            let (name, field, v) = match rng.below(6) {
+                0 => ("e_type", E_TYPE, rng.pick(&[0, 1, 2, 3, 4, 0xfe00, r])),
+                1 => ("e_machine", E_MACHINE, rng.pick(&[0, 3, 6, 62, 40, 183, 0x3e3e, r])),
+                2 => ("e_phentsize", E_PHENTSIZE, rng.pick(&[0, 31, 32, 33, 55, 56, 57, 64, r])),
+                3 => ("e_phnum", E_PHNUM, rng.pick(&counts)),
+                4 => ("e_phoff", E_PHOFF, interesting(rng, elf.field(0, E_PHOFF), pool, file_len)),
+                _ => ("e_entry", E_ENTRY, interesting(rng, elf.field(0, E_ENTRY), pool, file_len)),
             };
-            elf.set(offset, len, v);
+            elf.set_field(0, field, v);
             format!("{name}={v:#x}")
         }
         6..=11 => {
             let index = rng.below(elf.phnum() as u64) as usize;
             let at = elf.ph(index);
-            let (name, offset, len) = rng.pick(&[
-                ("p_type", 0, 4),
-                ("p_flags", 4, 4),
-                ("p_offset", 8, 8),
-                ("p_vaddr", 16, 8),
-                ("p_filesz", 32, 8),
-                ("p_memsz", 40, 8),
-                ("p_align", 48, 8),
+            let (name, field) = rng.pick(&[
+                ("p_type", P_TYPE),
+                ("p_flags", P_FLAGS),
+                ("p_offset", P_OFFSET),
+                ("p_vaddr", P_VADDR),
+                ("p_filesz", P_FILESZ),
+                ("p_memsz", P_MEMSZ),
+                ("p_align", P_ALIGN),
             ]);
-            let old = elf.get(at + offset, len);
+            let old = elf.field(at, field);
             let r = rng.next();
             let v = match name {
                 "p_type" => p_type(rng),
@@ -354,7 +368,7 @@ fn mutate(elf: &mut Elf, rng: &mut Rng, pool: &Pool) -> String {
                 "p_align" => rng.pick(&[0, 1, 3, 8, PAGE, 0x10000, 0x20_0000, 0x30_0000, 1 << 30, 1 << 40, r]),
                 _ => interesting(rng, old, pool, file_len),
             };
-            elf.set(at + offset, len, v);
+            elf.set_field(at, field, v);
             format!("phdr[{index}].{name}={v:#x}")
         }
         12 | 13 => {
@@ -380,8 +394,8 @@ fn mutate(elf: &mut Elf, rng: &mut Rng, pool: &Pool) -> String {
                 1 => size + rng.below(3),
                 _ => size,
             };
-            elf.set(slot + 8, 8, at as u64);
-            elf.set(slot + 32, 8, size);
+            elf.set_field(slot, P_OFFSET, at as u64);
+            elf.set_field(slot, P_FILESZ, size);
             format!("PT_INTERP={:?} size {size}", String::from_utf8_lossy(&path))
         }
         14 => {
@@ -392,25 +406,25 @@ fn mutate(elf: &mut Elf, rng: &mut Rng, pool: &Pool) -> String {
             }
             let from = rng.pick(&loads);
             let to = rng.below(elf.phnum() as u64) as usize;
-            let (src, dst) = (elf.ph(from), elf.ph(to));
-            let Some(entry) = elf.bytes.get(src..src + PHDR_SIZE).map(<[u8]>::to_vec) else {
+            let (src, dst, size) = (elf.ph(from), elf.ph(to), elf.phdr_size());
+            let Some(entry) = elf.bytes.get(src..src + size).map(<[u8]>::to_vec) else {
                 return "duplicate (out of file)".into();
             };
-            if let Some(target) = elf.bytes.get_mut(dst..dst + PHDR_SIZE) {
+            if let Some(target) = elf.bytes.get_mut(dst..dst + size) {
                 target.copy_from_slice(&entry);
             }
             let shift = rng.pick(&[0, PAGE, 2 * PAGE, PAGE.wrapping_neg()]);
-            elf.set(dst + 16, 8, elf.get(dst + 16, 8).wrapping_add(shift));
-            elf.set(dst + 8, 8, elf.get(dst + 8, 8).wrapping_add(shift));
-            let flags = rng.pick(&[elf.get(dst + 4, 4), 0, 4, 6]);
-            elf.set(dst + 4, 4, flags);
+            elf.set_field(dst, P_VADDR, elf.field(dst, P_VADDR).wrapping_add(shift));
+            elf.set_field(dst, P_OFFSET, elf.field(dst, P_OFFSET).wrapping_add(shift));
+            let flags = rng.pick(&[elf.field(dst, P_FLAGS), 0, 4, 6]);
+            elf.set_field(dst, P_FLAGS, flags);
             format!("phdr[{to}]=phdr[{from}] shifted {shift:#x} flags {flags}")
         }
         15 => {
             let (a, b) = (rng.below(elf.phnum() as u64) as usize, rng.below(elf.phnum() as u64) as usize);
-            let (pa, pb) = (elf.ph(a), elf.ph(b));
-            if pa.max(pb) + PHDR_SIZE <= elf.bytes.len() && pa != pb {
-                for k in 0..PHDR_SIZE {
+            let (pa, pb, size) = (elf.ph(a), elf.ph(b), elf.phdr_size());
+            if pa.max(pb) + size <= elf.bytes.len() && pa != pb {
+                for k in 0..size {
                     elf.bytes.swap(pa + k, pb + k);
                 }
             }
@@ -427,7 +441,7 @@ fn mutate(elf: &mut Elf, rng: &mut Rng, pool: &Pool) -> String {
         }
         17 => grow_table(elf, rng),
         _ => {
-            let end = elf.phoff().saturating_add(elf.phnum() * PHDR_SIZE).min(elf.bytes.len());
+            let end = elf.phoff().saturating_add(elf.phnum() * elf.phdr_size()).min(elf.bytes.len());
             let at = if rng.below(2) == 0 { rng.below(64) as usize } else { rng.below(end as u64) as usize };
             let bit = rng.below(8);
             if let Some(byte) = elf.bytes.get_mut(at) {
@@ -441,9 +455,14 @@ fn mutate(elf: &mut Elf, rng: &mut Rng, pool: &Pool) -> String {
 /// The program header table moved to the end of the file and grown to a count around the
 /// kernel's limits, with PT_NULL entries or tiny extra PT_LOADs.
 fn grow_table(elf: &mut Elf, rng: &mut Rng) -> String {
-    let count = rng.pick(&[elf.phnum() + 2, 40, 64, 73, 74, 200, 1169, 1170, 1171]);
+    let count = if elf.is_elf32() {
+        rng.pick(&[elf.phnum() + 2, 40, 127, 128, 129, 200, 2047, 2048, 2049])
+    } else {
+        rng.pick(&[elf.phnum() + 2, 40, 64, 73, 74, 200, 1169, 1170, 1171])
+    };
     let extra_loads = rng.below(2) == 0;
-    let first = elf.end_of_image() + 16 * PAGE + (count as u64 * PHDR_SIZE as u64).next_multiple_of(PAGE) + PAGE;
+    let table_size = (count * elf.phdr_size()) as u64;
+    let first = elf.end_of_image() + 16 * PAGE + table_size.next_multiple_of(PAGE) + PAGE;
     let extra: Vec<Phdr> = if extra_loads {
         (0..count as u64).map(|i| Phdr::load(6, 0, first + 2 * PAGE * i, 0, 16)).collect()
     } else {
@@ -498,8 +517,8 @@ fn mutants_behave_as_under_the_kernel() {
     let seed = count_from_env("PRELOAD_MUTANTS_SEED", DEFAULT_SEED);
     println!("mutants: {total} with seed {seed} (PRELOAD_MUTANTS, PRELOAD_MUTANTS_SEED)");
     let scratch = Scratch::new("mutants");
-    // The i386 programs are mutated with the same (64-bit) field offsets: byte-level changes to
-    // their headers and tables, each judged against the kernel's IA32 emulation.
+    // The i386 programs are mutated at their own (ELFCLASS32) field offsets, each judged against
+    // the kernel's IA32 emulation.
     let variants = [
         Variant::Static,
         Variant::Pie,
@@ -508,6 +527,7 @@ fn mutants_behave_as_under_the_kernel() {
         Variant::MuslStatic,
         Variant::MuslDynamic,
         Variant::I386Static,
+        Variant::I386StaticPie,
         Variant::I386Pie,
     ];
     let mut bases: Vec<Base> = variants
@@ -524,6 +544,7 @@ fn mutants_behave_as_under_the_kernel() {
         landmarks: landmarks(&scratch),
         interpreters: vec![
             b"/lib64/ld-linux-x86-64.so.2".to_vec(),
+            b"/lib/ld-linux.so.2".to_vec(),
             b"/lib/ld-musl-x86_64.so.1".to_vec(),
             os(preload()),
             os(&true_copy),

@@ -1,4 +1,5 @@
-//! Symbol lookup through PT_DYNAMIC and a GNU or SysV hash table: `dynsym::find_object`.
+//! Symbol lookup through PT_DYNAMIC and a GNU or SysV hash table: `dynsym::find_object`, in
+//! ELFCLASS64 and ELFCLASS32 layouts.
 //!
 //! Two inputs: arbitrary memory (a malformed table must end the search, never the process, and
 //! a symbol is only found if its name really is in memory), and well-formed tables built from
@@ -11,7 +12,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use preload::elf::symbols::{Memory, find_object, gnu_hash, sysv_hash};
+use preload::elf::symbols::{Class, Memory, find_object, gnu_hash, sysv_hash};
 
 /// Memory starting at vaddr `base`.
 struct Flat {
@@ -51,8 +52,27 @@ struct Symbol {
 
 #[derive(Arbitrary, Debug)]
 enum Input {
-    Raw { base: u64, bytes: Vec<u8>, dynamic: u64, dynamic_len: u64, name: Vec<u8> },
-    Built { style: HashStyle, base_page: u32, buckets: u8, unhashed: Vec<Symbol>, symbols: Vec<Symbol>, query: Vec<u8> },
+    Raw {
+        elf32: bool,
+        base: u64,
+        bytes: Vec<u8>,
+        dynamic: u64,
+        dynamic_len: u64,
+        name: Vec<u8>,
+    },
+    Built {
+        elf32: bool,
+        style: HashStyle,
+        base_page: u32,
+        buckets: u8,
+        unhashed: Vec<Symbol>,
+        symbols: Vec<Symbol>,
+        query: Vec<u8>,
+    },
+}
+
+fn class(elf32: bool) -> Class {
+    if elf32 { Class::Elf32 } else { Class::Elf64 }
 }
 
 #[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,9 +86,9 @@ enum HashStyle {
 }
 
 fuzz_target!(|input: Input| match input {
-    Input::Raw { base, bytes, dynamic, dynamic_len, name } => {
+    Input::Raw { elf32, base, bytes, dynamic, dynamic_len, name } => {
         let mem = Flat { base, bytes };
-        if find_object(&mem, dynamic, dynamic_len, &name).is_some() {
+        if find_object(&mem, class(elf32), dynamic, dynamic_len, &name).is_some() {
             let mut terminated = name.clone();
             terminated.push(0);
             assert!(
@@ -77,8 +97,11 @@ fuzz_target!(|input: Input| match input {
             );
         }
     }
-    Input::Built { style, base_page, buckets, unhashed, symbols, query } => {
-        check_built(style, u64::from(base_page) << 12, u32::from(buckets).max(1), unhashed, symbols, &query)
+    Input::Built { elf32, style, base_page, buckets, unhashed, symbols, query } => {
+        // An ELFCLASS32 image lies below 2 GiB, so that its addresses fit its words.
+        let base = u64::from(base_page) << 12;
+        let base = if elf32 { base % (1 << 31) } else { base };
+        check_built(class(elf32), style, base, u32::from(buckets).max(1), unhashed, symbols, &query)
     }
 });
 
@@ -88,10 +111,11 @@ const DT_STRTAB: u64 = 5;
 const DT_SYMTAB: u64 = 6;
 const DT_GNU_HASH: u64 = 0x6fff_fef5;
 
-/// A dynamic section at `base`, then the string table, the symbol table (null symbol first, then
+/// A dynamic section of `class` at `base`, then the string table, the symbol table (null symbol first, then
 /// `unhashed`, then `symbols`) and the hash tables, in a fresh image; `symbols` are sorted by
 /// bucket as a GNU table requires.
 fn check_built(
+    class: Class,
     style: HashStyle,
     base: u64,
     nbuckets: u32,
@@ -99,6 +123,20 @@ fn check_built(
     mut symbols: Vec<Symbol>,
     query: &[u8],
 ) {
+    // An address of the class: a dynamic entry's halves, a symbol's value, a bloom word. An
+    // ELFCLASS32 symbol value is 32 bits.
+    let word = |value: u64| -> Vec<u8> {
+        match class {
+            Class::Elf32 => (value as u32).to_le_bytes().to_vec(),
+            Class::Elf64 => value.to_le_bytes().to_vec(),
+        }
+    };
+    let (sym_size, word_size) = (if class == Class::Elf32 { 16 } else { 24 }, class.word() as usize);
+    if class == Class::Elf32 {
+        for sym in unhashed.iter_mut().chain(&mut symbols) {
+            sym.value &= u64::from(u32::MAX);
+        }
+    }
     // Symbol names are C strings, and so is every name the preloader looks up.
     for sym in unhashed.iter_mut().chain(&mut symbols) {
         sym.name.retain(|&b| b != 0);
@@ -131,13 +169,16 @@ fn check_built(
     img.put(strtab, &names);
     let symtab = (strtab + names.len() + 7) & !7;
     for (index, (sym, &name)) in all.iter().zip(&name_offsets).enumerate() {
-        let at = symtab + 24 * (index + 1);
+        // Elf32_Sym: name, value, size, info, other, shndx; Elf64_Sym: name, info, other,
+        // shndx, value, size.
+        let at = symtab + sym_size * (index + 1);
+        let (value_at, info_at) = if class == Class::Elf32 { (4, 12) } else { (8, 4) };
         img.put(at, &name.to_le_bytes());
-        img.put(at + 4, &[sym.info, 0]);
-        img.put(at + 6, &sym.shndx.to_le_bytes());
-        img.put(at + 8, &sym.value.to_le_bytes());
+        img.put(at + info_at, &[sym.info, 0]);
+        img.put(at + info_at + 2, &sym.shndx.to_le_bytes());
+        img.put(at + value_at, &word(sym.value));
     }
-    let mut table = symtab + 24 * (all.len() + 1);
+    let mut table = symtab + sym_size * (all.len() + 1);
     let mut dynamic = vec![(DT_STRTAB, base + strtab as u64), (DT_SYMTAB, base + symtab as u64)];
     if gnu {
         // nbuckets, symoffset, one bloom word that lets everything through, the buckets, then
@@ -147,8 +188,9 @@ fn check_built(
             table,
             &[nbuckets.to_le_bytes(), symoffset.to_le_bytes(), 1u32.to_le_bytes(), 0u32.to_le_bytes()].concat(),
         );
-        img.put(table + 16, &u64::MAX.to_le_bytes());
-        let chains = table + 24 + 4 * nbuckets as usize;
+        img.put(table + 16, &word(u64::MAX));
+        let buckets = table + 16 + word_size;
+        let chains = buckets + 4 * nbuckets as usize;
         for (index, sym) in symbols.iter().enumerate() {
             let bucket = gnu_hash(&sym.name) % nbuckets;
             let last = symbols.get(index + 1).is_none_or(|next| gnu_hash(&next.name) % nbuckets != bucket);
@@ -158,7 +200,7 @@ fn check_built(
             img.put(chains + 4 * index, &((gnu_hash(&sym.name) & !1) | u32::from(last)).to_le_bytes());
         }
         for (bucket, head) in heads.iter().enumerate() {
-            img.put(table + 24 + 4 * bucket, &head.to_le_bytes());
+            img.put(buckets + 4 * bucket, &head.to_le_bytes());
         }
         dynamic.push((DT_GNU_HASH, base + table as u64));
         table = (chains + 4 * symbols.len() + 7) & !7;
@@ -183,9 +225,9 @@ fn check_built(
         if style == HashStyle::BothSysvFirst { dynamic.insert(2, entry) } else { dynamic.push(entry) }
     }
     dynamic.push((DT_NULL, 0));
-    assert!(dynamic.len() * 16 <= strtab, "the dynamic section fits below the string table");
+    assert!(dynamic.len() * 2 * word_size <= strtab, "the dynamic section fits below the string table");
     for (index, (tag, value)) in dynamic.iter().enumerate() {
-        img.put(16 * index, &[tag.to_le_bytes(), value.to_le_bytes()].concat());
+        img.put(2 * word_size * index, &[word(*tag), word(*value)].concat());
     }
 
     // With a GNU table, only the symbols it hashes can be found.
@@ -195,7 +237,7 @@ fn check_built(
     for name in all.iter().map(|sym| sym.name.as_slice()).chain([query.as_slice()]) {
         let candidates: Vec<u64> =
             findable.iter().filter(|sym| sym.name == name && defined_object(sym)).map(|sym| sym.value).collect();
-        let found = find_object(&img, base, strtab as u64, name);
+        let found = find_object(&img, class, base, strtab as u64, name);
         match found {
             Some(value) => {
                 assert!(candidates.contains(&value), "{name:?} resolved to {value:#x}, not one of {candidates:x?}")

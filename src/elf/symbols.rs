@@ -1,6 +1,7 @@
 //! Finding a defined symbol through an image's PT_DYNAMIC and its GNU or SysV hash table, as
-//! Wine's preloader finds `wine_main_preload_info`. Every read goes through [`Memory`], which
-//! refuses addresses outside the image, so a malformed table ends the search, never the process.
+//! Wine's preloader finds `wine_main_preload_info`, in ELFCLASS64 and ELFCLASS32 images alike.
+//! Every read goes through [`Memory`], which refuses addresses outside the image, so a malformed
+//! table ends the search, never the process.
 
 use goblin::elf64::dynamic::{DT_GNU_HASH, DT_HASH, DT_NULL, DT_STRTAB, DT_SYMTAB};
 
@@ -24,9 +25,54 @@ pub trait Memory {
         let mut bytes = [0; 8];
         self.read_at(base, offset, &mut bytes).then(|| u64::from_le_bytes(bytes))
     }
+
+    /// An address-sized word of `class` (a dynamic entry's tag or value, a symbol's value).
+    fn word_at(&self, class: Class, base: u64, offset: u64) -> Option<u64> {
+        match class {
+            Class::Elf32 => self.u32_at(base, offset).map(u64::from),
+            Class::Elf64 => self.u64_at(base, offset),
+        }
+    }
 }
 
-const SYM_SIZE: u64 = 24;
+/// What differs between the two ELF classes' dynamic sections, symbols and GNU hash tables: the
+/// size of an address (Elf32_Addr or Elf64_Addr) and the order of a symbol's fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    Elf32,
+    Elf64,
+}
+
+impl Class {
+    /// Bytes of an address: half a dynamic entry, a symbol's value, a GNU bloom filter word.
+    pub const fn word(self) -> u64 {
+        match self {
+            Self::Elf32 => 4,
+            Self::Elf64 => 8,
+        }
+    }
+
+    const fn dyn_size(self) -> u64 {
+        2 * self.word()
+    }
+
+    const fn sym_size(self) -> u64 {
+        match self {
+            Self::Elf32 => 16,
+            Self::Elf64 => 24,
+        }
+    }
+
+    /// Where st_value and st_info (followed by st_other and st_shndx) lie in a symbol:
+    /// Elf32_Sym is name, value, size, info; Elf64_Sym is name, info, other, shndx, value.
+    const fn value_and_info_at(self) -> (u64, u64) {
+        match self {
+            Self::Elf32 => (4, 12),
+            Self::Elf64 => (8, 4),
+        }
+    }
+}
+
 const STT_OBJECT: u8 = 1;
 const STB_GLOBAL: u8 = 1;
 const STB_WEAK: u8 = 2;
@@ -36,17 +82,19 @@ const STB_WEAK: u8 = 2;
 pub const MAX_CHAIN: u32 = 1 << 16;
 
 struct Tables {
+    class: Class,
     symtab: u64,
     strtab: u64,
     gnu_hash: Option<u64>,
     hash: Option<u64>,
 }
 
-fn tables(mem: &impl Memory, dynamic: u64, dynamic_len: u64) -> Option<Tables> {
-    let mut tables = Tables { symtab: 0, strtab: 0, gnu_hash: None, hash: None };
-    for index in 0..dynamic_len / 16 {
-        let tag = mem.u64_at(dynamic, 16 * index)?;
-        let value = mem.u64_at(dynamic, 16 * index + 8)?;
+fn tables(mem: &impl Memory, class: Class, dynamic: u64, dynamic_len: u64) -> Option<Tables> {
+    let mut tables = Tables { class, symtab: 0, strtab: 0, gnu_hash: None, hash: None };
+    let size = class.dyn_size();
+    for index in 0..dynamic_len / size {
+        let tag = mem.word_at(class, dynamic, size * index)?;
+        let value = mem.word_at(class, dynamic, size * index + class.word())?;
         match tag {
             DT_NULL => break,
             DT_SYMTAB => tables.symtab = value,
@@ -75,10 +123,12 @@ pub fn sysv_hash(name: &[u8]) -> u32 {
 
 /// The value of symbol `index` if it is a defined global or weak data object named `name`.
 fn matching_value(mem: &impl Memory, tables: &Tables, index: u32, name: &[u8]) -> Option<u64> {
-    let sym = tables.symtab.checked_add(u64::from(index) * SYM_SIZE)?;
+    let class = tables.class;
+    let sym = tables.symtab.checked_add(u64::from(index) * class.sym_size())?;
+    let (value_at, info_at) = class.value_and_info_at();
     let st_name = mem.u32_at(sym, 0)?;
     let mut info = [0u8; 4];
-    if !mem.read_at(sym, 4, &mut info) {
+    if !mem.read_at(sym, info_at, &mut info) {
         return None;
     }
     let (st_info, st_shndx) = (info[0], u16::from_le_bytes([info[2], info[3]]));
@@ -91,7 +141,9 @@ fn matching_value(mem: &impl Memory, tables: &Tables, index: u32, name: &[u8]) -
     if wanted > candidate.len() || !mem.read_at(tables.strtab, u64::from(st_name), &mut candidate[..wanted]) {
         return None;
     }
-    (&candidate[..name.len()] == name && candidate[name.len()] == 0).then(|| mem.u64_at(sym, 8)).flatten()
+    (&candidate[..name.len()] == name && candidate[name.len()] == 0)
+        .then(|| mem.word_at(class, sym, value_at))
+        .flatten()
 }
 
 /// One past the highest symbol index the symbol table can have: it ends where the string table
@@ -99,7 +151,7 @@ fn matching_value(mem: &impl Memory, tables: &Tables, index: u32, name: &[u8]) -
 /// A DT_GNU_HASH chain cannot run past the last symbol.
 fn symbol_count_bound(tables: &Tables) -> u32 {
     match tables.strtab.checked_sub(tables.symtab) {
-        Some(size) if size > 0 => u32::try_from(size / SYM_SIZE).unwrap_or(u32::MAX),
+        Some(size) if size > 0 => u32::try_from(size / tables.class.sym_size()).unwrap_or(u32::MAX),
         _ => u32::MAX,
     }
 }
@@ -112,7 +164,7 @@ fn lookup_gnu(mem: &impl Memory, tables: &Tables, table: u64, name: &[u8]) -> Op
         return None;
     }
     let hash = gnu_hash(name);
-    let buckets = table.checked_add(16 + 8 * u64::from(bloom_words))?;
+    let buckets = table.checked_add(16 + tables.class.word() * u64::from(bloom_words))?;
     let chains = buckets.checked_add(4 * u64::from(nbuckets))?;
     let mut index = mem.u32_at(buckets, 4 * u64::from(hash % nbuckets))?;
     let symbols = symbol_count_bound(tables);
@@ -157,10 +209,10 @@ fn lookup_sysv(mem: &impl Memory, tables: &Tables, table: u64, name: &[u8]) -> O
     None
 }
 
-/// The unbiased address of the data object `name` defined by the image whose PT_DYNAMIC is at
-/// `dynamic` (`dynamic_len` bytes).
-pub fn find_object(mem: &impl Memory, dynamic: u64, dynamic_len: u64, name: &[u8]) -> Option<u64> {
-    let tables = tables(mem, dynamic, dynamic_len)?;
+/// The unbiased address of the data object `name` defined by the image of `class` whose
+/// PT_DYNAMIC is at `dynamic` (`dynamic_len` bytes).
+pub fn find_object(mem: &impl Memory, class: Class, dynamic: u64, dynamic_len: u64, name: &[u8]) -> Option<u64> {
+    let tables = tables(mem, class, dynamic, dynamic_len)?;
     match (tables.gnu_hash, tables.hash) {
         (Some(table), _) => lookup_gnu(mem, &tables, table, name),
         (None, Some(table)) => lookup_sysv(mem, &tables, table, name),
@@ -209,16 +261,23 @@ pub(super) mod tests {
     const NAMES: [&[u8]; 3] = [b"main", b"wine_main_preload_info", b"other_data"];
 
     /// Symbols 1..=3 named NAMES, all defined global objects with value 0x1000 * index, unless
-    /// `info` overrides symbol 2's st_info.
-    fn image(gnu: bool, info: u8) -> Flat {
+    /// `info` overrides symbol 2's st_info, in the layout of `class`.
+    fn image_of(class: Class, gnu: bool, info: u8) -> Flat {
         let mut img = Flat(Vec::new());
+        let word = |value: u64| -> Vec<u8> {
+            match class {
+                Class::Elf32 => (value as u32).to_le_bytes().to_vec(),
+                Class::Elf64 => value.to_le_bytes().to_vec(),
+            }
+        };
+        let (value_at, info_at) = class.value_and_info_at();
         let mut offset = 1;
         for (i, name) in NAMES.iter().enumerate() {
             img.put(STRTAB + offset, name);
-            let sym = SYMTAB + 24 * (i + 1);
+            let sym = SYMTAB + class.sym_size() as usize * (i + 1);
             img.put_u32(sym, offset as u32);
-            img.put(sym + 4, &[if i == 1 { info } else { 0x11 }, 0, 1, 0]);
-            img.put_u64(sym + 8, 0x1000 * (i as u64 + 1));
+            img.put(sym + info_at as usize, &[if i == 1 { info } else { 0x11 }, 0, 1, 0]);
+            img.put(sym + value_at as usize, &word(0x1000 * (i as u64 + 1)));
             offset += name.len() + 1;
         }
         let entries: [(u64, u64); 4] = [
@@ -227,21 +286,23 @@ pub(super) mod tests {
             (if gnu { DT_GNU_HASH } else { DT_HASH }, HASH as u64),
             (DT_NULL, 0),
         ];
+        let size = class.dyn_size() as usize;
         for (i, (tag, value)) in entries.iter().enumerate() {
-            img.put_u64(DYN + 16 * i, *tag);
-            img.put_u64(DYN + 16 * i + 8, *value);
+            img.put(DYN + size * i, &word(*tag));
+            img.put(DYN + size * i + size / 2, &word(*value));
         }
         if gnu {
             // One bucket holding symbols 1..=3 (symoffset 1), one bloom word.
+            let buckets = HASH + 16 + class.word() as usize;
             img.put_u32(HASH, 1);
             img.put_u32(HASH + 4, 1);
             img.put_u32(HASH + 8, 1);
             img.put_u32(HASH + 12, 6);
-            img.put_u64(HASH + 16, u64::MAX);
-            img.put_u32(HASH + 24, 1);
+            img.put(HASH + 16, &word(u64::MAX));
+            img.put_u32(buckets, 1);
             for (i, name) in NAMES.iter().enumerate() {
                 let end = u32::from(i == NAMES.len() - 1);
-                img.put_u32(HASH + 28 + 4 * i, (gnu_hash(name) & !1) | end);
+                img.put_u32(buckets + 4 + 4 * i, (gnu_hash(name) & !1) | end);
             }
         } else {
             // Two buckets; chains link every symbol of a bucket.
@@ -259,27 +320,48 @@ pub(super) mod tests {
         img
     }
 
+    /// [`image_of`] an ELFCLASS64 image (the layout the offsets in the tests below are of).
+    fn image(gnu: bool, info: u8) -> Flat {
+        image_of(Class::Elf64, gnu, info)
+    }
+
+    const CLASSES: [Class; 2] = [Class::Elf32, Class::Elf64];
+
     #[test]
     fn finds_objects_through_either_hash_table() {
+        for (class, gnu) in CLASSES.into_iter().flat_map(|class| [(class, true), (class, false)]) {
+            let img = image_of(class, gnu, 0x11);
+            let find = |name: &[u8]| find_object(&img, class, DYN as u64, 64, name);
+            assert_eq!(find(b"wine_main_preload_info"), Some(0x2000), "{class:?} gnu={gnu}");
+            assert_eq!(find(b"other_data"), Some(0x3000), "{class:?} gnu={gnu}");
+            assert_eq!(find(b"absent"), None, "{class:?} gnu={gnu}");
+            assert_eq!(find(b"wine_main_preload_inf"), None, "{class:?} gnu={gnu}");
+        }
+    }
+
+    /// An image read as the other class yields nothing: the field offsets come from the class.
+    #[test]
+    fn the_class_decides_the_layout() {
         for gnu in [true, false] {
-            let img = image(gnu, 0x11);
-            assert_eq!(find_object(&img, DYN as u64, 64, b"wine_main_preload_info"), Some(0x2000), "gnu={gnu}");
-            assert_eq!(find_object(&img, DYN as u64, 64, b"other_data"), Some(0x3000), "gnu={gnu}");
-            assert_eq!(find_object(&img, DYN as u64, 64, b"absent"), None, "gnu={gnu}");
-            assert_eq!(find_object(&img, DYN as u64, 64, b"wine_main_preload_inf"), None, "gnu={gnu}");
+            let elf32 = image_of(Class::Elf32, gnu, 0x11);
+            assert_eq!(find_object(&elf32, Class::Elf64, DYN as u64, 64, b"other_data"), None, "gnu={gnu}");
+            let elf64 = image_of(Class::Elf64, gnu, 0x11);
+            assert_eq!(find_object(&elf64, Class::Elf32, DYN as u64, 64, b"other_data"), None, "gnu={gnu}");
         }
     }
 
     #[test]
     fn only_defined_global_objects_count() {
-        for gnu in [true, false] {
-            assert_eq!(find_object(&image(gnu, 0x12), 0, 64, b"wine_main_preload_info"), None, "a function");
-            assert_eq!(find_object(&image(gnu, 0x01), 0, 64, b"wine_main_preload_info"), None, "a local");
-            assert_eq!(find_object(&image(gnu, 0x21), 0, 64, b"wine_main_preload_info"), Some(0x2000), "a weak object");
+        for (class, gnu) in CLASSES.into_iter().flat_map(|class| [(class, true), (class, false)]) {
+            let find = |info| find_object(&image_of(class, gnu, info), class, 0, 64, b"wine_main_preload_info");
+            assert_eq!(find(0x12), None, "a function, {class:?} gnu={gnu}");
+            assert_eq!(find(0x01), None, "a local, {class:?} gnu={gnu}");
+            assert_eq!(find(0x21), Some(0x2000), "a weak object, {class:?} gnu={gnu}");
+            let mut undefined = image_of(class, gnu, 0x11);
+            let shndx = SYMTAB + 2 * class.sym_size() as usize + class.value_and_info_at().1 as usize + 2;
+            undefined.put(shndx, &[0, 0]);
+            assert_eq!(find_object(&undefined, class, 0, 64, b"wine_main_preload_info"), None, "{class:?}");
         }
-        let mut undefined = image(true, 0x11);
-        undefined.put(SYMTAB + 48 + 6, &[0, 0]);
-        assert_eq!(find_object(&undefined, 0, 64, b"wine_main_preload_info"), None);
     }
 
     /// The image of [`image`] at 0, plus one unknown dynamic entry in the last 16 bytes of the
@@ -306,8 +388,8 @@ pub(super) mod tests {
     fn addresses_past_the_top_end_the_search() {
         for gnu in [true, false] {
             let mem = WrapsAround(image(gnu, 0x11));
-            assert_eq!(find_object(&mem, 0, 64, b"main"), Some(0x1000), "the image alone resolves");
-            assert_eq!(find_object(&mem, u64::MAX - 15, 16 * 5, b"main"), None, "gnu={gnu}");
+            assert_eq!(find_object(&mem, Class::Elf64, 0, 64, b"main"), Some(0x1000), "the image alone resolves");
+            assert_eq!(find_object(&mem, Class::Elf64, u64::MAX - 15, 16 * 5, b"main"), None, "gnu={gnu}");
         }
     }
 
@@ -336,7 +418,7 @@ pub(super) mod tests {
                 img.put_u64(DYN + 8, (SYMTAB + 16 * 24) as u64);
             }
             let mem = Counting(img, core::cell::Cell::new(0));
-            assert_eq!(find_object(&mem, DYN as u64, 64, b"absent"), None);
+            assert_eq!(find_object(&mem, Class::Elf64, DYN as u64, 64, b"absent"), None);
             let reads = mem.1.get();
             let bound = if gnu_first { 64 } else { u64::from(MAX_CHAIN) + 64 };
             assert!(reads <= bound, "{reads} reads (at most {bound}), strtab after symtab: {gnu_first}");
@@ -347,18 +429,18 @@ pub(super) mod tests {
     fn malformed_tables_end_the_search() {
         let mut img = image(true, 0x11);
         img.put_u32(HASH, 0);
-        assert_eq!(find_object(&img, 0, 64, b"main"), None, "no buckets");
+        assert_eq!(find_object(&img, Class::Elf64, 0, 64, b"main"), None, "no buckets");
         let mut img = image(true, 0x11);
         img.put_u32(HASH + 24, 0xffff_fff0);
-        assert_eq!(find_object(&img, 0, 64, b"main"), None, "bucket points outside");
+        assert_eq!(find_object(&img, Class::Elf64, 0, 64, b"main"), None, "bucket points outside");
         let mut img = image(false, 0x11);
         for i in 0..4 {
             img.put_u32(HASH + 16 + 4 * i, 1);
         }
         img.put_u32(HASH + 8, 1);
         img.put_u32(HASH + 12, 1);
-        assert_eq!(find_object(&img, 0, 64, b"absent"), None, "a cyclic chain");
-        assert_eq!(find_object(&Flat(vec![0; 8]), 0, 64, b"main"), None, "truncated dynamic section");
-        assert_eq!(find_object(&image(true, 0x11), 0, 0, b"main"), None, "empty PT_DYNAMIC");
+        assert_eq!(find_object(&img, Class::Elf64, 0, 64, b"absent"), None, "a cyclic chain");
+        assert_eq!(find_object(&Flat(vec![0; 8]), Class::Elf64, 0, 64, b"main"), None, "truncated dynamic section");
+        assert_eq!(find_object(&image(true, 0x11), Class::Elf64, 0, 0, b"main"), None, "empty PT_DYNAMIC");
     }
 }

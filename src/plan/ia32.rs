@@ -54,6 +54,20 @@ pub fn placement(
     }
 }
 
+/// Whether the image, placed by `placement`, ends at or below the compat TASK_SIZE, as the
+/// kernel's mapping of its whole span must: past it a compat exec fails after its point of no
+/// return (the process is killed), where a 64-bit mmap from the preloader would succeed. A
+/// placement left to mmap is checked by the compat mmap itself.
+pub fn fits(placement: Placement, extent: &Extent) -> bool {
+    let bias = match placement {
+        Placement::Fixed => 0,
+        Placement::Bias(bias) => bias,
+        Placement::Anywhere { .. } => return true,
+    };
+    let start = bias.wrapping_add(extent.first_start);
+    start.checked_add(page_align(extent.total_size)).is_some_and(|end| end <= STACK_TOP)
+}
+
 /// start_brk of an i386 program, as [`super::load::start_brk`] with the ia32 ELF_ET_DYN_BASE
 /// (for a static-pie) and the 32 MiB compat randomisation.
 pub fn start_brk(elf_brk: u64, static_pie: bool, randomize: bool, random: u64) -> u64 {
@@ -110,6 +124,19 @@ mod tests {
     use crate::elf::Image;
     use crate::elf::tests::load;
     use goblin::elf64::program_header::{PF_R, PF_X};
+
+    #[test]
+    fn an_image_must_end_below_the_compat_task_size() {
+        let phdrs = [load(0, 0, 0x3a4, 0x3a4, PF_R), load(0x1000, 0x1000, 0x200, 0xc000_0000, PF_R)];
+        let huge = Extent::of(&Image { relocatable: true, entry: 0x1040, phoff: 52, phdrs: &phdrs });
+        assert!(!fits(Placement::Bias(ELF_ET_DYN_BASE), &huge), "3 GiB of bss from 0x56555000");
+        assert!(fits(Placement::Bias(0x1000_0000), &huge), "the same from 0x10000000");
+        assert!(fits(Placement::Anywhere { align: PAGE_SIZE }, &huge), "left to the compat mmap");
+        let phdrs = [load(0xffff_d000, 0, 0x1000, 0x1000, PF_R)];
+        let top = Extent::of(&Image { relocatable: false, entry: 0, phoff: 52, phdrs: &phdrs });
+        assert!(fits(Placement::Fixed, &top), "the last page below TASK_SIZE");
+        assert!(!fits(Placement::Bias(0x1000), &top), "one page further");
+    }
 
     #[test]
     fn a_pie_goes_to_the_ia32_dyn_base() {

@@ -37,6 +37,21 @@ pub const WINE_DEFAULT_RANGES: [Range; 4] = [
     Range::new(0x7fff_fe00_0000, 0x7fff_ffff_0000),
 ];
 
+/// Wine 8.0's i386 preloader table: the low 64 KiB (below `vm.mmap_min_addr` only a process with
+/// CAP_SYS_RAWIO gets it), DOS area, low memory, and the top-down allocations with user shared
+/// data and the virtual heap.
+pub const WINE_I386_DEFAULT_RANGES: [Range; 4] = [
+    Range::new(0, 0x1_0000),
+    Range::new(0x1_0000, 0x11_0000),
+    Range::new(0x11_0000, 0x6800_0000),
+    Range::new(0x7f00_0000, 0x8200_0000),
+];
+
+/// The page Wine's preloader makes readable and executable when a range it reserved holds it:
+/// the last below 2 GiB, a workaround for kernels that limited the code segment to the highest
+/// executable address (exec-shield). Only the i386 table holds it.
+pub const WINE_EXEC_PAGE: Range = Range::new(0x7fff_f000, 0x8000_0000);
+
 /// How many ranges one launch can hold.
 pub const MAX_RANGES: usize = 24;
 
@@ -122,9 +137,29 @@ pub fn find_in_maps<'m>(maps: &'m [u8], range: &Range) -> Option<(Range, &'m [u8
     })
 }
 
+/// Make room in a full buffer of /proc/self/maps text read so far, keeping the whole lines of
+/// its second half at its start: returns how many bytes are kept. Read on this way, every run of
+/// adjacent lines shorter than half the buffer is whole in the buffer at some point.
+pub fn keep_last_lines(buf: &mut [u8]) -> usize {
+    let half = buf.len() / 2;
+    let start = buf[half..].iter().position(|&b| b == b'\n').map_or(buf.len(), |at| half + at + 1);
+    buf.copy_within(start.., 0);
+    buf.len() - start
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keeps_whole_lines_of_the_second_half() {
+        let mut buf = *b"aaaa\nbbbb\ncccc\ndd";
+        let kept = keep_last_lines(&mut buf);
+        assert_eq!(&buf[..kept], b"cccc\ndd");
+        // A second half without a line end keeps nothing (a line longer than half the buffer).
+        let mut long = *b"a\nbbbbbbbbb";
+        assert_eq!(keep_last_lines(&mut long), 0);
+    }
 
     #[test]
     fn finds_the_overlapping_mapping_and_its_name() {

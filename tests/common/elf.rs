@@ -1,5 +1,6 @@
-//! Editing ELF files for tests: header and program header fields, a moved and extended program
-//! header table, and a hand-made i386 program.
+//! Editing ELF files for tests: header and program header fields (at the offsets of the file's
+//! class, ELFCLASS64 or ELFCLASS32), a moved and extended program header table, and a hand-made
+//! i386 program.
 
 pub const PT_NULL: u32 = 0;
 pub const PT_LOAD: u32 = 1;
@@ -12,7 +13,34 @@ pub const PT_GNU_STACK: u32 = 0x6474_e551;
 pub const PT_GNU_RELRO: u32 = 0x6474_e552;
 pub const PT_GNU_PROPERTY: u32 = 0x6474_e553;
 pub const PHDR_SIZE: usize = 56;
+pub const PHDR32_SIZE: usize = 32;
 pub const PAGE: u64 = 4096;
+
+/// A field of the ELF header, or of a program header (from the entry's start): its offset and
+/// size in an ELFCLASS64 and in an ELFCLASS32 file.
+#[derive(Clone, Copy, Debug)]
+pub struct Field {
+    pub elf64: (usize, usize),
+    pub elf32: (usize, usize),
+}
+
+const fn field(elf64: (usize, usize), elf32: (usize, usize)) -> Field {
+    Field { elf64, elf32 }
+}
+
+pub const E_TYPE: Field = field((16, 2), (16, 2));
+pub const E_MACHINE: Field = field((18, 2), (18, 2));
+pub const E_ENTRY: Field = field((24, 8), (24, 4));
+pub const E_PHOFF: Field = field((32, 8), (28, 4));
+pub const E_PHENTSIZE: Field = field((54, 2), (42, 2));
+pub const E_PHNUM: Field = field((56, 2), (44, 2));
+pub const P_TYPE: Field = field((0, 4), (0, 4));
+pub const P_FLAGS: Field = field((4, 4), (24, 4));
+pub const P_OFFSET: Field = field((8, 8), (4, 4));
+pub const P_VADDR: Field = field((16, 8), (8, 4));
+pub const P_FILESZ: Field = field((32, 8), (16, 4));
+pub const P_MEMSZ: Field = field((40, 8), (20, 4));
+pub const P_ALIGN: Field = field((48, 8), (28, 4));
 
 /// One program header.
 #[derive(Clone, Copy, Debug, Default)]
@@ -39,12 +67,21 @@ impl Phdr {
         }
     }
 
-    fn bytes(&self) -> Vec<u8> {
+    /// The entry as an Elf64_Phdr, or an Elf32_Phdr (values cut to 32 bits).
+    fn bytes(&self, elf32: bool) -> Vec<u8> {
         let mut e = Vec::with_capacity(PHDR_SIZE);
         e.extend_from_slice(&self.p_type.to_le_bytes());
-        e.extend_from_slice(&self.p_flags.to_le_bytes());
-        for v in [self.p_offset, self.p_vaddr, self.p_vaddr, self.p_filesz, self.p_memsz, self.p_align] {
-            e.extend_from_slice(&v.to_le_bytes());
+        if elf32 {
+            for v in [self.p_offset, self.p_vaddr, self.p_vaddr, self.p_filesz, self.p_memsz] {
+                e.extend_from_slice(&(v as u32).to_le_bytes());
+            }
+            e.extend_from_slice(&self.p_flags.to_le_bytes());
+            e.extend_from_slice(&(self.p_align as u32).to_le_bytes());
+        } else {
+            e.extend_from_slice(&self.p_flags.to_le_bytes());
+            for v in [self.p_offset, self.p_vaddr, self.p_vaddr, self.p_filesz, self.p_memsz, self.p_align] {
+                e.extend_from_slice(&v.to_le_bytes());
+            }
         }
         e
     }
@@ -74,17 +111,44 @@ impl Elf {
         }
     }
 
+    /// Whether e_ident says ELFCLASS32 (read at every access: a mutation may change it).
+    pub fn is_elf32(&self) -> bool {
+        self.bytes.get(4) == Some(&1)
+    }
+
+    /// Where `field` lies, from `base` (0 for the ELF header, a program header's offset), and its
+    /// size, in this file's class.
+    pub fn locate(&self, base: usize, field: Field) -> (usize, usize) {
+        let (offset, len) = if self.is_elf32() { field.elf32 } else { field.elf64 };
+        (base.saturating_add(offset), len)
+    }
+
+    pub fn field(&self, base: usize, field: Field) -> u64 {
+        let (at, len) = self.locate(base, field);
+        self.get(at, len)
+    }
+
+    pub fn set_field(&mut self, base: usize, field: Field, value: u64) {
+        let (at, len) = self.locate(base, field);
+        self.set(at, len, value);
+    }
+
+    /// The size of a program header in this file's class.
+    pub fn phdr_size(&self) -> usize {
+        if self.is_elf32() { PHDR32_SIZE } else { PHDR_SIZE }
+    }
+
     pub fn phoff(&self) -> usize {
-        self.get(32, 8).min(usize::MAX as u64 >> 1) as usize
+        self.field(0, E_PHOFF).min(usize::MAX as u64 >> 1) as usize
     }
 
     pub fn phnum(&self) -> usize {
-        self.get(56, 2) as usize
+        self.field(0, E_PHNUM) as usize
     }
 
     /// File offset of program header `index`.
     pub fn ph(&self, index: usize) -> usize {
-        self.phoff().saturating_add(index * PHDR_SIZE)
+        self.phoff().saturating_add(index * self.phdr_size())
     }
 
     /// File offset of the first program header of `p_type`.
@@ -105,7 +169,7 @@ impl Elf {
         (0..self.phnum())
             .map(|i| self.ph(i))
             .filter(|&at| self.get(at, 4) == u64::from(PT_LOAD))
-            .map(|at| self.get(at + 16, 8).saturating_add(self.get(at + 40, 8)))
+            .map(|at| self.field(at, P_VADDR).saturating_add(self.field(at, P_MEMSZ)))
             .max()
             .unwrap_or(0)
             .next_multiple_of(PAGE)
@@ -116,16 +180,13 @@ impl Elf {
     /// follows it) and by `extra`, then PT_NULL entries up to `count` entries in all (the table
     /// is cut at `count`). Returns the address the table is mapped at.
     pub fn move_table(&mut self, extra: &[Phdr], count: usize) -> u64 {
-        let (old_off, old_num) = (self.phoff(), self.phnum());
-        let mut table = self
-            .bytes
-            .get(old_off..old_off.saturating_add(old_num * PHDR_SIZE))
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default();
+        let (old_off, old_num, size, elf32) = (self.phoff(), self.phnum(), self.phdr_size(), self.is_elf32());
+        let mut table =
+            self.bytes.get(old_off..old_off.saturating_add(old_num * size)).map(<[u8]>::to_vec).unwrap_or_default();
         let vaddr = self.end_of_image() + 16 * PAGE;
-        let table_len = (count * PHDR_SIZE) as u64;
-        let offset = self.append(&vec![0; count * PHDR_SIZE], PAGE as usize) as u64;
-        for entry in table.chunks_exact_mut(PHDR_SIZE).take(count) {
+        let table_len = (count * size) as u64;
+        let offset = self.append(&vec![0; count * size], PAGE as usize) as u64;
+        for entry in table.chunks_exact_mut(size).take(count) {
             if u32::from_le_bytes(entry[..4].try_into().unwrap()) == PT_PHDR {
                 let moved = Phdr {
                     p_type: PT_PHDR,
@@ -136,17 +197,17 @@ impl Elf {
                     p_memsz: table_len,
                     p_align: 8,
                 };
-                entry.copy_from_slice(&moved.bytes());
+                entry.copy_from_slice(&moved.bytes(elf32));
             }
         }
-        table.extend(Phdr::load(4, offset, vaddr, table_len, table_len).bytes());
+        table.extend(Phdr::load(4, offset, vaddr, table_len, table_len).bytes(elf32));
         for phdr in extra {
-            table.extend(phdr.bytes());
+            table.extend(phdr.bytes(elf32));
         }
-        table.resize(count * PHDR_SIZE, 0);
+        table.resize(count * size, 0);
         self.bytes[offset as usize..].copy_from_slice(&table);
-        self.set(32, 8, offset);
-        self.set(56, 2, count as u64);
+        self.set_field(0, E_PHOFF, offset);
+        self.set_field(0, E_PHNUM, count as u64);
         vaddr
     }
 }

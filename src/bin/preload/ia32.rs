@@ -10,6 +10,7 @@
 use core::ffi::CStr;
 
 use goblin::elf64::program_header::ProgramHeader;
+use preload::elf::symbols::Class;
 use preload::elf::{self, Image, ia32};
 use preload::exec::args::Prefix;
 use preload::plan::credentials::ProgramCredentials;
@@ -48,6 +49,7 @@ pub struct Storage<'b> {
 fn inspect<'p>(file: &'p File, spill: &'p mut Spill, out: &'p mut [ProgramHeader]) -> Result<Image<'p>, &'static str> {
     let header = ia32::header(file.head())?;
     let (offset, len) = ia32::phdr_table(&header)?;
+    load::check_table_for_kernel(len)?;
     let table = file.bytes(offset, len, spill).map_err(|_| "program headers beyond end of file")?;
     let phdrs = ia32::widen(table, out);
     if file.copy_segments() {
@@ -126,6 +128,9 @@ pub fn launch<'b>(
     let has_interpreter = inspected.interpreter.is_some();
     plan.placement = compat::placement(image.relocatable, has_interpreter, options.base, extent, rnd)
         .map_err(|reason| fail(Refusal::failure(reason)))?;
+    if !compat::fits(plan.placement, extent) {
+        return Err(fail(Refusal::cannot_execute("a segment ends beyond the compat address space (0xffffe000)")));
+    }
     let top = compat::stack_top(plan.randomize, plan.random.mmap >> 32);
     if options.dry_run || options.verbose {
         let mut out = Printer::new(if options.dry_run { crate::sys::io::STDOUT } else { crate::sys::io::STDERR });
@@ -153,13 +158,18 @@ pub fn launch<'b>(
         reserve::reserve(range, &protected).map_err(|why| Error::Reservation { range: *range, why })?;
     }
     let mut owned = Owned::default();
-    let placement = in_compat_area(plan.placement, extent).map_err(failure)?;
+    // No compat slot for the image is the kernel's mapping failure (ENOMEM): refused as such.
+    let placement = in_compat_area(plan.placement, extent).map_err(|errno| fail(load::map_error(errno)))?;
     let bias = load::map(resolved.file, image, extent, placement, &mut owned).map_err(|errno| match errno {
         rustix::io::Errno::EXIST if options.base.is_some() => {
             fail(Refusal::failure("--base: the program's address range is already in use"))
         }
         _ => fail(load::map_error(errno)),
     })?;
+    let mut verbose = Printer::new(crate::sys::io::STDERR);
+    let program = (image, Class::Elf32, bias, resolved.file.size);
+    let verbose = options.verbose.then_some(&mut verbose);
+    crate::wine::offer_ranges(program, exe_path, request.stack, &protected, &mut plan.reserved, verbose)?;
     let (base, entry) = match &inspected.interpreter {
         Some(interp) => {
             let interp_extent = Extent::of(&interp.image);
@@ -208,7 +218,9 @@ pub fn launch<'b>(
     handoff.fit(size as u64).map_err(failure)?;
     spec.write(&layout, &mut handoff.parts().image[..size]);
     let vma_len = top - page_start(layout.arg_start) + STACK_EXPAND;
-    sys::map_stack(top, vma_len, ia32::executable_stack(image)).map_err(failure)?;
+    // A segment where the stack goes (the kernel's bss mapping would unmap that part of the
+    // stack) is refused as one over the preloader's memory.
+    sys::map_stack(top, vma_len, ia32::executable_stack(image)).map_err(|errno| fail(load::map_error(errno)))?;
     let built = Built { image: handoff.addr_of_image(), layout, size, exec_refused: false, keep: Keep::Nothing };
 
     // comm, the mm fields with the 32-bit auxv as the saved one (what a compat exec leaves in

@@ -4,6 +4,7 @@ use core::ffi::CStr;
 
 use goblin::elf64::program_header::{PF_R, PF_W, PF_X};
 use preload::cstr;
+use preload::elf::symbols::Class;
 use preload::elf::{self, Image};
 use preload::plan::finish::{Vdso, back_to_back, item_start, vdso_block_start};
 use preload::plan::load::{Extent, Owned, Placement, Segment, foreign_mapping, start_brk};
@@ -27,16 +28,22 @@ use crate::{reserve, wine};
 pub fn inspect<'p>(file: &'p File, spill: &'p mut Spill) -> Result<Image<'p>, &'static str> {
     let header = elf::header(file.head())?;
     let (offset, len) = elf::phdr_table(&header)?;
-    if len > elf::PAGE_PHDR_TABLE {
-        // Kernels before 6.17 read one page of program headers: asked only for a larger table.
-        elf::check_phdr_table_for_kernel(len, rustix::system::uname().release().to_bytes())?;
-    }
+    check_table_for_kernel(len)?;
     let table = file.bytes(offset, len, spill).map_err(|_| "program headers beyond end of file")?;
     let phdrs = elf::program_headers(table);
     if file.held_in_memory() {
         elf::check_segments_in_file(phdrs, file.size)?;
     }
     elf::validate(&header, phdrs, file.size)
+}
+
+/// Kernels before 6.17 read one page of program headers, of either class: the release is asked
+/// for only for a larger table of `len` bytes.
+pub fn check_table_for_kernel(len: usize) -> Result<(), &'static str> {
+    if len > elf::PAGE_PHDR_TABLE {
+        elf::check_phdr_table_for_kernel(len, rustix::system::uname().release().to_bytes())?;
+    }
+    Ok(())
 }
 
 /// The mmap protection for a segment's PF_R/PF_W/PF_X.
@@ -426,7 +433,7 @@ pub fn map_all<'b>(
     resolved: &Resolved<'b>,
     inspected: &Inspected<'b>,
     plan: &mut Plan,
-    mut verbose: Option<&mut Printer>,
+    verbose: Option<&mut Printer>,
 ) -> Result<Mapped, Error<'b>> {
     let (file, image, exe_path) = (resolved.file, &inspected.image, resolved.exe_path);
     let fail = |refusal| Error::at(exe_path, refusal);
@@ -451,16 +458,9 @@ pub fn map_all<'b>(
             _ => fail(map_error(errno)),
         })?,
     };
-    if let Some(symbol) = (!program_at_top).then(|| wine::find_symbol(image, bias, file.size)).flatten() {
-        wine::reserve(request.stack, &protected, &mut plan.reserved, verbose.as_deref_mut())?;
-        let reserved = plan.reserved.as_slice();
-        // SAFETY: the symbol was found in the program just mapped.
-        let table = unsafe { wine::publish(reserved, symbol) }.map_err(|errno| Error::failure(exe_path, errno))?;
-        if let Some(out) = verbose {
-            out.line().text("wine_main_preload_info at ").hex(symbol).text(" -> table at ").hex(table);
-            out.line().text(", ").dec(reserved.len() as u64).text(" ranges");
-            out.end();
-        }
+    if !program_at_top {
+        let program = (image, Class::Elf64, bias, file.size);
+        wine::offer_ranges(program, exe_path, request.stack, &protected, &mut plan.reserved, verbose)?;
     }
     let (base, entry) = match &inspected.interpreter {
         Some(interp) if matches!(plan.stage2.top, Some(Top::Interpreter)) => {

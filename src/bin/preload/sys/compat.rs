@@ -11,7 +11,7 @@ use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
 use super::mem;
-use super::proc::{MAPS_BUFFER, read_maps, syscall5};
+use super::proc::{MAPS_BUFFER, scan_maps, syscall5};
 
 /// Room the first 32-bit vDSO mapping is given, before its size is known.
 const VDSO_PROBE: u64 = 1 << 20;
@@ -161,8 +161,8 @@ pub fn add_personality(flags: u64) -> Result<(), Errno> {
 /// The span of the vDSO's mappings ([vvar], [vvar_vclock], [vdso]) and where [vdso] starts.
 fn vdso_span() -> Option<(preload::plan::reserve::Range, u64)> {
     let mut maps = [0u8; MAPS_BUFFER];
-    let len = read_maps(&mut maps);
-    span_of(&maps[..len], is_vdso_mapping, b"[vdso]")
+    // The program, mapped by now, may have thousands of segments around the vDSO.
+    scan_maps(&mut maps, |window| span_of(window, is_vdso_mapping, b"[vdso]"))
 }
 
 /// Replace the 64-bit vDSO with the 32-bit one, at the slot a compat exec gives it: the top-down

@@ -125,13 +125,14 @@ pub unsafe fn read(addr: u64, buf: &mut [u8]) {
     unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) }
 }
 
-/// Store `value` at `addr`, which need not be aligned.
+/// Store `bytes` at `addr`.
 ///
 /// # Safety
-/// 8 bytes at `addr` are mapped writable, in the program's memory, which nothing here refers to.
-pub unsafe fn write_u64(addr: u64, value: u64) {
-    // SAFETY: the caller's contract.
-    unsafe { (addr as *mut u64).write_unaligned(value) }
+/// `bytes.len()` bytes at `addr` are mapped writable, in the program's memory, which nothing
+/// here refers to.
+pub unsafe fn write(addr: u64, bytes: &[u8]) {
+    // SAFETY: the caller's contract; `bytes` is ours, so the two cannot overlap.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), addr as *mut u8, bytes.len()) }
 }
 
 /// An address where `len` bytes aligned to `align` fit in the mmap area, as the kernel finds
@@ -187,14 +188,6 @@ impl Mapping {
     #[cfg_attr(not(feature = "sealed"), allow(dead_code))]
     pub fn as_ptr(&self) -> *mut u8 {
         self.base.as_ptr()
-    }
-
-    /// Keep the mapping past the Mapping: its first byte and length, for whoever unmaps it (the
-    /// final jump does).
-    pub fn into_raw(self) -> (*mut u8, usize) {
-        let raw = (self.base.as_ptr(), self.len);
-        core::mem::forget(self);
-        raw
     }
 
     /// All of it.

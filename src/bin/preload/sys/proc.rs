@@ -23,6 +23,28 @@ pub fn read_maps(buf: &mut [u8]) -> usize {
     }
 }
 
+/// Read /proc/self/maps through `buf` a window at a time, each window starting with the whole
+/// lines of the previous one's second half, until `find` finds what it looks for in one: for
+/// mappings that a program of thousands of segments pushes past what [`read_maps`] reads. A run
+/// of adjacent lines shorter than half of `buf` is whole in some window. None if no window has
+/// it, or the maps cannot be read.
+pub fn scan_maps<T>(buf: &mut [u8], mut find: impl FnMut(&[u8]) -> Option<T>) -> Option<T> {
+    let fd = rustix::fs::openat(CWD, c"/proc/self/maps", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            if let Some(found) = find(buf) {
+                return Some(found);
+            }
+            len = preload::plan::reserve::keep_last_lines(buf);
+        }
+        match io::read(&fd, &mut buf[len..]) {
+            Ok(0) | Err(_) => return find(&buf[..len]),
+            Ok(n) => len += n,
+        }
+    }
+}
+
 /// `prctl(PR_SET_MM, PR_SET_MM_MAP, map)`: the mm fields, the saved auxv and (unless
 /// `exe_fd` is -1) /proc/self/exe, all at once or nothing.
 pub fn set_mm_map(map: &PrctlMmMap) -> Result<(), Errno> {

@@ -433,3 +433,34 @@ fn i386_musl_pie_same_without_aslr() {
         "scenario check: musl's ld.so is mapped:\n{low:#?}"
     );
 }
+
+/// The options that shape a launch work for i386 programs: --argv0 (the program's argv[0]),
+/// --base (a PIE's load address below 4 GiB), --reserve (a range below 4 GiB kept free,
+/// PROT_NONE), --dry-run (the plan on stdout, nothing run) and --verbose (the plan on stderr).
+#[test]
+fn i386_launch_options() {
+    let program = build_c("probe32", Variant::I386Pie);
+    let report_of = |inv: Invocation| lines(&inv.run_preloaded(), "through preload");
+
+    let report = report_of(Invocation::new(&program).preload_option("--argv0").preload_option("renamed"));
+    assert_eq!(value(&report, "argv.0"), "renamed", "--argv0");
+
+    let report = report_of(Invocation::new(&program).preload_option("--base").preload_option("0x30000000"));
+    let (low, _) = maps(&report);
+    let first = low.iter().find(|line| line.ends_with(&*program.to_string_lossy())).expect("the program mapped");
+    assert_eq!(mapping(first).0, 0x3000_0000, "--base: {first}");
+
+    let report =
+        report_of(Invocation::new(&program).preload_option("--reserve").preload_option("0x10000000-0x20000000"));
+    let (low, _) = maps(&report);
+    assert!(low.iter().any(|line| line.starts_with("10000000-20000000 ---p")), "--reserve below 4 GiB:\n{low:#?}");
+
+    let dry = Invocation::new(&program).preload_option("--dry-run").run_preloaded();
+    let plan = String::from_utf8_lossy(&dry.stdout);
+    assert!(dry.status.success() && plan.contains("i386 program"), "--dry-run: {plan}");
+    assert!(!plan.contains("argv.0"), "--dry-run runs nothing: {plan}");
+    let verbose = Invocation::new(&program).preload_option("--verbose").run_preloaded();
+    let said = String::from_utf8_lossy(&verbose.stderr);
+    assert!(verbose.status.code() == Some(3) && said.contains("i386 program"), "--verbose: {said}");
+    assert!(String::from_utf8_lossy(&verbose.stdout).contains("argv.0="), "--verbose runs the program");
+}

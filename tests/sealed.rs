@@ -207,6 +207,8 @@ per_variant!(hello_sealed:
     hello_sealed_static => Static,
     hello_sealed_dynamic => Pie,
     hello_sealed_musl_static => MuslStatic,
+    hello_sealed_i386_static => I386Static,
+    hello_sealed_i386_pie => I386Pie,
 );
 
 /// The file mappings (`filemap.*` values in address order) that are not `path`'s.

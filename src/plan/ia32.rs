@@ -74,10 +74,16 @@ pub fn start_brk(elf_brk: u64, static_pie: bool, randomize: bool, random: u64) -
     super::load::start_brk_with(ELF_ET_DYN_BASE, BRK_RND_RANGE, elf_brk, static_pie, randomize, random)
 }
 
-/// The end of the `[stack]` mapping of a compat exec (randomize_stack_top).
+/// The end of the `[stack]` mapping of a compat exec: randomize_stack_top takes up to 0x7ff
+/// pages (the low 11 bits of `random`), then setup_arg_pages' arch_align_stack takes a further
+/// 0-8191 bytes (the next 13 bits), aligns down to 16 and up to a page, so the end can drop by
+/// one more page, or two.
 pub fn stack_top(randomize: bool, random: u64) -> u64 {
-    let rnd = if randomize { (random & STACK_RND_MASK) * PAGE_SIZE } else { 0 };
-    page_align(STACK_TOP) - rnd
+    if !randomize {
+        return page_align(STACK_TOP);
+    }
+    let top = page_align(STACK_TOP) - (random & STACK_RND_MASK) * PAGE_SIZE;
+    page_align((top - (random >> 11) % 8192) & !0xf)
 }
 
 /// `mm->mmap_compat_base` (arch_pick_mmap_layout, mmap_base): the top of the area a compat
@@ -174,7 +180,12 @@ mod tests {
     fn the_stack_and_mmap_area_end_below_4_gib() {
         assert_eq!(stack_top(false, u64::MAX), 0xffff_e000);
         assert_eq!(stack_top(true, 0), 0xffff_e000);
-        assert_eq!(stack_top(true, u64::MAX), 0xff7f_f000, "8 MiB - 4 KiB at most");
+        assert_eq!(stack_top(true, 0x7ff), 0xff7f_f000, "8 MiB - 4 KiB of pages");
+        assert_eq!(stack_top(true, 8176 << 11 | 0x7ff), 0xff7f_e000, "one more page by the alignment gap");
+        assert_eq!(stack_top(true, u64::MAX), 0xff7f_d000, "two when it is 8177-8191, aligned to 16 first");
+        assert_eq!(stack_top(true, 4096 << 11), 0xffff_d000, "a gap of 4096 bytes drops a page");
+        assert_eq!(stack_top(true, 4095 << 11), 0xffff_d000, "as does 4095, aligned to 16 first");
+        assert_eq!(stack_top(true, 4080 << 11), 0xffff_e000);
         // With the default 8 MiB stack limit the gap is its minimum, 128 MiB.
         assert_eq!(mmap_compat_base(8 << 20, false, 0), Some(0xf7ff_e000));
         assert_eq!(mmap_compat_base(8 << 20, true, 0xff), Some(0xf7ef_f000));

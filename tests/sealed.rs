@@ -697,25 +697,15 @@ fn probe_by_binfmt(
     expected_argv0: &str,
     args: &[&str],
 ) -> (Output, Output, String) {
-    let unshare = require_tool("unshare");
     let (strace, perl) = (require_tool("strace"), require_tool("perl"));
     let keyed = Keyed::new(&format!("sealed-binfmt-{flags}"));
     let (_, sealed) = keyed.seal(&build_c("probe", Variant::Pie), "probe");
     common::set_mode(&sealed, mode);
-    let preload = common::preload();
-    let line = binfmt_line(&[&preload.to_string_lossy()]);
+    let line = binfmt_line(&[&common::preload().to_string_lossy()]);
     let line = line.trim_end().strip_suffix(":F").expect("an F registration").to_string() + ":" + flags;
-    let dir = keyed.scratch.path();
-    fs::create_dir(dir.join("binfmt_misc")).unwrap();
-    // $1 scratch dir, $2 the line, $3 preload, $4 the container's directory, $5 strace, $6 perl,
-    // $7 argv[0] by itself, $8 argv[0] through preload; then the arguments.
-    let script = r#"
-        dir=$1 line=$2 preload=$3 sealed=$4 strace=$5 perl=$6 argv0=$7 expected=$8; shift 8
-        mount -t binfmt_misc binfmt_misc "$dir/binfmt_misc" || exit 90
-        printf '%s' "$line" > "$dir/binfmt_misc/register" || exit 91
-        cat "$dir/binfmt_misc/preload-sealed" > "$dir/entry" || exit 92
-        cd "$sealed" || exit 93
-        unset PWD OLDPWD
+    // $1 strace, $2 perl, $3 argv[0] by itself, $4 argv[0] through preload; then the arguments.
+    let runs = r#"
+        strace=$1 perl=$2 argv0=$3 expected=$4; shift 4
         PRELOAD_KEY_FD=3 "$strace" -f -qq -e trace=open,openat,openat2 -o "$dir/binfmt.strace" \
             "$perl" -e 'exec {shift} @ARGV or exit 94' ./probe "$argv0" "$@" 3<"$dir/key" \
             > "$dir/binfmt.out" 2> "$dir/binfmt.err"
@@ -725,24 +715,64 @@ fn probe_by_binfmt(
             3<"$dir/key" > "$dir/preload.out" 2> "$dir/preload.err"
         echo $? > "$dir/preload.status"
     "#;
-    let mut command = Command::new(&unshare);
-    command
-        .args(["-Urm", "/bin/sh", "-c", script, "sh"])
-        .arg(dir)
-        .arg(&line)
-        .arg(preload)
-        .arg(sealed.parent().unwrap())
-        .arg(&strace)
-        .arg(&perl)
-        .args([argv0, expected_argv0])
-        .args(args)
-        .env_clear()
-        .env("PATH", common::SYSTEM_PATH)
-        .env("LANG", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let output = common::run(command, None, &format!("unshare -Urm sh (binfmt_misc, flags {flags})"));
+    let words = [strace.as_os_str(), perl.as_os_str(), argv0.as_ref(), expected_argv0.as_ref()];
+    let run = in_private_binfmt(&keyed, &sealed, &line, runs, words.into_iter().chain(args.iter().map(OsStr::new)));
+    assert!(run.entry.contains(&format!("\nflags: {flags}\n")), "the registered entry: {}", run.entry);
+    let log = String::from_utf8_lossy(&run.read("binfmt.strace")).into_owned();
+    (run.side("binfmt"), run.side("preload"), log)
+}
+
+/// What a script left in the scratch directory after running in a private binfmt_misc instance.
+struct BinfmtRun {
+    dir: PathBuf,
+    /// The registered entry, as binfmt_misc shows it.
+    entry: String,
+}
+
+impl BinfmtRun {
+    fn read(&self, name: &str) -> Vec<u8> {
+        fs::read(self.dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// One run's SIDE.status, SIDE.out and SIDE.err.
+    fn side(&self, side: &str) -> Output {
+        use std::os::unix::process::ExitStatusExt;
+        let code: i32 = String::from_utf8(self.read(&format!("{side}.status"))).unwrap().trim().parse().unwrap();
+        Output {
+            status: std::process::ExitStatus::from_raw(code << 8),
+            stdout: self.read(&format!("{side}.out")),
+            stderr: self.read(&format!("{side}.err")),
+        }
+    }
+}
+
+/// `runs`, a shell fragment, in a private binfmt_misc instance (unshare -Urm: binfmt_misc can be
+/// mounted in a user namespace since Linux 6.7) with `line` registered, from the container's
+/// directory; it sees $dir (the scratch directory, holding the key) and $preload, and `args` as
+/// its positional parameters.
+fn in_private_binfmt<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(
+    keyed: &Keyed,
+    sealed: &Path,
+    line: &str,
+    runs: &str,
+    args: I,
+) -> BinfmtRun {
+    let dir = keyed.scratch.path().to_path_buf();
+    fs::create_dir(dir.join("binfmt_misc")).unwrap();
+    let script = r#"
+        dir=$1 line=$2 preload=$3 sealed=$4; shift 4
+        mount -t binfmt_misc binfmt_misc "$dir/binfmt_misc" || exit 90
+        printf '%s' "$line" > "$dir/binfmt_misc/register" || exit 91
+        cat "$dir/binfmt_misc/preload-sealed" > "$dir/entry" || exit 92
+        cd "$sealed" || exit 93
+        unset PWD OLDPWD
+    "#
+    .to_string()
+        + runs;
+    let preload = common::preload();
+    let words = [dir.as_os_str(), line.as_ref(), preload.as_os_str(), sealed.parent().unwrap().as_os_str()];
+    let words = words.into_iter().map(OsStr::to_os_string).chain(args.into_iter().map(|a| a.as_ref().to_os_string()));
+    let output = common::sh_under_unshare("-Urm", &script, words);
     assert!(
         output.status.success(),
         "registering in a private binfmt_misc failed ({}; 90 mount, 91 register, 92 entry): {}",
@@ -750,19 +780,7 @@ fn probe_by_binfmt(
         String::from_utf8_lossy(&output.stderr)
     );
     let entry = fs::read_to_string(dir.join("entry")).unwrap();
-    assert!(entry.contains(&format!("\nflags: {flags}\n")), "the registered entry: {entry}");
-    let read = |name: &str| fs::read(dir.join(name)).unwrap();
-    let result = |side: &str| {
-        let code: i32 = String::from_utf8(read(&format!("{side}.status"))).unwrap().trim().parse().unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        Output {
-            status: std::process::ExitStatus::from_raw(code << 8),
-            stdout: read(&format!("{side}.out")),
-            stderr: read(&format!("{side}.err")),
-        }
-    };
-    let log = String::from_utf8_lossy(&read("binfmt.strace")).into_owned();
-    (result("binfmt"), result("preload"), log)
+    BinfmtRun { dir, entry }
 }
 
 /// The probe's facts by itself and through preload must agree, exe included (the container).
@@ -814,65 +832,35 @@ fn binfmt_flag_o_reads_through_at_execfd() {
 /// as `PRELOAD_KEY_FD=3 preload ./hello ARGS 3<KEY` runs it in the same namespace.
 #[test]
 fn binfmt_registration_runs_sealed_containers_by_themselves() {
-    let unshare = require_tool("unshare");
     let keyed = Keyed::new("sealed-binfmt");
     let (_, sealed) = keyed.seal(&build_c("hello", Variant::Pie), "hello");
     let preload = common::preload();
-    let line = binfmt_line(&[&preload.to_string_lossy()]);
-    let dir = keyed.scratch.path();
-    fs::create_dir(dir.join("binfmt_misc")).unwrap();
-    // $1 scratch dir, $2 the line, $3 preload, $4 the container's directory; then its argv.
-    let script = r#"
-        dir=$1 line=$2 preload=$3 sealed=$4; shift 4
-        mount -t binfmt_misc binfmt_misc "$dir/binfmt_misc" || exit 90
-        printf '%s' "$line" > "$dir/binfmt_misc/register" || exit 91
-        cat "$dir/binfmt_misc/preload-sealed" > "$dir/entry" || exit 92
-        cd "$sealed" || exit 93
+    let runs = r#"
         PRELOAD_KEY_FD=3 ./hello "$@" 3<"$dir/key" > "$dir/binfmt.out" 2> "$dir/binfmt.err"
         echo $? > "$dir/binfmt.status"
         PRELOAD_KEY_FD=3 "$preload" ./hello "$@" 3<"$dir/key" > "$dir/preload.out" 2> "$dir/preload.err"
         echo $? > "$dir/preload.status"
     "#;
-    let mut command = Command::new(&unshare);
-    command
-        .args(["-Urm", "/bin/sh", "-c", script, "sh"])
-        .arg(dir)
-        .arg(&line)
-        .arg(preload)
-        .arg(sealed.parent().unwrap())
-        .args(["one", "two words", "--exit", "3"])
-        .env_clear()
-        .env("PATH", common::SYSTEM_PATH)
-        .env("LANG", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let output = common::run(command, None, "unshare -Urm sh (binfmt_misc)");
-    assert!(
-        output.status.success(),
-        "registering in a private binfmt_misc failed ({}; 90 mount, 91 register, 92 entry): {}",
-        common::render_status(output.status),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let entry = fs::read_to_string(dir.join("entry")).unwrap();
+    let line = binfmt_line(&[&preload.to_string_lossy()]);
+    let run = in_private_binfmt(&keyed, &sealed, &line, runs, ["one", "two words", "--exit", "3"]);
     let expected = format!("enabled\ninterpreter {}\nflags: F\noffset 0\nmagic 7f50524c5345414c\n", preload.display());
-    assert_eq!(entry, expected, "the registered entry");
-    let read = |name: &str| fs::read(dir.join(name)).unwrap();
-    let status = |name: &str| String::from_utf8(read(name)).unwrap().trim().parse::<i32>().unwrap();
+    assert_eq!(run.entry, expected, "the registered entry");
+    let (by_itself, through) = (run.side("binfmt"), run.side("preload"));
     assert_eq!(
-        status("preload.status"),
-        3,
+        through.status.code(),
+        Some(3),
         "scenario check: through preload: {}",
-        String::from_utf8_lossy(&read("preload.err"))
+        String::from_utf8_lossy(&through.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&read("preload.out")).contains(r#"argv[2]="two words""#),
+        String::from_utf8_lossy(&through.stdout).contains(r#"argv[2]="two words""#),
         "scenario check: hello printed its arguments"
     );
-    assert_eq!(status("binfmt.status"), 3, "run by itself: {}", String::from_utf8_lossy(&read("binfmt.err")));
-    for stream in ["out", "err"] {
-        let (by_itself, through) = (read(&format!("binfmt.{stream}")), read(&format!("preload.{stream}")));
-        if let Some(diff) = common::diff_text(&through, &by_itself) {
+    assert_eq!(by_itself.status.code(), Some(3), "run by itself: {}", String::from_utf8_lossy(&by_itself.stderr));
+    for (stream, by_itself, through) in
+        [("out", &by_itself.stdout, &through.stdout), ("err", &by_itself.stderr, &through.stderr)]
+    {
+        if let Some(diff) = common::diff_text(through, by_itself) {
             panic!("std{stream} of the container run by itself differs (- through preload, + by itself):\n{diff}");
         }
     }

@@ -15,7 +15,7 @@ mod common;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::{Both, Invocation, NOBODY, Scratch, Variant, build_c, probe};
 
@@ -258,21 +258,9 @@ fn the_namespace_is_a_new_one() {
 /// user.max_user_namespaces, which is per namespace, can be set there without touching the
 /// machine's), with $1 preload and $2 the path to run as a caller without capabilities.
 fn in_own_namespace(script: &str, words: &[&str]) -> Output {
-    let unshare = common::require_tool("unshare");
-    let setpriv = common::require_tool("setpriv");
-    let mut command = Command::new(unshare);
-    command
-        .args(["-Ur", "/bin/sh", "-c", script, "sh"])
-        .arg(common::preload())
-        .arg(setpriv)
-        .args(words)
-        .env_clear()
-        .env("PATH", common::SYSTEM_PATH)
-        .env("LANG", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    common::run(command, None, "unshare -Ur sh")
+    let (preload, setpriv) = (common::preload(), common::require_tool("setpriv"));
+    let words = [preload.as_os_str(), setpriv.as_os_str()].into_iter().chain(words.iter().map(OsStr::new));
+    common::sh_under_unshare("-Ur", script, words)
 }
 
 /// With user.max_user_namespaces 0, `--userns` is refused with 125 and one line that says so;

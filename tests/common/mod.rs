@@ -36,7 +36,8 @@ pub use invocation::Invocation;
 pub use scratch::{Scratch, preload, set_mode};
 #[allow(unused_imports)]
 pub use spawn::{
-    NOBODY, SYSTEM_PATH, execve_in_child, output, require_tool, run, run_counting_faults, run_preload, spawn,
+    NOBODY, SYSTEM_PATH, execve_in_child, output, require_tool, run, run_counting_faults, run_preload,
+    sh_under_unshare, spawn,
 };
 
 /// Generates one `#[test]` per variant calling `$check(Variant::X)`.

@@ -60,6 +60,22 @@ pub fn run(cmd: Command, stdin: Option<&[u8]>, what: &str) -> Output {
     try_run(cmd, stdin, what).unwrap_or_else(|e| panic!("cannot start {what}: {e}"))
 }
 
+/// `unshare FLAGS /bin/sh -c SCRIPT sh ARGS...` in a clean environment (PATH and LANG only),
+/// stdin from /dev/null, output collected: a script run in namespaces of the test's own.
+pub fn sh_under_unshare<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(flags: &str, script: &str, args: I) -> Output {
+    let mut command = Command::new(require_tool("unshare"));
+    command
+        .args([flags, "/bin/sh", "-c", script, "sh"])
+        .args(args)
+        .env_clear()
+        .env("PATH", SYSTEM_PATH)
+        .env("LANG", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    run(command, None, &format!("unshare {flags} sh"))
+}
+
 /// `cmd.output()` (stdin null, output collected), spawned under [`SPAWN_LOCK`]: for the tools
 /// the tests run (compilers, mkfifo, setcap...), which must not inherit a write descriptor either.
 pub fn output(cmd: &mut Command) -> Output {

@@ -25,6 +25,8 @@ pub const EM_386: u16 = 3;
 pub const EM_486: u16 = 6;
 /// PATH_MAX bounds PT_INTERP.
 pub const MAX_INTERP_LEN: u64 = 4096;
+/// The largest file offset mmap maps (file_mmap_ok): MAX_LFS_FILESIZE, LLONG_MAX.
+const MAX_LFS_FILESIZE: u64 = i64::MAX as u64;
 
 /// A buffer with the alignment the ELF structures need.
 #[repr(C, align(8))]
@@ -199,6 +201,10 @@ fn check_load(ph: &ProgramHeader, file_size: u64, task_size: u64) -> Result<(), 
         // File pages past the end of the file are mapped as the kernel maps them (SIGBUS only if
         // touched), but the kernel must zero the rest of a writable segment's last file page.
         let file_end = ph.p_offset.checked_add(ph.p_filesz).ok_or("segment beyond end of file")?;
+        // mmap refuses file pages past MAX_LFS_FILESIZE (or wrapping), where exec then kills.
+        if file_end > MAX_LFS_FILESIZE & !(PAGE_SIZE - 1) {
+            return Err("segment file offset beyond what mmap accepts");
+        }
         let zeroed = ph.p_flags & PF_W != 0 && ph.p_memsz > ph.p_filesz && page_offset(file_end) != 0;
         if zeroed && page_start(file_end) >= file_size {
             return Err("a writable segment's bss starts past the end of the file");
@@ -305,13 +311,20 @@ pub(crate) mod tests {
         let h = header(&header_bytes(ET_DYN, EM_X86_64, 1)).unwrap();
         let ok = [load(0x1000, 0x1000, 0x100, 0x2000, PF_R | PF_W)];
         assert!(validate(&h, &ok, 0x2000).is_ok());
-        let cases: [(ProgramHeader, &str); 5] = [
+        let cases: [(ProgramHeader, &str); 7] = [
             (load(TASK_SIZE, 0, 0, 0x10, PF_R), "segment outside the user address space"),
             (load(TASK_SIZE - 0x1000, 0, 0, 0x2000, PF_R), "segment outside the user address space"),
             (load(0x1000, 0x1000, 0x200, 0x100, PF_R), "segment file size exceeds its memory size"),
             (load(0x1010, 0x1000, 0x10, 0x10, PF_R), "segment offset and address differ modulo the page size"),
             (load(0x1000, 0x2000, 0x10, 0x20, PF_R | PF_W), "a writable segment's bss starts past the end of the file"),
+            // Found by the mutants harness: its page wraps to 0 (the kernel's exec dies in mmap).
+            (load(0x3ff000, u64::MAX - 0xfff, 0x1c8, 0x1c8, 0), "segment file offset beyond what mmap accepts"),
+            (load(0x1000, 1 << 63, 0x10, 0x10, PF_R), "segment file offset beyond what mmap accepts"),
         ];
+        assert!(
+            validate(&h, &[load(0x1000, (1 << 63) - 0x2000, 0x1000, 0x1000, PF_R)], 0x2000).is_ok(),
+            "the last page mmap takes"
+        );
         assert!(
             validate(&h, &[load(0x1000, 0x1000, 0x5001, 0x5001, PF_R)], 0x2000).is_ok(),
             "file pages past the end, as the kernel maps them"

@@ -19,6 +19,10 @@ pub fn broken_rules(ph: &ProgramHeader, file_size: u64, task_size: u64) -> Vec<&
         }
         match ph.p_offset.checked_add(ph.p_filesz) {
             None => rules.push("segment beyond end of file"),
+            // mmap's limit, MAX_LFS_FILESIZE (2^63 - 1), for the page holding the last byte.
+            Some(file_end) if file_end > (1 << 63) - 0x1000 => {
+                rules.push("segment file offset beyond what mmap accepts")
+            }
             Some(file_end)
                 if ph.p_flags & PF_W != 0
                     && ph.p_memsz > ph.p_filesz

@@ -21,6 +21,8 @@
 #   PRELOAD_KERNEL_TIMEOUT  seconds one kernel may take from boot to power-off (default 3600);
 #                           a kernel that does not report within it is a failure
 #   PRELOAD_KERNEL_CPUS     guest CPUs (default 2), PRELOAD_KERNEL_MEMORY guest MiB (default 2048)
+#   PRELOAD_KERNEL_CPU      qemu's CPU model (default: host with KVM, max,la57=off under TCG);
+#                           e.g. Nehalem, a CPU without AVX, for the code paths of older CPUs
 #   PRELOAD_KERNEL_NICE     niceness of qemu (default 10)
 #   PRELOAD_* (e.g. PRELOAD_MUTANTS), RUST_BACKTRACE, RUST_TEST_THREADS are passed to the tests.
 #
@@ -301,12 +303,12 @@ done
 
 # --- accelerator ---------------------------------------------------------------------------
 if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qE '^flags.*\b(vmx|svm)\b' /proc/cpuinfo; then
-  accel=(-accel kvm -cpu host)
+  accel=(-accel kvm -cpu "${PRELOAD_KERNEL_CPU:-host}")
 else
   # /dev/kvm may exist without the CPU offering virtualisation: then only TCG works. Without
   # la57: with 5-level paging a kernel maps fixed segments above 47 bits, which a machine with
   # 4-level paging (and preload, which assumes it) refuses.
-  accel=(-accel tcg -cpu max,la57=off)
+  accel=(-accel tcg -cpu "${PRELOAD_KERNEL_CPU:-max,la57=off}")
 fi
 
 # --- one kernel ----------------------------------------------------------------------------

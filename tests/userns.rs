@@ -372,13 +372,15 @@ fn root_needs_no_namespace() {
     );
 }
 
-/// A C program whose RUNPATH (or RPATH) is `$ORIGIN/lib`, built in `scratch`.
-fn with_run_path(scratch: &Scratch, name: &str, dtags: &str) -> PathBuf {
+/// A C program whose RUNPATH (or RPATH) is `$ORIGIN/lib`, built in `scratch` with gcc's `flags`
+/// (`-m32`: an i386 program).
+fn with_run_path(scratch: &Scratch, name: &str, dtags: &str, flags: &[&str]) -> PathBuf {
     let out = scratch.path().join(name);
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/hello.c");
     let gcc = common::require_tool("gcc");
     let built = common::output(
         Command::new(gcc)
+            .args(flags)
             .args(["-O1", "-pthread", "-o"])
             .arg(&out)
             .arg(&source)
@@ -403,8 +405,11 @@ fn verbose_names_an_origin_run_path_when_exe_is_not_set() {
     let java = common::require_tool("java");
     for (program, tag) in [
         (java.clone(), "RPATH"),
-        (with_run_path(&scratch, "runpath", "--enable-new-dtags"), "RUNPATH"),
-        (with_run_path(&scratch, "rpath", "--disable-new-dtags"), "RPATH"),
+        (with_run_path(&scratch, "runpath", "--enable-new-dtags", &[]), "RUNPATH"),
+        (with_run_path(&scratch, "rpath", "--disable-new-dtags", &[]), "RPATH"),
+        // An i386 program's dynamic section, of 4-byte words.
+        (with_run_path(&scratch, "runpath32", "--enable-new-dtags", &["-m32"]), "RUNPATH"),
+        (with_run_path(&scratch, "rpath32", "--disable-new-dtags", &["-m32"]), "RPATH"),
     ] {
         let arg = if program == java { "-version" } else { "x" };
         let output = as_user(plain(&program).arg(arg), NOBODY, &[]).preload_option("--verbose").run_preloaded();

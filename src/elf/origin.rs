@@ -5,7 +5,7 @@
 
 use goblin::elf64::dynamic::{DT_NULL, DT_RPATH, DT_RUNPATH, DT_STRTAB};
 
-use super::symbols::Memory;
+use super::symbols::{Class, Memory};
 
 /// Run paths longer than this are not searched further (PATH_MAX).
 const MAX_PATH_LEN: u64 = 4096;
@@ -29,14 +29,16 @@ impl RunPath {
 }
 
 /// The first of DT_RPATH and DT_RUNPATH (in the order of the dynamic section) whose string
-/// holds `$ORIGIN` or `${ORIGIN}`, read through the PT_DYNAMIC at `dynamic` (`len` bytes).
-pub fn uses_origin(mem: &impl Memory, dynamic: u64, len: u64) -> Option<RunPath> {
+/// holds `$ORIGIN` or `${ORIGIN}`, read through the PT_DYNAMIC at `dynamic` (`len` bytes) of
+/// an image of `class`.
+pub fn uses_origin(mem: &impl Memory, class: Class, dynamic: u64, len: u64) -> Option<RunPath> {
     let mut strtab = None;
     let mut paths: [Option<(RunPath, u64)>; 4] = [None; 4];
     let mut count = 0;
-    for index in 0..len / 16 {
-        let tag = mem.u64_at(dynamic, 16 * index)?;
-        let value = mem.u64_at(dynamic, 16 * index + 8)?;
+    let entry = 2 * class.word();
+    for index in 0..len / entry {
+        let tag = mem.word_at(class, dynamic, entry * index)?;
+        let value = mem.word_at(class, dynamic, entry * index + class.word())?;
         let kind = match tag {
             DT_NULL => break,
             DT_STRTAB => {
@@ -84,13 +86,14 @@ mod tests {
     const DYN: usize = 0x100;
     const STRTAB: usize = 0x400;
 
-    /// A dynamic section with `entries` (DT_NULL appended) and a string table of `strings`
-    /// at their offsets.
-    fn image(entries: &[(u64, u64)], strings: &[(usize, &[u8])]) -> Flat {
+    /// A dynamic section of `class` with `entries` (DT_NULL appended) and a string table of
+    /// `strings` at their offsets.
+    fn image_of(class: Class, entries: &[(u64, u64)], strings: &[(usize, &[u8])]) -> Flat {
         let mut img = Flat(vec![0u8; 0x800]);
+        let word = class.word() as usize;
         for (i, (tag, value)) in entries.iter().chain(&[(DT_NULL, 0)]).enumerate() {
-            img.put(DYN + 16 * i, &tag.to_le_bytes());
-            img.put(DYN + 16 * i + 8, &value.to_le_bytes());
+            img.put(DYN + 2 * word * i, &tag.to_le_bytes()[..word]);
+            img.put(DYN + 2 * word * i + word, &value.to_le_bytes()[..word]);
         }
         for (offset, text) in strings {
             img.put(STRTAB + offset, text);
@@ -98,8 +101,16 @@ mod tests {
         img
     }
 
+    fn image(entries: &[(u64, u64)], strings: &[(usize, &[u8])]) -> Flat {
+        image_of(Class::Elf64, entries, strings)
+    }
+
+    /// The answer for an ELFCLASS64 image, checked to be the same for an ELFCLASS32 one.
     fn check(entries: &[(u64, u64)], strings: &[(usize, &[u8])]) -> Option<RunPath> {
-        uses_origin(&image(entries, strings), DYN as u64, 16 * 8)
+        let answer = uses_origin(&image(entries, strings), Class::Elf64, DYN as u64, 16 * 8);
+        let elf32 = uses_origin(&image_of(Class::Elf32, entries, strings), Class::Elf32, DYN as u64, 8 * 8);
+        assert_eq!(answer, elf32, "ELFCLASS32: {entries:x?}");
+        answer
     }
 
     #[test]
@@ -130,20 +141,25 @@ mod tests {
         let strtab = (DT_STRTAB, STRTAB as u64);
         // A string running off the end of the image without a NUL.
         let img = image(&[strtab, (DT_RUNPATH, 0x3f0)], &[]);
-        assert_eq!(uses_origin(&img, DYN as u64, 64), None);
+        assert_eq!(uses_origin(&img, Class::Elf64, DYN as u64, 64), None);
         // A string offset that overflows the address.
         assert_eq!(check(&[(DT_STRTAB, u64::MAX - 2), (DT_RUNPATH, 8)], &[]), None);
+        // An ELFCLASS32 section read as 8-byte entries would find nothing, and the other way round.
+        let entries = [(DT_STRTAB, STRTAB as u64), (DT_RUNPATH, 1)];
+        let elf32 = image_of(Class::Elf32, &entries, &[(1, b"$ORIGIN\0")]);
+        assert_eq!(uses_origin(&elf32, Class::Elf32, DYN as u64, 64), Some(RunPath::Runpath));
+        assert_eq!(uses_origin(&elf32, Class::Elf64, DYN as u64, 64), None);
         // A dynamic section outside the image, or cut in the middle of an entry.
-        assert_eq!(uses_origin(&image(&[], &[]), 0x7f8, 64), None);
-        assert_eq!(uses_origin(&Flat(vec![0; 8]), 0, 64), None);
+        assert_eq!(uses_origin(&image(&[], &[]), Class::Elf64, 0x7f8, 64), None);
+        assert_eq!(uses_origin(&Flat(vec![0; 8]), Class::Elf64, 0, 64), None);
         // $ORIGIN found across the whole 4096-byte bound, not beyond it.
         let mut long = vec![b'a'; 4089];
         long.extend_from_slice(b"$ORIGIN\0");
         let mut img = image(&[strtab, (DT_RUNPATH, 0)], &[]);
         img.0.resize(STRTAB + 8192, 0);
         img.0[STRTAB..STRTAB + long.len()].copy_from_slice(&long);
-        assert_eq!(uses_origin(&img, DYN as u64, 64), Some(RunPath::Runpath));
+        assert_eq!(uses_origin(&img, Class::Elf64, DYN as u64, 64), Some(RunPath::Runpath));
         img.0.splice(STRTAB..STRTAB, [b'a']);
-        assert_eq!(uses_origin(&img, DYN as u64, 64), None, "past 4096 bytes");
+        assert_eq!(uses_origin(&img, Class::Elf64, DYN as u64, 64), None, "past 4096 bytes");
     }
 }

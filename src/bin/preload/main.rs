@@ -32,6 +32,7 @@ mod userns;
 mod wine;
 
 use preload::cli::{self, Command, Options, USAGE};
+use preload::elf::symbols::Class;
 use preload::exec::args::Level;
 use preload::exec::binfmt::{self, AT_EXECFD, AT_FLAGS};
 use preload::exec::script::MAX_SCRIPT_DEPTH;
@@ -295,10 +296,9 @@ fn step_aside<'b>(
         report::outcome(&mut out, mapped, stack, &set);
         report::userns(&mut out, userns, ids);
         let exe_set = matches!(set.exe, mm::ExeOutcome::Set | mm::ExeOutcome::SetAfterSteppingAside);
-        // An i386 program's dynamic section has 8-byte entries, which `origin` does not read.
-        let x86_64 = plan.stage2.ia32_stack.is_none();
+        let class = if plan.stage2.ia32_stack.is_some() { Class::Elf32 } else { Class::Elf64 };
         if let Some(run_path) =
-            origin::run_path(&inspected.image, mapped.bias, resolved.file.size).filter(|_| !exe_set && x86_64)
+            origin::run_path(&inspected.image, class, mapped.bias, resolved.file.size).filter(|_| !exe_set)
         {
             report::origin(&mut out, resolved.exe_path, run_path);
         }

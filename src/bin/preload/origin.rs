@@ -4,9 +4,10 @@
 use goblin::elf64::program_header::PT_DYNAMIC;
 use preload::elf::Image;
 use preload::elf::origin::{self, RunPath};
+use preload::elf::symbols::Class;
 
-/// Which run path of the program, mapped at `bias`, uses `$ORIGIN`, if one does.
-pub fn run_path(image: &Image, bias: u64, file_size: u64) -> Option<RunPath> {
+/// Which run path of the program (of `class`), mapped at `bias`, uses `$ORIGIN`, if one does.
+pub fn run_path(image: &Image, class: Class, bias: u64, file_size: u64) -> Option<RunPath> {
     let dynamic = image.phdrs.iter().find(|ph| ph.p_type == PT_DYNAMIC)?;
-    origin::uses_origin(&crate::wine::mapped(image, bias, file_size), dynamic.p_vaddr, dynamic.p_memsz)
+    origin::uses_origin(&crate::wine::mapped(image, bias, file_size), class, dynamic.p_vaddr, dynamic.p_memsz)
 }

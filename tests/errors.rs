@@ -4,7 +4,9 @@
 
 mod common;
 
+use common::elf::{Elf, PAGE, PT_NOTE, Phdr};
 use common::{Invocation, Scratch, Variant, build_c, render_status, run_preload};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -204,6 +206,63 @@ fn malformed_elf_headers_are_126() {
     ];
     for (name, patch) in cases {
         assert_program_error(&patched_true(&scratch, name, patch), 126);
+    }
+}
+
+/// `program` with a PT_LOAD of one bss page at `vaddr` first in its table, in place of its first
+/// PT_NOTE (the entries before that move down one).
+fn with_bss_first(scratch: &Scratch, program: &Path, vaddr: u64) -> PathBuf {
+    let mut elf = Elf::read(program);
+    let size = elf.phdr_size();
+    let note = (0..elf.phnum()).position(|i| elf.get(elf.ph(i), 4) == u64::from(PT_NOTE)).expect("a PT_NOTE");
+    let table = elf.ph(0);
+    elf.bytes.copy_within(table..table + note * size, table + size);
+    let bss = Phdr::load(6, 0, vaddr, 0, PAGE).bytes(elf.is_elf32());
+    elf.bytes[table..table + size].copy_from_slice(&bss);
+    let name = format!("{}-bss-first-{vaddr:#x}", program.file_name().unwrap().to_string_lossy());
+    scratch.write(&name, elf.bytes, 0o755)
+}
+
+/// A static-pie whose first PT_LOAD has no file bytes: the kernel maps nothing for it (since
+/// 6.7; before, only when it starts a page), so no mapping chooses the image's place, which is
+/// then where the bias page_start(0 - vaddr) puts it: at 0 for a vaddr that starts a page (root
+/// may map page 0: the same image mappings through preload, without randomisation), past the
+/// top of the address space otherwise, where the kernel's exec dies after its point of no
+/// return (SIGSEGV) and preload refuses with 126. Found by the mutants harness (seed 12).
+#[test]
+fn a_static_pie_whose_first_segment_has_no_file_bytes_goes_where_the_kernel_puts_it() {
+    let scratch = Scratch::new("bss-first");
+    let setarch = common::require_tool("setarch");
+    let since_6_7 = common::kernel_version() >= (6, 7);
+    for variant in [Variant::StaticPie, Variant::I386StaticPie] {
+        for vaddr in [0, 0x14, 0x10000] {
+            let program = with_bss_first(&scratch, &build_c("maps", variant), vaddr);
+            let both = Invocation::new(&program).wrapped_in([setarch.as_os_str(), "-R".as_ref()]).run_both();
+            if vaddr == 0x14 && !since_6_7 {
+                assert_eq!(both.direct.status.code(), Some(0), "{}: before 6.7 mmap places it", both.what);
+            } else if vaddr != 0 {
+                assert_eq!(both.direct.status.signal(), Some(11), "scenario check, {}: SIGSEGV", both.what);
+                assert_error(&both.preloaded, 126, &program.to_string_lossy(), &both.what);
+                continue;
+            }
+            assert_eq!(
+                both.preloaded.status.code(),
+                Some(0),
+                "{}: {}",
+                both.what,
+                render_status(both.preloaded.status)
+            );
+            let image = |output: &Output| -> Vec<String> {
+                let name = program.to_string_lossy();
+                String::from_utf8_lossy(&output.stdout)
+                    .lines()
+                    .filter(|l| l.ends_with(&*name))
+                    .map(String::from)
+                    .collect()
+            };
+            assert_eq!(image(&both.preloaded), image(&both.direct), "{}", both.what);
+            assert!(image(&both.direct)[0].starts_with(if vaddr == 0 { "00000000-" } else { "" }), "{}", both.what);
+        }
     }
 }
 

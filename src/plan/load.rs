@@ -148,6 +148,17 @@ impl Placement {
         })
     }
 
+    /// A static-pie's when the kernel maps nothing for its first PT_LOAD (at `first_vaddr`, see
+    /// [`crate::elf::maps_nothing_first`]): no mapping chooses its place, and load_elf_binary's
+    /// bias page_start(0 - vaddr) stays, which puts its first page at 0 when vaddr starts a page
+    /// and past the top of the address space otherwise.
+    pub fn without_reservation(self, first_vaddr: Option<u64>) -> Self {
+        match (self, first_vaddr) {
+            (Self::Anywhere { .. }, Some(vaddr)) => Self::Bias(page_start(0u64.wrapping_sub(vaddr))),
+            _ => self,
+        }
+    }
+
     /// The interpreter's, as load_elf_interp chooses it: p_align is not honoured.
     pub fn of_interpreter(relocatable: bool) -> Self {
         if relocatable { Self::Anywhere { align: PAGE_SIZE } } else { Self::Fixed }
@@ -338,6 +349,12 @@ mod tests {
             Ok(Placement::Bias(0x7000_0000))
         );
         assert!(Placement::of_program(false, false, Some(0x7000_0000), &extent, rnd).is_err());
+        let anywhere = Placement::Anywhere { align: PAGE_SIZE };
+        assert_eq!(anywhere.without_reservation(None), anywhere);
+        assert_eq!(anywhere.without_reservation(Some(0)), Placement::Bias(0), "the first page at 0");
+        assert_eq!(anywhere.without_reservation(Some(0x10000)), Placement::Bias(0u64.wrapping_sub(0x10000)));
+        assert_eq!(anywhere.without_reservation(Some(0x14)), Placement::Bias(0u64.wrapping_sub(0x1000)));
+        assert_eq!(Placement::Bias(0x7000).without_reservation(Some(0)), Placement::Bias(0x7000), "--base, a PIE");
         assert_eq!(Placement::of_interpreter(true), Placement::Anywhere { align: PAGE_SIZE });
         assert_eq!(Placement::of_interpreter(false).planned_bias(), Some(0));
         assert_eq!(Placement::Anywhere { align: PAGE_SIZE }.planned_bias(), None);

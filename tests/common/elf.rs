@@ -68,7 +68,7 @@ impl Phdr {
     }
 
     /// The entry as an Elf64_Phdr, or an Elf32_Phdr (values cut to 32 bits).
-    fn bytes(&self, elf32: bool) -> Vec<u8> {
+    pub fn bytes(&self, elf32: bool) -> Vec<u8> {
         let mut e = Vec::with_capacity(PHDR_SIZE);
         e.extend_from_slice(&self.p_type.to_le_bytes());
         if elf32 {

@@ -28,7 +28,8 @@ pub fn preload() -> &'static Path {
 
 /// `<temp dir>/preload-test-scratch` (world-traversable, as /tmp is), created mode 0755: tests
 /// also run programs as nobody, who cannot reach a checkout under a private directory. The
-/// first call in a test process removes leftovers of test processes that no longer run.
+/// first call in a test process removes leftovers of test processes that no longer run, but
+/// not the directories of failed tests ([`FAILED_MARK`]), which are there to be looked at.
 pub(super) fn scratch_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
@@ -37,7 +38,10 @@ pub(super) fn scratch_root() -> &'static Path {
         for entry in fs::read_dir(&root).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let pid = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
-            if pid.is_some_and(|pid| pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()) {
+            let failed = entry.path().join(FAILED_MARK).exists();
+            if !failed
+                && pid.is_some_and(|pid| pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists())
+            {
                 let path = entry.path();
                 let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
             }
@@ -45,6 +49,9 @@ pub(super) fn scratch_root() -> &'static Path {
         root
     })
 }
+
+/// The file a failed test's scratch directory gets, which keeps it from the clean-up.
+const FAILED_MARK: &str = ".failed-test";
 
 /// Creates `dir` (and its parents) with mode 0755 whatever the umask.
 pub(super) fn make_dir(dir: &Path) {
@@ -104,7 +111,9 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if !thread::panicking() {
+        if thread::panicking() {
+            let _ = fs::write(self.path.join(FAILED_MARK), "");
+        } else {
             let _ = fs::remove_dir_all(&self.path);
         }
     }

@@ -276,13 +276,36 @@ pub fn item_start(top: u64, size: u64, align: u64) -> u64 {
 
 /// Where the kernel (6.11 and later) maps the vDSO block ([vvar], [vvar_vclock], [vdso]) of
 /// `len` bytes after the program and its interpreter: get_unmapped_area(0), the highest gap
-/// below `top` that fits, above or below the image placed at the top (`item`, start and end).
-pub fn vdso_block_start(top: u64, item: Option<(u64, u64)>, len: u64) -> u64 {
+/// below `top` that fits: above the image placed at the top (`item`, start and end), else in the
+/// highest hole between its segments (`loads` at `bias`: a 2 MiB-aligned static-pie has holes
+/// of megabytes, which the kernel's exec leaves unmapped), else below it.
+pub fn vdso_block_start<'a>(
+    top: u64,
+    item: Option<(u64, u64)>,
+    loads: impl Iterator<Item = &'a ProgramHeader>,
+    bias: u64,
+    len: u64,
+) -> u64 {
     match item {
         Some((_, end)) if top - end >= len => top - len,
-        Some((start, _)) => start - len,
+        Some((start, _)) => holes(loads, bias)
+            .filter(|&(low, high)| high - low >= len)
+            .map(|(_, high)| high - len)
+            .max()
+            .unwrap_or(start - len),
         None => top - len,
     }
+}
+
+/// The unmapped page ranges between consecutive PT_LOADs (in address order) at `bias`.
+fn holes<'a>(loads: impl Iterator<Item = &'a ProgramHeader>, bias: u64) -> impl Iterator<Item = (u64, u64)> {
+    let mut previous_end: Option<u64> = None;
+    loads.filter_map(move |ph| {
+        let start = bias.wrapping_add(ph.p_vaddr) & !(PAGE_SIZE - 1);
+        let hole = previous_end.filter(|&end| end < start).map(|end| (end, start));
+        previous_end = Some(page_align(bias.wrapping_add(ph.p_vaddr).wrapping_add(ph.p_memsz)));
+        hole
+    })
 }
 
 /// Where the kernel put the vDSO for the preloader, and so what to do with it for the program.
@@ -441,9 +464,28 @@ mod tests {
     #[test]
     fn the_vdso_goes_below_the_item_or_into_the_gap_above_it() {
         let top = 0x7fff_f7ff_f000;
-        assert_eq!(vdso_block_start(top, Some((0x7fff_f7fc_a000, top)), 0x8000), 0x7fff_f7fc_2000);
-        assert_eq!(vdso_block_start(top, Some((0x7fff_f7e0_0000, 0x7fff_f7e0_1000)), 0x8000), top - 0x8000);
-        assert_eq!(vdso_block_start(top, None, 0x8000), top - 0x8000);
+        let none = || [].iter();
+        assert_eq!(vdso_block_start(top, Some((0x7fff_f7fc_a000, top)), none(), 0, 0x8000), 0x7fff_f7fc_2000);
+        assert_eq!(vdso_block_start(top, Some((0x7fff_f7e0_0000, 0x7fff_f7e0_1000)), none(), 0, 0x8000), top - 0x8000);
+        assert_eq!(vdso_block_start(top, None, none(), 0, 0x8000), top - 0x8000);
+        // A 2 MiB-aligned static-pie at the top with less than the block above it (measured on
+        // 6.18): the block goes into the highest hole between its segments that fits, at its top.
+        let load = |vaddr: u64, memsz: u64| ProgramHeader {
+            p_type: PT_LOAD,
+            p_vaddr: vaddr,
+            p_memsz: memsz,
+            ..Default::default()
+        };
+        let loads = [load(0, 0x9000), load(0x20_0000, 0x7_9000), load(0x40_0000, 0x2_a000), load(0x7f_c000, 0xc000)];
+        let bias = 0x7fa1_4160_0000;
+        let item = Some((bias, bias + 0x80_8000));
+        assert_eq!(vdso_block_start(bias + 0x80_d000, item, loads.iter(), bias, 0x8000), 0x7fa1_41df_4000);
+        // No hole that fits: below the image.
+        let tight = [load(0, 0x9000), load(0xa000, 0x5000)];
+        assert_eq!(
+            vdso_block_start(bias + 0x10_000, Some((bias, bias + 0xf000)), tight.iter(), bias, 0x8000),
+            bias - 0x8000
+        );
     }
 
     #[test]

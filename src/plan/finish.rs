@@ -282,7 +282,7 @@ pub fn item_start(top: u64, size: u64, align: u64) -> u64 {
 pub fn vdso_block_start<'a>(
     top: u64,
     item: Option<(u64, u64)>,
-    loads: impl Iterator<Item = &'a ProgramHeader>,
+    loads: impl Iterator<Item = &'a ProgramHeader> + Clone,
     bias: u64,
     len: u64,
 ) -> u64 {
@@ -297,14 +297,23 @@ pub fn vdso_block_start<'a>(
     }
 }
 
-/// The unmapped page ranges between consecutive PT_LOADs (in address order) at `bias`.
-fn holes<'a>(loads: impl Iterator<Item = &'a ProgramHeader>, bias: u64) -> impl Iterator<Item = (u64, u64)> {
-    let mut previous_end: Option<u64> = None;
+/// The unmapped page ranges between the PT_LOADs of an image at `bias`, in whatever order the
+/// table lists them: from the end of each segment that no other covers up to the lowest start
+/// of a segment above it.
+fn holes<'a>(loads: impl Iterator<Item = &'a ProgramHeader> + Clone, bias: u64) -> impl Iterator<Item = (u64, u64)> {
+    let span = move |ph: &ProgramHeader| {
+        let start = bias.wrapping_add(ph.p_vaddr);
+        (start & !(PAGE_SIZE - 1), page_align(start.wrapping_add(ph.p_memsz)))
+    };
+    let others = loads.clone();
     loads.filter_map(move |ph| {
-        let start = bias.wrapping_add(ph.p_vaddr) & !(PAGE_SIZE - 1);
-        let hole = previous_end.filter(|&end| end < start).map(|end| (end, start));
-        previous_end = Some(page_align(bias.wrapping_add(ph.p_vaddr).wrapping_add(ph.p_memsz)));
-        hole
+        let end = span(ph).1;
+        let mut spans = others.clone().map(span);
+        if spans.clone().any(|(start, stop)| start <= end && end < stop) {
+            return None;
+        }
+        let next = spans.by_ref().map(|(start, _)| start).filter(|&start| start > end).min()?;
+        Some((end, next))
     })
 }
 
@@ -480,6 +489,13 @@ mod tests {
         let bias = 0x7fa1_4160_0000;
         let item = Some((bias, bias + 0x80_8000));
         assert_eq!(vdso_block_start(bias + 0x80_d000, item, loads.iter(), bias, 0x8000), 0x7fa1_41df_4000);
+        // The same PT_LOADs out of order (mutant 965 of seed 1592651789, which crashed when the
+        // holes were taken between neighbours in the table): the holes are the same.
+        let shuffled = [loads[0], loads[2], loads[3], loads[1]];
+        assert_eq!(vdso_block_start(bias + 0x80_d000, item, shuffled.iter(), bias, 0x8000), 0x7fa1_41df_4000);
+        let measured = [load(0, 0x9000), load(0x9_5000, 0x2_d000), load(0xc_2000, 0xc000), load(0x9000, 0x8_c000)];
+        let item = Some((bias, bias + 0xce000));
+        assert_eq!(vdso_block_start(bias + 0xd0000, item, measured.iter(), bias, 0x8000), bias - 0x8000, "no hole");
         // No hole that fits: below the image.
         let tight = [load(0, 0x9000), load(0xa000, 0x5000)];
         assert_eq!(

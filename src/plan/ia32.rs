@@ -3,7 +3,7 @@
 //! segment and extent rules are the same for both ABIs.
 
 use crate::plan::load::{Extent, Placement};
-use crate::plan::reserve::{Range, find_in_maps};
+use crate::plan::reserve::{Range, mappings};
 use crate::{PAGE_SIZE, page_align, page_start};
 
 /// ELF_ET_DYN_BASE of a compat exec: a PIE with an interpreter goes here, plus randomisation,
@@ -111,15 +111,15 @@ pub fn is_vdso_mapping(name: &[u8]) -> bool {
 /// The span from the lowest to the highest mapping of `maps` (the text of /proc/self/maps) whose
 /// name is `wanted`, and the start of the first one named `marker`; `None` without a `marker`.
 pub fn span_of(maps: &[u8], wanted: impl Fn(&[u8]) -> bool, marker: &[u8]) -> Option<(Range, u64)> {
-    let (mut from, mut span, mut marked) = (0, None::<Range>, None);
-    while let Some((mapping, name)) = find_in_maps(maps, &Range::new(from, u64::MAX)) {
+    // One pass: /proc/self/maps may have thousands of lines (a program of 2048 PT_LOADs).
+    let (mut span, mut marked) = (None::<Range>, None);
+    for (mapping, name) in mappings(maps) {
         if wanted(name) {
             span = Some(span.map_or(mapping, |s| Range::new(s.start.min(mapping.start), s.end.max(mapping.end))));
         }
         if name == marker && marked.is_none() {
             marked = Some(mapping.start);
         }
-        from = mapping.end;
     }
     Some((span?, marked?))
 }

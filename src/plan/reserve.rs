@@ -124,7 +124,13 @@ pub fn parse_wine_reserve(text: &[u8]) -> Result<Option<Range>, &'static str> {
 /// The first mapping in `maps` (the text of /proc/self/maps) that overlaps `range`: its range
 /// and its name (path or `[name]`, empty for anonymous memory).
 pub fn find_in_maps<'m>(maps: &'m [u8], range: &Range) -> Option<(Range, &'m [u8])> {
-    maps.split(|&b| b == b'\n').find_map(|line| {
+    mappings(maps).find(|(mapping, _)| mapping.overlaps(range))
+}
+
+/// Every mapping of `maps` (the text of /proc/self/maps) in one pass, with its name; lines that
+/// do not parse are skipped.
+pub fn mappings(maps: &[u8]) -> impl Iterator<Item = (Range, &[u8])> {
+    maps.split(|&b| b == b'\n').filter_map(|line| {
         let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
         let span = fields.next()?;
         let dash = span.iter().position(|&b| b == b'-')?;
@@ -133,7 +139,7 @@ pub fn find_in_maps<'m>(maps: &'m [u8], range: &Range) -> Option<(Range, &'m [u8
             let start = first.as_ptr() as usize - line.as_ptr() as usize;
             &line[start..]
         });
-        mapping.overlaps(range).then_some((mapping, name))
+        Some((mapping, name))
     })
 }
 

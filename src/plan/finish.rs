@@ -269,9 +269,10 @@ pub fn map_segments(phdrs: &[ProgramHeader], bias: u64, total: u64, fd: u64, ops
 
 /// Where the kernel maps an interpreter or a static-pie of `size` bytes when the top of the
 /// mmap area (mmap_base) is `top`: the highest free range below it (get_unmapped_area with a
-/// hint of 0, top-down), aligned down to `align` (a static-pie's largest p_align).
-pub fn item_start(top: u64, size: u64, align: u64) -> u64 {
-    top.wrapping_sub(page_align(size)) & !(align.max(PAGE_SIZE) - 1)
+/// hint of 0, top-down), aligned down to `align` (a static-pie's largest p_align); `None` when
+/// it is larger than all that lies below `top`.
+pub fn item_start(top: u64, size: u64, align: u64) -> Option<u64> {
+    Some(top.checked_sub(page_align(size))? & !(align.max(PAGE_SIZE) - 1))
 }
 
 /// Where the kernel (6.11 and later) maps the vDSO block ([vvar], [vvar_vclock], [vdso]) of
@@ -466,8 +467,10 @@ mod tests {
 
     #[test]
     fn items_go_to_the_top_of_the_mmap_area() {
-        assert_eq!(item_start(0x7fff_f7ff_f000, 0x34123, PAGE_SIZE), 0x7fff_f7fc_a000);
-        assert_eq!(item_start(0x7fff_f7ff_f000, 0x1000, 0x20_0000), 0x7fff_f7e0_0000);
+        assert_eq!(item_start(0x7fff_f7ff_f000, 0x34123, PAGE_SIZE), Some(0x7fff_f7fc_a000));
+        assert_eq!(item_start(0x7fff_f7ff_f000, 0x1000, 0x20_0000), Some(0x7fff_f7e0_0000));
+        // A span of nearly the whole address space (mutant 4900 of seed 20, memsz 0x7ffff7ffe000).
+        assert_eq!(item_start(0x7fff_f7ff_f000, 0x7fff_f800_6000, PAGE_SIZE), None);
     }
 
     #[test]

@@ -447,7 +447,10 @@ pub fn map_all<'b>(
     let mut owned = Owned::default();
     // The image the stub maps at the top of the mmap area (see `finish`) is only placed here.
     let top = plan.stage2.mmap_top;
-    let at_top = |extent: &Extent, align| item_start(top, extent.total_size, align).wrapping_sub(extent.first_start);
+    // Planned only where it fits (plan::stage2), so item_start has an answer.
+    let at_top = |extent: &Extent, align| {
+        item_start(top, extent.total_size, align).map_or(0, |start| start.wrapping_sub(extent.first_start))
+    };
     let program_at_top = matches!(plan.stage2.top, Some(Top::Program));
     let bias = match program_at_top {
         true => at_top(&inspected.extent, inspected.extent.align),

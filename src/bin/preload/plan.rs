@@ -141,7 +141,9 @@ fn stage2(
         let lowest = image.loads().map(|ph| page_start(ph.p_vaddr)).min();
         image.loads().count() <= MAX_TOP_SEGMENTS
             && lowest == Some(extent.first_start)
-            && item_start(own.end, extent.total_size, align).checked_sub(vdso_len).is_some_and(|low| low >= own.start)
+            && item_start(own.end, extent.total_size, align)
+                .and_then(|start| start.checked_sub(vdso_len))
+                .is_some_and(|low| low >= own.start)
     };
     let item = match &inspected.interpreter {
         Some(interp) if interp.image.relocatable => fits(&interp.image, PAGE_SIZE).then_some(Top::Interpreter),

@@ -1,7 +1,10 @@
 /* The vector registers as the program starts, written raw to stdout: ymm0-15 (32 bytes each),
-   and with ZMM (a CPU with AVX-512F) zmm16-31 (64 bytes each). After a plain exec they are all
-   zero. No C library: nothing runs before _start reads them. */
-#ifdef ZMM
+   and with ZMM (a CPU with AVX-512F) zmm16-31 (64 bytes each); with XMM (a CPU without AVX)
+   xmm0-15 (16 bytes each) only. After a plain exec they are all zero. No C library: nothing
+   runs before _start reads them. */
+#if defined(XMM)
+#define COUNT (16 * 16)
+#elif defined(ZMM)
 #define COUNT (16 * 32 + 16 * 64)
 #else
 #define COUNT (16 * 32)
@@ -12,6 +15,24 @@ static unsigned char registers[COUNT] __attribute__((aligned(64)));
 __asm__(".globl _start\n"
         "_start:\n"
         "    lea registers(%rip), %rax\n"
+#ifdef XMM
+    "movdqu %xmm0, 0(%rax)\n"
+    "movdqu %xmm1, 16(%rax)\n"
+    "movdqu %xmm2, 32(%rax)\n"
+    "movdqu %xmm3, 48(%rax)\n"
+    "movdqu %xmm4, 64(%rax)\n"
+    "movdqu %xmm5, 80(%rax)\n"
+    "movdqu %xmm6, 96(%rax)\n"
+    "movdqu %xmm7, 112(%rax)\n"
+    "movdqu %xmm8, 128(%rax)\n"
+    "movdqu %xmm9, 144(%rax)\n"
+    "movdqu %xmm10, 160(%rax)\n"
+    "movdqu %xmm11, 176(%rax)\n"
+    "movdqu %xmm12, 192(%rax)\n"
+    "movdqu %xmm13, 208(%rax)\n"
+    "movdqu %xmm14, 224(%rax)\n"
+    "movdqu %xmm15, 240(%rax)\n"
+#else
     "vmovdqu %ymm0, 0(%rax)\n"
     "vmovdqu %ymm1, 32(%rax)\n"
     "vmovdqu %ymm2, 64(%rax)\n"
@@ -28,6 +49,7 @@ __asm__(".globl _start\n"
     "vmovdqu %ymm13, 416(%rax)\n"
     "vmovdqu %ymm14, 448(%rax)\n"
     "vmovdqu %ymm15, 480(%rax)\n"
+#endif
 #ifdef ZMM
     "vmovdqu64 %zmm16, 512(%rax)\n"
     "vmovdqu64 %zmm17, 576(%rax)\n"

@@ -117,6 +117,19 @@ impl Extent {
     }
 }
 
+/// The lowest address PR_SET_MM_MAP takes in any field: the LSM's mmap_min_addr
+/// (CONFIG_LSM_MMAP_MIN_ADDR, 64 KiB by default), whatever vm.mmap_min_addr says.
+pub const MM_MAP_MIN_ADDR: u64 = 0x1_0000;
+
+/// The code or data range of the mm fields as PR_SET_MM_MAP takes it: raised to
+/// [`MM_MAP_MIN_ADDR`] where it starts below (a program root maps near page 0), and kept
+/// non-empty. Only /proc shows these ranges; left below, they would have the whole call refused,
+/// and brk, exe and auxv with it.
+pub fn mm_range(start: u64, end: u64) -> (u64, u64) {
+    let start = start.max(MM_MAP_MIN_ADDR);
+    (start, end.max(start + 1))
+}
+
 /// Where the first segment of an image goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
@@ -331,6 +344,13 @@ mod tests {
             load(0x2000, 0x2000, 0x104, 0x104, PF_R),
             load(0x3de8, 0x2de8, 0x248, 0x258, PF_R | PF_W),
         ]
+    }
+
+    #[test]
+    fn mm_ranges_below_64_kib_are_raised_to_what_pr_set_mm_map_takes() {
+        assert_eq!(mm_range(0x40_0000, 0x40_1000), (0x40_0000, 0x40_1000));
+        assert_eq!(mm_range(0x3000, 0x8_3604), (0x1_0000, 0x8_3604), "a program at page 0");
+        assert_eq!(mm_range(0x3000, 0x9000), (0x1_0000, 0x1_0001), "all of it below");
     }
 
     #[test]

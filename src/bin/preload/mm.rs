@@ -5,6 +5,7 @@
 
 use preload::cstr;
 use preload::plan::credentials::{Caps, Ids, ProgramCredentials};
+use preload::plan::load::mm_range;
 use rustix::fd::{AsFd, AsRawFd};
 use rustix::io::Errno;
 use rustix::process::PrctlMmMap;
@@ -76,11 +77,13 @@ pub fn point_at_program(
     };
     let comm_refused = rustix::thread::set_name(comm).err();
     let (bias, extent, layout) = (mapped.bias, &inspected.extent, &stack.layout);
+    let (start_code, end_code) = mm_range(bias + extent.start_code, bias + extent.end_code);
+    let (start_data, end_data) = mm_range(bias + extent.start_data, bias + extent.end_data);
     let map = |exe_fd| PrctlMmMap {
-        start_code: bias + extent.start_code,
-        end_code: bias + extent.end_code,
-        start_data: bias + extent.start_data,
-        end_data: bias + extent.end_data,
+        start_code,
+        end_code,
+        start_data,
+        end_data,
         start_brk: mapped.start_brk,
         brk: mapped.start_brk,
         start_stack: layout.sp,
@@ -114,8 +117,7 @@ pub fn point_at_program(
 }
 
 /// For --verbose, and in a new user namespace (`userns::check_exe`): try PR_SET_MM_MAP once
-/// here, while the preloader is mapped, to tell what the
-/// to tell what the stub's will do: `stepped_aside` when the stub runs from its own page (the preloader's image
+/// here, while the preloader is mapped, to tell what the stub's will do: `stepped_aside` when the stub runs from its own page (the preloader's image
 /// then unmapped, so the kernel's EBUSY is no answer). With the capability the stub will have,
 /// raised for this try alone.
 pub fn probe(

@@ -197,7 +197,8 @@ const SIGKILL: i32 = 9;
 const LAYOUT_DEPENDENT: &str = "both ran, differently, depending on memory outside the image";
 
 /// Whether the entry point, or a segment the run-time uses (dynamic section, notes, TLS, RELRO,
-/// properties, program headers, unwind table), lies outside every PT_LOAD in memory.
+/// properties, program headers, unwind table, and PT_INTERP, whose string glibc's ld.so reads
+/// at p_vaddr to know its own name), lies outside every PT_LOAD in memory.
 fn uses_memory_outside_its_image(elf: &Elf) -> bool {
     let entries: Vec<(u64, u64, u64)> = (0..elf.phnum())
         .map(|i| elf.ph(i))
@@ -208,7 +209,8 @@ fn uses_memory_outside_its_image(elf: &Elf) -> bool {
         .filter(|e| e.0 == u64::from(PT_LOAD))
         .map(|&(_, vaddr, memsz)| (vaddr, vaddr.saturating_add(memsz)))
         .collect();
-    let used = [PT_DYNAMIC, PT_NOTE, PT_TLS, PT_PHDR, PT_GNU_RELRO, PT_GNU_PROPERTY, 0x6474_e550].map(u64::from);
+    let used =
+        [PT_DYNAMIC, PT_INTERP, PT_NOTE, PT_TLS, PT_PHDR, PT_GNU_RELRO, PT_GNU_PROPERTY, 0x6474_e550].map(u64::from);
     let inside = |vaddr: u64, end: u64| loads.iter().any(|&(start, stop)| start <= vaddr && end <= stop);
     // An entry point outside every PT_LOAD jumps into whatever lies beside the image: nothing
     // under the kernel, the preloader's leftover pages under preload (README: Layout).

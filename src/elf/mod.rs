@@ -92,14 +92,6 @@ pub fn check_phdr_table_for_kernel(len: usize, release: &[u8]) -> Result<(), &'s
     Ok(())
 }
 
-/// Whether the kernel of `release` maps nothing for `first`, an image's first PT_LOAD without
-/// file bytes, so that no mapping of the whole span places a position-independent image: since
-/// 6.7 elf_load maps no file for such a segment; before, elf_map mapped its page offset's bytes
-/// of the file, nothing when it starts on a page.
-pub fn maps_nothing_first(first: &ProgramHeader, release: &[u8]) -> bool {
-    first.p_filesz == 0 && (page_offset(first.p_vaddr) == 0 || kernel_version(release).is_none_or(|v| v >= (6, 7)))
-}
-
 /// (major, minor) from a kernel release string.
 fn kernel_version(release: &[u8]) -> Option<(u32, u32)> {
     let mut parts = release.split(|&b| b == b'.');
@@ -312,16 +304,6 @@ pub(crate) mod tests {
         assert_eq!(kernel_version(b"6.12.118+deb12-amd64"), Some((6, 12)));
         assert_eq!(kernel_version(b"6.1.0-57-amd64"), Some((6, 1)));
         assert_eq!(kernel_version(b"6.17-rc1"), Some((6, 17)));
-    }
-
-    #[test]
-    fn a_first_segment_without_file_bytes_maps_nothing_since_6_7_or_on_a_page() {
-        let bss = |vaddr| load(vaddr, 0x3710, 0, 0x1000, PF_R | PF_W);
-        assert!(maps_nothing_first(&bss(0x14), b"6.7.0"));
-        assert!(maps_nothing_first(&bss(0x14), b"6.18.0-rc1"));
-        assert!(!maps_nothing_first(&bss(0x14), b"6.1.0-57-amd64"), "elf_map maps 0x14 bytes");
-        assert!(maps_nothing_first(&bss(0x10000), b"6.1.0-57-amd64"), "and nothing at a page start");
-        assert!(!maps_nothing_first(&load(0, 0, 1, 0x1000, PF_R), b"6.18.0"), "file bytes");
     }
 
     #[test]

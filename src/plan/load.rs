@@ -117,8 +117,9 @@ impl Extent {
     }
 }
 
-/// The lowest address PR_SET_MM_MAP takes in any field: the LSM's mmap_min_addr
-/// (CONFIG_LSM_MMAP_MIN_ADDR, 64 KiB by default), whatever vm.mmap_min_addr says.
+/// The lowest address PR_SET_MM_MAP takes in any field: mmap_min_addr, the larger of
+/// vm.mmap_min_addr and the LSM's bound (CONFIG_LSM_MMAP_MIN_ADDR, 64 KiB by default, as on
+/// Debian); a vm.mmap_min_addr set higher is not followed.
 pub const MM_MAP_MIN_ADDR: u64 = 0x1_0000;
 
 /// The code or data range of the mm fields as PR_SET_MM_MAP takes it: raised to
@@ -126,8 +127,10 @@ pub const MM_MAP_MIN_ADDR: u64 = 0x1_0000;
 /// non-empty. Only /proc shows these ranges; left below, they would have the whole call refused,
 /// and brk, exe and auxv with it.
 pub fn mm_range(start: u64, end: u64) -> (u64, u64) {
-    let start = start.max(MM_MAP_MIN_ADDR);
-    (start, end.max(start + 1))
+    match start < MM_MAP_MIN_ADDR {
+        true => (MM_MAP_MIN_ADDR, end.max(MM_MAP_MIN_ADDR + 1)),
+        false => (start, end),
+    }
 }
 
 /// Where the first segment of an image goes.
@@ -161,15 +164,22 @@ impl Placement {
         })
     }
 
-    /// A static-pie's when the kernel maps nothing for its first PT_LOAD (at `first_vaddr`, see
-    /// [`crate::elf::maps_nothing_first`]): no mapping chooses its place, and load_elf_binary's
-    /// bias page_start(0 - vaddr) stays, which puts its first page at 0 when vaddr starts a page
-    /// and past the top of the address space otherwise.
+    /// A static-pie's when its first PT_LOAD (at `first_vaddr`) has no file bytes: the kernel's
+    /// elf_load maps no file for it (Linux 6.7, and the stable kernels from 6.1.140 and 6.6.92
+    /// on), so no mapping of the whole span chooses the image's place, and load_elf_binary's bias
+    /// page_start(0 - vaddr) stays: the first page at 0 when vaddr starts a page, past the top of
+    /// the address space otherwise.
     pub fn without_reservation(self, first_vaddr: Option<u64>) -> Self {
         match (self, first_vaddr) {
             (Self::Anywhere { .. }, Some(vaddr)) => Self::Bias(page_start(0u64.wrapping_sub(vaddr))),
             _ => self,
         }
+    }
+
+    /// The vaddr of `image`'s first PT_LOAD when it has no file bytes (see
+    /// [`Self::without_reservation`]).
+    pub fn unreserved_first(image: &Image) -> Option<u64> {
+        image.loads().next().filter(|ph| ph.p_filesz == 0).map(|ph| ph.p_vaddr)
     }
 
     /// The interpreter's, as load_elf_interp chooses it: p_align is not honoured.
@@ -351,6 +361,7 @@ mod tests {
         assert_eq!(mm_range(0x40_0000, 0x40_1000), (0x40_0000, 0x40_1000));
         assert_eq!(mm_range(0x3000, 0x8_3604), (0x1_0000, 0x8_3604), "a program at page 0");
         assert_eq!(mm_range(0x3000, 0x9000), (0x1_0000, 0x1_0001), "all of it below");
+        assert_eq!(mm_range(0x40_5000, 0x40_5000), (0x40_5000, 0x40_5000), "an empty data range stays");
     }
 
     #[test]
@@ -375,6 +386,9 @@ mod tests {
         assert_eq!(anywhere.without_reservation(Some(0x10000)), Placement::Bias(0u64.wrapping_sub(0x10000)));
         assert_eq!(anywhere.without_reservation(Some(0x14)), Placement::Bias(0u64.wrapping_sub(0x1000)));
         assert_eq!(Placement::Bias(0x7000).without_reservation(Some(0)), Placement::Bias(0x7000), "--base, a PIE");
+        assert_eq!(Placement::unreserved_first(&image(&phdrs)), None, "file bytes in the first PT_LOAD");
+        let bss_first = [load(0x14, 0x3710, 0, 0x1000, PF_R | PF_W), phdrs[1]];
+        assert_eq!(Placement::unreserved_first(&image(&bss_first)), Some(0x14));
         assert_eq!(Placement::of_interpreter(true), Placement::Anywhere { align: PAGE_SIZE });
         assert_eq!(Placement::of_interpreter(false).planned_bias(), Some(0));
         assert_eq!(Placement::Anywhere { align: PAGE_SIZE }.planned_bias(), None);

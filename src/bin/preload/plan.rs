@@ -94,20 +94,13 @@ pub fn plan<'b>(
     let placement =
         Placement::of_program(image.relocatable, has_interpreter, request.options.base, &inspected.extent, rnd)
             .map_err(|reason| fail(Refusal::failure(reason)))?
-            .without_reservation(unreserved_first(image));
+            .without_reservation(Placement::unreserved_first(image));
     let mut reserved = request.options.reserve;
     if let Some(list) = request.stack.getenv(b"PRELOAD_RESERVE") {
         reserved.extend_from_list(list).map_err(|reason| Error::at(b"PRELOAD_RESERVE", Refusal::failure(reason)))?;
     }
     let stage2 = stage2(request, resolved, inspected, handoff, top, placement);
     Ok(Plan { top, randomize, random, placement, reserved, random_source, stage2 })
-}
-
-/// The vaddr of the image's first PT_LOAD when the running kernel maps nothing for it (the
-/// release is asked only for a segment without file bytes).
-pub fn unreserved_first(image: &preload::elf::Image) -> Option<u64> {
-    let first = image.loads().next().filter(|ph| ph.p_filesz == 0)?;
-    preload::elf::maps_nothing_first(first, rustix::system::uname().release().to_bytes()).then_some(first.p_vaddr)
 }
 
 /// Where the stub goes and what it maps: the stub's page is installed here (not for --dry-run).

@@ -280,42 +280,34 @@ pub fn item_start(top: u64, size: u64, align: u64) -> Option<u64> {
 /// below `top` that fits: above the image placed at the top (`item`, start and end), else in the
 /// highest hole between its segments (`loads` at `bias`: a 2 MiB-aligned static-pie has holes
 /// of megabytes, which the kernel's exec leaves unmapped), else below it.
-pub fn vdso_block_start<'a>(
-    top: u64,
-    item: Option<(u64, u64)>,
-    loads: impl Iterator<Item = &'a ProgramHeader> + Clone,
-    bias: u64,
-    len: u64,
-) -> u64 {
+pub fn vdso_block_start(top: u64, item: Option<(u64, u64)>, phdrs: &[ProgramHeader], bias: u64, len: u64) -> u64 {
     match item {
         Some((_, end)) if top - end >= len => top - len,
-        Some((start, _)) => holes(loads, bias)
-            .filter(|&(low, high)| high - low >= len)
-            .map(|(_, high)| high - len)
-            .max()
-            .unwrap_or(start - len),
+        Some((start, _)) => highest_hole_end(phdrs, bias, len).map_or(start - len, |end| end - len),
         None => top - len,
     }
 }
 
-/// The unmapped page ranges between the PT_LOADs of an image at `bias`, in whatever order the
-/// table lists them: from the end of each segment that no other covers up to the lowest start
-/// of a segment above it.
-fn holes<'a>(loads: impl Iterator<Item = &'a ProgramHeader> + Clone, bias: u64) -> impl Iterator<Item = (u64, u64)> {
-    let span = move |ph: &ProgramHeader| {
+/// The end of the highest unmapped range of at least `len` bytes between the PT_LOADs of
+/// `phdrs` at `bias`, in whatever order the table lists them: from the end of a segment that no
+/// other covers up to the lowest start of a segment above it.
+fn highest_hole_end(phdrs: &[ProgramHeader], bias: u64, len: u64) -> Option<u64> {
+    let span = |ph: &ProgramHeader| {
         let start = bias.wrapping_add(ph.p_vaddr);
         (start & !(PAGE_SIZE - 1), page_align(start.wrapping_add(ph.p_memsz)))
     };
-    let others = loads.clone();
-    loads.filter_map(move |ph| {
-        let end = span(ph).1;
-        let mut spans = others.clone().map(span);
-        if spans.clone().any(|(start, stop)| start <= end && end < stop) {
-            return None;
+    let spans = || phdrs.iter().filter(|ph| ph.p_type == PT_LOAD).map(span);
+    let mut highest = None;
+    for (_, end) in spans() {
+        if spans().any(|(start, stop)| start <= end && end < stop) {
+            continue;
         }
-        let next = spans.by_ref().map(|(start, _)| start).filter(|&start| start > end).min()?;
-        Some((end, next))
-    })
+        let next = spans().map(|(start, _)| start).filter(|&start| start > end).min();
+        if let Some(next) = next.filter(|&next| next - end >= len) {
+            highest = highest.max(Some(next));
+        }
+    }
+    highest
 }
 
 /// Where the kernel put the vDSO for the preloader, and so what to do with it for the program.
@@ -476,7 +468,7 @@ mod tests {
     #[test]
     fn the_vdso_goes_below_the_item_or_into_the_gap_above_it() {
         let top = 0x7fff_f7ff_f000;
-        let none = || [].iter();
+        let none = || &[][..];
         assert_eq!(vdso_block_start(top, Some((0x7fff_f7fc_a000, top)), none(), 0, 0x8000), 0x7fff_f7fc_2000);
         assert_eq!(vdso_block_start(top, Some((0x7fff_f7e0_0000, 0x7fff_f7e0_1000)), none(), 0, 0x8000), top - 0x8000);
         assert_eq!(vdso_block_start(top, None, none(), 0, 0x8000), top - 0x8000);
@@ -491,20 +483,17 @@ mod tests {
         let loads = [load(0, 0x9000), load(0x20_0000, 0x7_9000), load(0x40_0000, 0x2_a000), load(0x7f_c000, 0xc000)];
         let bias = 0x7fa1_4160_0000;
         let item = Some((bias, bias + 0x80_8000));
-        assert_eq!(vdso_block_start(bias + 0x80_d000, item, loads.iter(), bias, 0x8000), 0x7fa1_41df_4000);
+        assert_eq!(vdso_block_start(bias + 0x80_d000, item, &loads, bias, 0x8000), 0x7fa1_41df_4000);
         // The same PT_LOADs out of order (mutant 965 of seed 1592651789, which crashed when the
         // holes were taken between neighbours in the table): the holes are the same.
         let shuffled = [loads[0], loads[2], loads[3], loads[1]];
-        assert_eq!(vdso_block_start(bias + 0x80_d000, item, shuffled.iter(), bias, 0x8000), 0x7fa1_41df_4000);
+        assert_eq!(vdso_block_start(bias + 0x80_d000, item, &shuffled, bias, 0x8000), 0x7fa1_41df_4000);
         let measured = [load(0, 0x9000), load(0x9_5000, 0x2_d000), load(0xc_2000, 0xc000), load(0x9000, 0x8_c000)];
         let item = Some((bias, bias + 0xce000));
-        assert_eq!(vdso_block_start(bias + 0xd0000, item, measured.iter(), bias, 0x8000), bias - 0x8000, "no hole");
+        assert_eq!(vdso_block_start(bias + 0xd0000, item, &measured, bias, 0x8000), bias - 0x8000, "no hole");
         // No hole that fits: below the image.
         let tight = [load(0, 0x9000), load(0xa000, 0x5000)];
-        assert_eq!(
-            vdso_block_start(bias + 0x10_000, Some((bias, bias + 0xf000)), tight.iter(), bias, 0x8000),
-            bias - 0x8000
-        );
+        assert_eq!(vdso_block_start(bias + 0x10_000, Some((bias, bias + 0xf000)), &tight, bias, 0x8000), bias - 0x8000);
     }
 
     #[test]

@@ -501,8 +501,8 @@ pub fn map_all<'b>(
     // room above itself (a static-pie aligned to 2 MiB).
     let vdso = match (plan.stage2.move_vdso, plan.stage2.vdso) {
         (true, Vdso::Below { start, text, end }) => {
-            let loads = item_image.into_iter().flat_map(|image| image.loads());
-            let at = vdso_block_start(top, item, loads, item_bias, end - start);
+            let phdrs = item_image.map_or(&[][..], |image| image.phdrs);
+            let at = vdso_block_start(top, item, phdrs, item_bias, end - start);
             (plan.stage2.top.is_some() || item.is_none() || at + (end - start) == top).then(|| MovedVdso {
                 old_start: start,
                 at,

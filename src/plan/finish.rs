@@ -296,7 +296,8 @@ fn highest_hole_end(phdrs: &[ProgramHeader], bias: u64, len: u64) -> Option<u64>
         let start = bias.wrapping_add(ph.p_vaddr);
         (start & !(PAGE_SIZE - 1), page_align(start.wrapping_add(ph.p_memsz)))
     };
-    let spans = || phdrs.iter().filter(|ph| ph.p_type == PT_LOAD).map(span);
+    // A PT_LOAD of no bytes maps nothing.
+    let spans = || phdrs.iter().filter(|ph| ph.p_type == PT_LOAD && ph.p_memsz > 0).map(span);
     let mut highest = None;
     for (_, end) in spans() {
         if spans().any(|(start, stop)| start <= end && end < stop) {
@@ -488,6 +489,9 @@ mod tests {
         // holes were taken between neighbours in the table): the holes are the same.
         let shuffled = [loads[0], loads[2], loads[3], loads[1]];
         assert_eq!(vdso_block_start(bias + 0x80_d000, item, &shuffled, bias, 0x8000), 0x7fa1_41df_4000);
+        // A PT_LOAD of no bytes inside the hole does not split it.
+        let with_empty = [loads[0], loads[1], loads[2], load(0x7f_8010, 0), loads[3]];
+        assert_eq!(vdso_block_start(bias + 0x80_d000, item, &with_empty, bias, 0x8000), 0x7fa1_41df_4000);
         let measured = [load(0, 0x9000), load(0x9_5000, 0x2_d000), load(0xc_2000, 0xc000), load(0x9000, 0x8_c000)];
         let item = Some((bias, bias + 0xce000));
         assert_eq!(vdso_block_start(bias + 0xd0000, item, &measured, bias, 0x8000), bias - 0x8000, "no hole");

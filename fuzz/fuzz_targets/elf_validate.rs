@@ -47,10 +47,17 @@ fuzz_target!(|file: &[u8]| {
     let loads = || phdrs.iter().filter(|ph| ph.p_type == PT_LOAD);
     let beyond_file = |ph: &ProgramHeader| ph.p_filesz > 0 && !in_file(ph.p_offset, ph.p_filesz, file_size);
     assert_eq!(elf::check_segments_in_file(phdrs, file_size).is_err(), loads().any(beyond_file));
+    let span_beyond = header.e_type == ET_DYN && span_beyond_mmap(phdrs);
     match elf::validate(&header, phdrs, file_size) {
-        Ok(image) => check_accepted(&image, header.e_type, file, file_size),
+        Ok(image) => {
+            assert!(!span_beyond, "accepted an ET_DYN whose span, from its first offset, mmap refuses: {phdrs:?}");
+            check_accepted(&image, header.e_type, file, file_size)
+        }
         Err(reason) => {
             let first_broken = loads().map(|ph| broken_rules(ph, file_size, TASK_SIZE)).find(|rules| !rules.is_empty());
+            if first_broken.is_none() && span_beyond {
+                return assert_eq!(reason, "segment file offset beyond what mmap accepts");
+            }
             let rules = first_broken
                 .unwrap_or_else(|| panic!("refused with {reason:?}, but no PT_LOAD breaks a rule: {phdrs:?}"));
             assert!(
@@ -60,6 +67,17 @@ fuzz_target!(|file: &[u8]| {
         }
     }
 });
+
+/// Whether the first PT_LOAD, with file bytes, mapped for the whole span of the PT_LOADs (the
+/// kernel's total_mapping_size) from its offset, ends past the last file page mmap maps.
+fn span_beyond_mmap(phdrs: &[ProgramHeader]) -> bool {
+    let loads = || phdrs.iter().filter(|ph| ph.p_type == PT_LOAD);
+    let Some(first) = loads().next().filter(|ph| ph.p_filesz > 0) else { return false };
+    let lowest = loads().map(|ph| page_start(ph.p_vaddr)).min().unwrap_or(0);
+    let highest = loads().map(|ph| ph.p_vaddr.saturating_add(ph.p_memsz)).max().unwrap_or(0);
+    let span = highest.saturating_sub(lowest).saturating_add(0xfff) & !0xfff;
+    page_start(first.p_offset).saturating_add(span) > (1 << 63) - 0x1000
+}
 
 /// A refused header breaks the rule the reason names.
 fn check_header_refusal(reason: &str, header: &Header) {

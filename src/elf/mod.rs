@@ -9,7 +9,7 @@ use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};
 use goblin::elf64::header::{ELFMAG, Header, SIZEOF_EHDR};
 use goblin::elf64::program_header::{PF_W, PF_X, PT_GNU_STACK, PT_INTERP, PT_LOAD, ProgramHeader, SIZEOF_PHDR};
 
-use crate::{PAGE_SIZE, page_offset, page_start};
+use crate::{PAGE_SIZE, page_align, page_offset, page_start};
 
 /// The end of the x86_64 user address space with 4-level paging (TASK_SIZE_MAX).
 pub const TASK_SIZE: u64 = (1 << 47) - PAGE_SIZE;
@@ -25,8 +25,11 @@ pub const EM_386: u16 = 3;
 pub const EM_486: u16 = 6;
 /// PATH_MAX bounds PT_INTERP.
 pub const MAX_INTERP_LEN: u64 = 4096;
-/// The largest file offset mmap maps (file_mmap_ok): MAX_LFS_FILESIZE, LLONG_MAX.
-const MAX_LFS_FILESIZE: u64 = i64::MAX as u64;
+/// The end of the last file page mmap maps (file_mmap_ok): MAX_LFS_FILESIZE, LLONG_MAX, in
+/// whole pages.
+pub const MAX_MAPPED_FILE_END: u64 = i64::MAX as u64 & !(PAGE_SIZE - 1);
+/// The refusal of file bytes past [`MAX_MAPPED_FILE_END`].
+pub const OFFSET_BEYOND_MMAP: &str = "segment file offset beyond what mmap accepts";
 
 /// A buffer with the alignment the ELF structures need.
 #[repr(C, align(8))]
@@ -165,6 +168,15 @@ fn validate_below<'a>(
     for ph in image.loads() {
         check_load(ph, file_size, task_size)?;
     }
+    // An ET_DYN's first PT_LOAD with file bytes is mapped for the whole span
+    // (total_mapping_size) from its offset, which must end where mmap maps files too.
+    if let Some(first) = image.loads().next().filter(|ph| image.relocatable && ph.p_filesz > 0) {
+        let lowest = image.loads().map(|ph| page_start(ph.p_vaddr)).min().unwrap_or(0);
+        let highest = image.loads().map(|ph| ph.p_vaddr + ph.p_memsz).max().unwrap_or(0);
+        if page_start(first.p_offset) + page_align(highest - lowest) > MAX_MAPPED_FILE_END {
+            return Err(OFFSET_BEYOND_MMAP);
+        }
+    }
     Ok(image)
 }
 
@@ -202,8 +214,8 @@ fn check_load(ph: &ProgramHeader, file_size: u64, task_size: u64) -> Result<(), 
         // touched), but the kernel must zero the rest of a writable segment's last file page.
         let file_end = ph.p_offset.checked_add(ph.p_filesz).ok_or("segment beyond end of file")?;
         // mmap refuses file pages past MAX_LFS_FILESIZE (or wrapping), where exec then kills.
-        if file_end > MAX_LFS_FILESIZE & !(PAGE_SIZE - 1) {
-            return Err("segment file offset beyond what mmap accepts");
+        if file_end > MAX_MAPPED_FILE_END {
+            return Err(OFFSET_BEYOND_MMAP);
         }
         let zeroed = ph.p_flags & PF_W != 0 && ph.p_memsz > ph.p_filesz && page_offset(file_end) != 0;
         if zeroed && page_start(file_end) >= file_size {
@@ -325,6 +337,11 @@ pub(crate) mod tests {
             validate(&h, &[load(0x1000, (1 << 63) - 0x2000, 0x1000, 0x1000, PF_R)], 0x2000).is_ok(),
             "the last page mmap takes"
         );
+        // An ET_DYN's first segment is mapped for the whole span from its offset.
+        let span = [load(0x1000, (1 << 63) - 0x2000, 0x1000, 0x1000, PF_R), load(0x3000, 0x1000, 0x10, 0x10, PF_R)];
+        assert_eq!(validate(&h, &span, 0x2000).unwrap_err(), "segment file offset beyond what mmap accepts");
+        let exec = header(&header_bytes(ET_EXEC, EM_X86_64, 1)).unwrap();
+        assert!(validate(&exec, &span, 0x2000).is_ok(), "an ET_EXEC's segments are mapped each by itself");
         assert!(
             validate(&h, &[load(0x1000, 0x1000, 0x5001, 0x5001, PF_R)], 0x2000).is_ok(),
             "file pages past the end, as the kernel maps them"

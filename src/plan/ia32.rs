@@ -55,17 +55,18 @@ pub fn placement(
 }
 
 /// Whether the image, placed by `placement`, ends at or below the compat TASK_SIZE, as the
-/// kernel's mapping of its whole span must: past it a compat exec fails after its point of no
-/// return (the process is killed), where a 64-bit mmap from the preloader would succeed. A
-/// placement left to mmap is checked by the compat mmap itself.
+/// kernel's mappings must: past it a compat exec fails after its point of no return (the
+/// process is killed), where a 64-bit mmap from the preloader would succeed. A position-
+/// independent image's first segment is mapped for the whole span (total_mapping_size, from the
+/// lowest PT_LOAD) from its own address; an ET_EXEC's segments each at their own. A placement
+/// left to mmap is checked by the compat mmap itself.
 pub fn fits(placement: Placement, extent: &Extent) -> bool {
-    let bias = match placement {
-        Placement::Fixed => 0,
-        Placement::Bias(bias) => bias,
+    let end = match placement {
+        Placement::Fixed => Some(page_align(extent.end_bss)),
+        Placement::Bias(bias) => bias.wrapping_add(extent.first_start).checked_add(page_align(extent.total_size)),
         Placement::Anywhere { .. } => return true,
     };
-    let start = bias.wrapping_add(extent.first_start);
-    start.checked_add(page_align(extent.total_size)).is_some_and(|end| end <= STACK_TOP)
+    end.is_some_and(|end| end <= STACK_TOP)
 }
 
 /// start_brk of an i386 program, as [`super::load::start_brk`] with the ia32 ELF_ET_DYN_BASE
@@ -142,6 +143,12 @@ mod tests {
         let top = Extent::of(&Image { relocatable: false, entry: 0, phoff: 52, phdrs: &phdrs });
         assert!(fits(Placement::Fixed, &top), "the last page below TASK_SIZE");
         assert!(!fits(Placement::Bias(0x1000), &top), "one page further");
+        // An ET_EXEC with an empty PT_LOAD at 0 after its first (mutant 5956 of seed 74): its span
+        // from 0 is not mapped from its first segment's address.
+        let phdrs = [load(0x0804_8000, 0, 0x208, 0x208, PF_R), load(0x080c_9000, 0x1000, 0x10, 0xf7da_c000, PF_R)];
+        let empty_at_0 = [phdrs[0], phdrs[1], load(0, 0, 0, 0, PF_R)];
+        let exec = Extent::of(&Image { relocatable: false, entry: 0, phoff: 52, phdrs: &empty_at_0 });
+        assert!(fits(Placement::Fixed, &exec), "ends at 0xffe75000");
     }
 
     #[test]

@@ -71,11 +71,16 @@ pub struct Extent {
     pub end_data: u64,
     /// The end of the highest PT_LOAD in memory, where the heap starts.
     pub end_bss: u64,
+    /// The first PT_LOAD's vaddr when it has no file bytes: the kernel's elf_load maps no file
+    /// for it (Linux 6.7, and the stable kernels from 6.1.140 and 6.6.92 on), so no mapping of
+    /// the whole span places a static-pie (see [`Placement::of_program`]).
+    pub unreserved_first: Option<u64>,
 }
 
 impl Extent {
     pub fn of(image: &Image) -> Self {
         let first = image.loads().next().map_or(0, |ph| page_start(ph.p_vaddr));
+        let unreserved_first = image.loads().next().filter(|ph| ph.p_filesz == 0).map(|ph| ph.p_vaddr);
         let mut extent = Self {
             first_start: first,
             total_size: 0,
@@ -86,6 +91,7 @@ impl Extent {
             start_data: 0,
             end_data: 0,
             end_bss: 0,
+            unreserved_first,
         };
         let mut lowest = u64::MAX;
         for ph in image.loads() {
@@ -160,26 +166,14 @@ impl Placement {
             (false, None, _) => Self::Fixed,
             (true, Some(base), _) => Self::Bias(base.wrapping_sub(extent.first_start)),
             (true, None, true) => Self::Bias(pie_bias(extent, rnd)),
-            (true, None, false) => Self::Anywhere { align: extent.align },
+            // No mapping places it when its first PT_LOAD has no file bytes: load_elf_binary's
+            // bias page_start(0 - vaddr) stays, the first page at 0 when vaddr starts a page,
+            // past the top of the address space otherwise.
+            (true, None, false) => match extent.unreserved_first {
+                Some(vaddr) => Self::Bias(page_start(0u64.wrapping_sub(vaddr))),
+                None => Self::Anywhere { align: extent.align },
+            },
         })
-    }
-
-    /// A static-pie's when its first PT_LOAD (at `first_vaddr`) has no file bytes: the kernel's
-    /// elf_load maps no file for it (Linux 6.7, and the stable kernels from 6.1.140 and 6.6.92
-    /// on), so no mapping of the whole span chooses the image's place, and load_elf_binary's bias
-    /// page_start(0 - vaddr) stays: the first page at 0 when vaddr starts a page, past the top of
-    /// the address space otherwise.
-    pub fn without_reservation(self, first_vaddr: Option<u64>) -> Self {
-        match (self, first_vaddr) {
-            (Self::Anywhere { .. }, Some(vaddr)) => Self::Bias(page_start(0u64.wrapping_sub(vaddr))),
-            _ => self,
-        }
-    }
-
-    /// The vaddr of `image`'s first PT_LOAD when it has no file bytes (see
-    /// [`Self::without_reservation`]).
-    pub fn unreserved_first(image: &Image) -> Option<u64> {
-        image.loads().next().filter(|ph| ph.p_filesz == 0).map(|ph| ph.p_vaddr)
     }
 
     /// The interpreter's, as load_elf_interp chooses it: p_align is not honoured.
@@ -380,15 +374,22 @@ mod tests {
             Ok(Placement::Bias(0x7000_0000))
         );
         assert!(Placement::of_program(false, false, Some(0x7000_0000), &extent, rnd).is_err());
-        let anywhere = Placement::Anywhere { align: PAGE_SIZE };
-        assert_eq!(anywhere.without_reservation(None), anywhere);
-        assert_eq!(anywhere.without_reservation(Some(0)), Placement::Bias(0), "the first page at 0");
-        assert_eq!(anywhere.without_reservation(Some(0x10000)), Placement::Bias(0u64.wrapping_sub(0x10000)));
-        assert_eq!(anywhere.without_reservation(Some(0x14)), Placement::Bias(0u64.wrapping_sub(0x1000)));
-        assert_eq!(Placement::Bias(0x7000).without_reservation(Some(0)), Placement::Bias(0x7000), "--base, a PIE");
-        assert_eq!(Placement::unreserved_first(&image(&phdrs)), None, "file bytes in the first PT_LOAD");
-        let bss_first = [load(0x14, 0x3710, 0, 0x1000, PF_R | PF_W), phdrs[1]];
-        assert_eq!(Placement::unreserved_first(&image(&bss_first)), Some(0x14));
+        // A static-pie whose first PT_LOAD has no file bytes stays at page_start(0 - vaddr); a
+        // PIE with an interpreter, or --base, is placed as ever.
+        assert_eq!(extent.unreserved_first, None, "file bytes in the first PT_LOAD");
+        let without_file = |vaddr| Extent::of(&image(&[load(vaddr, 0x3710, 0, 0x1000, PF_R | PF_W), phdrs[1]]));
+        assert_eq!(without_file(0x14).unreserved_first, Some(0x14));
+        let static_pie = |vaddr| Placement::of_program(true, false, None, &without_file(vaddr), rnd);
+        assert_eq!(static_pie(0), Ok(Placement::Bias(0)), "the first page at 0");
+        assert_eq!(static_pie(0x10000), Ok(Placement::Bias(0u64.wrapping_sub(0x10000))));
+        assert_eq!(static_pie(0x14), Ok(Placement::Bias(0u64.wrapping_sub(0x1000))));
+        assert_eq!(
+            Placement::of_program(true, false, Some(0x7000), &without_file(0), rnd),
+            Ok(Placement::Bias(0x7000)),
+            "--base"
+        );
+        let pie = Placement::of_program(true, true, None, &without_file(0), rnd);
+        assert_eq!(pie, Ok(Placement::Bias(pie_bias(&without_file(0), rnd))), "a PIE");
         assert_eq!(Placement::of_interpreter(true), Placement::Anywhere { align: PAGE_SIZE });
         assert_eq!(Placement::of_interpreter(false).planned_bias(), Some(0));
         assert_eq!(Placement::Anywhere { align: PAGE_SIZE }.planned_bias(), None);

@@ -127,8 +127,7 @@ pub fn launch<'b>(
     let rnd = if plan.randomize { compat::mmap_rnd(plan.random.mmap) } else { 0 };
     let has_interpreter = inspected.interpreter.is_some();
     plan.placement = compat::placement(image.relocatable, has_interpreter, options.base, extent, rnd)
-        .map_err(|reason| fail(Refusal::failure(reason)))?
-        .without_reservation(Placement::unreserved_first(image));
+        .map_err(|reason| fail(Refusal::failure(reason)))?;
     if !compat::fits(plan.placement, extent) {
         return Err(fail(Refusal::cannot_execute("a segment ends beyond the compat address space (0xffffe000)")));
     }

@@ -488,20 +488,19 @@ pub fn map_all<'b>(
     };
     // The image the kernel puts at the top of the mmap area: placed there (for the stub), or
     // mapped here where mmap put it (too large for the preloader's span, say).
-    let (item, item_image, item_bias) = match &inspected.interpreter {
-        Some(interp) if interp.image.relocatable => {
-            (Some(span(base, &Extent::of(&interp.image))), Some(&interp.image), base)
-        }
-        Some(_) => (None, None, 0),
-        None => (static_pie.then(|| span(bias, &inspected.extent)), static_pie.then_some(image), bias),
+    let item_image = match &inspected.interpreter {
+        Some(interp) if interp.image.relocatable => Some((&interp.image, base)),
+        Some(_) => None,
+        None => static_pie.then_some((image, bias)),
     };
+    let item = item_image.map(|(image, bias)| span(bias, &Extent::of(image)));
     // The vDSO goes where the kernel's get_unmapped_area would put it after that image: when the
     // image is at the top, below it; otherwise only at the very top, in the preloader's span
     // (free once the stub has unmapped it), where the kernel puts it too when the image leaves
     // room above itself (a static-pie aligned to 2 MiB).
     let vdso = match (plan.stage2.move_vdso, plan.stage2.vdso) {
         (true, Vdso::Below { start, text, end }) => {
-            let phdrs = item_image.map_or(&[][..], |image| image.phdrs);
+            let (phdrs, item_bias) = item_image.map_or((&[][..], 0), |(image, bias)| (image.phdrs, bias));
             let at = vdso_block_start(top, item, phdrs, item_bias, end - start);
             (plan.stage2.top.is_some() || item.is_none() || at + (end - start) == top).then(|| MovedVdso {
                 old_start: start,

@@ -117,9 +117,9 @@ pub fn point_at_program(
 }
 
 /// For --verbose, and in a new user namespace (`userns::check_exe`): try PR_SET_MM_MAP once
-/// here, while the preloader is mapped, to tell what the stub's will do: `stepped_aside` when the stub runs from its own page (the preloader's image
-/// then unmapped, so the kernel's EBUSY is no answer). With the capability the stub will have,
-/// raised for this try alone.
+/// here, while the preloader is mapped, to tell what the stub's will do: `stepped_aside` when
+/// the stub runs from its own page (the preloader's image then unmapped, so the kernel's EBUSY
+/// is no answer). With the capability the stub will have, raised for this try alone.
 pub fn probe(
     handoff: &mut Handoff,
     stack: &Built,

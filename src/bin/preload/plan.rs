@@ -93,8 +93,7 @@ pub fn plan<'b>(
     let has_interpreter = inspected.interpreter.is_some();
     let placement =
         Placement::of_program(image.relocatable, has_interpreter, request.options.base, &inspected.extent, rnd)
-            .map_err(|reason| fail(Refusal::failure(reason)))?
-            .without_reservation(Placement::unreserved_first(image));
+            .map_err(|reason| fail(Refusal::failure(reason)))?;
     let mut reserved = request.options.reserve;
     if let Some(list) = request.stack.getenv(b"PRELOAD_RESERVE") {
         reserved.extend_from_list(list).map_err(|reason| Error::at(b"PRELOAD_RESERVE", Refusal::failure(reason)))?;
